@@ -1,0 +1,1 @@
+#include "xbb/loader_entry.hpp"

@@ -1,0 +1,1 @@
+#include "xbb/pe.hpp"

@@ -1,0 +1,1 @@
+#include "xbb/xen_config.hpp"
