@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""Boots an ESP folder under QEMU and judges the serial log.
+
+The recipe is the one measured in docs/boot-test.md: OVMF firmware, QEMU's
+TCG emulation, systemd-boot as the removable-media loader, Xen, a Debian
+kernel as dom0 and a tiny busybox initrd whose /init prints what systemd-boot
+and the kernel were told, then a unique marker, and powers off.
+
+Library (used by test_boot.py) and command line (for trying layouts by hand):
+
+    boot.py initrd OUT.cpio.gz [--marker TEXT]
+    boot.py image TREE OUT.img
+    boot.py boot TREE [--timeout SECONDS] [--log FILE]
+
+Only Python's standard library and the Debian packages named in the recipe
+are used. Real inputs come from $XBB_DEPS_DIR (the folder .ci/setup fills).
+"""
+
+import argparse
+import dataclasses
+import gzip
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+# systemd-boot's vendor GUID: it records the entry it started in the EFI
+# variable LoaderEntrySelected under this GUID.
+LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"
+
+# Xen parameters that put Xen and dom0 on the serial port and keep dom0 small,
+# and dom0 parameters that send its console to Xen's (boot-test.md).
+XEN_PARAMS = ["console=com1", "com1=115200,8n1", "dom0_mem=512M,max:512M", "dom0_max_vcpus=1"]
+DOM0_PARAMS = ["console=hvc0", "earlyprintk=xen"]
+
+# The first of these in the serial log ends the boot as a failure
+# (boot-test.md, "Judging a boot"). QEMU's exit code alone proves nothing.
+FAILURE_PATTERNS = [
+    re.compile(p)
+    for p in (
+        r"Open failed for",
+        r"Seek failed for",
+        r"No configuration file found",
+        r"Configuration file not found",
+        r"No initial domain kernel specified",
+        r"Reboot Into Firmware Interface",
+        r"Panic on CPU",
+        r"Dom0 crashed",
+        r"Kernel panic",
+        r"Failed to (load|start)",
+    )
+]
+
+# A last resort: failures show in the log within seconds. A loaded machine
+# (two boots in parallel beside a build) needs several times the ~20 s an idle
+# one takes.
+DEFAULT_TIMEOUT = 240.0
+IMAGE_MIN_KIB = 65536
+TAIL_LINES = 60
+
+ANSI_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[A-Za-z]|[()][A-Za-z0-9]|[=>c])")
+
+
+class BootError(AssertionError):
+    """A boot that did not show what was expected; the message ends with the
+    tail of the serial log."""
+
+
+# ---------------------------------------------------------------------------
+# Real inputs
+
+
+def deps_dir() -> Path:
+    value = os.environ.get("XBB_DEPS_DIR")
+    if not value:
+        raise RuntimeError("XBB_DEPS_DIR is not set (the folder .ci/setup unpacks packages into)")
+    path = Path(value)
+    if not path.is_dir():
+        raise RuntimeError(f"XBB_DEPS_DIR={path}: no such folder")
+    return path
+
+
+def require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise RuntimeError(f"{path}: missing (run .ci/setup)")
+    return path
+
+
+def busybox() -> Path:
+    return require_file(deps_dir() / "busybox-static/bin/busybox")
+
+
+def systemd_boot() -> Path:
+    return require_file(deps_dir() / "systemd-boot-efi/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+
+
+def xen_efi(version: str = "4.17") -> Path:
+    return require_file(deps_dir() / f"xen-hypervisor-{version}-amd64/boot/xen-{version}-amd64.efi")
+
+
+def kernel() -> Path:
+    found = sorted((deps_dir() / "linux-image/boot").glob("vmlinuz-*"))
+    if len(found) != 1:
+        raise RuntimeError(f"{deps_dir() / 'linux-image/boot'}: expected one vmlinuz-*, found {len(found)}")
+    return found[0]
+
+
+def efivarfs_module(kernel_path: Path) -> Path:
+    """The efivarfs module from the kernel's own package: /init mounts efivarfs
+    to read which entry systemd-boot started."""
+    release = kernel_path.name.removeprefix("vmlinuz-")
+    package = kernel_path.resolve().parent.parent
+    return require_file(package / f"lib/modules/{release}/kernel/fs/efivarfs/efivarfs.ko")
+
+
+# ---------------------------------------------------------------------------
+# initrd: a newc cpio archive, written here so that /dev/console needs no root
+
+
+class _Cpio:
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.inode = 1
+
+    def _entry(self, name: str, mode: int, body: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        encoded = name.encode() + b"\0"
+        fields = [
+            self.inode, mode, 0, 0, 1, 0, len(body),
+            0, 0, rdev[0], rdev[1], len(encoded), 0,
+        ]
+        self.inode += 1
+        self.data += b"070701" + b"".join(b"%08X" % f for f in fields)
+        self.data += encoded
+        self._pad()
+        self.data += body
+        self._pad()
+
+    def _pad(self) -> None:
+        self.data += b"\0" * (-len(self.data) % 4)
+
+    def directory(self, name: str) -> None:
+        self._entry(name, 0o040755)
+
+    def file(self, name: str, body: bytes, executable: bool = False) -> None:
+        self._entry(name, 0o100755 if executable else 0o100644, body)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._entry(name, 0o120777, target.encode())
+
+    def char_device(self, name: str, major: int, minor: int) -> None:
+        self._entry(name, 0o020600, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0)
+        return bytes(self.data)
+
+
+INIT_SCRIPT = """#!/bin/sh
+/bin/busybox mkdir -p /proc /sys
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox insmod /lib/efivarfs.ko
+/bin/busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars
+var=/sys/firmware/efi/efivars/LoaderEntrySelected-{guid}
+if [ -e "$var" ]; then
+  entry=$(/bin/busybox tail -c +5 "$var" | /bin/busybox tr -d '\\000')
+else
+  entry=-
+fi
+echo "XBB-ENTRY <$entry>"
+echo "XBB-CMDLINE <$(/bin/busybox cat /proc/cmdline)>"
+echo "{marker}"
+/bin/busybox poweroff -f
+"""
+
+
+def new_marker() -> str:
+    return f"XBB-BOOT-OK {secrets.token_hex(8)}"
+
+
+def build_initrd(dest: Path, marker: str, kernel_path: Path | None = None) -> Path:
+    """Writes a gzip'd newc initrd whose /init prints the selected systemd-boot
+    entry, the kernel command line and then `marker`, and powers off."""
+    kernel_path = kernel_path or kernel()
+    archive = _Cpio()
+    for folder in ("bin", "dev", "lib", "proc", "sys"):
+        archive.directory(folder)
+    archive.file("bin/busybox", busybox().read_bytes(), executable=True)
+    archive.symlink("bin/sh", "busybox")
+    archive.char_device("dev/console", 5, 1)
+    archive.file("lib/efivarfs.ko", efivarfs_module(kernel_path).read_bytes())
+    archive.file("init", INIT_SCRIPT.format(guid=LOADER_GUID, marker=marker).encode(), executable=True)
+    dest.write_bytes(gzip.compress(archive.finish(), compresslevel=6, mtime=0))
+    return dest
+
+
+# ---------------------------------------------------------------------------
+# ESP
+
+
+def install_systemd_boot(tree: Path) -> Path:
+    """Puts systemd-boot where firmware looks on removable media."""
+    dest = tree / "EFI/BOOT/BOOTX64.EFI"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(systemd_boot(), dest)
+    return dest
+
+
+def set_loader_option(tree: Path, key: str, value: str | None) -> None:
+    """Sets (or, with value None, removes) one `key value` line of
+    loader/loader.conf, keeping every other line."""
+    conf = tree / "loader/loader.conf"
+    lines = conf.read_text().splitlines() if conf.exists() else []
+    kept = [line for line in lines if line.split(maxsplit=1)[:1] != [key]]
+    if value is not None:
+        kept.append(f"{key} {value}")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("".join(line + "\n" for line in kept))
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if not found:
+        raise RuntimeError(f"{name}: not installed")
+    return found
+
+
+def _tree_kib(tree: Path) -> int:
+    total = 0
+    for path in tree.rglob("*"):
+        if path.is_file():
+            total += (path.stat().st_size + 4095) // 4096 * 4
+    return total
+
+
+def _run(argv: list[str], **kwargs) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def make_image(tree: Path, image: Path) -> Path:
+    """Builds a FAT image (no partition table) holding `tree`. 64 MiB, or
+    more when the tree needs it (several Xen 4.20 images do)."""
+    size_kib = max(IMAGE_MIN_KIB, _tree_kib(tree) * 5 // 4 + 8192)
+    image.unlink(missing_ok=True)
+    _run([_tool("mkfs.vfat"), "-C", "-n", "ESP", str(image), str(size_kib)])
+    members = sorted(str(p) for p in tree.iterdir())
+    if members:
+        env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+        _run([_tool("mcopy"), "-s", "-i", str(image), *members, "::/"], env=env)
+    return image
+
+
+# ---------------------------------------------------------------------------
+# QEMU
+
+
+@dataclasses.dataclass
+class BootResult:
+    marker: str
+    outcome: str  # "marker", "failure: <pattern>", "timeout" or "qemu exited <code>"
+    log: str  # everything QEMU wrote to the serial port, as received
+    seconds: float
+
+    @property
+    def booted(self) -> bool:
+        return self.outcome == "marker"
+
+    @property
+    def text(self) -> str:
+        return clean(self.log)
+
+
+def clean(log: str) -> str:
+    """The serial log without terminal escapes and carriage returns."""
+    return ANSI_ESCAPE.sub("", log).replace("\r", "")
+
+
+def qemu_command(image: Path, vars_copy: Path) -> list[str]:
+    return [
+        _tool("qemu-system-x86_64"),
+        "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "2048",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+        "-drive", f"format=raw,file={image}",
+        "-display", "none", "-vga", "none", "-monitor", "none",
+        "-serial", "stdio", "-net", "none", "-no-reboot",
+    ]
+
+
+def _first_failure(text: str) -> str | None:
+    hits = [(m.start(), p.pattern) for p in FAILURE_PATTERNS if (m := p.search(text))]
+    return min(hits)[1] if hits else None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None) -> BootResult:
+    """Boots `image` and watches the serial port until the marker appears, a
+    failure pattern appears, QEMU exits, or `timeout` seconds pass; QEMU is
+    stopped in every case. The log is also written to `log_file` as it comes."""
+    start = time.monotonic()
+    received = bytearray()
+    outcome = None
+    with tempfile.TemporaryDirectory(prefix="xbb-ovmf-") as scratch:
+        vars_copy = Path(scratch) / "OVMF_VARS_4M.fd"
+        shutil.copyfile(OVMF_VARS, vars_copy)
+        sink = open(log_file, "wb") if log_file else None
+        proc = subprocess.Popen(
+            qemu_command(image, vars_copy),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        try:
+            fd = proc.stdout.fileno()
+            while outcome is None:
+                left = timeout - (time.monotonic() - start)
+                if left <= 0:
+                    outcome = "timeout"
+                    break
+                ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+                if not ready:
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    outcome = f"qemu exited {proc.wait()}"
+                    break
+                received += chunk
+                if sink:
+                    sink.write(chunk)
+                    sink.flush()
+                text = clean(received.decode("utf-8", "replace"))
+                if marker in text:
+                    outcome = "marker"
+                elif failure := _first_failure(text):
+                    outcome = f"failure: {failure}"
+        finally:
+            _stop(proc)
+            proc.stdout.close()
+            if sink:
+                sink.close()
+    return BootResult(marker, outcome, received.decode("utf-8", "replace"), time.monotonic() - start)
+
+
+def boot_tree(tree: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None,
+              work: Path | None = None) -> BootResult:
+    """Installs systemd-boot into the ESP folder `tree`, builds its FAT image
+    (beside the tree, or in `work`) and boots it."""
+    install_systemd_boot(tree)
+    image = (work or tree.parent) / f"{tree.name}.img"
+    make_image(tree, image)
+    try:
+        return run_qemu(image, marker, timeout, log_file)
+    finally:
+        image.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# Judging
+
+
+def tail(log: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(clean(log).splitlines()[-lines:])
+
+
+def _fail(result: BootResult, why: str) -> None:
+    raise BootError(
+        f"{why}\nboot outcome: {result.outcome} after {result.seconds:.1f} s\n"
+        f"--- last {TAIL_LINES} lines of the serial log ---\n{tail(result.log)}"
+    )
+
+
+def _line_after(text: str, pattern: str) -> str | None:
+    found = re.search(pattern + r"(.*)", text)
+    return found.group(1).strip() if found else None
+
+
+def selected_entry(text: str) -> str | None:
+    """The entry id systemd-boot recorded in LoaderEntrySelected, as /init
+    printed it ("-" when the variable was absent)."""
+    found = re.search(r"XBB-ENTRY <([^>]*)>", text)
+    return found.group(1) if found else None
+
+
+def xen_command_line(text: str) -> str | None:
+    return _line_after(text, r"\(XEN\) Command line: ")
+
+
+def dom0_command_line(text: str) -> str | None:
+    return _line_after(text, r"Kernel command line: ")
+
+
+def xen_version(text: str) -> str | None:
+    found = re.search(r"Xen (\S+) \(c/s[^)]*\) EFI loader", text)
+    return found.group(1) if found else None
+
+
+def assert_booted(result: BootResult, expect_entry: str | None = None,
+                  expect_xen_cmdline_contains: list[str] = (),
+                  expect_dom0_cmdline_contains: list[str] = (),
+                  expect_builtin_config: bool = True) -> None:
+    """Raises BootError, with the tail of the serial log, unless the boot
+    reached /init's marker and showed every expected fact:
+    - expect_entry: the entry id systemd-boot says it started
+      (LoaderEntrySelected, e.g. "xen-generation-3.conf");
+    - Xen's `(XEN) Command line:` holds every expect_xen_cmdline_contains word;
+    - dom0's `Kernel command line:` holds every expect_dom0_cmdline_contains word;
+    - expect_builtin_config: Xen read the `.config` section embedded in its image.
+    """
+    text = result.text
+    if not result.booted:
+        _fail(result, f"the boot did not reach the marker {result.marker!r}")
+    if expect_entry is not None:
+        entry = selected_entry(text)
+        if entry != expect_entry:
+            _fail(result, f"systemd-boot started entry {entry!r}, expected {expect_entry!r}")
+    if expect_builtin_config and "Using builtin config file" not in text:
+        _fail(result, "Xen did not say 'Using builtin config file'")
+    _expect_words(result, "Xen", xen_command_line(text), expect_xen_cmdline_contains)
+    _expect_words(result, "dom0", dom0_command_line(text), expect_dom0_cmdline_contains)
+
+
+def _expect_words(result: BootResult, who: str, line: str | None, words) -> None:
+    if not words:
+        return
+    if line is None:
+        _fail(result, f"no {who} command line in the serial log")
+    missing = [w for w in words if w not in line.split()]
+    if missing:
+        _fail(result, f"{who} command line {line!r} lacks {missing}")
+
+
+def assert_boot_failed(result: BootResult, expect_pattern: str | None = None) -> None:
+    """Raises BootError unless the boot failed (no marker), and, when
+    `expect_pattern` is given, failed on that failure pattern."""
+    if result.booted:
+        _fail(result, "the boot reached the marker but was expected to fail")
+    if expect_pattern is not None and result.outcome != f"failure: {expect_pattern}":
+        _fail(result, f"the boot failed as '{result.outcome}', expected 'failure: {expect_pattern}'")
+
+
+# ---------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_initrd = sub.add_parser("initrd", help="write the marker initrd")
+    p_initrd.add_argument("out", type=Path)
+    p_initrd.add_argument("--marker", default=None)
+    p_image = sub.add_parser("image", help="build a FAT image from an ESP folder")
+    p_image.add_argument("tree", type=Path)
+    p_image.add_argument("out", type=Path)
+    p_boot = sub.add_parser("boot", help="add systemd-boot to an ESP folder, build its image and boot it")
+    p_boot.add_argument("tree", type=Path)
+    p_boot.add_argument("--marker", required=True, help="the marker the tree's initrd prints")
+    p_boot.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
+    p_boot.add_argument("--log", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    if args.command == "initrd":
+        marker = args.marker or new_marker()
+        build_initrd(args.out, marker)
+        print(marker)
+    elif args.command == "image":
+        make_image(args.tree, args.out)
+    else:
+        result = boot_tree(args.tree, args.marker, args.timeout, args.log)
+        text = result.text
+        print(f"outcome: {result.outcome} ({result.seconds:.1f} s)")
+        print(f"xen: {xen_version(text)}")
+        print(f"entry: {selected_entry(text)}")
+        print(f"xen command line: {xen_command_line(text)}")
+        print(f"dom0 command line: {dom0_command_line(text)}")
+        if not result.booted:
+            print(tail(result.log))
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
