@@ -1,0 +1,55 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xbb/bootspec.hpp"
+#include "xbb/loader_entry.hpp"
+
+namespace xbb {
+
+class Esp;
+
+// One bootable NixOS system, as systemd-boot shows it: a generation, or one
+// of its specialisations, of some profile.
+struct Generation {
+  // The part after "nixos-" of the source entry's stem ("generation-42",
+  // "generation-42-specialisation-debug", "<sha256 hex>"). The Xen entry and
+  // image are named "xen-<rest>".
+  std::string rest;
+  std::optional<BootCounter> counter;  // the source entry's boot counter
+  std::string source;                  // where it was found, for messages
+  std::optional<unsigned> number;      // generation number, when known
+  LoaderEntry entry;                   // the source entry (synthesised for profiles)
+  // Host paths (under --root) of the generation's xen.efi, and of its kernel
+  // and initrd when they are to be embedded into the image (profiles source:
+  // there are no copies on the ESP to point at).
+  std::filesystem::path xen_efi;
+  bool embed_kernel = false;
+  std::filesystem::path kernel_file;
+  std::optional<std::filesystem::path> initrd_file;
+  std::optional<Bootspec> bootspec;  // absent when it could not be read
+  std::string problem;               // why bootspec is absent
+};
+
+// Where generations come from.
+enum class Source { entries, profiles };
+
+// A path as seen by the NixOS system whose store lives under `root`:
+// "/nix/store/x" with root "/mnt" is "/mnt/nix/store/x". Symlinks on the way
+// are followed with absolute targets taken relative to `root` too.
+std::filesystem::path host_path(const std::filesystem::path& root, const std::string& path);
+
+// Generations from systemd-boot's NixOS entries, loader/entries/nixos-*.conf
+// (both naming schemes), in file name order. A missing or broken bootspec
+// gives a Generation with `problem` set.
+std::vector<Generation> generations_from_entries(const Esp& esp, const std::filesystem::path& root);
+
+// Generations from the system profiles (Lanzaboote: no entries on the ESP):
+// nix/var/nix/profiles/system-<N>-link and system-profiles/<p>-<N>-link,
+// and the specialisations of each.
+std::vector<Generation> generations_from_profiles(const std::filesystem::path& root);
+
+}  // namespace xbb

@@ -1,0 +1,155 @@
+#include "xbb/builder.hpp"
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "xbb/error.hpp"
+#include "xbb/esp.hpp"
+#include "xbb/pe.hpp"
+#include "xbb/planner.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xbb {
+namespace {
+
+std::vector<std::uint8_t> read_bytes(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path.string(), "cannot open");
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Each distinct xen.efi is read and checked once; a generation whose image is
+// missing or is not a PE32+ EFI application gets no entry, with the reason.
+void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) {
+  std::map<fs::path, std::string> problems;
+  for (auto& generation : generations) {
+    if (!generation.bootspec || !generation.bootspec->xen) continue;
+    auto found = problems.find(generation.xen_efi);
+    if (found == problems.end()) {
+      std::string problem;
+      try {
+        auto bytes = read_bytes(generation.xen_efi);
+        pe::parse(bytes);
+        reporter.debug("checked " + generation.xen_efi.string() + ": PE32+, " +
+                       std::to_string(bytes.size()) + " bytes");
+      } catch (const Error& e) {
+        problem = e.what();
+      }
+      found = problems.emplace(generation.xen_efi, problem).first;
+    }
+    if (!found->second.empty()) {
+      generation.bootspec.reset();
+      generation.problem = found->second;
+    }
+  }
+}
+
+// The .config embedded in each existing Xen image, to tell what changed.
+std::map<std::string, std::string> read_image_configs(const Esp& esp, const EspState& state,
+                                                      Reporter& reporter) {
+  std::map<std::string, std::string> configs;
+  for (const auto& path : state.xen_images) {
+    try {
+      auto text = esp.read(path);
+      if (!text) continue;
+      std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text->data()),
+                                          text->size());
+      auto config = pe::section_contents(bytes, pe::parse(bytes), ".config");
+      configs[path] = std::string(config.begin(), config.end());
+    } catch (const Error& e) {
+      reporter.debug(std::string("existing image unreadable, will be replaced: ") + e.what());
+    }
+  }
+  return configs;
+}
+
+std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
+  if (options.source == Source::profiles) return generations_from_profiles(options.root);
+  return generations_from_entries(esp, options.root);
+}
+
+// Changes to report: the plan's, plus images rewritten although their entry
+// and configuration stayed the same (a new xen.efi).
+std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied) {
+  std::vector<Change> changes = plan.changes;
+  std::set<std::string> named;
+  for (const auto& change : changes) named.insert(change.name);
+  for (const auto& path : applied.written) {
+    for (const auto& image : plan.images) {
+      if (image.path != path) continue;
+      std::string stem = fs::path(path).stem().string();
+      if (named.insert(stem).second) changes.push_back({'~', stem, "xen image"});
+    }
+  }
+  return changes;
+}
+
+void report_changes(const std::vector<Change>& changes, Reporter& reporter) {
+  if (changes.empty()) {
+    reporter.info("No change");
+    return;
+  }
+  for (const auto& change : changes) reporter.change(change.kind, change.name, change.detail);
+}
+
+}  // namespace
+
+int run_build(const BuildOptions& options, Reporter& reporter) {
+  reporter.progress(options.dry_run ? "Planning Xen Project Hypervisor boot entries..."
+                                    : "Installing Xen Project Hypervisor boot entries...");
+  bool finished_line = false;
+  auto finish = [&](const std::string& word) {
+    if (!finished_line) reporter.line(word);
+    finished_line = true;
+  };
+  try {
+    reporter.debug("");
+    reporter.debug("ESP: " + options.esp.string() + ", root: " + options.root.string());
+    Esp esp(options.esp);
+    std::vector<Generation> generations = discover(options, esp);
+    reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
+    check_xen_images(generations, reporter);
+    EspState state = read_esp_state(esp);
+    auto image_configs = read_image_configs(esp, state, reporter);
+    PlanOptions plan_options;
+    plan_options.retarget_default = options.retarget_default;
+    Planned planned = make_plan(generations, state, image_configs, plan_options);
+    for (const auto& note : planned.notes) reporter.debug(note);
+
+    const Plan& plan = planned.plan;
+    std::vector<Change> changes = plan.changes;
+    if (!options.dry_run) {
+      ApplyReport applied = apply_plan(esp, plan);
+      for (const auto& path : applied.written) reporter.debug("wrote " + path);
+      for (const auto& path : applied.removed) reporter.debug("removed " + path);
+      for (const auto& warning : applied.warnings) planned.warnings.push_back(warning);
+      changes = changes_after(plan, applied);
+    } else {
+      for (const auto& file : plan.images) reporter.debug("would write (if changed) " + file.path);
+      for (const auto& file : plan.entries) reporter.debug("would write (if changed) " + file.path);
+      if (plan.loader_conf) reporter.debug("would rewrite loader/loader.conf");
+      for (const auto& path : plan.removals) reporter.debug("would remove " + path);
+    }
+    finish(plan.entries.empty() ? "none found." : "done.");
+    if (plan.entries.empty() && !reporter.at_least(Verbosity::debug)) {
+      reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
+    }
+    for (const auto& warning : planned.warnings) reporter.warning(warning);
+    report_changes(changes, reporter);
+    if (planned.default_failure) {
+      reporter.error(*planned.default_failure +
+                     ", the default boot entry, got no Xen entry (see the warning above)");
+      return 1;
+    }
+    return 0;
+  } catch (const Error& e) {
+    finish("failed.");
+    reporter.error(e.what());
+    return 1;
+  }
+}
+
+}  // namespace xbb

@@ -1,0 +1,222 @@
+#include "xbb/generation.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "xbb/error.hpp"
+#include "xbb/esp.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xbb {
+namespace {
+
+constexpr int kMaxSymlinks = 40;
+
+std::deque<std::string> split_path(const std::string& path) {
+  std::deque<std::string> parts;
+  std::string part;
+  std::istringstream in(path);
+  while (std::getline(in, part, '/')) {
+    if (!part.empty() && part != ".") parts.push_back(part);
+  }
+  return parts;
+}
+
+std::string read_host_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path.string(), "cannot open");
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw Error(path.string(), "read failed");
+  return text.str();
+}
+
+// "init=/nix/store/x-nixos-system/init" in an options line gives the
+// toplevel "/nix/store/x-nixos-system".
+std::optional<std::string> toplevel_from_options(const std::string& options) {
+  std::istringstream words(options);
+  std::string word;
+  while (words >> word) {
+    if (word.rfind("init=", 0) != 0) continue;
+    std::string init = word.substr(5);
+    auto slash = init.rfind('/');
+    if (slash == std::string::npos || slash == 0) return std::nullopt;
+    return init.substr(0, slash);
+  }
+  return std::nullopt;
+}
+
+std::optional<unsigned> number_after(const std::string& text, const std::regex& pattern) {
+  std::smatch match;
+  if (!std::regex_search(text, match, pattern)) return std::nullopt;
+  return static_cast<unsigned>(std::stoul(match[1].str()));
+}
+
+// The generation number: from a generation-named stem, else from the entry's
+// version line ("Generation 42 NixOS ...").
+std::optional<unsigned> generation_number(const std::string& rest, const LoaderEntry& entry) {
+  static const std::regex in_name("(?:^|-)generation-([0-9]{1,9})(?:-|$)");
+  static const std::regex in_version("^Generation ([0-9]{1,9})\\b");
+  if (auto n = number_after(rest, in_name)) return n;
+  if (entry.version) return number_after(*entry.version, in_version);
+  return std::nullopt;
+}
+
+// Host paths of what the bootspec names, resolved under the root.
+void resolve_files(Generation& generation, const fs::path& root) {
+  const Bootspec& spec = *generation.bootspec;
+  if (spec.xen) generation.xen_efi = host_path(root, spec.xen->efi_path);
+  generation.kernel_file = host_path(root, spec.kernel);
+  if (spec.initrd) generation.initrd_file = host_path(root, *spec.initrd);
+}
+
+void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel) {
+  try {
+    fs::path file = host_path(root, toplevel + "/boot.json");
+    generation.bootspec = parse_bootspec(read_host_file(file), file.string());
+    resolve_files(generation, root);
+  } catch (const Error& e) {
+    generation.bootspec.reset();
+    generation.problem = e.what();
+  }
+}
+
+}  // namespace
+
+fs::path host_path(const fs::path& root, const std::string& path) {
+  if (path.empty() || path.front() != '/') throw Error(path, "not an absolute path");
+  if (root.empty() || root == "/") return path;
+  std::deque<std::string> todo = split_path(path);
+  std::vector<std::string> done;
+  int links = 0;
+  auto joined = [&root](const std::vector<std::string>& parts) {
+    fs::path result = root;
+    for (const auto& part : parts) result /= part;
+    return result;
+  };
+  while (!todo.empty()) {
+    std::string part = std::move(todo.front());
+    todo.pop_front();
+    if (part == "..") {
+      if (!done.empty()) done.pop_back();
+      continue;
+    }
+    fs::path candidate = joined(done) / part;
+    std::error_code ec;
+    if (!fs::is_symlink(fs::symlink_status(candidate, ec))) {
+      done.push_back(std::move(part));
+      continue;
+    }
+    if (++links > kMaxSymlinks) throw Error(path, "too many levels of symbolic links");
+    std::string target = fs::read_symlink(candidate, ec).string();
+    if (ec) throw Error(candidate.string(), "cannot read link: " + ec.message());
+    if (!target.empty() && target.front() == '/') done.clear();
+    auto parts = split_path(target);
+    todo.insert(todo.begin(), parts.begin(), parts.end());
+  }
+  return joined(done);
+}
+
+std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path& root) {
+  std::vector<std::string> names = esp.list("loader/entries");
+  std::sort(names.begin(), names.end());
+  std::vector<Generation> generations;
+  for (const auto& name : names) {
+    auto parsed = parse_entry_name(name);
+    if (!parsed || parsed->stem.rfind("nixos-", 0) != 0) continue;
+    Generation generation;
+    generation.rest = parsed->stem.substr(6);
+    generation.counter = parsed->counter;
+    generation.source = "loader/entries/" + name;
+    try {
+      auto text = esp.read(generation.source);
+      if (!text) continue;
+      generation.entry = parse_loader_entry(*text, generation.source);
+      generation.number = generation_number(generation.rest, generation.entry);
+      auto toplevel = toplevel_from_options(generation.entry.options.value_or(""));
+      if (!toplevel) throw Error(generation.source, "options line has no init=<toplevel>/init");
+      load_bootspec(generation, root, *toplevel);
+    } catch (const Error& e) {
+      generation.problem = e.what();
+    }
+    generations.push_back(std::move(generation));
+  }
+  return generations;
+}
+
+namespace {
+
+// One profile link and its specialisations, with entries made up the way
+// systemd-boot's NixOS installer would title them.
+void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
+                            const std::string& profile, unsigned number,
+                            const std::string& link) {
+  Generation generation;
+  generation.rest = (profile.empty() ? "" : profile + "-") + "generation-" + std::to_string(number);
+  generation.source = link;
+  generation.number = number;
+  generation.embed_kernel = true;
+  std::string title = "NixOS" + (profile.empty() ? std::string() : " [" + profile + "]");
+  try {
+    fs::path file = host_path(root, link + "/boot.json");
+    generation.bootspec = parse_bootspec(read_host_file(file), file.string());
+  } catch (const Error& e) {
+    generation.problem = e.what();
+  }
+  auto describe = [&](Generation& g, const std::string& entry_title) {
+    g.entry.title = entry_title;
+    if (!g.bootspec) return;
+    g.entry.version = "Generation " + std::to_string(number) + " " + g.bootspec->label;
+    g.entry.sort_key = g.bootspec->sort_key;
+    try {
+      resolve_files(g, root);
+    } catch (const Error& e) {
+      g.bootspec.reset();
+      g.problem = e.what();
+    }
+  };
+  std::vector<std::pair<std::string, Bootspec>> specialisations;
+  if (generation.bootspec) specialisations = generation.bootspec->specialisations;
+  describe(generation, title);
+  out.push_back(generation);
+  for (auto& [name, spec] : specialisations) {
+    Generation child = generation;
+    child.rest += "-specialisation-" + name;
+    child.bootspec = spec;
+    child.problem.clear();
+    describe(child, title + " (" + name + ")");
+    out.push_back(std::move(child));
+  }
+}
+
+}  // namespace
+
+std::vector<Generation> generations_from_profiles(const fs::path& root) {
+  static const std::regex system_link("system-([0-9]{1,9})-link");
+  static const std::regex profile_link("([A-Za-z0-9_.+-]+)-([0-9]{1,9})-link");
+  std::vector<Generation> generations;
+  auto scan = [&](const std::string& dir, bool profiles) {
+    std::error_code ec;
+    fs::path host = host_path(root, dir);
+    std::vector<std::string> names;
+    for (const auto& item : fs::directory_iterator(host, ec)) names.push_back(item.path().filename());
+    std::sort(names.begin(), names.end());
+    for (const auto& name : names) {
+      std::smatch m;
+      if (!profiles && std::regex_match(name, m, system_link)) {
+        add_profile_generation(generations, root, "", std::stoul(m[1]), dir + "/" + name);
+      } else if (profiles && std::regex_match(name, m, profile_link)) {
+        add_profile_generation(generations, root, m[1], std::stoul(m[2]), dir + "/" + name);
+      }
+    }
+  };
+  scan("/nix/var/nix/profiles", false);
+  scan("/nix/var/nix/profiles/system-profiles", true);
+  return generations;
+}
+
+}  // namespace xbb
