@@ -65,6 +65,8 @@ FAILURE_PATTERNS = [
 # (two boots in parallel beside a build) needs several times the ~20 s an idle
 # one takes.
 DEFAULT_TIMEOUT = 240.0
+# How long the log is read on after a failure pattern, for the rest of the message.
+FAILURE_CONTEXT_SECONDS = 2.0
 IMAGE_MIN_KIB = 65536
 TAIL_LINES = 60
 
@@ -319,10 +321,14 @@ def _stop(proc: subprocess.Popen) -> None:
 def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None) -> BootResult:
     """Boots `image` and watches the serial port until the marker appears, a
     failure pattern appears, QEMU exits, or `timeout` seconds pass; QEMU is
-    stopped in every case. The log is also written to `log_file` as it comes."""
+    stopped in every case. After a failure pattern the log is read on for a
+    moment so that it holds the whole failure message. The log is also
+    written to `log_file` as it comes."""
     start = time.monotonic()
+    deadline = start + timeout
     received = bytearray()
     outcome = None
+    seconds = None
     with tempfile.TemporaryDirectory(prefix="xbb-ovmf-") as scratch:
         vars_copy = Path(scratch) / "OVMF_VARS_4M.fd"
         shutil.copyfile(OVMF_VARS, vars_copy)
@@ -333,33 +339,40 @@ def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_fil
         )
         try:
             fd = proc.stdout.fileno()
-            while outcome is None:
-                left = timeout - (time.monotonic() - start)
+            while outcome != "marker":
+                left = deadline - time.monotonic()
                 if left <= 0:
-                    outcome = "timeout"
                     break
                 ready, _, _ = select.select([fd], [], [], min(left, 1.0))
                 if not ready:
                     continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
-                    outcome = f"qemu exited {proc.wait()}"
+                    outcome = outcome or f"qemu exited {proc.wait()}"
                     break
                 received += chunk
                 if sink:
                     sink.write(chunk)
                     sink.flush()
-                text = clean(received.decode("utf-8", "replace"))
-                if marker in text:
-                    outcome = "marker"
-                elif failure := _first_failure(text):
-                    outcome = f"failure: {failure}"
+                if outcome is None:
+                    text = clean(received.decode("utf-8", "replace"))
+                    if marker in text:
+                        outcome = "marker"
+                    elif failure := _first_failure(text):
+                        outcome = f"failure: {failure}"
+                        deadline = min(deadline, time.monotonic() + FAILURE_CONTEXT_SECONDS)
+                    if outcome:
+                        seconds = time.monotonic() - start
         finally:
             _stop(proc)
             proc.stdout.close()
             if sink:
                 sink.close()
-    return BootResult(marker, outcome, received.decode("utf-8", "replace"), time.monotonic() - start)
+    if outcome is None:
+        outcome = "timeout"
+    if seconds is None:
+        seconds = time.monotonic() - start
+    return BootResult(marker, outcome, received.decode("utf-8", "replace"), seconds)
 
 
 def boot_tree(tree: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None,

@@ -191,7 +191,9 @@ class BootTest(unittest.TestCase):
         kernel = self.esp / kernel_name.lstrip("\\").replace("\\", "/")
         self.assertTrue(kernel.is_file(), f"{kernel}: the kernel .config names is not on the ESP")
         kernel.unlink()
-        boot.assert_boot_failed(self.boot_esp(), "Open failed for")
+        result = self.boot_esp()
+        boot.assert_boot_failed(result, "Open failed for")
+        self.assertIn(f"Open failed for {kernel_name}", result.text)
 
 
 class HarnessTest(unittest.TestCase):
