@@ -119,7 +119,8 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
   for (const SyntheticSection& section : sections) {
     const auto raw = static_cast<std::uint32_t>(round_up(section.data.size(), spec.file_alignment));
     if (section.characteristics & 0x20) code += raw;
-    if (section.characteristics & 0x40) initialized += raw;
+    // Like GNU ld: debug sections are not loaded, so they do not count.
+    if ((section.characteristics & 0x40) && section.name.rfind(".debug", 0) != 0) initialized += raw;
     if (section.characteristics & 0x80) uninitialized += section.virtual_size;
   }
 
