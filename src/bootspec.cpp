@@ -1,1 +1,220 @@
 #include "xbb/bootspec.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "xbb/error.hpp"
+
+namespace xbb {
+namespace {
+
+// ordered_json keeps the document's key order (specialisations are listed in it).
+using Json = nlohmann::ordered_json;
+
+constexpr const char* kBootspecV1 = "org.nixos.bootspec.v1";
+constexpr const char* kSpecialisationV1 = "org.nixos.specialisation.v1";
+constexpr const char* kSystemdBoot = "org.nixos.systemd-boot";
+constexpr const char* kXenV1 = "org.xenproject.bootspec.v1";
+constexpr const char* kXenV2 = "org.xenproject.bootspec.v2";
+
+// What is wrong with a string that must fit on one line of a generated file,
+// or nullopt when nothing is.
+std::optional<std::string> line_breaking_character(const std::string& text) {
+  if (text.find('\n') != std::string::npos) return "contains a newline";
+  if (text.find('\r') != std::string::npos) return "contains a carriage return";
+  if (text.find('\0') != std::string::npos) return "contains a NUL byte";
+  return std::nullopt;
+}
+
+// What is wrong with a store path, or nullopt when nothing is.
+std::optional<std::string> store_path_problem(const std::string& path) {
+  if (path.empty() || path.front() != '/') return "must be an absolute path";
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    std::string_view component(path.data() + start, end - start);
+    if (component == "." || component == "..") return "must not have a '.' or '..' component";
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+// A name as it appears in a field path: as is, or JSON-quoted when it holds a
+// character that would break the one-line message.
+std::string printable_name(const std::string& name) {
+  if (!line_breaking_character(name)) return name;
+  return Json(name).dump();
+}
+
+// One JSON object of the document, with the field path that leads to it.
+// Every read checks type and content and throws an Error naming the field.
+class Object {
+ public:
+  Object(const Json& json, std::string path, const std::string& origin)
+      : json_(json), path_(std::move(path)), origin_(origin) {
+    if (!json_.is_object()) {
+      throw Error(origin_, path_.empty() ? "must be a JSON object" : path_ + ": must be an object");
+    }
+  }
+
+  bool has(const std::string& key) const { return json_.contains(key); }
+
+  Object object(const std::string& key) const {
+    return Object(required(key), field(key), origin_);
+  }
+
+  std::optional<Object> optional_object(const std::string& key) const {
+    if (!has(key)) return std::nullopt;
+    return object(key);
+  }
+
+  std::string string(const std::string& key) const {
+    return checked_string(required(key), field(key));
+  }
+
+  std::optional<std::string> optional_string(const std::string& key) const {
+    if (!has(key)) return std::nullopt;
+    return string(key);
+  }
+
+  std::string store_path(const std::string& key) const {
+    std::string path = string(key);
+    if (auto problem = store_path_problem(path)) fail(field(key), *problem);
+    return path;
+  }
+
+  std::optional<std::string> optional_store_path(const std::string& key) const {
+    if (!has(key)) return std::nullopt;
+    return store_path(key);
+  }
+
+  std::vector<std::string> strings(const std::string& key) const {
+    const Json& array = required(key);
+    if (!array.is_array()) fail(field(key), "must be an array of strings");
+    std::vector<std::string> result;
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      result.push_back(checked_string(array[i], field(key) + "[" + std::to_string(i) + "]"));
+    }
+    return result;
+  }
+
+  // The members, in document order.
+  const Json& json() const { return json_; }
+  // The path of a member, e.g. `org.xenproject.bootspec.v2.params`.
+  std::string field(const std::string& key) const {
+    return path_.empty() ? printable_name(key) : path_ + "." + printable_name(key);
+  }
+  const std::string& origin() const { return origin_; }
+
+ private:
+  [[noreturn]] void fail(const std::string& field_path, const std::string& what) const {
+    throw Error(origin_, field_path + ": " + what);
+  }
+
+  const Json& required(const std::string& key) const {
+    auto it = json_.find(key);
+    if (it == json_.end()) fail(field(key), "missing");
+    return *it;
+  }
+
+  std::string checked_string(const Json& value, const std::string& field_path) const {
+    if (!value.is_string()) fail(field_path, "must be a string");
+    std::string text = value.get<std::string>();
+    if (auto problem = line_breaking_character(text)) fail(field_path, *problem);
+    return text;
+  }
+
+  const Json& json_;
+  std::string path_;
+  const std::string& origin_;
+};
+
+void read_core(const Object& core, Bootspec& spec) {
+  spec.system = core.string("system");
+  spec.init = core.store_path("init");
+  spec.kernel = core.store_path("kernel");
+  spec.kernel_params = core.strings("kernelParams");
+  spec.label = core.string("label");
+  spec.toplevel = core.store_path("toplevel");
+  spec.initrd = core.optional_store_path("initrd");
+  spec.initrd_secrets = core.optional_store_path("initrdSecrets");
+}
+
+void read_systemd_boot(const Object& systemd_boot, Bootspec& spec) {
+  spec.sort_key = systemd_boot.optional_string("sortKey");
+  spec.devicetree = systemd_boot.optional_store_path("devicetree");
+}
+
+XenExtension read_xen_v2(const Object& v2) {
+  XenExtension xen;
+  xen.schema = 2;
+  xen.efi_path = v2.store_path("efiPath");
+  xen.params = v2.strings("params");
+  xen.multiboot_path = v2.optional_store_path("multibootPath");
+  xen.version = v2.optional_string("version");
+  return xen;
+}
+
+XenExtension read_xen_v1(const Object& v1) {
+  XenExtension xen;
+  xen.schema = 1;
+  xen.efi_path = v1.has("xen") ? v1.store_path("xen") : v1.store_path("efiPath");
+  xen.params = v1.strings("xenParams");
+  return xen;
+}
+
+// v2 when present (v1 is then not read at all), else v1, else no Xen.
+std::optional<XenExtension> read_xen(const Object& document) {
+  if (auto v2 = document.optional_object(kXenV2)) return read_xen_v2(*v2);
+  if (auto v1 = document.optional_object(kXenV1)) return read_xen_v1(*v1);
+  return std::nullopt;
+}
+
+// Reads one document; its specialisations only when `with_specialisations`.
+Bootspec read_document(const Object& document, bool with_specialisations);
+
+// Reads each specialisation as a document of its own. One that fails is
+// recorded in broken_specialisations and does not fail its parent.
+void read_specialisations(const Object& specialisations, Bootspec& spec) {
+  for (const auto& [name, json] : specialisations.json().items()) {
+    std::string field = specialisations.field(name);
+    try {
+      if (auto problem = line_breaking_character(name)) {
+        throw Error(specialisations.origin(), field + ": name " + *problem);
+      }
+      Object document(json, field, specialisations.origin());
+      spec.specialisations.emplace_back(name, read_document(document, false));
+    } catch (const Error& error) {
+      spec.broken_specialisations.emplace_back(printable_name(name), error.what());
+    }
+  }
+}
+
+Bootspec read_document(const Object& document, bool with_specialisations) {
+  Bootspec spec;
+  read_core(document.object(kBootspecV1), spec);
+  if (auto systemd_boot = document.optional_object(kSystemdBoot)) {
+    read_systemd_boot(*systemd_boot, spec);
+  }
+  spec.xen = read_xen(document);
+  if (with_specialisations) {
+    if (auto specialisations = document.optional_object(kSpecialisationV1)) {
+      read_specialisations(*specialisations, spec);
+    }
+  }
+  return spec;
+}
+
+}  // namespace
+
+Bootspec parse_bootspec(std::string_view json_text, const std::string& origin) {
+  Json json;
+  try {
+    json = Json::parse(json_text);
+  } catch (const Json::parse_error& error) {
+    throw Error(origin, std::string("invalid JSON: ") + error.what());
+  }
+  return read_document(Object(json, "", origin), true);
+}
+
+}  // namespace xbb

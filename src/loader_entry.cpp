@@ -1,1 +1,171 @@
 #include "xbb/loader_entry.hpp"
+
+#include <charconv>
+
+#include "xbb/error.hpp"
+
+namespace xbb {
+namespace {
+
+constexpr std::string_view kSuffix = ".conf";
+constexpr std::size_t kMaxFileNameLength = 255;
+
+bool is_file_name_character(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '_' || c == '.' || c == '-';
+}
+
+bool is_key_character(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+bool is_blank(char c) { return c == ' ' || c == '\t'; }
+
+// A number of a boot counter: one or more digits that fit an unsigned.
+std::optional<unsigned> parse_count(std::string_view digits) {
+  if (digits.empty()) return std::nullopt;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  unsigned value = 0;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return value;
+}
+
+// The counter written after the last '+' ("3" or "3-1"), or nullopt.
+std::optional<BootCounter> parse_counter(std::string_view text) {
+  std::size_t dash = text.find('-');
+  BootCounter counter;
+  auto left = parse_count(text.substr(0, dash));
+  if (!left) return std::nullopt;
+  counter.left = *left;
+  counter.left_width = static_cast<unsigned>(text.substr(0, dash).size());
+  if (dash != std::string_view::npos) {
+    auto done = parse_count(text.substr(dash + 1));
+    if (!done) return std::nullopt;
+    counter.done = *done;
+    counter.done_width = static_cast<unsigned>(text.size() - dash - 1);
+  }
+  return counter;
+}
+
+std::string padded(unsigned value, unsigned width) {
+  std::string digits = std::to_string(value);
+  if (digits.size() < width) digits.insert(0, width - digits.size(), '0');
+  return digits;
+}
+
+// Text split into lines at LF; a CR before the LF is dropped. `number` is 1-based.
+struct Line {
+  std::size_t number;
+  std::string_view text;
+};
+
+std::vector<Line> split_lines(std::string_view text, const std::string& origin) {
+  std::vector<Line> lines;
+  std::size_t start = 0;
+  std::size_t number = 1;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    std::string where = "line " + std::to_string(number);
+    if (line.find('\0') != std::string_view::npos) throw Error(origin, where + ": contains a NUL byte");
+    if (line.find('\r') != std::string_view::npos) {
+      throw Error(origin, where + ": contains a carriage return inside the line");
+    }
+    lines.push_back({number, line});
+    start = end + 1;
+    ++number;
+  }
+  return lines;
+}
+
+std::string_view trim_blanks(std::string_view text) {
+  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
+  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+void set_value(LoaderEntry& entry, std::string_view key, std::string_view value) {
+  std::string text(value);
+  if (key == "title") entry.title = text;
+  else if (key == "version") entry.version = text;
+  else if (key == "machine-id") entry.machine_id = text;
+  else if (key == "sort-key") entry.sort_key = text;
+  else if (key == "linux") entry.kernel = text;
+  else if (key == "initrd") entry.initrds.push_back(text);
+  else if (key == "options") entry.options = entry.options ? *entry.options + " " + text : text;
+  else if (key == "devicetree") entry.devicetree = text;
+  else if (key == "efi") entry.efi = text;
+}
+
+void render_line(std::string& out, std::string_view key, const std::optional<std::string>& value) {
+  if (!value || value->empty()) return;
+  const char* problem = nullptr;
+  if (value->find('\n') != std::string::npos) problem = "contains a newline";
+  else if (value->find('\r') != std::string::npos) problem = "contains a carriage return";
+  else if (value->find('\0') != std::string::npos) problem = "contains a NUL byte";
+  if (problem) throw Error("loader entry", std::string(key) + ": " + problem);
+  out.append(key).append(" ").append(*value).append("\n");
+}
+
+}  // namespace
+
+std::string EntryName::filename() const {
+  std::string name = stem;
+  if (counter) {
+    name += "+" + padded(counter->left, counter->left_width);
+    if (counter->done) name += "-" + padded(*counter->done, counter->done_width);
+  }
+  return name + std::string(kSuffix);
+}
+
+std::optional<EntryName> parse_entry_name(std::string_view filename) {
+  if (filename.size() > kMaxFileNameLength || !filename.ends_with(kSuffix)) return std::nullopt;
+  for (char c : filename) {
+    if (!is_file_name_character(c)) return std::nullopt;
+  }
+  std::string_view base = filename.substr(0, filename.size() - kSuffix.size());
+  EntryName name;
+  std::size_t plus = base.rfind('+');
+  if (plus != std::string_view::npos) name.counter = parse_counter(base.substr(plus + 1));
+  name.stem = std::string(name.counter ? base.substr(0, plus) : base);
+  if (name.stem.empty()) return std::nullopt;
+  return name;
+}
+
+LoaderEntry parse_loader_entry(std::string_view text, const std::string& origin) {
+  LoaderEntry entry;
+  for (const Line& line : split_lines(text, origin)) {
+    std::string_view content = trim_blanks(line.text);
+    if (content.empty() || content.front() == '#') continue;
+    std::size_t key_end = 0;
+    while (key_end < content.size() && !is_blank(content[key_end])) ++key_end;
+    std::string_view key = content.substr(0, key_end);
+    for (char c : key) {
+      if (!is_key_character(c)) {
+        throw Error(origin, "line " + std::to_string(line.number) + ": does not start with a key");
+      }
+    }
+    std::string_view value = trim_blanks(content.substr(key_end));
+    if (!value.empty()) set_value(entry, key, value);
+  }
+  return entry;
+}
+
+std::string render_loader_entry(const LoaderEntry& entry) {
+  std::string out;
+  render_line(out, "title", entry.title);
+  render_line(out, "version", entry.version);
+  render_line(out, "efi", entry.efi);
+  render_line(out, "options", entry.options);
+  render_line(out, "machine-id", entry.machine_id);
+  render_line(out, "sort-key", entry.sort_key);
+  return out;
+}
+
+}  // namespace xbb

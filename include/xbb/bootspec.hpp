@@ -33,15 +33,34 @@ struct Bootspec {
   std::optional<std::string> devicetree;
   // org.xenproject.bootspec.v2 / v1; absent when the generation has no Xen
   std::optional<XenExtension> xen;
-  // org.nixos.specialisation.v1, in the document's key order
+  // org.nixos.specialisation.v1, in the document's key order. A missing key
+  // counts as {}. The specialisations of a specialisation are not read (the
+  // RFC leaves nesting undefined); each entry's own `specialisations` and
+  // `broken_specialisations` are therefore always empty.
   std::vector<std::pair<std::string, Bootspec>> specialisations;
+  // Specialisations that failed to parse, in the document's key order: name
+  // -> the full one-line message of the Error (origin and field path, e.g.
+  // `.../boot.json: org.nixos.specialisation.v1.debug.org.nixos.bootspec.v1.kernel: missing`).
+  // A broken specialisation does not make its parent fail. A name holding a
+  // newline, carriage return or NUL is itself an error; such an entry's name
+  // is given JSON-escaped and quoted (e.g. `"a\nb"`) so that it prints on one line.
+  std::vector<std::pair<std::string, std::string>> broken_specialisations;
 };
 
 // Parses the text of a boot.json. Throws Error naming `origin` and the field
 // (e.g. `.../boot.json: org.xenproject.bootspec.v2.params[1]: contains a
-// newline`) for invalid JSON, missing or mistyped required fields, string
-// values holding a newline, carriage return or NUL, and store paths that are
-// not absolute or contain a `..` component.
+// newline`) for invalid JSON, missing or mistyped required fields (an
+// optional field given as null counts as mistyped), array items that are not
+// strings (named by index), string values holding a newline, carriage return
+// or NUL, and store paths (init, kernel, initrd, initrdSecrets, toplevel,
+// devicetree, the Xen efiPath/xen and multibootPath) that are not absolute or
+// have a `.` or `..` component.
+//
+// Xen: org.xenproject.bootspec.v2 (efiPath and params required, multibootPath
+// and version optional) is read when present, and v1 is then ignored.
+// Otherwise org.xenproject.bootspec.v1 is read: `xen` (or, from older
+// releases, `efiPath` when `xen` is missing) and `xenParams`, both required.
+// Unknown top-level keys and unknown keys inside the extensions are ignored.
 Bootspec parse_bootspec(std::string_view json_text, const std::string& origin);
 
 }  // namespace xbb

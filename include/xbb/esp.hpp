@@ -1,21 +1,38 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "xbb/image_recipe.hpp"
 #include "xbb/plan.hpp"
+#include "xbb/unique_fd.hpp"
 
 namespace xbb {
+
+// Splits an ESP-relative path into its components, or throws Error naming the
+// path: no "/" at the start or end, no empty, "." or ".." component, every
+// component made of [A-Za-z0-9+_.-] and at most 255 bytes long.
+std::vector<std::string> split_esp_path(const std::string& path);
+
+// What is at an ESP path, without following a symlink there.
+enum class EspFileType { absent, regular, symlink, folder, other };
 
 // The EFI System Partition: every path handed to it is relative to its root,
 // checked (no "/" at the start, no "." or ".." component, every component in
 // [A-Za-z0-9+_.-]) and resolved without following symlinks. Nothing outside
 // the root is ever read or written. Contract for esp.cpp / apply.cpp.
+//
+// The root itself is opened once, in the constructor, following symlinks (it
+// is usually a mount point); every later access goes through that descriptor,
+// one component at a time, with O_NOFOLLOW. A symlink in a folder position is
+// an error; a symlink at a final name is never read or written through.
 class Esp {
  public:
+  // Throws Error when the root cannot be opened as a folder.
   explicit Esp(std::filesystem::path root);
 
   const std::filesystem::path& root() const { return root_; }
@@ -24,37 +41,99 @@ class Esp {
   // symlink, a non-regular file or an I/O error.
   std::optional<std::string> read(const std::string& path) const;
 
-  // Names of the regular files in a folder (empty when the folder is absent).
+  // Names of the regular files and symlinks in a folder, sorted (empty when
+  // the folder is absent). Symlinks are listed so that the planner can see,
+  // and remove or replace, a symlink planted at a name the tool owns;
+  // folders and other file types are not listed.
   std::vector<std::string> list(const std::string& dir) const;
+
+  EspFileType type(const std::string& path) const;
 
   // Writes to a temporary name in the same folder, flushes, renames over
   // `path`, flushes the folder. Creates missing folders. Never follows a
   // symlink: a symlink at `path` is replaced, not written through.
+  // On failure the temporary is removed and `path` is as it was.
   void write_atomic(const std::string& path, const std::string& bytes);
 
+  // Removes the file (or symlink) and flushes its folder; a missing file is
+  // not an error.
   void remove(const std::string& path);
 
   // Bytes available to an unprivileged writer.
   std::uint64_t free_bytes() const;
 
+  // The file system's allocation unit (the cluster size on FAT).
+  std::uint64_t allocation_unit() const;
+
+  // Opens `path` for reading and writing, creating it (mode 0644) and its
+  // folders when missing, without truncating it. For the lock file.
+  UniqueFd open_or_create(const std::string& path);
+
+  // Temporaries are named "<final name><temporary_marker><random>".
+  static constexpr const char* temporary_marker = ".xbb-tmp-";
+
  private:
+  struct Location;
+  UniqueFd open_folders(const std::vector<std::string>& components, std::size_t count, bool create) const;
+  Location locate(const std::string& path, bool create) const;
+
   std::filesystem::path root_;
+  UniqueFd root_fd_;
 };
 
-// Reads what the planner needs to know of the ESP.
+// One run at a time per ESP: an exclusive flock() on the file `lock_path`
+// under the ESP root, held from construction to destruction. Take it before
+// reading the ESP state and keep it until the plan is applied. flock() works
+// on vfat and tmpfs mounted locally.
+class EspLock {
+ public:
+  static constexpr const char* lock_path = "EFI/xen/.xen-boot-builder.lock";
+
+  // Waits up to `timeout` for another run to release the lock (printing
+  // nothing), then throws Error "another xen-boot-builder run holds the lock
+  // on <esp>".
+  explicit EspLock(Esp& esp, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+  // Unlocks explicitly, so that the lock is released even when a forked child
+  // still holds a copy of the descriptor.
+  ~EspLock();
+
+  EspLock(const EspLock&) = delete;
+  EspLock& operator=(const EspLock&) = delete;
+
+ private:
+  UniqueFd fd_;
+};
+
+// Reads what the planner needs to know of the ESP: the texts of
+// "loader/entries/xen-*.conf", the ".efi" and ".cfg" files of "EFI/xen/", the
+// "EFI/nixos/xen-*.efi" images left by the shell script and
+// "loader/loader.conf". A symlinked entry is not followed: it is reported with
+// an empty text, so that the planner replaces or removes it. A symlinked
+// loader.conf is an error.
 EspState read_esp_state(const Esp& esp);
 
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed
   std::vector<std::string> unchanged;  // paths skipped because identical
-  std::vector<std::string> removed;
+  std::vector<std::string> removed;    // paths that existed and were removed
   std::vector<std::string> warnings;
 };
 
 // Applies a plan in the safe order (images, entries, loader.conf, removals),
 // writing only files whose bytes differ. Before writing anything, checks that
 // the ESP has room for every changed file; when short, throws Error saying how
-// many bytes are missing and changes nothing.
+// many bytes are missing and changes nothing. Temporaries left by an earlier
+// interrupted run are removed first. If a write fails part way (e.g. another
+// writer filled the ESP), throws at once: what was written is complete and
+// nothing that depends on the rest was touched.
+//
+// Images are made with build_image. This overload is defined in
+// image_recipe.cpp, beside build_image, so that the one below (apply.cpp) does
+// not depend on the PE writer.
 ApplyReport apply_plan(Esp& esp, const Plan& plan);
+
+// The same with the images made by `build`.
+ApplyReport apply_plan(Esp& esp, const Plan& plan, const ImageBuilder& build);
 
 }  // namespace xbb

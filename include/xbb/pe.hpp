@@ -7,7 +7,34 @@
 
 // PE32+ images (xen.efi): reading the headers and section table, and writing
 // a copy with sections added. Field names follow the PE/COFF specification.
+//
+// Errors: every function here throws xbb::Error with a one-line message that
+// names the field and the file offset ("offset 0x80: PE signature: ..."), but
+// not the file's path, which only the caller knows: wrap it as
+// `xbb::Error(path, e.what())`.
 namespace xbb::pe {
+
+inline constexpr std::uint16_t kMachineAmd64 = 0x8664;
+inline constexpr std::uint16_t kMachineArm64 = 0xaa64;
+inline constexpr std::uint16_t kMachineI386 = 0x14c;
+
+// Section characteristics (IMAGE_SCN_*).
+inline constexpr std::uint32_t kScnCntCode = 0x00000020;
+inline constexpr std::uint32_t kScnCntInitializedData = 0x00000040;
+inline constexpr std::uint32_t kScnCntUninitializedData = 0x00000080;
+inline constexpr std::uint32_t kScnMemDiscardable = 0x02000000;
+inline constexpr std::uint32_t kScnMemExecute = 0x20000000;
+inline constexpr std::uint32_t kScnMemRead = 0x40000000;
+inline constexpr std::uint32_t kScnMemWrite = 0x80000000;
+// What add_sections gives every section it adds: readable initialised data.
+inline constexpr std::uint32_t kAddedSectionCharacteristics = kScnCntInitializedData | kScnMemRead;
+
+// Data directory indices.
+inline constexpr std::size_t kDirectorySecurity = 4;
+inline constexpr std::size_t kDirectoryBaseRelocation = 5;
+inline constexpr std::size_t kDirectoryDebug = 6;
+
+inline constexpr std::uint32_t kDebugTypeCodeView = 2;
 
 // The contract the rest of the program relies on; pe.cpp owns the details.
 
@@ -20,6 +47,20 @@ struct Section {
   std::uint32_t characteristics = 0;
 };
 
+// For the security directory, virtual_address is a file offset (PE spec).
+struct DataDirectory {
+  std::uint32_t virtual_address = 0;
+  std::uint32_t size = 0;
+};
+
+// One IMAGE_DEBUG_DIRECTORY entry.
+struct DebugEntry {
+  std::uint32_t type = 0;  // kDebugTypeCodeView for a build id
+  std::uint32_t size_of_data = 0;
+  std::uint32_t address_of_raw_data = 0;  // RVA, 0 when not mapped
+  std::uint32_t pointer_to_raw_data = 0;  // file offset
+};
+
 struct Image {
   std::uint16_t machine = 0;
   std::uint64_t image_base = 0;
@@ -29,10 +70,34 @@ struct Image {
   std::uint32_t size_of_headers = 0;
   std::uint32_t checksum = 0;
   std::vector<Section> sections;
+
+  // COFF file header
+  std::uint16_t characteristics = 0;
+  std::uint32_t pointer_to_symbol_table = 0;  // 0 when there is none
+  std::uint32_t number_of_symbols = 0;
+  std::uint32_t string_table_size = 0;  // its own first 4 bytes included; 0 without a symbol table
+  // Optional header
+  std::uint32_t size_of_code = 0;
+  std::uint32_t size_of_initialized_data = 0;
+  std::uint32_t size_of_uninitialized_data = 0;
+  std::uint32_t address_of_entry_point = 0;
+  std::uint16_t subsystem = 0;
+  std::vector<DataDirectory> data_directories;  // NumberOfRvaAndSizes entries
+  std::vector<DebugEntry> debug_entries;        // from the debug directory, if any
+  // Where things are in the file
+  std::uint32_t coff_header_offset = 0;  // e_lfanew + 4
+  std::uint32_t optional_header_offset = 0;
+  std::uint32_t section_table_offset = 0;
+  std::uint32_t debug_directory_offset = 0;  // file offset of the debug directory, 0 if none
+
+  // The security directory is present and non-empty (Authenticode signature).
+  bool is_signed() const;
 };
 
 // Parses a PE32+ image. Throws xbb::Error with what is wrong and at which
-// offset for anything malformed, truncated, PE32 or not PE at all.
+// offset for anything malformed, truncated, PE32 or not PE at all. An ELF
+// file (Xen's multiboot build) and a gzip file are refused with a message
+// saying that the bootspec must point at xen.efi.
 Image parse(std::span<const std::uint8_t> file);
 
 struct NewSection {
@@ -48,11 +113,55 @@ struct AddResult {
 // A copy of `file` with `sections` added after the highest section (debug and
 // discardable ones included), never below SizeOfImage, each aligned to
 // SectionAlignment.
+//
+// - Names are 1 to 8 characters (executables have no string table for section
+//   names); contents must not be empty. Characteristics are
+//   kAddedSectionCharacteristics.
+// - Raw data goes after the last section's raw data (FileAlignment aligned);
+//   whatever followed it (the COFF symbol and string tables) moves behind the
+//   new data and PointerToSymbolTable follows it.
+// - When the header area has no room for the new section headers,
+//   SizeOfHeaders grows (a FileAlignment multiple) and all raw data moves down;
+//   PointerToRawData of every section and of every debug directory entry, and
+//   PointerToSymbolTable, are adjusted.
+// - A section already present under a new section's name is removed first (its
+//   header and raw data), and SizeOfImage is taken back to where it started,
+//   so that add_sections(add_sections(x, A), A) == add_sections(x, A) byte for
+//   byte. Only sections that look like ones this function adds (exactly
+//   kAddedSectionCharacteristics, no data directory or entry point inside) can
+//   be replaced; anything else is an error.
+// - Authenticode: a signature cannot stay valid once sections change. We drop
+//   it (zero the security directory, cut the certificate table off the end of
+//   the file) and say so in `warnings`, rather than refuse, because the output
+//   is meant to be signed again downstream (sbsign, Lanzaboote): refusing would
+//   make every signed Xen build unusable.
+// - SizeOfImage, SizeOfInitializedData, NumberOfSections and CheckSum are
+//   updated; everything else is copied unchanged.
 AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& sections);
 
 // The initialised bytes of the named section (VirtualSize bytes, capped at
-// SizeOfRawData), or nullopt-like empty result when absent: see pe.cpp.
+// SizeOfRawData; SizeOfRawData bytes when VirtualSize is 0), or an empty
+// vector when the image has no section of that name.
 std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, const Image& image,
                                            const std::string& name);
+
+// The RVA add_sections gives the first section it adds to `image` (when no
+// section is replaced): the end of the highest section (VirtualAddress +
+// VirtualSize, or SizeOfRawData when VirtualSize is 0), never below
+// SizeOfImage, rounded up to SectionAlignment. Computed in 64 bits; throws when
+// the result does not fit in 32 bits.
+std::uint32_t next_section_rva(const Image& image);
+// The same as a virtual address: ImageBase + next_section_rva(image).
+std::uint64_t next_section_vma(const Image& image);
+
+// The PE checksum of `file` (16-bit one's-complement-style sum with carries
+// folded, the CheckSum field itself counted as zero, plus the file length), as
+// the firmware and signing tools compute it.
+std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image);
+
+// The build id Xen reports: the 16-byte signature of the CodeView (RSDS)
+// record the debug directory points at, as lowercase hex in file byte order.
+// Empty when there is none.
+std::string build_id(std::span<const std::uint8_t> file, const Image& image);
 
 }  // namespace xbb::pe

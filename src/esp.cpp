@@ -1,0 +1,352 @@
+#include "xbb/esp.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "posix_io.hpp"
+#include "xbb/error.hpp"
+
+namespace xbb {
+
+namespace {
+
+namespace fs = std::filesystem;
+using posix::error_text;
+
+constexpr std::size_t max_component_length = 255;
+constexpr int folder_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+
+bool is_allowed_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '_' || c == '.' || c == '-';
+}
+
+// The path in double quotes, with anything unprintable as \xNN, so that the
+// error message stays one readable line whatever the path holds.
+std::string quoted(const std::string& path) {
+  std::string out = "\"";
+  for (unsigned char c : path) {
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", c);
+      out += escaped;
+    }
+  }
+  return out + "\"";
+}
+
+void check_component(const std::string& path, const std::string& component) {
+  const std::string where = "ESP path " + quoted(path);
+  if (component.empty()) throw Error(where, "empty component (leading, trailing or doubled \"/\")");
+  if (component == "." || component == "..") throw Error(where, "component \"" + component + "\" not allowed");
+  if (component.size() > max_component_length) throw Error(where, "component longer than 255 bytes");
+  for (char c : component) {
+    if (!is_allowed_char(c)) {
+      throw Error(where, "character " + quoted(std::string(1, c)) + " not allowed (only A-Z a-z 0-9 + _ . -)");
+    }
+  }
+}
+
+std::string shown_path(const fs::path& root, const std::string& relative) {
+  return relative.empty() ? root.string() : (root / relative).string();
+}
+
+std::string join(const std::vector<std::string>& components, std::size_t count) {
+  std::string joined;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i > 0) joined += '/';
+    joined += components[i];
+  }
+  return joined;
+}
+
+UniqueFd duplicate(int fd, const std::string& shown) {
+  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) throw Error(shown, "cannot duplicate descriptor: " + error_text(errno));
+  return copy;
+}
+
+void flush_folder(int folder, const std::string& shown) {
+  if (::fsync(folder) != 0) throw Error(shown, "cannot flush folder: " + error_text(errno));
+}
+
+// Why `name` in `folder` could not be opened the way we wanted: symlinks get
+// their own message, since refusing them is deliberate.
+[[noreturn]] void throw_open_error(int folder, const std::string& name, const std::string& shown, int error_number,
+                                   const std::string& expected) {
+  struct stat st {};
+  if (::fstatat(folder, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (S_ISLNK(st.st_mode)) throw Error(shown, "is a symlink; symlinks on the ESP are not followed");
+    if (error_number == ENOTDIR || error_number == ELOOP) throw Error(shown, "is not a " + expected);
+  }
+  throw Error(shown, "cannot open " + expected + ": " + error_text(error_number));
+}
+
+// Opens the folder `name` inside `parent` without following a symlink.
+// Returns an empty descriptor when it does not exist and `create` is false.
+UniqueFd open_folder(int parent, const std::string& name, const std::string& shown_parent, const std::string& shown,
+                     bool create) {
+  UniqueFd folder(::openat(parent, name.c_str(), folder_flags));
+  if (folder) return folder;
+  if (errno != ENOENT) throw_open_error(parent, name, shown, errno, "folder");
+  if (!create) return UniqueFd();
+  if (::mkdirat(parent, name.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw Error(shown, "cannot create folder: " + error_text(errno));
+  }
+  flush_folder(parent, shown_parent);
+  folder = UniqueFd(::openat(parent, name.c_str(), folder_flags));
+  if (!folder) throw_open_error(parent, name, shown, errno, "folder");
+  return folder;
+}
+
+std::string random_suffix() {
+  static std::random_device device;
+  std::uint64_t value = (static_cast<std::uint64_t>(device()) << 32) | device();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(value));
+  return hex;
+}
+
+struct Temporary {
+  UniqueFd fd;
+  std::string name;
+};
+
+Temporary create_temporary(int folder, const std::string& final_name, const std::string& shown) {
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    std::string name = final_name + Esp::temporary_marker + random_suffix();
+    UniqueFd fd(::openat(folder, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (fd) return {std::move(fd), name};
+    if (errno != EEXIST) throw Error(shown, "cannot create temporary file: " + error_text(errno));
+  }
+  throw Error(shown, "cannot create temporary file: every random name tried exists");
+}
+
+struct statvfs filesystem_stats(int fd, const std::string& shown) {
+  struct statvfs stats {};
+  if (::fstatvfs(fd, &stats) != 0) throw Error(shown, "cannot read file system statistics: " + error_text(errno));
+  return stats;
+}
+
+}  // namespace
+
+std::vector<std::string> split_esp_path(const std::string& path) {
+  if (path.empty()) throw Error("ESP path \"\"", "empty");
+  if (path.front() == '/') throw Error("ESP path " + quoted(path), "must be relative to the ESP root");
+  std::vector<std::string> components;
+  std::size_t start = 0;
+  for (;;) {
+    std::size_t slash = path.find('/', start);
+    components.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    check_component(path, components.back());
+    if (slash == std::string::npos) return components;
+    start = slash + 1;
+  }
+}
+
+// A resolved ESP path: its folder, opened without following symlinks, and its
+// final name. `folder` is empty when a folder on the way does not exist.
+struct Esp::Location {
+  UniqueFd folder;
+  std::string name;
+  std::string shown_folder;
+  std::string shown;
+};
+
+Esp::Esp(fs::path root) : root_(std::move(root)) {
+  root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd_) throw Error(root_.string(), "cannot open the ESP: " + error_text(errno));
+}
+
+UniqueFd Esp::open_folders(const std::vector<std::string>& components, std::size_t count, bool create) const {
+  UniqueFd current = duplicate(root_fd_.get(), root_.string());
+  for (std::size_t i = 0; i < count; ++i) {
+    current = open_folder(current.get(), components[i], shown_path(root_, join(components, i)),
+                          shown_path(root_, join(components, i + 1)), create);
+    if (!current) break;
+  }
+  return current;
+}
+
+Esp::Location Esp::locate(const std::string& path, bool create) const {
+  std::vector<std::string> components = split_esp_path(path);
+  std::size_t folders = components.size() - 1;
+  Location location;
+  location.folder = open_folders(components, folders, create);
+  location.name = components.back();
+  location.shown_folder = shown_path(root_, join(components, folders));
+  location.shown = shown_path(root_, path);
+  return location;
+}
+
+std::optional<std::string> Esp::read(const std::string& path) const {
+  Location at = locate(path, false);
+  if (!at.folder) return std::nullopt;
+  UniqueFd file(::openat(at.folder.get(), at.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!file) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_open_error(at.folder.get(), at.name, at.shown, errno, "regular file");
+  }
+  struct stat st {};
+  if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
+  if (!S_ISREG(st.st_mode)) throw Error(at.shown, "is not a regular file");
+  return posix::read_all(file.get(), at.shown);
+}
+
+std::vector<std::string> Esp::list(const std::string& dir) const {
+  std::vector<std::string> components = split_esp_path(dir);
+  UniqueFd folder = open_folders(components, components.size(), false);
+  if (!folder) return {};
+  const std::string shown = shown_path(root_, dir);
+  std::unique_ptr<DIR, int (*)(DIR*)> stream(::fdopendir(folder.get()), ::closedir);
+  if (!stream) throw Error(shown, "cannot list folder: " + error_text(errno));
+  folder.release();
+
+  std::vector<std::string> names;
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(stream.get());
+    if (entry == nullptr) break;
+    std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st {};
+    if (::fstatat(::dirfd(stream.get()), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) continue;
+      throw Error(shown_path(root_, dir + "/" + name), "cannot stat: " + error_text(errno));
+    }
+    if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) names.push_back(name);
+  }
+  if (errno != 0) throw Error(shown, "cannot list folder: " + error_text(errno));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+EspFileType Esp::type(const std::string& path) const {
+  Location at = locate(path, false);
+  if (!at.folder) return EspFileType::absent;
+  struct stat st {};
+  if (::fstatat(at.folder.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return EspFileType::absent;
+    throw Error(at.shown, "cannot stat: " + error_text(errno));
+  }
+  if (S_ISREG(st.st_mode)) return EspFileType::regular;
+  if (S_ISLNK(st.st_mode)) return EspFileType::symlink;
+  if (S_ISDIR(st.st_mode)) return EspFileType::folder;
+  return EspFileType::other;
+}
+
+void Esp::write_atomic(const std::string& path, const std::string& bytes) {
+  Location at = locate(path, true);
+  Temporary temporary = create_temporary(at.folder.get(), at.name, at.shown);
+  try {
+    posix::write_all(temporary.fd.get(), bytes, at.shown);
+    if (::fsync(temporary.fd.get()) != 0) throw Error(at.shown, "cannot flush: " + error_text(errno));
+    if (::close(temporary.fd.release()) != 0) throw Error(at.shown, "cannot close: " + error_text(errno));
+    if (::renameat(at.folder.get(), temporary.name.c_str(), at.folder.get(), at.name.c_str()) != 0) {
+      throw Error(at.shown, "cannot rename " + temporary.name + " into place: " + error_text(errno));
+    }
+  } catch (...) {
+    ::unlinkat(at.folder.get(), temporary.name.c_str(), 0);
+    throw;
+  }
+  flush_folder(at.folder.get(), at.shown_folder);
+}
+
+void Esp::remove(const std::string& path) {
+  Location at = locate(path, false);
+  if (!at.folder) return;
+  if (::unlinkat(at.folder.get(), at.name.c_str(), 0) != 0) {
+    if (errno == ENOENT) return;
+    throw Error(at.shown, "cannot remove: " + error_text(errno));
+  }
+  flush_folder(at.folder.get(), at.shown_folder);
+}
+
+std::uint64_t Esp::free_bytes() const {
+  struct statvfs stats = filesystem_stats(root_fd_.get(), root_.string());
+  return static_cast<std::uint64_t>(stats.f_bavail) * stats.f_frsize;
+}
+
+std::uint64_t Esp::allocation_unit() const {
+  struct statvfs stats = filesystem_stats(root_fd_.get(), root_.string());
+  return stats.f_frsize != 0 ? stats.f_frsize : stats.f_bsize;
+}
+
+UniqueFd Esp::open_or_create(const std::string& path) {
+  Location at = locate(path, true);
+  UniqueFd file(::openat(at.folder.get(), at.name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0644));
+  if (!file) throw_open_error(at.folder.get(), at.name, at.shown, errno, "regular file");
+  struct stat st {};
+  if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
+  if (!S_ISREG(st.st_mode)) throw Error(at.shown, "is not a regular file");
+  return file;
+}
+
+namespace {
+
+std::string describe(std::chrono::milliseconds duration) {
+  if (duration.count() % 1000 == 0) return std::to_string(duration.count() / 1000) + " s";
+  return std::to_string(duration.count()) + " ms";
+}
+
+}  // namespace
+
+EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_or_create(lock_path)) {
+  using clock = std::chrono::steady_clock;
+  constexpr auto poll_interval = std::chrono::milliseconds(100);
+  const std::string shown = shown_path(esp.root(), lock_path);
+  const auto deadline = clock::now() + timeout;
+  for (;;) {
+    if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
+    if (errno == EINTR) continue;
+    if (errno != EWOULDBLOCK) throw Error(shown, "cannot lock: " + error_text(errno));
+    const auto now = clock::now();
+    if (now >= deadline) {
+      throw Error(shown, "another xen-boot-builder run holds the lock on " + esp.root().string() +
+                             "; gave up after " + describe(timeout));
+    }
+    std::this_thread::sleep_for(std::min<clock::duration>(poll_interval, deadline - now));
+  }
+}
+
+EspLock::~EspLock() { ::flock(fd_.get(), LOCK_UN); }
+
+EspState read_esp_state(const Esp& esp) {
+  auto starts_with = [](const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; };
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+
+  EspState state;
+  for (const std::string& name : esp.list("loader/entries")) {
+    if (!starts_with(name, "xen-") || !ends_with(name, ".conf")) continue;
+    const std::string path = "loader/entries/" + name;
+    std::optional<std::string> text;
+    if (esp.type(path) == EspFileType::regular) text = esp.read(path);
+    state.xen_entries[path] = text.value_or("");
+  }
+  for (const std::string& name : esp.list("EFI/xen")) {
+    if (ends_with(name, ".efi") || ends_with(name, ".cfg")) state.xen_images.push_back("EFI/xen/" + name);
+  }
+  for (const std::string& name : esp.list("EFI/nixos")) {
+    if (starts_with(name, "xen-") && ends_with(name, ".efi")) state.legacy_images.push_back("EFI/nixos/" + name);
+  }
+  state.loader_conf = esp.read("loader/loader.conf");
+  return state;
+}
+
+}  // namespace xbb
