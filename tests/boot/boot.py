@@ -21,6 +21,7 @@ import dataclasses
 import gzip
 import os
 import re
+import resource
 import secrets
 import select
 import shutil
@@ -275,7 +276,8 @@ class BootResult:
     marker: str
     outcome: str  # "marker", "failure: <pattern>", "timeout" or "qemu exited <code>"
     log: str  # everything QEMU wrote to the serial port, as received
-    seconds: float
+    seconds: float  # wall time to the verdict
+    cpu_seconds: float  # CPU time QEMU used, which a loaded machine does not inflate
 
     @property
     def booted(self) -> bool:
@@ -318,6 +320,11 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None) -> BootResult:
     """Boots `image` and watches the serial port until the marker appears, a
     failure pattern appears, QEMU exits, or `timeout` seconds pass; QEMU is
@@ -325,6 +332,7 @@ def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_fil
     moment so that it holds the whole failure message. The log is also
     written to `log_file` as it comes."""
     start = time.monotonic()
+    cpu_before = _children_cpu_seconds()
     deadline = start + timeout
     received = bytearray()
     outcome = None
@@ -372,7 +380,8 @@ def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_fil
         outcome = "timeout"
     if seconds is None:
         seconds = time.monotonic() - start
-    return BootResult(marker, outcome, received.decode("utf-8", "replace"), seconds)
+    return BootResult(marker, outcome, received.decode("utf-8", "replace"), seconds,
+                      _children_cpu_seconds() - cpu_before)
 
 
 def boot_tree(tree: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None,
@@ -509,7 +518,7 @@ def main(argv: list[str]) -> int:
     else:
         result = boot_tree(args.tree, args.marker, args.timeout, args.log)
         text = result.text
-        print(f"outcome: {result.outcome} ({result.seconds:.1f} s)")
+        print(f"outcome: {result.outcome} ({result.seconds:.1f} s, QEMU CPU {result.cpu_seconds:.1f} s)")
         print(f"xen: {xen_version(text)}")
         print(f"entry: {selected_entry(text)}")
         print(f"xen command line: {xen_command_line(text)}")

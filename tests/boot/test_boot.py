@@ -106,7 +106,8 @@ class BootTest(unittest.TestCase):
             log_file = Path(log_dir) / f"{self.id().rsplit('.', 1)[-1]}.log"
         result = boot.boot_tree(self.esp, self.marker, log_file=log_file, work=self.work)
         sys.stderr.write(
-            f"[boot] {self.id()}: {result.outcome} in {result.seconds:.1f} s, "
+            f"[boot] {self.id()}: {result.outcome} in {result.seconds:.1f} s "
+            f"(QEMU CPU {result.cpu_seconds:.1f} s), "
             f"Xen {boot.xen_version(result.text)}\n"
         )
         return result
