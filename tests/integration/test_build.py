@@ -312,6 +312,15 @@ class RepeatedRuns(ToolTestCase):
         build(self, root)
         self.assertEqual(snapshot_esp(root.esp), before)
 
+    def test_twenty_generations_second_run_reports_no_change_and_writes_nothing(self):
+        root = make_root(self, "--generations", "20")
+        first = build(self, root, "info")
+        self.assertEqual(len(change_lines(first.stdout, "+")), 20, describe(first))
+        before = snapshot_esp(root.esp)
+        second = build(self, root, "info")
+        self.assertIn("No change", second.stdout.splitlines(), describe(second))
+        self.assertEqual(snapshot_esp(root.esp), before)
+
     def test_second_run_reports_no_change(self):
         root = make_root(self, "--generations", "2")
         build(self, root)
