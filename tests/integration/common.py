@@ -223,8 +223,18 @@ def xen_entry_files(root):
 
 
 def xen_image_files(root):
-    folder = root.esp / "EFI/xen"
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in (root.esp / "EFI/xen").glob("*.efi"))
+
+
+def is_lock_file(esp_relative_path):
+    """The tool's run lock: a hidden `*.lock` file in EFI/xen/ (spec 5: one
+    run at a time)."""
+    folder, _, name = esp_relative_path.rpartition("/")
+    return folder == "EFI/xen" and name.startswith(".") and name.endswith(".lock")
+
+
+def without_lock(snapshot):
+    return {path: state for path, state in snapshot.items() if not is_lock_file(path)}
 
 
 def extract_section(image, section):
