@@ -226,17 +226,6 @@ def xen_image_files(root):
     return sorted(p.name for p in (root.esp / "EFI/xen").glob("*.efi"))
 
 
-def is_lock_file(esp_relative_path):
-    """The tool's run lock: a hidden `*.lock` file in EFI/xen/ (spec 5: one
-    run at a time)."""
-    folder, _, name = esp_relative_path.rpartition("/")
-    return folder == "EFI/xen" and name.startswith(".") and name.endswith(".lock")
-
-
-def without_lock(snapshot):
-    return {path: state for path, state in snapshot.items() if not is_lock_file(path)}
-
-
 def extract_section(image, section):
     """A PE section's bytes as binutils' objcopy sees them (the independent
     oracle: never the tool's own reader)."""

@@ -15,7 +15,6 @@ from common import (
     make_root,
     rewrite_bootspec,
     snapshot_esp,
-    without_lock,
 )
 
 ROOT_OPTIONS = ("--generations", "3")
@@ -79,7 +78,7 @@ def names_field(message, field):
 def files_not_of(snapshot, stem):
     return {
         path: state[2]
-        for path, state in without_lock(snapshot).items()
+        for path, state in snapshot.items()
         if stem not in path.rsplit("/", 1)[-1]
     }
 
