@@ -1,0 +1,62 @@
+// Benchmarks of the hot paths: reading xen.efi, adding the .config section,
+// and planning a 20-generation ESP. Prints figures; asserts nothing.
+#include <benchmark/benchmark.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "xbb/pe.hpp"
+#include "xbb/planner.hpp"
+
+namespace {
+
+std::vector<std::uint8_t> real_image() {
+  std::ifstream in(XBB_DEPS_DIR "/xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi",
+                   std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void ParseXenEfi(benchmark::State& state) {
+  auto image = real_image();
+  for (auto _ : state) benchmark::DoNotOptimize(xbb::pe::parse(image));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * image.size()));
+}
+BENCHMARK(ParseXenEfi);
+
+void AddConfigSection(benchmark::State& state) {
+  auto image = real_image();
+  std::string config = "[global]\ndefault=nixos\n\n[nixos]\noptions=console=com1\nkernel=k\n";
+  std::vector<xbb::pe::NewSection> sections{{".config", {config.begin(), config.end()}}};
+  for (auto _ : state) benchmark::DoNotOptimize(xbb::pe::add_sections(image, sections));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * image.size()));
+}
+BENCHMARK(AddConfigSection);
+
+void PlanTwentyGenerations(benchmark::State& state) {
+  std::vector<xbb::Generation> generations;
+  for (unsigned n = 1; n <= 20; ++n) {
+    xbb::Generation g;
+    g.rest = "generation-" + std::to_string(n);
+    g.number = n;
+    g.entry.title = "NixOS";
+    g.entry.version = "Generation " + std::to_string(n);
+    g.entry.kernel = "/EFI/nixos/k-bzImage.efi";
+    g.entry.initrds = {"/EFI/nixos/i-initrd.efi"};
+    xbb::Bootspec spec;
+    spec.init = "/nix/store/a-nixos-system/init";
+    spec.kernel_params = {"loglevel=4"};
+    spec.xen = xbb::XenExtension{2, "/nix/store/x-xen/boot/xen.efi", {"dom0_mem=1G"}, {}, {}};
+    g.bootspec = spec;
+    generations.push_back(g);
+  }
+  xbb::EspState esp;
+  esp.loader_conf = "timeout 5\ndefault nixos-generation-20.conf\n";
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(xbb::make_plan(generations, esp, {}, xbb::PlanOptions{}));
+  }
+}
+BENCHMARK(PlanTwentyGenerations);
+
+}  // namespace
+
+BENCHMARK_MAIN();
