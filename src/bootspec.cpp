@@ -207,6 +207,13 @@ Bootspec read_document(const Object& document, bool with_specialisations) {
 
 }  // namespace
 
+Bootspec::Bootspec() = default;
+Bootspec::Bootspec(const Bootspec&) = default;
+Bootspec::Bootspec(Bootspec&&) noexcept = default;
+Bootspec& Bootspec::operator=(const Bootspec&) = default;
+Bootspec& Bootspec::operator=(Bootspec&&) noexcept = default;
+Bootspec::~Bootspec() = default;
+
 Bootspec parse_bootspec(std::string_view json_text, const std::string& origin) {
   Json json;
   try {

@@ -19,6 +19,15 @@ struct XenExtension {
 
 // One bootspec document (NixOS RFC 0125, boot.json) with the extensions we use.
 struct Bootspec {
+  // Defined out of line: Bootspec holds pairs of itself, and clang (with
+  // libstdc++) cannot instantiate the implicit members while it is incomplete.
+  Bootspec();
+  Bootspec(const Bootspec&);
+  Bootspec(Bootspec&&) noexcept;
+  Bootspec& operator=(const Bootspec&);
+  Bootspec& operator=(Bootspec&&) noexcept;
+  ~Bootspec();
+
   // org.nixos.bootspec.v1
   std::string system;
   std::string init;
