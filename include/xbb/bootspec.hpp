@@ -50,7 +50,8 @@ struct Bootspec {
   // Specialisations that failed to parse, in the document's key order: name
   // -> the full one-line message of the Error (origin and field path, e.g.
   // `.../boot.json: org.nixos.specialisation.v1.debug.org.nixos.bootspec.v1.kernel: missing`).
-  // A broken specialisation does not make its parent fail. A name holding a
+  // A broken specialisation does not make its parent fail (an
+  // org.nixos.specialisation.v1 that is not an object does). A name holding a
   // newline, carriage return or NUL is itself an error; such an entry's name
   // is given JSON-escaped and quoted (e.g. `"a\nb"`) so that it prints on one line.
   std::vector<std::pair<std::string, std::string>> broken_specialisations;
