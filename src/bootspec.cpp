@@ -207,11 +207,18 @@ Bootspec read_document(const Object& document, bool with_specialisations) {
 
 }  // namespace
 
+Bootspec::Bootspec() = default;
+Bootspec::Bootspec(const Bootspec&) = default;
+Bootspec::Bootspec(Bootspec&&) noexcept = default;
+Bootspec& Bootspec::operator=(const Bootspec&) = default;
+Bootspec& Bootspec::operator=(Bootspec&&) noexcept = default;
+Bootspec::~Bootspec() = default;
+
 Bootspec parse_bootspec(std::string_view json_text, const std::string& origin) {
   Json json;
   try {
     json = Json::parse(json_text);
-  } catch (const Json::parse_error& error) {
+  } catch (const Json::exception& error) {  // parse_error, or out_of_range for a number too large
     throw Error(origin, std::string("invalid JSON: ") + error.what());
   }
   return read_document(Object(json, "", origin), true);

@@ -90,17 +90,31 @@ std::string_view trim_blanks(std::string_view text) {
   return text;
 }
 
+using EntryField = std::optional<std::string> LoaderEntry::*;
+
+// The keys that hold one value (a later line replaces an earlier one).
+std::optional<EntryField> single_value_field(std::string_view key) {
+  static constexpr std::pair<std::string_view, EntryField> kFields[] = {
+      {"title", &LoaderEntry::title},           {"version", &LoaderEntry::version},
+      {"machine-id", &LoaderEntry::machine_id}, {"sort-key", &LoaderEntry::sort_key},
+      {"linux", &LoaderEntry::kernel},          {"devicetree", &LoaderEntry::devicetree},
+      {"efi", &LoaderEntry::efi},
+  };
+  for (const auto& [name, field] : kFields) {
+    if (name == key) return field;
+  }
+  return std::nullopt;
+}
+
 void set_value(LoaderEntry& entry, std::string_view key, std::string_view value) {
   std::string text(value);
-  if (key == "title") entry.title = text;
-  else if (key == "version") entry.version = text;
-  else if (key == "machine-id") entry.machine_id = text;
-  else if (key == "sort-key") entry.sort_key = text;
-  else if (key == "linux") entry.kernel = text;
-  else if (key == "initrd") entry.initrds.push_back(text);
-  else if (key == "options") entry.options = entry.options ? *entry.options + " " + text : text;
-  else if (key == "devicetree") entry.devicetree = text;
-  else if (key == "efi") entry.efi = text;
+  if (auto field = single_value_field(key)) {
+    entry.**field = std::move(text);
+  } else if (key == "initrd") {
+    entry.initrds.push_back(std::move(text));
+  } else if (key == "options") {
+    entry.options = entry.options ? *entry.options + " " + text : text;
+  }
 }
 
 void render_line(std::string& out, std::string_view key, const std::optional<std::string>& value) {

@@ -19,6 +19,15 @@ struct XenExtension {
 
 // One bootspec document (NixOS RFC 0125, boot.json) with the extensions we use.
 struct Bootspec {
+  // Defined out of line: Bootspec holds pairs of itself, and clang (with
+  // libstdc++) cannot instantiate the implicit members while it is incomplete.
+  Bootspec();
+  Bootspec(const Bootspec&);
+  Bootspec(Bootspec&&) noexcept;
+  Bootspec& operator=(const Bootspec&);
+  Bootspec& operator=(Bootspec&&) noexcept;
+  ~Bootspec();
+
   // org.nixos.bootspec.v1
   std::string system;
   std::string init;
@@ -41,7 +50,8 @@ struct Bootspec {
   // Specialisations that failed to parse, in the document's key order: name
   // -> the full one-line message of the Error (origin and field path, e.g.
   // `.../boot.json: org.nixos.specialisation.v1.debug.org.nixos.bootspec.v1.kernel: missing`).
-  // A broken specialisation does not make its parent fail. A name holding a
+  // A broken specialisation does not make its parent fail (an
+  // org.nixos.specialisation.v1 that is not an object does). A name holding a
   // newline, carriage return or NUL is itself an error; such an entry's name
   // is given JSON-escaped and quoted (e.g. `"a\nb"`) so that it prints on one line.
   std::vector<std::pair<std::string, std::string>> broken_specialisations;

@@ -40,9 +40,9 @@ struct ParsedXenConfig {
 
 // Parses configuration text the way Xen's EFI loader reads it: LF or CRLF
 // lines, spaces and tabs around a line ignored, blank lines, `#` comment
-// lines, `[section]` headers and `key=value` lines (split at the first `=`,
-// value kept as written). Keys of [global] other than default= are not
-// kept. Throws Error naming `origin` and the line for text Xen would not
+// lines, `[section]` headers and `key=value` lines (split at the first `=`;
+// blanks around the key are dropped, the value is kept as written). Keys of
+// [global] other than default= are not kept. Throws Error naming `origin` and the line for text Xen would not
 // accept: a NUL byte or a byte outside ASCII, a carriage return inside a
 // line, an empty or unterminated section header, a key outside any section,
 // a line without `=` or with an empty key.

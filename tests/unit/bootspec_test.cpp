@@ -296,6 +296,15 @@ TEST(Bootspec, RejectsInvalidJson) {
   EXPECT_EQ(message.rfind(kOrigin + ": invalid JSON: ", 0), 0u) << message;
 }
 
+// Found by bootspec_fuzz: nlohmann_json reports a number that overflows a
+// double as out_of_range, not as a parse error.
+TEST(Bootspec, RejectsNumbersTooLargeForADouble) {
+  std::string message = parse_error(std::string("1E400"));
+  EXPECT_EQ(message.rfind(kOrigin + ": invalid JSON: ", 0), 0u) << message;
+  message = parse_error(std::string("{\"org.nixos.bootspec.v1\": {\"system\": 1e999}}"));
+  EXPECT_EQ(message.rfind(kOrigin + ": invalid JSON: ", 0), 0u) << message;
+}
+
 TEST(Bootspec, RejectsDocumentThatIsNotAnObject) {
   EXPECT_EQ(parse_error(std::string("[1, 2]")), kOrigin + ": must be a JSON object");
   EXPECT_EQ(parse_error(std::string("\"text\"")), kOrigin + ": must be a JSON object");
