@@ -1,0 +1,241 @@
+"""Shared helpers of the safety tests: build NixOS-like roots with
+fixtures/mkroot.py, run the built xen-boot-builder (optionally under the
+crashpoint shim), snapshot and compare ESP trees, and stage the update the
+crash tests replay.
+
+Nothing here uses the tool's code: ESPs are read with espcheck.py and plain
+file comparisons."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+import espcheck
+
+TEMPORARY_MARKER = ".xbb-tmp-"
+CRASH_STATUS = 137
+
+SOURCE_DIR = Path(os.environ.get("XBB_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+DEPS_DIR = Path(os.environ.get("XBB_DEPS_DIR", SOURCE_DIR / ".cache" / "deps"))
+MKROOT = SOURCE_DIR / "fixtures" / "mkroot.py"
+XEN_417_EFI = DEPS_DIR / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi"
+
+
+def required_path(variable):
+    value = os.environ.get(variable)
+    if not value:
+        raise AssertionError(f"${variable} is not set (run through ctest)")
+    path = Path(value)
+    if not path.is_file():
+        raise AssertionError(f"${variable}={value} does not exist (build first)")
+    return path
+
+
+def binary():
+    return required_path("XBB_BINARY")
+
+
+def crashpoint():
+    return required_path("XBB_CRASHPOINT")
+
+
+def scratch_folder(test, prefix):
+    """A folder removed when `test` ends; on a tmpfs when there is one, so
+    that the many runs do not wait for a disk."""
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+# ---------------------------------------------------------------- roots
+
+
+class Root:
+    """A root made by mkroot: its folder, ESP and manifest."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.esp = self.path / "boot"
+        self.manifest = json.loads((self.path / "manifest.json").read_text())
+
+    def entry(self, generation, specialisation=None):
+        for entry in self.manifest["entries"]:
+            if entry["generation"] == generation and entry["profile"] is None \
+                    and entry["specialisation"] == specialisation:
+                return entry
+        raise KeyError(f"no entry for generation {generation}")
+
+    def store_path(self, absolute):
+        return self.path / absolute.lstrip("/")
+
+    def esp_path(self, esp_absolute):
+        return self.esp / esp_absolute.lstrip("/")
+
+
+def make_root(test, folder, *options):
+    test.assertTrue(XEN_417_EFI.is_file(), f"missing real input {XEN_417_EFI} (run .ci/setup)")
+    test.assertTrue(MKROOT.is_file(), f"missing {MKROOT}")
+    result = subprocess.run([sys.executable, str(MKROOT), str(folder), *options],
+                            capture_output=True, text=True, check=False)
+    test.assertEqual(result.returncode, 0, f"mkroot {' '.join(options)} failed:\n{result.stderr}")
+    return Root(folder)
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_tool(root, esp, verbosity="quiet", preload_env=None, extra_args=()):
+    """Runs the built tool on `esp` with generations from `root`. With
+    `preload_env` (a dict), under the crashpoint shim with that environment."""
+    env = dict(os.environ)
+    env.pop("efiMountPoint", None)
+    env["NO_COLOR"] = "1"
+    if preload_env is not None:
+        env["LD_PRELOAD"] = str(crashpoint())
+        env.update({key: str(value) for key, value in preload_env.items()})
+    command = [str(binary()), "--root", str(root.path), "--esp", str(esp), *extra_args, verbosity]
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=300)
+
+
+def describe(result):
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+# ---------------------------------------------------------------- trees
+
+
+def is_temporary(relative):
+    return TEMPORARY_MARKER in Path(relative).name
+
+
+def snapshot(folder):
+    """Every path under `folder` -> ("dir",), ("link", target) or
+    ("file", sha256, mode)."""
+    folder = Path(folder)
+    tree = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            tree[relative] = ("link", os.readlink(path))
+        elif path.is_dir():
+            tree[relative] = ("dir",)
+        else:
+            tree[relative] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode & 0o7777)
+    return tree
+
+
+def final_files(tree):
+    """A snapshot without temporaries."""
+    return {path: value for path, value in tree.items() if not is_temporary(path)}
+
+
+def temporaries(tree):
+    return sorted(path for path in tree if is_temporary(path))
+
+
+def tree_difference(actual, expected):
+    """Human-readable differences between two snapshots (empty when equal)."""
+    lines = []
+    for path in sorted(set(actual) | set(expected)):
+        if path not in expected:
+            lines.append(f"unexpected {path}")
+        elif path not in actual:
+            lines.append(f"missing {path}")
+        elif actual[path] != expected[path]:
+            lines.append(f"differs {path}: {actual[path]} != {expected[path]}")
+    return lines
+
+
+def copy_tree(source, destination):
+    shutil.copytree(source, destination, symlinks=True)
+
+
+def xen_bootable(esp):
+    return {ident for ident in espcheck.bootable_entries(esp) if ident.startswith("xen-")}
+
+
+# ---------------------------------------------------------------- the update
+
+
+class Update:
+    """An ESP before an update run (`before`) and the root the update reads.
+
+    Built as NixOS would leave it: the tool ran once after generations 1-6
+    were installed; then `nixos-rebuild switch` added generation 7 (its entry,
+    its initrd, loader.conf's default rewritten by systemd-boot's installer to
+    `nixos-generation-7.conf`), the garbage collector removed generation 1
+    (entry and initrd), generation 3's Xen parameters changed and generation
+    5's entry got a new kernel. The update run must then add xen-generation-7,
+    remove xen-generation-1, rewrite the images of generations 3 and 5, and
+    retarget the default to xen-generation-7."""
+
+    GENERATIONS = 7
+    ADDED = 7
+    REMOVED = 1
+    NEW_PARAMS = 3
+    NEW_KERNEL = 5
+
+    def __init__(self, test, folder):
+        self.folder = Path(folder)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        esp = self.root.esp
+        entries = esp / "loader/entries"
+        newest = self.root.entry(self.ADDED)
+
+        # Before generation 7 existed.
+        added_entry = (entries / newest["entry"]).read_bytes()
+        added_initrd = esp / newest["initrd"].lstrip("/")
+        added_initrd_bytes = added_initrd.read_bytes()
+        (entries / newest["entry"]).unlink()
+        added_initrd.unlink()
+        self.set_default(esp, self.root.entry(self.ADDED - 1)["entry_id"])
+        first = run_tool(self.root, esp)
+        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+
+        # nixos-rebuild switch: generation 7 installed, default rewritten.
+        (entries / newest["entry"]).write_bytes(added_entry)
+        added_initrd.write_bytes(added_initrd_bytes)
+        self.set_default(esp, newest["entry_id"])
+
+        # Garbage collection of generation 1.
+        removed = self.root.entry(self.REMOVED)
+        (entries / removed["entry"]).unlink()
+        (esp / removed["initrd"].lstrip("/")).unlink()
+
+        self.change_xen_params(self.root.entry(self.NEW_PARAMS))
+        self.change_kernel(esp, self.root.entry(self.NEW_KERNEL))
+
+        self.before = self.folder / "before"
+        copy_tree(esp, self.before)
+
+    @staticmethod
+    def set_default(esp, entry_id):
+        path = esp / "loader/loader.conf"
+        text = path.read_text()
+        path.write_text(re.sub(r"(?m)^default .*$", f"default {entry_id}", text))
+
+    def change_xen_params(self, entry):
+        boot_json = self.root.store_path(entry["toplevel"]) / "boot.json"
+        document = json.loads(boot_json.read_text())
+        params = ["dom0_mem=2048M,max:2048M", "dom0_max_vcpus=4"]
+        document["org.xenproject.bootspec.v1"]["xenParams"] = params
+        document["org.xenproject.bootspec.v2"]["params"] = params
+        boot_json.chmod(0o644)
+        boot_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        boot_json.chmod(0o444)
+
+    @staticmethod
+    def change_kernel(esp, entry):
+        kernel = "/EFI/nixos/0000000000000000000000000000000a-linux-6.12.8-bzImage.efi"
+        (esp / kernel.lstrip("/")).write_bytes(b"dummy Linux 6.12.8 bzImage\n")
+        path = esp / "loader/entries" / entry["entry"]
+        text = path.read_text()
+        path.write_text(re.sub(r"(?m)^linux .*$", f"linux {kernel}", text))
