@@ -18,6 +18,10 @@
  *   XBB_CRASH_COUNT=FILE at normal exit, writes "<counted calls> <write calls>\n"
  *                        to FILE.
  *   XBB_CRASH_TRACE=FILE appends one line per counted call: "<k> <call> <path or fd>".
+ *   XBB_STALL_AT=k with XBB_STALL_FILE=FILE: before the k-th counted call,
+ *                        creates FILE and waits until it is removed (so that a
+ *                        test can run something while this process is stopped
+ *                        at a known point).
  *
  * The hot path allocates nothing: counters are atomics, messages are formatted
  * into stack buffers and written with the raw system call, and the real
@@ -35,6 +39,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CRASH_STATUS 137
@@ -43,8 +48,10 @@ static long crash_at;     /* 0: never */
 static long enospc_at;    /* 0: never */
 static long calls;        /* counted calls so far */
 static long write_calls;  /* counted write calls so far */
+static long stall_at;     /* 0: never */
 static int trace_fd = -1;
 static char count_file[4096];
+static char stall_file[4096];
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -79,10 +86,20 @@ static void trace(long k, const char *call, const char *path, int fd) {
   if (n > 0) raw_write_all(trace_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
+/* Announces the stall by creating stall_file, then waits for its removal. */
+static void stall(void) {
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, stall_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  syscall(SYS_close, fd);
+  const struct timespec pause = {0, 10 * 1000 * 1000};
+  while (syscall(SYS_faccessat, AT_FDCWD, stall_file, F_OK, 0) == 0) syscall(SYS_nanosleep, &pause, NULL);
+}
+
 /* Counts one mutating call and returns its number. */
 static long count_call(const char *call, const char *path, int fd) {
   long k = __atomic_add_fetch(&calls, 1, __ATOMIC_SEQ_CST);
   trace(k, call, path, fd);
+  if (stall_at != 0 && k == stall_at && stall_file[0] != '\0') stall();
   return k;
 }
 
@@ -138,8 +155,11 @@ DECLARE_REAL(int, ftruncate64, int, off_t);
 __attribute__((constructor)) static void crashpoint_init(void) {
   crash_at = env_number("XBB_CRASH_AT");
   enospc_at = env_number("XBB_ENOSPC_AT");
+  stall_at = env_number("XBB_STALL_AT");
   const char *count = getenv("XBB_CRASH_COUNT");
   if (count != NULL && strlen(count) < sizeof count_file) strcpy(count_file, count);
+  const char *stall_path = getenv("XBB_STALL_FILE");
+  if (stall_path != NULL && strlen(stall_path) < sizeof stall_file) strcpy(stall_file, stall_path);
   const char *trace_path = getenv("XBB_CRASH_TRACE");
   if (trace_path != NULL && *trace_path != '\0') {
     trace_fd = (int)syscall(SYS_openat, AT_FDCWD, trace_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -149,6 +169,8 @@ __attribute__((constructor)) static void crashpoint_init(void) {
   unsetenv("XBB_ENOSPC_AT");
   unsetenv("XBB_CRASH_COUNT");
   unsetenv("XBB_CRASH_TRACE");
+  unsetenv("XBB_STALL_AT");
+  unsetenv("XBB_STALL_FILE");
 }
 
 __attribute__((destructor)) static void crashpoint_report(void) {
