@@ -165,77 +165,167 @@ def xen_bootable(esp):
 # ---------------------------------------------------------------- the update
 
 
-class Update:
-    """An ESP before an update run (`before`) and the root the update reads.
+NEW_XEN_PARAMS = ["dom0_mem=2048M,max:2048M", "dom0_max_vcpus=4"]
+NEW_KERNEL = "/EFI/nixos/0000000000000000000000000000000a-linux-6.12.8-bzImage.efi"
 
-    Built as NixOS would leave it: the tool ran once after generations 1-6
-    were installed; then `nixos-rebuild switch` added generation 7 (its entry,
-    its initrd, loader.conf's default rewritten by systemd-boot's installer to
-    `nixos-generation-7.conf`), the garbage collector removed generation 1
-    (entry and initrd), generation 3's Xen parameters changed and generation
-    5's entry got a new kernel. The update run must then add xen-generation-7,
-    remove xen-generation-1, rewrite the images of generations 3 and 5, and
-    retarget the default to xen-generation-7."""
+
+class Update:
+    """An ESP before an update run (`before`) and the root the update reads,
+    as NixOS leaves them: the tool ran once after generations 1..N-1 were
+    installed; then `nixos-rebuild switch` added generation N (its entry, its
+    initrd, loader.conf's default rewritten by systemd-boot's installer), the
+    garbage collector removed generation 1 (entry and initrd), generation
+    NEW_PARAMS's Xen parameters changed and generation NEW_KERNEL's entry got
+    a new kernel.
+
+    What the update must do, for the tests to check that it did it:
+    `before_xen` and `after_xen` (ids of the Xen entries that boot before and
+    after), `rewritten` (images whose bytes change), `removed` and `added`
+    (ESP paths)."""
 
     GENERATIONS = 7
-    ADDED = 7
-    REMOVED = 1
     NEW_PARAMS = 3
     NEW_KERNEL = 5
+    MKROOT_OPTIONS = ()
 
     def __init__(self, test, folder):
+        self.test = test
         self.folder = Path(folder)
-        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
-        esp = self.root.esp
-        entries = esp / "loader/entries"
-        newest = self.root.entry(self.ADDED)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS),
+                              *self.MKROOT_OPTIONS)
+        self.esp = self.root.esp
+        self.entries = self.esp / "loader/entries"
+        newest = self.root.entry(self.GENERATIONS)
+        self.xen_ids = {n: self.xen_id(self.root.entry(n)) for n in range(1, self.GENERATIONS + 1)}
 
-        # Before generation 7 existed.
-        added_entry = (entries / newest["entry"]).read_bytes()
-        added_initrd = esp / newest["initrd"].lstrip("/")
-        added_initrd_bytes = added_initrd.read_bytes()
-        (entries / newest["entry"]).unlink()
-        added_initrd.unlink()
-        self.set_default(esp, self.root.entry(self.ADDED - 1)["entry_id"])
-        first = run_tool(self.root, esp)
+        # Before the newest generation existed.
+        newest_entry = (self.entries / newest["entry"]).read_bytes()
+        newest_initrd = self.esp_file(newest["initrd"])
+        newest_initrd_bytes = newest_initrd.read_bytes()
+        (self.entries / newest["entry"]).unlink()
+        newest_initrd.unlink()
+        self.set_default(self.root.entry(self.GENERATIONS - 1)["entry_id"])
+        first = run_tool(self.root, self.esp)
         test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.after_first_run()
 
-        # nixos-rebuild switch: generation 7 installed, default rewritten.
-        (entries / newest["entry"]).write_bytes(added_entry)
-        added_initrd.write_bytes(added_initrd_bytes)
-        self.set_default(esp, newest["entry_id"])
+        # nixos-rebuild switch: the newest generation installed, default rewritten.
+        (self.entries / newest["entry"]).write_bytes(newest_entry)
+        newest_initrd.write_bytes(newest_initrd_bytes)
+        self.set_default(newest["entry_id"])
 
         # Garbage collection of generation 1.
-        removed = self.root.entry(self.REMOVED)
-        (entries / removed["entry"]).unlink()
-        (esp / removed["initrd"].lstrip("/")).unlink()
+        oldest = self.root.entry(1)
+        (self.entries / oldest["entry"]).unlink()
+        self.esp_file(oldest["initrd"]).unlink()
 
         self.change_xen_params(self.root.entry(self.NEW_PARAMS))
-        self.change_kernel(esp, self.root.entry(self.NEW_KERNEL))
+        self.change_kernel(self.root.entry(self.NEW_KERNEL))
 
         self.before = self.folder / "before"
-        copy_tree(esp, self.before)
+        copy_tree(self.esp, self.before)
 
     @staticmethod
-    def set_default(esp, entry_id):
-        path = esp / "loader/loader.conf"
+    def xen_id(entry):
+        return entry["xen_entry"]
+
+    def esp_file(self, esp_absolute):
+        return self.esp / esp_absolute.lstrip("/")
+
+    def image(self, generation):
+        return f"EFI/xen/{self.root.entry(generation)['xen_image']}"
+
+    def after_first_run(self):
+        pass
+
+    def set_default(self, entry_id):
+        path = self.esp / "loader/loader.conf"
         text = path.read_text()
         path.write_text(re.sub(r"(?m)^default .*$", f"default {entry_id}", text))
 
     def change_xen_params(self, entry):
         boot_json = self.root.store_path(entry["toplevel"]) / "boot.json"
         document = json.loads(boot_json.read_text())
-        params = ["dom0_mem=2048M,max:2048M", "dom0_max_vcpus=4"]
-        document["org.xenproject.bootspec.v1"]["xenParams"] = params
-        document["org.xenproject.bootspec.v2"]["params"] = params
+        document["org.xenproject.bootspec.v1"]["xenParams"] = NEW_XEN_PARAMS
+        document["org.xenproject.bootspec.v2"]["params"] = NEW_XEN_PARAMS
         boot_json.chmod(0o644)
         boot_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
         boot_json.chmod(0o444)
 
-    @staticmethod
-    def change_kernel(esp, entry):
-        kernel = "/EFI/nixos/0000000000000000000000000000000a-linux-6.12.8-bzImage.efi"
-        (esp / kernel.lstrip("/")).write_bytes(b"dummy Linux 6.12.8 bzImage\n")
-        path = esp / "loader/entries" / entry["entry"]
-        text = path.read_text()
-        path.write_text(re.sub(r"(?m)^linux .*$", f"linux {kernel}", text))
+    def change_kernel(self, entry):
+        self.esp_file(NEW_KERNEL).write_bytes(b"dummy Linux 6.12.8 bzImage\n")
+        path = self.entries / entry["entry"]
+        path.write_text(re.sub(r"(?m)^linux .*$", f"linux {NEW_KERNEL}", path.read_text()))
+
+    @property
+    def before_xen(self):
+        # Generation 1's initrd was collected with it: its Xen entry no longer boots.
+        return {self.xen_ids[n] for n in range(2, self.GENERATIONS)}
+
+    @property
+    def after_xen(self):
+        return {self.xen_ids[n] for n in range(2, self.GENERATIONS + 1)}
+
+    @property
+    def rewritten(self):
+        return [self.image(self.NEW_PARAMS), self.image(self.NEW_KERNEL)]
+
+    @property
+    def removed(self):
+        return [self.image(1)]
+
+    @property
+    def added(self):
+        return [self.image(self.GENERATIONS)]
+
+
+class HashUpdate(Update):
+    """The same update with content-addressed entry names and boot counting:
+    entries `nixos-<sha256>+3.conf`, loader.conf `preferred nixos-<sha256>.conf`
+    and `default nixos-*`. The new kernel changes the entry's text, hence its
+    name: the installer writes it under a new name and removes the old one.
+    Between the runs systemd-boot counted one boot attempt of the previous
+    default's Xen entry (`+3` became `+2-1`)."""
+
+    GENERATIONS = 5
+    NEW_PARAMS = 3
+    NEW_KERNEL = 2
+    MKROOT_OPTIONS = ("--scheme", "hash", "--boot-counting", "3")
+
+    def set_default(self, entry_id):
+        # systemd-boot's installer rewrites both lines.
+        path = self.esp / "loader/loader.conf"
+        text = re.sub(r"(?m)^preferred .*$", f"preferred {entry_id}", path.read_text())
+        path.write_text(re.sub(r"(?m)^default .*$", "default nixos-*", text))
+
+    def after_first_run(self):
+        previous_default = self.xen_ids[self.GENERATIONS - 1].removesuffix(".conf")
+        counted = self.entries / f"{previous_default}+3.conf"
+        self.test.assertTrue(counted.is_file(), f"the first run wrote no {counted.name} (boot counting)")
+        counted.rename(self.entries / f"{previous_default}+2-1.conf")
+
+    def change_kernel(self, entry):
+        self.esp_file(NEW_KERNEL).write_bytes(b"dummy Linux 6.12.8 bzImage\n")
+        old = self.entries / entry["entry"]
+        text = re.sub(r"(?m)^linux .*$", f"linux {NEW_KERNEL}", old.read_text())
+        rest = hashlib.sha256(text.encode()).hexdigest()
+        (self.entries / f"nixos-{rest}+3.conf").write_text(text)
+        old.unlink()
+        self.changed_kernel_id = f"xen-{rest}.conf"
+
+    @property
+    def after_xen(self):
+        kept = {self.xen_ids[n] for n in range(2, self.GENERATIONS + 1) if n != self.NEW_KERNEL}
+        return kept | {self.changed_kernel_id}
+
+    @property
+    def rewritten(self):
+        return [self.image(self.NEW_PARAMS)]
+
+    @property
+    def removed(self):
+        return [self.image(1), self.image(self.NEW_KERNEL)]
+
+    @property
+    def added(self):
+        return [self.image(self.GENERATIONS), f"EFI/xen/{self.changed_kernel_id.removesuffix('.conf')}.efi"]

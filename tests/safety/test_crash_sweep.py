@@ -1,5 +1,7 @@
-"""Crash sweep: an update run is ended at each of its mutating file system
-calls in turn (the crashpoint shim; a write is torn in half first), and after
+"""Crash sweep: an update run (one generation added, one removed, one with
+new Xen parameters, one with a new kernel; with generation-named entries, and
+again with content-addressed entries, boot counting and `preferred`) is ended
+at each of its mutating file system calls in turn (the crashpoint shim; a write is torn in half first), and after
 each simulated crash the ESP must still boot:
 
 (a) loader.conf's default names an existing, bootable entry;
@@ -17,7 +19,7 @@ import time
 import unittest
 
 import espcheck
-from safetylib import (CRASH_STATUS, Update, copy_tree, describe, final_files, run_tool, scratch_folder,
+from safetylib import (CRASH_STATUS, HashUpdate, Update, copy_tree, describe, final_files, run_tool, scratch_folder,
                        snapshot, temporaries, tree_difference, xen_bootable)
 
 
@@ -31,9 +33,9 @@ def read_trace(path):
 
 
 class CrashSweepTest(unittest.TestCase):
-    def setUp(self):
+    def prepare(self, scenario):
         self.folder = scratch_folder(self, "xbb-crash-")
-        self.update = Update(self, self.folder / "update")
+        self.update = scenario(self, self.folder / "update")
         self.before = self.update.before
         self.before_tree = snapshot(self.before)
         self.before_bootable = xen_bootable(self.before)
@@ -53,15 +55,17 @@ class CrashSweepTest(unittest.TestCase):
     def check_complete_run(self, esp):
         """The update did what it is for, so that the sweep is not vacuous."""
         self.assertEqual(espcheck.problems(esp), [])
-        self.assertEqual(xen_bootable(esp), {f"xen-generation-{n}.conf" for n in range(2, 8)})
-        # Generation 1's initrd was collected with it: its Xen entry no longer boots.
-        self.assertEqual(self.before_bootable, {f"xen-generation-{n}.conf" for n in range(2, 7)})
+        self.assertEqual(self.before_bootable, self.update.before_xen)
+        self.assertEqual(xen_bootable(esp), self.update.after_xen)
         after = snapshot(esp)
-        for generation in (Update.NEW_PARAMS, Update.NEW_KERNEL):
-            image = f"EFI/xen/xen-generation-{generation}.efi"
+        for image in self.update.rewritten:
             self.assertNotEqual(after[image], self.before_tree[image], f"{image} was not rewritten")
-        self.assertNotIn("EFI/xen/xen-generation-1.efi", after)
-        self.assertIn("EFI/xen/xen-generation-7.efi", after)
+        for path in self.update.removed:
+            self.assertIn(path, self.before_tree)
+            self.assertNotIn(path, after)
+        for path in self.update.added:
+            self.assertNotIn(path, self.before_tree)
+            self.assertIn(path, after)
         self.assertEqual(temporaries(after), [])
 
     def crash_problems(self, esp, after_tree, must_boot):
@@ -82,7 +86,14 @@ class CrashSweepTest(unittest.TestCase):
         problems += [f"(d) temporary left: {path}" for path in temporaries(tree)]
         return problems
 
-    def test_every_crash_point_leaves_a_bootable_esp(self):
+    def test_generation_named_entries(self):
+        self.sweep(Update)
+
+    def test_content_addressed_entries_with_boot_counting(self):
+        self.sweep(HashUpdate)
+
+    def sweep(self, scenario):
+        self.prepare(scenario)
         started = time.monotonic()
         after, calls, trace = self.complete_run()
         self.check_complete_run(after)
@@ -105,7 +116,7 @@ class CrashSweepTest(unittest.TestCase):
             shutil.rmtree(esp)
 
         held = calls - len(failures)
-        summary = f"crash sweep: {calls} crash points, {held} held ({time.monotonic() - started:.1f} s)"
+        summary = f"crash sweep ({scenario.__name__}): {calls} crash points, {held} held ({time.monotonic() - started:.1f} s)"
         print(summary, file=sys.stderr)
         self.assertEqual(failures, [], summary + "\n" + "\n".join(failures))
 
