@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -109,6 +110,8 @@ int run_build(const BuildOptions& options, Reporter& reporter) {
     reporter.debug("");
     reporter.debug("ESP: " + options.esp.string() + ", root: " + options.root.string());
     Esp esp(options.esp);
+    std::optional<EspLock> lock;
+    if (!options.dry_run) lock.emplace(esp);
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     check_xen_images(generations, reporter);

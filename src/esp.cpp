@@ -323,6 +323,8 @@ EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_or_
   }
 }
 
+EspLock::~EspLock() { ::flock(fd_.get(), LOCK_UN); }
+
 EspState read_esp_state(const Esp& esp) {
   auto starts_with = [](const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; };
   auto ends_with = [](const std::string& s, const std::string& suffix) {

@@ -1,6 +1,8 @@
 #include "xbb/generation.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <regex>
@@ -28,7 +30,7 @@ std::deque<std::string> split_path(const std::string& path) {
 
 std::string read_host_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string(), "cannot open");
+  if (!in) throw Error(path.string(), std::string("cannot open: ") + std::strerror(errno));
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) throw Error(path.string(), "read failed");

@@ -8,7 +8,11 @@
 #include <vector>
 
 #include "xbb/builder.hpp"
+#include "xbb/error.hpp"
+#include "xbb/esp.hpp"
+#include "xbb/inspect.hpp"
 #include "xbb/report.hpp"
+#include "xbb/verify.hpp"
 
 namespace po = boost::program_options;
 
@@ -20,6 +24,8 @@ constexpr int kExitUsage = 2;
 const char* const kUsage =
     "Usage: xen-boot-builder [options] <quiet|default|info|debug>\n"
     "       xen-boot-builder [options] build|plan [quiet|default|info|debug]\n"
+    "       xen-boot-builder [--esp DIR] [--json] verify\n"
+    "       xen-boot-builder [--json] inspect IMAGE\n"
     "\n"
     "Installs Xen boot entries on the EFI System Partition for every NixOS\n"
     "generation whose bootspec carries the Xen extension.\n"
@@ -27,6 +33,9 @@ const char* const kUsage =
     "Commands:\n"
     "  build        write the Xen entries and images (the default)\n"
     "  plan         show what build would change; write nothing\n"
+    "  verify       check that every Xen entry on the ESP is bootable\n"
+    "  inspect      show the sections, build id and embedded configuration of a\n"
+    "               PE (xen.efi) or ELF (multiboot) Xen image\n"
     "\n";
 
 struct Command {
@@ -40,7 +49,56 @@ int usage_error(const std::string& message, int status) {
   return status;
 }
 
-bool is_command(const std::string& word) { return word == "build" || word == "plan"; }
+bool is_command(const std::string& word) {
+  return word == "build" || word == "plan" || word == "verify" || word == "inspect";
+}
+
+int inspect(const std::string& path, bool json) {
+  try {
+    xbb::InspectReport report = xbb::inspect_file(path);
+    if (json) {
+      std::cout << report.json.dump(2) << "\n";
+    } else {
+      std::cout << report.text;
+    }
+    return 0;
+  } catch (const xbb::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+int verify(const std::filesystem::path& esp_root, bool json) {
+  try {
+    xbb::Esp esp(esp_root);
+    xbb::Verification result = xbb::verify_esp(esp);
+    if (json) {
+      nlohmann::json out = {{"ok", result.ok()},
+                            {"loader_conf", result.loader_conf_problems},
+                            {"entries", nlohmann::json::array()}};
+      for (const auto& check : result.entries) {
+        out["entries"].push_back({{"entry", check.entry}, {"problems", check.problems}});
+      }
+      std::cout << out.dump(2) << "\n";
+    } else {
+      for (const auto& check : result.entries) {
+        if (check.problems.empty()) std::cout << "ok      " << check.entry << "\n";
+        for (const auto& problem : check.problems) {
+          std::cout << "BROKEN  " << check.entry << ": " << problem << "\n";
+        }
+      }
+      for (const auto& problem : result.loader_conf_problems) {
+        std::cout << "BROKEN  loader.conf: " << problem << "\n";
+      }
+      std::cout << result.entries.size() << " Xen entries checked, "
+                << (result.ok() ? "all bootable" : "some NOT bootable") << "\n";
+    }
+    return result.ok() ? 0 : kExitFailure;
+  } catch (const xbb::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
 
 }  // namespace
 
@@ -55,6 +113,7 @@ int main(int argc, char** argv) {
        "where generations come from: 'entries' (systemd-boot's loader/entries/nixos-*.conf) "
        "or 'profiles' (/nix/var/nix/profiles, for Lanzaboote)")
       ("no-default", "leave loader/loader.conf alone")
+      ("json", "print JSON (inspect, verify)")
       ("help,h", "show this help")
       ("version", "show the version");
   po::options_description hidden;
@@ -88,7 +147,13 @@ int main(int argc, char** argv) {
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
-    if (command.args.size() > 1) return usage_error(command.name + " takes at most one verbosity", kExitFailure);
+    if (command.name == "inspect") {
+      if (command.args.size() != 1) return usage_error("inspect takes one image file", kExitFailure);
+      return inspect(command.args.front(), vm.count("json") > 0);
+    }
+    if (command.args.size() > (command.name == "verify" ? 0u : 1u)) {
+      return usage_error("too many arguments for " + command.name, kExitFailure);
+    }
   } else {
     if (args.size() != 1) {
       return usage_error("expected exactly one argument: quiet, default, info or debug",
@@ -117,6 +182,7 @@ int main(int argc, char** argv) {
   } else if (source != "entries") {
     return usage_error("unknown source '" + source + "': expected entries or profiles", kExitUsage);
   }
+  if (command.name == "verify") return verify(options.esp, vm.count("json") > 0);
   options.retarget_default = vm.count("no-default") == 0;
   options.dry_run = command.name == "plan";
 

@@ -94,6 +94,13 @@ class EspLock {
   // on <esp>".
   explicit EspLock(Esp& esp, std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+  // Unlocks explicitly, so that the lock is released even when a forked child
+  // still holds a copy of the descriptor.
+  ~EspLock();
+
+  EspLock(const EspLock&) = delete;
+  EspLock& operator=(const EspLock&) = delete;
+
  private:
   UniqueFd fd_;
 };

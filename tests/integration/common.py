@@ -2,6 +2,7 @@
 fixtures/mkroot.py, run the built xen-boot-builder, and read the ESP
 independently of the tool (plain text parsing and binutils' objcopy)."""
 
+import ctypes
 import hashlib
 import json
 import os
@@ -17,6 +18,8 @@ MKROOT = SOURCE_DIR / "fixtures" / "mkroot.py"
 DEPS_DIR = Path(os.environ.get("XBB_DEPS_DIR", SOURCE_DIR / ".cache" / "deps"))
 XEN_417_EFI = DEPS_DIR / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi"
 XEN_420_EFI = DEPS_DIR / "xen-hypervisor-4.20-amd64/boot/xen-4.20-amd64.efi"
+BINARY = Path(os.environ.get("XBB_BINARY", SOURCE_DIR / "build" / "xen-boot-builder"))
+PROGRESS_LINE = "Installing Xen Project Hypervisor boot entries...done."
 
 
 # ---------------------------------------------------------------- roots
@@ -104,6 +107,199 @@ def check_tools(test):
     test.assertTrue(XEN_417_EFI.is_file(), f"missing real input {XEN_417_EFI} (run .ci/setup)")
 
 
+def check_binary(test):
+    test.assertTrue(
+        BINARY.is_file() and os.access(BINARY, os.X_OK),
+        f"missing xen-boot-builder at {BINARY} (set XBB_BINARY or build first)",
+    )
+
+
 class RootTestCase(unittest.TestCase):
     def setUp(self):
         check_tools(self)
+
+
+class ToolTestCase(RootTestCase):
+    """Tests that run the built xen-boot-builder."""
+
+    def setUp(self):
+        super().setUp()
+        check_binary(self)
+
+
+# ---------------------------------------------------------------- running the tool
+
+
+def tool_environment(efi_mount_point=None):
+    """The test's environment without efiMountPoint (unless given) and
+    without colour."""
+    env = {key: value for key, value in os.environ.items() if key != "efiMountPoint"}
+    env["NO_COLOR"] = "1"
+    if efi_mount_point is not None:
+        env["efiMountPoint"] = str(efi_mount_point)
+    return env
+
+
+def run_tool(*argv, efi_mount_point=None, preexec_fn=None):
+    """Run the binary with `argv` (never through a shell)."""
+    return subprocess.run(
+        [str(BINARY), *map(str, argv)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=tool_environment(efi_mount_point),
+        preexec_fn=preexec_fn,
+        timeout=300,
+    )
+
+
+def run_on_root(root, *argv):
+    """Run the tool on a mkroot root: --root ROOT --esp ROOT/boot ARGV..."""
+    return run_tool("--root", root.path, "--esp", root.esp, *argv)
+
+
+def describe(result):
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def build(test, root, verbosity="info", *options):
+    """Run the drop-in form and require success."""
+    result = run_on_root(root, *options, verbosity)
+    test.assertEqual(result.returncode, 0, describe(result))
+    return result
+
+
+def with_esp_bound_on_boot(esp):
+    """A preexec_fn that gives the child a private mount namespace in which
+    `esp` is bind-mounted on /boot (needs root, or user namespaces)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, clone_newuser = 0x00020000, 0x10000000
+    ms_rec, ms_private, ms_bind = 0x4000, 0x40000, 0x1000
+    uid, gid = os.geteuid(), os.getegid()
+
+    def check(result, what):
+        if result != 0:
+            raise OSError(ctypes.get_errno(), f"{what} failed")
+
+    def enter():
+        if uid == 0:
+            check(libc.unshare(clone_newns), "unshare(CLONE_NEWNS)")
+        else:
+            check(libc.unshare(clone_newns | clone_newuser), "unshare(CLONE_NEWNS|CLONE_NEWUSER)")
+            Path("/proc/self/setgroups").write_text("deny")
+            Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+            Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
+        check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "mount --make-rprivate /")
+        check(libc.mount(str(esp).encode(), b"/boot", None, ms_bind, None), f"mount --bind {esp} /boot")
+
+    return enter
+
+
+# ---------------------------------------------------------------- ESP oracles
+
+
+def snapshot_esp(esp):
+    """Every file and link under the ESP: relative path -> (inode, mtime_ns,
+    sha256 or link target). Equal snapshots mean nothing was written."""
+    snapshot = {}
+    for path in sorted(Path(esp).rglob("*")):
+        info = path.lstat()
+        if path.is_symlink():
+            content = "link:" + os.readlink(path)
+        elif path.is_file():
+            content = sha256_file(path)
+        else:
+            continue
+        snapshot[str(path.relative_to(esp))] = (info.st_ino, info.st_mtime_ns, content)
+    return snapshot
+
+
+def read_entry_pairs(root, name):
+    return parse_loader_entry((root.esp / "loader/entries" / name).read_text())
+
+
+def xen_entry_files(root):
+    return sorted(p.name for p in (root.esp / "loader/entries").glob("xen-*.conf"))
+
+
+def xen_image_files(root):
+    folder = root.esp / "EFI/xen"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def extract_section(image, section):
+    """A PE section's bytes as binutils' objcopy sees them (the independent
+    oracle: never the tool's own reader)."""
+    with tempfile.TemporaryDirectory(prefix="xbb-section-") as folder:
+        out = Path(folder) / "section.bin"
+        result = subprocess.run(
+            ["objcopy", "-O", "binary", f"--only-section={section}", str(image), str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"objcopy could not extract {section} from {image}: {result.stderr}")
+        return out.read_bytes() if out.exists() else b""
+
+
+def section_headers(image):
+    """Section name -> (size, vma) from `objdump -h`."""
+    result = subprocess.run(["objdump", "-h", str(image)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objdump -h {image} failed: {result.stderr}")
+    headers = {}
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 7 and fields[0].isdigit():
+            headers[fields[1]] = (int(fields[2], 16), int(fields[3], 16))
+    return headers
+
+
+# ---------------------------------------------------------------- expectations
+
+
+def xen_file_name(esp_path):
+    """`/EFI/nixos/x.efi` as Xen opens it from EFI/xen/: `\\EFI\\nixos\\x.efi`."""
+    return esp_path.replace("/", "\\")
+
+
+def expected_xen_config(entry, linux=None, initrd=None):
+    """The .config text spec section 3.2 owes for a manifest entry. `linux` and
+    `initrd` override the ESP paths (when a test edits the source entry)."""
+    kernel = xen_file_name(linux or entry["linux"])
+    ramdisk = xen_file_name(initrd or entry["initrd"])
+    kernel_line = " ".join([kernel, f"init={entry['init']}", *entry["kernel_params"]])
+    return (
+        "[global]\n"
+        "default=nixos\n"
+        "\n"
+        "[nixos]\n"
+        f"options={' '.join(entry['xen_params'])}\n"
+        f"kernel={kernel_line}\n"
+        f"ramdisk={ramdisk}\n"
+    )
+
+
+def expected_xen_entry(entry):
+    """The (key, value) lines spec section 3.1 owes for a manifest entry."""
+    pairs = [
+        ("title", f"{entry['title']} (with Xen Hypervisor)"),
+        ("version", entry["version"]),
+        ("efi", f"/EFI/xen/{entry['xen_image']}"),
+    ]
+    if entry["machine_id"]:
+        pairs.append(("machine-id", entry["machine_id"]))
+    if entry["sort_key"]:
+        pairs.append(("sort-key", entry["sort_key"]))
+    return pairs
+
+
+def rewrite_bootspec(root, entry, change):
+    """Apply `change(document)` to an entry's boot.json, written back the way
+    NixOS writes it."""
+    path = root.store_path(entry["toplevel"] + "/boot.json")
+    document = json.loads(path.read_text())
+    change(document)
+    path.chmod(0o644)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

@@ -31,7 +31,7 @@ class TempRoot : public ::testing::Test {
   std::string boot_json(const std::string& toplevel, bool xen) {
     std::string doc = R"({"org.nixos.bootspec.v1":{"init":")" + toplevel +
                       R"(/init","initrd":"/nix/store/bbbb-initrd/initrd","kernel":"/nix/store/dddd-linux/bzImage","kernelParams":["quiet"],"label":"NixOS 25.11","system":"x86_64-linux","toplevel":")" +
-                      toplevel + R"("})";
+                      toplevel + R"("}})";
     if (xen) {
       doc.pop_back();
       doc += R"(,"org.xenproject.bootspec.v2":{"efiPath":"/nix/store/ffff-xen/boot/xen.efi","params":["dom0_mem=1G"],"multibootPath":"/nix/store/ffff-xen/boot/xen","version":"4.17.7"}})";
@@ -83,7 +83,7 @@ TEST_F(Discovery, ReadsEachNixosEntryAndItsBootspec) {
   ASSERT_EQ(generations.size(), 3u);
   EXPECT_EQ(generations[0].rest, "generation-1");
   EXPECT_EQ(generations[0].number, 1u);
-  ASSERT_TRUE(generations[0].bootspec);
+  ASSERT_TRUE(generations[0].bootspec) << generations[0].problem;
   ASSERT_TRUE(generations[0].bootspec->xen);
   EXPECT_EQ(generations[0].xen_efi, root_ / "nix/store/ffff-xen/boot/xen.efi");
   EXPECT_EQ(generations[0].entry.initrds, std::vector<std::string>{"/EFI/nixos/i.efi"});

@@ -181,10 +181,15 @@ TEST(Planner, StartsANewCountedEntryWithAllTheSourceTries) {
 TEST(Planner, KeepsTheCounterOfAnUnchangedCountedEntry) {
   auto g = generation("abc", 7);
   g.counter = BootCounter{3, std::nullopt};
-  std::string text = std::get<std::string>(plan({g}).plan.entries[0].content);
+  Planned first = plan({g});
   EspState state;
-  state.xen_entries["loader/entries/xen-abc+1-2.conf"] = text;
-  auto result = plan({g}, state);
+  state.xen_entries["loader/entries/xen-abc+1-2.conf"] =
+      std::get<std::string>(first.plan.entries[0].content);
+  state.xen_images = {"EFI/xen/xen-abc.efi"};
+  std::map<std::string, std::string> configs{
+      {"EFI/xen/xen-abc.efi", std::get<std::string>(
+                                  std::get<ImageRecipe>(first.plan.images[0].content).sections[0].content)}};
+  auto result = plan({g}, state, configs);
   ASSERT_EQ(result.plan.entries.size(), 1u);
   EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-abc+1-2.conf");
   EXPECT_TRUE(result.plan.removals.empty());

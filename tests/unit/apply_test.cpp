@@ -1,0 +1,412 @@
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+
+#include <gtest/gtest.h>
+
+#include "esp_fixture.hpp"
+#include "xbb/error.hpp"
+#include "xbb/esp.hpp"
+
+namespace {
+
+using namespace esp_test;
+using xbb::ApplyReport;
+using xbb::BuiltImage;
+using xbb::Error;
+using xbb::Esp;
+using xbb::FileWrite;
+using xbb::ImageRecipe;
+using xbb::Plan;
+using xbb::SectionSource;
+
+// A deterministic stand-in for the PE writer: the real xen.efi followed by
+// each section's name and bytes. Applying a plan only needs the bytes to be a
+// function of the recipe.
+BuiltImage concatenated_image(const ImageRecipe& recipe) {
+  std::string bytes = read_file(recipe.xen_efi);
+  for (const SectionSource& section : recipe.sections) {
+    bytes += "\n" + section.name + "\n";
+    if (const auto* text = std::get_if<std::string>(&section.content)) {
+      bytes += *text;
+    } else {
+      bytes += read_file(std::get<fs::path>(section.content));
+    }
+  }
+  return {bytes, {}};
+}
+
+std::string error_from(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no xbb::Error thrown";
+  return "";
+}
+
+const std::string image_1 = "EFI/xen/xen-generation-1.efi";
+const std::string image_2 = "EFI/xen/xen-generation-2.efi";
+const std::string entry_1 = "loader/entries/xen-generation-1.conf";
+const std::string entry_2 = "loader/entries/xen-generation-2.conf";
+const std::string loader_conf = "loader/loader.conf";
+const std::string stale_legacy = "EFI/nixos/xen-generation-0.efi";
+const std::string stale_entry = "loader/entries/xen-generation-0.conf";
+
+class ApplyTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::umask(022);
+    write_file(host.path() / "bzImage", "kernel bytes");
+  }
+
+  // Two generations of unified images (one with its kernel inside), their
+  // entries, a retargeted default, and the stale files of generation 0.
+  Plan sample_plan() const {
+    Plan plan;
+    plan.images = {
+        {image_1, ImageRecipe{xen_efi(), {{".config", std::string("[global]\ndefault=g1\n")}}}},
+        {image_2, ImageRecipe{xen_efi(),
+                              {{".config", std::string("[global]\ndefault=g2\n")},
+                               {".kernel", host.path() / "bzImage"}}}},
+    };
+    plan.entries = {
+        {entry_1, std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\n")},
+        {entry_2, std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-2.efi\n")},
+    };
+    plan.loader_conf = "default xen-generation-2.conf\ntimeout 3\n";
+    plan.removals = {stale_legacy, stale_entry};
+    return plan;
+  }
+
+  // What the ESP holds before the sample plan: the previous run's files.
+  static void write_previous_run(const fs::path& esp_root) {
+    write_file(esp_root / loader_conf, "default nixos-generation-2.conf\ntimeout 3\n");
+    write_file(esp_root / stale_legacy, "legacy image");
+    write_file(esp_root / stale_entry, "title old\n");
+  }
+
+  static std::string expected_image(const Plan& plan, std::size_t index) {
+    return concatenated_image(std::get<ImageRecipe>(plan.images.at(index).content)).bytes;
+  }
+
+  static fs::path made(const fs::path& folder) {
+    fs::create_directories(folder);
+    return folder;
+  }
+
+  TempDir host;
+  TempDir dir;
+  fs::path root = made(dir.path() / "esp");
+  fs::path outside = host.path();
+};
+
+TEST_F(ApplyTest, FirstRunWritesEverythingThenRemovesStaleFiles) {
+  write_previous_run(root);
+  Esp esp(root);
+  const Plan plan = sample_plan();
+
+  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+
+  EXPECT_EQ(report.written, (std::vector<std::string>{image_1, image_2, entry_1, entry_2, loader_conf}));
+  EXPECT_EQ(report.unchanged, std::vector<std::string>{});
+  EXPECT_EQ(report.removed, (std::vector<std::string>{stale_legacy, stale_entry}));
+  EXPECT_EQ(read_file(root / image_1), expected_image(plan, 0));
+  EXPECT_EQ(read_file(root / image_2), expected_image(plan, 1));
+  EXPECT_NE(read_file(root / image_2).find("kernel bytes"), std::string::npos);
+  EXPECT_EQ(read_file(root / entry_2), "title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-2.efi\n");
+  EXPECT_EQ(read_file(root / loader_conf), "default xen-generation-2.conf\ntimeout 3\n");
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root / stale_legacy)));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root / stale_entry)));
+  EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
+}
+
+TEST_F(ApplyTest, SecondIdenticalRunWritesNothing) {
+  write_previous_run(root);
+  Esp esp(root);
+  xbb::apply_plan(esp, sample_plan(), concatenated_image);
+  const Snapshot after_first = snapshot(root);
+
+  ApplyReport report = xbb::apply_plan(esp, sample_plan(), concatenated_image);
+
+  EXPECT_EQ(report.written, std::vector<std::string>{});
+  EXPECT_EQ(report.unchanged, (std::vector<std::string>{image_1, image_2, entry_1, entry_2, loader_conf}));
+  EXPECT_EQ(report.removed, std::vector<std::string>{});
+  EXPECT_EQ(snapshot(root), after_first);
+}
+
+TEST_F(ApplyTest, OnlyTheChangedFileIsWritten) {
+  Esp esp(root);
+  Plan plan = sample_plan();
+  xbb::apply_plan(esp, plan, concatenated_image);
+  Snapshot expected = snapshot(root);
+
+  plan.entries[0].content = std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\nsort-key a\n");
+  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+
+  EXPECT_EQ(report.written, std::vector<std::string>{entry_1});
+  Snapshot after = snapshot(root);
+  EXPECT_NE(after.at(entry_1).inode, expected.at(entry_1).inode);
+  EXPECT_EQ(after.at(entry_1).content, std::get<std::string>(plan.entries[0].content));
+  expected.erase(entry_1);
+  after.erase(entry_1);
+  expected.erase("loader/entries");  // the folder's mtime changes with the rename
+  after.erase("loader/entries");
+  EXPECT_EQ(after, expected);
+}
+
+// Every change on the ESP as inotify saw it, in order: "<event> <path>".
+class EspWatch {
+ public:
+  EspWatch(const fs::path& root, const std::vector<std::string>& folders) : fd_(::inotify_init1(IN_NONBLOCK)) {
+    if (fd_ < 0) fail("inotify_init1");
+    for (const std::string& folder : folders) {
+      int wd = ::inotify_add_watch(fd_, (root / folder).c_str(), IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE);
+      if (wd < 0) fail("inotify_add_watch " + folder);
+      folders_[wd] = folder;
+    }
+  }
+  EspWatch(const EspWatch&) = delete;
+  EspWatch& operator=(const EspWatch&) = delete;
+  ~EspWatch() { ::close(fd_); }
+
+  std::vector<std::string> events() {
+    std::vector<std::string> seen;
+    alignas(inotify_event) char buffer[65536];
+    ssize_t length;
+    while ((length = ::read(fd_, buffer, sizeof buffer)) > 0) {
+      for (char* at = buffer; at < buffer + length;) {
+        const auto* event = reinterpret_cast<const inotify_event*>(at);
+        const std::string path = folders_.at(event->wd) + "/" + event->name;
+        if (event->mask & IN_CLOSE_WRITE) seen.push_back("close_write " + path);
+        if (event->mask & IN_MOVED_FROM) seen.push_back("moved_from " + path);
+        if (event->mask & IN_MOVED_TO) seen.push_back("moved_to " + path);
+        if (event->mask & IN_DELETE) seen.push_back("delete " + path);
+        at += sizeof(inotify_event) + event->len;
+      }
+    }
+    return seen;
+  }
+
+ private:
+  int fd_;
+  std::map<int, std::string> folders_;
+};
+
+bool is_temporary_event(const std::string& event) { return event.find(".xbb-tmp-") != std::string::npos; }
+
+TEST_F(ApplyTest, ImagesThenEntriesThenLoaderConfThenRemovalsEachFromAWrittenTemporary) {
+  write_previous_run(root);
+  fs::create_directories(root / "EFI/xen");
+  Esp esp(root);
+  EspWatch watch(root, {"EFI/xen", "EFI/nixos", "loader", "loader/entries"});
+
+  xbb::apply_plan(esp, sample_plan(), concatenated_image);
+  const std::vector<std::string> events = watch.events();
+
+  std::vector<std::string> final_names;
+  for (const std::string& event : events) {
+    if (!is_temporary_event(event)) final_names.push_back(event);
+  }
+  EXPECT_EQ(final_names, (std::vector<std::string>{
+                             "moved_to " + image_1,
+                             "moved_to " + image_2,
+                             "moved_to " + entry_1,
+                             "moved_to " + entry_2,
+                             "moved_to " + loader_conf,
+                             "delete " + stale_legacy,
+                             "delete " + stale_entry,
+                         }));
+  // Each final name appears by renaming a temporary that was written and
+  // closed just before, in the same folder.
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (events[i].rfind("moved_to ", 0) != 0) continue;
+    const std::string final_path = events[i].substr(std::strlen("moved_to "));
+    ASSERT_GE(i, 2u) << events[i];
+    EXPECT_EQ(events[i - 1].rfind("moved_from " + final_path + ".xbb-tmp-", 0), 0u) << events[i - 1];
+    EXPECT_EQ(events[i - 2].rfind("close_write " + final_path + ".xbb-tmp-", 0), 0u) << events[i - 2];
+  }
+}
+
+TEST_F(ApplyTest, TemporariesOfAnInterruptedRunAreRemoved) {
+  write_previous_run(root);
+  write_file(root / "EFI/xen/xen-generation-1.efi.xbb-tmp-0123456789abcdef", "half an image");
+  write_file(root / "loader/entries/xen-generation-1.conf.xbb-tmp-fedcba9876543210", "title half");
+  write_file(root / "loader/loader.conf.xbb-tmp-00000000deadbeef", "def");
+  write_file(root / "EFI/xen/kept.efi", "not ours to judge");
+  Esp esp(root);
+
+  xbb::apply_plan(esp, Plan{}, concatenated_image);
+
+  EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
+  EXPECT_EQ(read_file(root / "EFI/xen/kept.efi"), "not ours to judge");
+  EXPECT_EQ(read_file(root / loader_conf), "default nixos-generation-2.conf\ntimeout 3\n");
+}
+
+TEST_F(ApplyTest, SymlinkPlantedAtAnImageNameIsReplacedAndItsTargetUntouched) {
+  write_file(outside / "target", "outside the ESP\n");
+  fs::create_directories(root / "EFI/xen");
+  fs::create_symlink(outside / "target", root / image_1);
+  Esp esp(root);
+  const Plan plan = sample_plan();
+
+  xbb::apply_plan(esp, plan, concatenated_image);
+
+  EXPECT_EQ(read_file(outside / "target"), "outside the ESP\n");
+  EXPECT_TRUE(S_ISREG(lstat_of(root / image_1).st_mode));
+  EXPECT_EQ(read_file(root / image_1), expected_image(plan, 0));
+}
+
+TEST_F(ApplyTest, SymlinkedEntriesFolderStopsTheRunBeforeAnyWrite) {
+  write_previous_run(root);
+  fs::remove_all(root / "loader/entries");
+  fs::create_directories(outside / "entries");
+  fs::create_directory_symlink(outside / "entries", root / "loader/entries");
+  Esp esp(root);
+  const Snapshot before = snapshot(root);
+
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, sample_plan(), concatenated_image); }),
+            (root / "loader/entries").string() + ": is a symlink; symlinks on the ESP are not followed");
+
+  EXPECT_EQ(snapshot(root), before);
+  EXPECT_TRUE(fs::is_empty(outside / "entries"));
+}
+
+TEST_F(ApplyTest, InvalidPathAnywhereInThePlanChangesNothing) {
+  write_previous_run(root);
+  write_file(dir.path() / "victim", "victim\n");
+  Esp esp(root);
+  const Snapshot before = snapshot(root);
+
+  Plan plan = sample_plan();
+  plan.removals.push_back("../victim");
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+            "ESP path \"../victim\": component \"..\" not allowed");
+
+  plan = sample_plan();
+  plan.entries.push_back({"loader/entries/xen-x.conf\ndefault evil", std::string("title x\n")});
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+            "ESP path \"loader/entries/xen-x.conf\\x0adefault evil\": character \"\\x0a\" not allowed "
+            "(only A-Z a-z 0-9 + _ . -)");
+
+  EXPECT_EQ(snapshot(root), before);
+  EXPECT_EQ(read_file(dir.path() / "victim"), "victim\n");
+}
+
+TEST_F(ApplyTest, PlanThatWritesAndRemovesTheSamePathIsRefused) {
+  Esp esp(root);
+  Plan plan = sample_plan();
+  plan.removals.push_back(entry_1);
+
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+            entry_1 + ": the plan both writes and removes this path");
+  EXPECT_TRUE(fs::is_empty(root));
+}
+
+TEST_F(ApplyTest, FolderAtAWrittenNameStopsTheRunBeforeAnyWrite) {
+  write_previous_run(root);
+  fs::create_directories(root / entry_2);
+  Esp esp(root);
+  const Snapshot before = snapshot(root);
+
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, sample_plan(), concatenated_image); }),
+            (root / entry_2).string() + ": is not a regular file; refusing to replace it");
+  EXPECT_EQ(snapshot(root), before);
+}
+
+TEST_F(ApplyTest, BuilderWarningsAreReportedWithTheImagePath) {
+  Esp esp(root);
+  auto warning_builder = [](const ImageRecipe& recipe) {
+    BuiltImage image = concatenated_image(recipe);
+    image.warnings.push_back("Authenticode signature dropped");
+    return image;
+  };
+
+  ApplyReport report = xbb::apply_plan(esp, sample_plan(), warning_builder);
+
+  EXPECT_EQ(report.warnings, (std::vector<std::string>{image_1 + ": Authenticode signature dropped",
+                                                       image_2 + ": Authenticode signature dropped"}));
+}
+
+std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) { return (value + unit - 1) / unit * unit; }
+
+TEST_F(ApplyTest, TooLittleSpaceIsRefusedWithTheMissingBytesAndNothingChanges) {
+  Tmpfs tmpfs("size=1m");
+  write_previous_run(tmpfs.path());
+  const Plan plan = sample_plan();
+  // The rule: every changed file's size rounded up to the allocation unit,
+  // plus one unit. Here every file of the plan changes.
+  struct statvfs stats {};
+  ASSERT_EQ(::statvfs(tmpfs.path().c_str(), &stats), 0);
+  const std::uint64_t unit = stats.f_frsize;
+  const std::uint64_t have = stats.f_bavail * stats.f_frsize;
+  std::uint64_t need = 0;
+  for (std::size_t i = 0; i < plan.images.size(); ++i) need += round_up(expected_image(plan, i).size(), unit) + unit;
+  for (const FileWrite& entry : plan.entries) need += round_up(std::get<std::string>(entry.content).size(), unit) + unit;
+  need += round_up(plan.loader_conf->size(), unit) + unit;
+  ASSERT_GT(need, have);
+  const Snapshot before = snapshot(tmpfs.path());
+
+  {
+    Esp esp(tmpfs.path());
+    EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+              "not enough space on " + tmpfs.path().string() + ": need " + std::to_string(need - have) +
+                  " bytes more (have " + std::to_string(have) + ", need " + std::to_string(need) + ")");
+  }
+
+  EXPECT_EQ(snapshot(tmpfs.path()), before);
+}
+
+TEST_F(ApplyTest, SpaceRunningOutMidRunStopsWithoutTemporariesAndKeepsTheEspConsistent) {
+  Tmpfs tmpfs("size=16m");
+  write_previous_run(tmpfs.path());
+  fs::create_directories(tmpfs.path() / "EFI/xen");
+  // Another writer takes the space after the check: here, room for exactly one
+  // more file (inode), while bytes are plentiful, so the check passes and the
+  // second image cannot be created.
+  tmpfs.remount("nr_inodes=" + std::to_string(tmpfs.used_inodes() + 1));
+  const Plan plan = sample_plan();
+
+  {
+    Esp esp(tmpfs.path());
+    EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+              (tmpfs.path() / image_2).string() + ": cannot create temporary file: No space left on device");
+  }
+
+  EXPECT_EQ(read_file(tmpfs.path() / image_1), expected_image(plan, 0));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(tmpfs.path() / image_2)));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(tmpfs.path() / entry_1)));
+  EXPECT_FALSE(fs::exists(fs::symlink_status(tmpfs.path() / entry_2)));
+  EXPECT_EQ(read_file(tmpfs.path() / loader_conf), "default nixos-generation-2.conf\ntimeout 3\n");
+  EXPECT_EQ(read_file(tmpfs.path() / stale_legacy), "legacy image");
+  EXPECT_EQ(read_file(tmpfs.path() / stale_entry), "title old\n");
+  EXPECT_EQ(temporaries_under(tmpfs.path()), std::vector<std::string>{});
+}
+
+TEST_F(ApplyTest, RunAfterAFailedRunFinishesTheJob) {
+  Tmpfs tmpfs("size=16m");
+  write_previous_run(tmpfs.path());
+  fs::create_directories(tmpfs.path() / "EFI/xen");
+  tmpfs.remount("nr_inodes=" + std::to_string(tmpfs.used_inodes() + 1));
+  const Plan plan = sample_plan();
+  {
+    Esp esp(tmpfs.path());
+    EXPECT_THROW(xbb::apply_plan(esp, plan, concatenated_image), Error);
+  }
+  tmpfs.remount("nr_inodes=1000");
+
+  Esp esp(tmpfs.path());
+  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+
+  EXPECT_EQ(report.unchanged, std::vector<std::string>{image_1});
+  EXPECT_EQ(report.written, (std::vector<std::string>{image_2, entry_1, entry_2, loader_conf}));
+  EXPECT_EQ(read_file(tmpfs.path() / image_2), expected_image(plan, 1));
+  EXPECT_EQ(report.removed, (std::vector<std::string>{stale_legacy, stale_entry}));
+}
+
+}  // namespace

@@ -1,0 +1,155 @@
+#pragma once
+
+// Temporary folders, size-limited tmpfs mounts and whole-tree snapshots for
+// the tests of the ESP shell. Everything here uses the host file system
+// directly (std::filesystem, POSIX), independently of the code under test.
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace esp_test {
+
+namespace fs = std::filesystem;
+
+[[noreturn]] inline void fail(const std::string& what) {
+  throw std::runtime_error(what + ": " + std::strerror(errno));
+}
+
+// A fresh folder from mkdtemp, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string name = (fs::temp_directory_path() / "xbb-esp-test-XXXXXX").string();
+    if (::mkdtemp(name.data()) == nullptr) fail("mkdtemp " + name);
+    path_ = name;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// A tmpfs mounted on a fresh temporary folder, unmounted on destruction.
+// Failing to mount is an error (the tests run as root), not a reason to skip.
+class Tmpfs {
+ public:
+  explicit Tmpfs(const std::string& options) {
+    if (::mount("tmpfs", dir_.path().c_str(), "tmpfs", 0, options.c_str()) != 0) {
+      fail("mount -t tmpfs -o " + options + " " + dir_.path().string());
+    }
+  }
+  Tmpfs(const Tmpfs&) = delete;
+  Tmpfs& operator=(const Tmpfs&) = delete;
+  ~Tmpfs() {
+    if (::umount2(dir_.path().c_str(), 0) != 0) ::umount2(dir_.path().c_str(), MNT_DETACH);
+  }
+  const fs::path& path() const { return dir_.path(); }
+
+  void remount(const std::string& options) {
+    if (::mount("tmpfs", dir_.path().c_str(), nullptr, MS_REMOUNT, options.c_str()) != 0) {
+      fail("mount -o remount," + options + " " + dir_.path().string());
+    }
+  }
+
+  // Inodes in use, as statvfs reports them.
+  std::uint64_t used_inodes() const {
+    struct statvfs stats {};
+    if (::statvfs(dir_.path().c_str(), &stats) != 0) fail("statvfs " + dir_.path().string());
+    return stats.f_files - stats.f_ffree;
+  }
+
+ private:
+  TempDir dir_;
+};
+
+inline void write_file(const fs::path& path, const std::string& bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  if (!out.flush()) fail("write " + path.string());
+}
+
+inline std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("open " + path.string());
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+inline struct stat lstat_of(const fs::path& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) fail("lstat " + path.string());
+  return st;
+}
+
+// What a file system entry is, down to its inode and modification time, so
+// that "unchanged" means not rewritten, not merely equal bytes.
+struct EntryState {
+  char kind = '?';       // 'f' regular file, 'd' folder, 'l' symlink
+  std::string content;   // file bytes or symlink target
+  ino_t inode = 0;
+  std::int64_t mtime_ns = 0;
+  mode_t mode = 0;
+  bool operator==(const EntryState&) const = default;
+};
+
+using Snapshot = std::map<std::string, EntryState>;
+
+inline Snapshot snapshot(const fs::path& root) {
+  Snapshot result;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(root)) {
+    struct stat st = lstat_of(entry.path());
+    EntryState state;
+    state.inode = st.st_ino;
+    state.mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+    state.mode = st.st_mode;
+    if (S_ISLNK(st.st_mode)) {
+      state.kind = 'l';
+      state.content = fs::read_symlink(entry.path()).string();
+    } else if (S_ISDIR(st.st_mode)) {
+      state.kind = 'd';
+    } else if (S_ISREG(st.st_mode)) {
+      state.kind = 'f';
+      state.content = read_file(entry.path());
+    }
+    result[fs::relative(entry.path(), root).string()] = state;
+  }
+  return result;
+}
+
+// Names (relative to root) of every temporary left anywhere under root.
+inline std::vector<std::string> temporaries_under(const fs::path& root) {
+  std::vector<std::string> found;
+  for (const fs::directory_entry& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.path().filename().string().find(".xbb-tmp-") != std::string::npos) {
+      found.push_back(fs::relative(entry.path(), root).string());
+    }
+  }
+  return found;
+}
+
+inline fs::path xen_efi() {
+  return fs::path(XBB_DEPS_DIR) / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi";
+}
+
+}  // namespace esp_test

@@ -1,0 +1,375 @@
+#include "xbb/esp.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "esp_fixture.hpp"
+#include "xbb/error.hpp"
+
+namespace {
+
+using namespace esp_test;
+using namespace std::chrono_literals;
+using xbb::Error;
+using xbb::Esp;
+using xbb::EspFileType;
+using xbb::EspLock;
+
+// The message of the Error `action` throws; a test failure when it throws none.
+std::string error_from(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no xbb::Error thrown";
+  return "";
+}
+
+std::vector<std::string> names_in(const fs::path& folder) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+TEST(SplitEspPath, SplitsIntoComponents) {
+  EXPECT_EQ(xbb::split_esp_path("EFI/xen/xen-generation-42+3-1.efi"),
+            (std::vector<std::string>{"EFI", "xen", "xen-generation-42+3-1.efi"}));
+  EXPECT_EQ(xbb::split_esp_path("loader/loader.conf"), (std::vector<std::string>{"loader", "loader.conf"}));
+  EXPECT_EQ(xbb::split_esp_path("EFI/xen/.xen-boot-builder.lock").back(), ".xen-boot-builder.lock");
+  EXPECT_EQ(xbb::split_esp_path("A_z.0-9+"), (std::vector<std::string>{"A_z.0-9+"}));
+}
+
+TEST(SplitEspPath, RefusesUnsafePathsAndNamesThem) {
+  struct Refusal {
+    std::string path;
+    std::string message;
+  };
+  const std::vector<Refusal> refusals = {
+      {"", "ESP path \"\": empty"},
+      {"/EFI/xen/a.efi", "ESP path \"/EFI/xen/a.efi\": must be relative to the ESP root"},
+      {"EFI//a.efi", "ESP path \"EFI//a.efi\": empty component (leading, trailing or doubled \"/\")"},
+      {"EFI/xen/", "ESP path \"EFI/xen/\": empty component (leading, trailing or doubled \"/\")"},
+      {"EFI/./a.efi", "ESP path \"EFI/./a.efi\": component \".\" not allowed"},
+      {"../etc/passwd", "ESP path \"../etc/passwd\": component \"..\" not allowed"},
+      {"EFI/xen/..", "ESP path \"EFI/xen/..\": component \"..\" not allowed"},
+      {"EFI/xen/a b.efi", "ESP path \"EFI/xen/a b.efi\": character \" \" not allowed (only A-Z a-z 0-9 + _ . -)"},
+      {"loader/entries/x\nefi /evil.conf",
+       "ESP path \"loader/entries/x\\x0aefi /evil.conf\": character \"\\x0a\" not allowed (only A-Z a-z 0-9 + _ . -)"},
+      {"EFI/xen/\xc3\xa9.efi",
+       "ESP path \"EFI/xen/\\xc3\\xa9.efi\": character \"\\xc3\" not allowed (only A-Z a-z 0-9 + _ . -)"},
+      {"EFI\\xen", "ESP path \"EFI\\x5cxen\": character \"\\x5c\" not allowed (only A-Z a-z 0-9 + _ . -)"},
+      {"EFI/" + std::string(256, 'a'), "ESP path \"EFI/" + std::string(256, 'a') + "\": component longer than 255 bytes"},
+  };
+  for (const Refusal& refusal : refusals) {
+    EXPECT_EQ(error_from([&] { xbb::split_esp_path(refusal.path); }), refusal.message);
+  }
+}
+
+class EspTest : public ::testing::Test {
+ protected:
+  static fs::path made(const fs::path& folder) {
+    fs::create_directories(folder);
+    return folder;
+  }
+
+  void SetUp() override { ::umask(022); }
+
+  TempDir dir;
+  fs::path root = made(dir.path() / "esp");
+  fs::path outside = made(dir.path() / "outside");
+  Esp esp{root};
+};
+
+TEST(Esp, RefusesAMissingRoot) {
+  TempDir dir;
+  const fs::path missing = dir.path() / "no-esp";
+  EXPECT_EQ(error_from([&] { Esp esp(missing); }),
+            missing.string() + ": cannot open the ESP: No such file or directory");
+}
+
+TEST_F(EspTest, WriteAtomicCreatesFoldersAndFile) {
+  esp.write_atomic("EFI/xen/xen-generation-1.efi", "image bytes");
+
+  EXPECT_EQ(read_file(root / "EFI/xen/xen-generation-1.efi"), "image bytes");
+  struct stat st = lstat_of(root / "EFI/xen/xen-generation-1.efi");
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(names_in(root / "EFI/xen"), std::vector<std::string>{"xen-generation-1.efi"});
+}
+
+TEST_F(EspTest, WriteAtomicReplacesByRenameNotInPlace) {
+  write_file(root / "loader/loader.conf", "old text\n");
+  const ino_t old_inode = lstat_of(root / "loader/loader.conf").st_ino;
+  std::ifstream still_open(root / "loader/loader.conf", std::ios::binary);
+
+  esp.write_atomic("loader/loader.conf", "new text\n");
+
+  EXPECT_EQ(read_file(root / "loader/loader.conf"), "new text\n");
+  EXPECT_NE(lstat_of(root / "loader/loader.conf").st_ino, old_inode);
+  const std::string seen_by_earlier_reader(std::istreambuf_iterator<char>(still_open), {});
+  EXPECT_EQ(seen_by_earlier_reader, "old text\n");
+  EXPECT_EQ(names_in(root / "loader"), std::vector<std::string>{"loader.conf"});
+}
+
+TEST_F(EspTest, WriteAtomicWritesLargeAndEmptyFilesWhole) {
+  std::string large(3 * 1024 * 1024 + 17, '\0');
+  for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>(i * 7 + i / 4096);
+  esp.write_atomic("EFI/xen/large.efi", large);
+  esp.write_atomic("EFI/xen/empty.cfg", "");
+
+  EXPECT_EQ(read_file(root / "EFI/xen/large.efi"), large);
+  EXPECT_EQ(fs::file_size(root / "EFI/xen/empty.cfg"), 0u);
+}
+
+TEST_F(EspTest, WriteAtomicRefusesInvalidPathsBeforeTouchingTheDisk) {
+  EXPECT_EQ(error_from([&] { esp.write_atomic("../escape", "x"); }),
+            "ESP path \"../escape\": component \"..\" not allowed");
+  EXPECT_EQ(error_from([&] { esp.write_atomic("EFI/xen/a b.efi", "x"); }),
+            "ESP path \"EFI/xen/a b.efi\": character \" \" not allowed (only A-Z a-z 0-9 + _ . -)");
+  EXPECT_FALSE(fs::exists(dir.path() / "escape"));
+  EXPECT_TRUE(fs::is_empty(root));
+}
+
+TEST_F(EspTest, PlantedSymlinkAtFinalNameIsReplacedNotWrittenThrough) {
+  write_file(outside / "secret", "must stay\n");
+  fs::create_directories(root / "loader/entries");
+  fs::create_symlink(outside / "secret", root / "loader/entries/xen-generation-1.conf");
+
+  esp.write_atomic("loader/entries/xen-generation-1.conf", "title Xen\n");
+
+  EXPECT_EQ(read_file(outside / "secret"), "must stay\n");
+  EXPECT_TRUE(S_ISREG(lstat_of(root / "loader/entries/xen-generation-1.conf").st_mode));
+  EXPECT_EQ(read_file(root / "loader/entries/xen-generation-1.conf"), "title Xen\n");
+}
+
+TEST_F(EspTest, SymlinkedFolderIsRefusedEverywhere) {
+  fs::create_directories(outside / "efi/xen");
+  write_file(outside / "efi/xen/a.efi", "outside\n");
+  fs::create_directory_symlink(outside / "efi", root / "EFI");
+  const std::string refusal = (root / "EFI").string() + ": is a symlink; symlinks on the ESP are not followed";
+
+  EXPECT_EQ(error_from([&] { esp.write_atomic("EFI/xen/a.efi", "x"); }), refusal);
+  EXPECT_EQ(error_from([&] { esp.read("EFI/xen/a.efi"); }), refusal);
+  EXPECT_EQ(error_from([&] { esp.list("EFI/xen"); }), refusal);
+  EXPECT_EQ(error_from([&] { esp.remove("EFI/xen/a.efi"); }), refusal);
+  EXPECT_EQ(error_from([&] { esp.type("EFI/xen/a.efi"); }), refusal);
+  EXPECT_EQ(names_in(outside / "efi/xen"), std::vector<std::string>{"a.efi"});
+  EXPECT_EQ(read_file(outside / "efi/xen/a.efi"), "outside\n");
+}
+
+TEST_F(EspTest, ReadGivesContentsOrNothing) {
+  write_file(root / "loader/loader.conf", "timeout 3\n");
+  EXPECT_EQ(esp.read("loader/loader.conf"), std::optional<std::string>("timeout 3\n"));
+  EXPECT_EQ(esp.read("loader/missing.conf"), std::nullopt);
+  EXPECT_EQ(esp.read("missing-folder/loader.conf"), std::nullopt);
+}
+
+TEST_F(EspTest, ReadRefusesSymlinksAndFolders) {
+  write_file(outside / "secret", "secret\n");
+  fs::create_directories(root / "loader/entries");
+  fs::create_symlink(outside / "secret", root / "loader/loader.conf");
+
+  EXPECT_EQ(error_from([&] { esp.read("loader/loader.conf"); }),
+            (root / "loader/loader.conf").string() + ": is a symlink; symlinks on the ESP are not followed");
+  EXPECT_EQ(error_from([&] { esp.read("loader/entries"); }),
+            (root / "loader/entries").string() + ": is not a regular file");
+}
+
+TEST_F(EspTest, ListGivesRegularFilesAndSymlinksSorted) {
+  write_file(root / "EFI/xen/b.efi", "b");
+  write_file(root / "EFI/xen/a.efi", "a");
+  fs::create_symlink(outside, root / "EFI/xen/c.efi");
+  fs::create_directories(root / "EFI/xen/d.efi");
+
+  EXPECT_EQ(esp.list("EFI/xen"), (std::vector<std::string>{"a.efi", "b.efi", "c.efi"}));
+  EXPECT_EQ(esp.list("EFI/nixos"), std::vector<std::string>{});
+}
+
+TEST_F(EspTest, TypeTellsWhatIsThereWithoutFollowing) {
+  write_file(root / "EFI/xen/a.efi", "a");
+  fs::create_symlink(outside, root / "EFI/xen/link.efi");
+
+  EXPECT_EQ(esp.type("EFI/xen/a.efi"), EspFileType::regular);
+  EXPECT_EQ(esp.type("EFI/xen/link.efi"), EspFileType::symlink);
+  EXPECT_EQ(esp.type("EFI/xen"), EspFileType::folder);
+  EXPECT_EQ(esp.type("EFI/xen/missing.efi"), EspFileType::absent);
+  EXPECT_EQ(esp.type("missing/missing.efi"), EspFileType::absent);
+}
+
+TEST_F(EspTest, RemoveDeletesFilesAndSymlinksAndIgnoresMissingOnes) {
+  write_file(root / "EFI/xen/a.efi", "a");
+  write_file(outside / "target", "target\n");
+  fs::create_symlink(outside / "target", root / "EFI/xen/link.efi");
+
+  esp.remove("EFI/xen/a.efi");
+  esp.remove("EFI/xen/link.efi");
+  esp.remove("EFI/xen/missing.efi");
+  esp.remove("missing/missing.efi");
+
+  EXPECT_TRUE(fs::is_empty(root / "EFI/xen"));
+  EXPECT_EQ(read_file(outside / "target"), "target\n");
+}
+
+TEST(EspOnTmpfs, FreeBytesFollowsWhatIsWritten) {
+  Tmpfs tmpfs("size=1m");
+  Esp esp(tmpfs.path());
+  EXPECT_EQ(esp.allocation_unit(), static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  const std::uint64_t before = esp.free_bytes();
+  EXPECT_GT(before, 0u);
+  EXPECT_LE(before, 1024u * 1024u);
+
+  esp.write_atomic("EFI/xen/a.efi", std::string(200 * 1024, 'x'));
+
+  EXPECT_LE(esp.free_bytes(), before - 200 * 1024);
+}
+
+TEST(EspOnTmpfs, WriteOnFullFileSystemKeepsOldFileAndRemovesTemporary) {
+  Tmpfs tmpfs("size=256k");
+  write_file(tmpfs.path() / "loader/loader.conf", "old\n");
+  Esp esp(tmpfs.path());
+
+  EXPECT_EQ(error_from([&] { esp.write_atomic("loader/loader.conf", std::string(512 * 1024, 'x')); }),
+            (tmpfs.path() / "loader/loader.conf").string() + ": cannot write: No space left on device");
+
+  EXPECT_EQ(read_file(tmpfs.path() / "loader/loader.conf"), "old\n");
+  EXPECT_EQ(temporaries_under(tmpfs.path()), std::vector<std::string>{});
+}
+
+std::string read_to_end(int fd) {
+  std::string bytes;
+  char buffer[512];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0) bytes.append(buffer, static_cast<std::size_t>(n));
+  return bytes;
+}
+
+int exit_code_of(pid_t child) {
+  int status = 0;
+  if (::waitpid(child, &status, 0) != child) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(EspTest, LockIsAFileUnderEfiXen) {
+  EspLock lock(esp);
+  EXPECT_TRUE(S_ISREG(lstat_of(root / "EFI/xen/.xen-boot-builder.lock").st_mode));
+}
+
+TEST_F(EspTest, SecondLockInAnotherProcessGivesUpWithAClearMessage) {
+  EspLock held(esp);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    int code = 1;
+    try {
+      Esp other(root);
+      EspLock second(other, 300ms);
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      code = ::write(pipe_fds[1], message.data(), message.size()) == static_cast<ssize_t>(message.size()) ? 0 : 2;
+    } catch (...) {
+      code = 3;
+    }
+    ::_exit(code);
+  }
+  ::close(pipe_fds[1]);
+  const std::string message = read_to_end(pipe_fds[0]);
+  ::close(pipe_fds[0]);
+
+  EXPECT_EQ(exit_code_of(child), 0);
+  EXPECT_EQ(message, (root / "EFI/xen/.xen-boot-builder.lock").string() +
+                         ": another xen-boot-builder run holds the lock on " + root.string() +
+                         "; gave up after 300 ms");
+}
+
+TEST_F(EspTest, SecondLockWaitsForTheFirstAndThenProceeds) {
+  auto held = std::make_unique<EspLock>(esp);
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    int code = 1;
+    try {
+      Esp other(root);
+      if (::write(pipe_fds[1], "w", 1) == 1) {
+        EspLock second(other, 60s);
+        code = ::write(pipe_fds[1], "a", 1) == 1 ? 0 : 2;
+      }
+    } catch (...) {
+      code = 3;
+    }
+    ::_exit(code);
+  }
+  ::close(pipe_fds[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(pipe_fds[0], &byte, 1), 1);
+  EXPECT_EQ(byte, 'w');
+  // Give the child time to start waiting; whatever the timing, it must not
+  // hold the lock while this process does.
+  std::this_thread::sleep_for(300ms);
+  pollfd readable{pipe_fds[0], POLLIN, 0};
+  EXPECT_EQ(::poll(&readable, 1, 0), 0) << "the second lock was taken while the first was held";
+
+  held.reset();
+
+  EXPECT_EQ(read_to_end(pipe_fds[0]), "a");
+  ::close(pipe_fds[0]);
+  EXPECT_EQ(exit_code_of(child), 0);
+}
+
+TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
+  write_file(root / "loader/entries/xen-generation-1.conf", "one\n");
+  write_file(root / "loader/entries/xen-generation-2+3.conf", "two\n");
+  write_file(root / "loader/entries/nixos-generation-1.conf", "nixos\n");
+  write_file(root / "loader/entries/xen-notes.txt", "notes\n");
+  write_file(outside / "secret", "secret\n");
+  fs::create_symlink(outside / "secret", root / "loader/entries/xen-planted.conf");
+  write_file(root / "EFI/xen/xen-generation-1.efi", "image");
+  write_file(root / "EFI/xen/xen-4.17-0123abcd.cfg", "cfg");
+  write_file(root / "EFI/xen/.xen-boot-builder.lock", "");
+  write_file(root / "EFI/xen/xen-generation-1.efi.xbb-tmp-0123456789abcdef", "half");
+  write_file(root / "EFI/xen/readme.txt", "readme");
+  write_file(root / "EFI/nixos/xen-generation-1.efi", "legacy");
+  write_file(root / "EFI/nixos/kernel-bzImage.efi", "kernel");
+  write_file(root / "loader/loader.conf", "default nixos-generation-1.conf\n");
+
+  xbb::EspState state = xbb::read_esp_state(esp);
+
+  EXPECT_EQ(state.xen_entries, (std::map<std::string, std::string>{
+                                   {"loader/entries/xen-generation-1.conf", "one\n"},
+                                   {"loader/entries/xen-generation-2+3.conf", "two\n"},
+                                   {"loader/entries/xen-planted.conf", ""},
+                               }));
+  EXPECT_EQ(state.xen_images,
+            (std::vector<std::string>{"EFI/xen/xen-4.17-0123abcd.cfg", "EFI/xen/xen-generation-1.efi"}));
+  EXPECT_EQ(state.legacy_images, std::vector<std::string>{"EFI/nixos/xen-generation-1.efi"});
+  EXPECT_EQ(state.loader_conf, std::optional<std::string>("default nixos-generation-1.conf\n"));
+  EXPECT_EQ(read_file(outside / "secret"), "secret\n");
+}
+
+TEST_F(EspTest, StateOfAnEmptyEspIsEmpty) {
+  xbb::EspState state = xbb::read_esp_state(esp);
+  EXPECT_TRUE(state.xen_entries.empty());
+  EXPECT_TRUE(state.xen_images.empty());
+  EXPECT_TRUE(state.legacy_images.empty());
+  EXPECT_EQ(state.loader_conf, std::nullopt);
+}
+
+}  // namespace
