@@ -61,9 +61,9 @@ static long env_number(const char *name) {
   char *end = NULL;
   long value = strtol(text, &end, 10);
   if (*end != '\0' || value < 0) {
-    static const char message[] = "crashpoint: ignoring a malformed number in the environment\n";
+    static const char message[] = "crashpoint: malformed number in an XBB_* variable\n";
     syscall(SYS_write, 2, message, sizeof message - 1);
-    return 0;
+    syscall(SYS_exit_group, 127);
   }
   return value;
 }
@@ -105,7 +105,9 @@ static long count_call(const char *call, const char *path, int fd) {
 
 static int is_crash_point(long k) { return crash_at != 0 && k == crash_at; }
 
-static void crash(void) { syscall(SYS_exit_group, CRASH_STATUS); }
+__attribute__((noreturn)) static void crash(void) {
+  for (;;) syscall(SYS_exit_group, CRASH_STATUS);
+}
 
 static int opens_for_writing(int flags) {
   return (flags & (O_WRONLY | O_RDWR | O_CREAT | O_TRUNC)) != 0 || (flags & O_TMPFILE) == O_TMPFILE;
@@ -268,7 +270,6 @@ ssize_t write(int fd, const void *bytes, size_t size) {
     case WRITE_TORN:
       real_write(fd, bytes, size / 2);
       crash();
-      break;
     case WRITE_NO_SPACE:
       errno = ENOSPC;
       return -1;
@@ -285,7 +286,6 @@ ssize_t write(int fd, const void *bytes, size_t size) {
       case WRITE_TORN:                                                \
         real_##name(fd, bytes, size / 2, offset);                     \
         crash();                                                      \
-        break;                                                        \
       case WRITE_NO_SPACE:                                            \
         errno = ENOSPC;                                               \
         return -1;                                                    \
@@ -323,7 +323,6 @@ ssize_t writev(int fd, const struct iovec *vector, int count) {
     case WRITE_TORN:
       write_half_of(fd, vector, count, 0, 0);
       crash();
-      break;
     case WRITE_NO_SPACE:
       errno = ENOSPC;
       return -1;
@@ -339,7 +338,6 @@ ssize_t pwritev(int fd, const struct iovec *vector, int count, off_t offset) {
     case WRITE_TORN:
       write_half_of(fd, vector, count, offset, 1);
       crash();
-      break;
     case WRITE_NO_SPACE:
       errno = ENOSPC;
       return -1;
