@@ -286,14 +286,10 @@ std::uint64_t Esp::allocation_unit() const {
   return stats.f_frsize != 0 ? stats.f_frsize : stats.f_bsize;
 }
 
-UniqueFd Esp::open_or_create(const std::string& path) {
-  Location at = locate(path, true);
-  UniqueFd file(::openat(at.folder.get(), at.name.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0644));
-  if (!file) throw_open_error(at.folder.get(), at.name, at.shown, errno, "regular file");
-  struct stat st {};
-  if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
-  if (!S_ISREG(st.st_mode)) throw Error(at.shown, "is not a regular file");
-  return file;
+UniqueFd Esp::open_root() const {
+  UniqueFd folder(::openat(root_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!folder) throw Error(root_.string(), "cannot open: " + error_text(errno));
+  return folder;
 }
 
 namespace {
@@ -305,10 +301,10 @@ std::string describe(std::chrono::milliseconds duration) {
 
 }  // namespace
 
-EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_or_create(lock_path)) {
+EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_root()) {
   using clock = std::chrono::steady_clock;
   constexpr auto poll_interval = std::chrono::milliseconds(100);
-  const std::string shown = shown_path(esp.root(), lock_path);
+  const std::string shown = esp.root().string();
   const auto deadline = clock::now() + timeout;
   for (;;) {
     if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
@@ -316,8 +312,8 @@ EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_or_
     if (errno != EWOULDBLOCK) throw Error(shown, "cannot lock: " + error_text(errno));
     const auto now = clock::now();
     if (now >= deadline) {
-      throw Error(shown, "another xen-boot-builder run holds the lock on " + esp.root().string() +
-                             "; gave up after " + describe(timeout));
+      throw Error(shown, "another xen-boot-builder run holds the lock; gave up after " +
+                             describe(timeout));
     }
     std::this_thread::sleep_for(std::min<clock::duration>(poll_interval, deadline - now));
   }

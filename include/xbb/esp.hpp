@@ -65,9 +65,8 @@ class Esp {
   // The file system's allocation unit (the cluster size on FAT).
   std::uint64_t allocation_unit() const;
 
-  // Opens `path` for reading and writing, creating it (mode 0644) and its
-  // folders when missing, without truncating it. For the lock file.
-  UniqueFd open_or_create(const std::string& path);
+  // A new open file description of the root folder, for EspLock.
+  UniqueFd open_root() const;
 
   // Temporaries are named "<final name><temporary_marker><random>".
   static constexpr const char* temporary_marker = ".xbb-tmp-";
@@ -81,17 +80,17 @@ class Esp {
   UniqueFd root_fd_;
 };
 
-// One run at a time per ESP: an exclusive flock() on the file `lock_path`
-// under the ESP root, held from construction to destruction. Take it before
-// reading the ESP state and keep it until the plan is applied. flock() works
-// on vfat and tmpfs mounted locally.
+// One run at a time per ESP: an exclusive flock() on the ESP's root folder,
+// held from construction to destruction. Take it before reading the ESP state
+// and keep it until the plan is applied. Locking the folder itself creates
+// nothing on the ESP (so a run that changes nothing, or is refused for lack of
+// space, leaves it byte for byte as it was); flock() works on folders of vfat
+// and tmpfs mounted locally.
 class EspLock {
  public:
-  static constexpr const char* lock_path = "EFI/xen/.xen-boot-builder.lock";
-
   // Waits up to `timeout` for another run to release the lock (printing
-  // nothing), then throws Error "another xen-boot-builder run holds the lock
-  // on <esp>".
+  // nothing), then throws Error "<esp>: another xen-boot-builder run holds
+  // the lock; gave up after N s".
   explicit EspLock(Esp& esp, std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
   // Unlocks explicitly, so that the lock is released even when a forked child

@@ -223,8 +223,7 @@ def xen_entry_files(root):
 
 
 def xen_image_files(root):
-    folder = root.esp / "EFI/xen"
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in (root.esp / "EFI/xen").glob("*.efi"))
 
 
 def extract_section(image, section):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common import (
     PROGRESS_LINE,
+    XEN_420_EFI,
     ToolTestCase,
     build,
     describe,
@@ -31,6 +32,10 @@ from common import (
 # End of the last section of Debian's xen-4.17-amd64.efi (ImageBase +
 # SizeOfImage, boot-test.md): where the .config section must go.
 XEN_417_CONFIG_VMA = 0xFFFF82D041000000
+# Debian 13's xen-4.20-amd64.efi has no .pad and nine .debug_* sections after
+# .reloc; ImageBase + SizeOfImage, the next 2 MiB boundary past the last of
+# them (boot-test.md: boots there).
+XEN_420_CONFIG_VMA = 0xFFFF82D042400000
 
 
 def change_lines(stdout, kind):
@@ -149,6 +154,17 @@ class XenImages(ToolTestCase):
         build(self, root)
         headers = section_headers(root.esp / "EFI/xen/xen-generation-1.efi")
         self.assertEqual(headers[".config"][1], XEN_417_CONFIG_VMA)
+
+    def test_xen_420_image_keeps_its_debug_sections_and_gets_config_after_them(self):
+        self.assertTrue(XEN_420_EFI.is_file(), f"missing real input {XEN_420_EFI} (run .ci/setup)")
+        root = make_root(self, "--generations", "1", "--xen-efi", str(XEN_420_EFI))
+        build(self, root)
+        image = root.esp / "EFI/xen/xen-generation-1.efi"
+        source_sections, image_sections = section_headers(XEN_420_EFI), section_headers(image)
+        self.assertEqual({name: image_sections[name] for name in source_sections}, source_sections)
+        self.assertEqual(set(image_sections) - set(source_sections), {".config"})
+        self.assertEqual(image_sections[".config"][1], XEN_420_CONFIG_VMA)
+        self.assertEqual(extract_section(image, ".config").decode(), expected_xen_config(root.entry(1)))
 
     def test_kernel_and_ramdisk_come_from_the_source_entry_lines(self):
         root = make_root(self, "--generations", "1")
@@ -294,6 +310,15 @@ class RepeatedRuns(ToolTestCase):
         self.assertEqual(xen_entry_files(root), sorted(f"xen-{e['rest']}+3.conf" for e in root.entries))
         before = snapshot_esp(root.esp)
         build(self, root)
+        self.assertEqual(snapshot_esp(root.esp), before)
+
+    def test_twenty_generations_second_run_reports_no_change_and_writes_nothing(self):
+        root = make_root(self, "--generations", "20")
+        first = build(self, root, "info")
+        self.assertEqual(len(change_lines(first.stdout, "+")), 20, describe(first))
+        before = snapshot_esp(root.esp)
+        second = build(self, root, "info")
+        self.assertIn("No change", second.stdout.splitlines(), describe(second))
         self.assertEqual(snapshot_esp(root.esp), before)
 
     def test_second_run_reports_no_change(self):

@@ -135,6 +135,21 @@ class HashSchemeEntries(RootTestCase):
         self.assertTrue((root.esp / "loader/entries" / defaults[0]).is_file())
 
 
+class LanzabooteEsp(RootTestCase):
+    def test_lanzaboote_esp_has_stubs_and_content_named_copies_but_no_entries(self):
+        root = make_root(self, "--scheme", "lanzaboote", "--generations", "2", "--specialisation", "debug")
+        self.assertFalse((root.esp / "loader/entries").exists())
+        self.assertIn("default nixos-*", (root.esp / "loader/loader.conf").read_text().splitlines())
+        for entry in root.entries:
+            self.assertIsNone(entry["entry"])
+            self.assertTrue(root.esp_path(entry["stub"]).is_file())
+            self.assertTrue(Path(entry["stub"]).name.startswith(f"nixos-{entry['rest']}-"))
+            for key, kind in (("linux", "kernel"), ("initrd", "initrd")):
+                self.assertRegex(entry[key], rf"^/EFI/nixos/{kind}-6\.12\.7-[0-9a-df-np-sv-z]{{52}}\.efi$")
+            kernel_link = os.readlink(root.store_path(entry["toplevel"] + "/kernel"))
+            self.assertEqual(root.esp_path(entry["linux"]).read_bytes(), root.store_path(kernel_link).read_bytes())
+
+
 class EntriesPointAtRealFiles(RootTestCase):
     def test_linux_initrd_and_init_lines_resolve_under_the_root(self):
         root = make_root(self, "--generations", "2", "--specialisation", "debug")

@@ -1,0 +1,130 @@
+"""The subcommands users expect besides the drop-in form (spec section 4):
+build, plan, verify, inspect, --help, --version."""
+
+import re
+import unittest
+
+from common import (
+    XEN_417_EFI,
+    ToolTestCase,
+    build,
+    describe,
+    extract_section,
+    make_root,
+    run_on_root,
+    run_tool,
+    sha256_file,
+    snapshot_esp,
+    xen_entry_files,
+)
+
+
+def marked(stdout, kind):
+    return {line[1:].split(" ", 1)[0] for line in stdout.splitlines() if line.startswith(kind)}
+
+
+def esp_contents(root):
+    return {path: state[2] for path, state in snapshot_esp(root.esp).items()}
+
+
+class Plan(ToolTestCase):
+    def test_plan_lists_what_build_would_add_and_writes_nothing(self):
+        root = make_root(self, "--generations", "3", "--no-xen", "1")
+        before = snapshot_esp(root.esp)
+        result = run_on_root(root, "plan", "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(marked(result.stdout, "+"), {"xen-generation-2", "xen-generation-3"})
+        self.assertEqual(snapshot_esp(root.esp), before)
+
+    def test_plan_after_build_reports_no_change(self):
+        root = make_root(self, "--generations", "2")
+        build(self, root)
+        result = run_on_root(root, "plan", "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertIn("No change", result.stdout.splitlines())
+
+
+class Build(ToolTestCase):
+    def test_build_subcommand_does_what_the_drop_in_form_does(self):
+        options = ("--scheme", "hash", "--generations", "2", "--specialisation", "debug")
+        drop_in, subcommand = make_root(self, *options), make_root(self, *options)
+        build(self, drop_in, "info")
+        result = run_on_root(subcommand, "build", "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertNotEqual(xen_entry_files(subcommand), [])
+        self.assertEqual(esp_contents(subcommand), esp_contents(drop_in))
+
+
+class HelpAndVersion(ToolTestCase):
+    def test_help_names_the_verbosities_and_exits_0(self):
+        result = run_tool("--help")
+        self.assertEqual(result.returncode, 0, describe(result))
+        for word in ("quiet", "default", "info", "debug", "--esp", "--root"):
+            self.assertIn(word, result.stdout)
+
+    def test_version_prints_name_and_version(self):
+        result = run_tool("--version")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertRegex(result.stdout, r"^xen-boot-builder \d+\.\d+\.\d+\n$")
+
+
+class Verify(ToolTestCase):
+    """`verify`: is every Xen entry on the ESP bootable."""
+
+    def test_verify_accepts_a_fresh_build(self):
+        root = make_root(self, "--generations", "2")
+        build(self, root)
+        result = run_on_root(root, "verify")
+        self.assertEqual(result.returncode, 0, describe(result))
+
+    def test_verify_names_a_truncated_image(self):
+        root = make_root(self, "--generations", "2")
+        build(self, root)
+        image = root.esp / "EFI/xen/xen-generation-1.efi"
+        image.write_bytes(image.read_bytes()[:65536])
+        result = run_on_root(root, "verify")
+        self.assertNotEqual(result.returncode, 0, describe(result))
+        self.assertIn("xen-generation-1", result.stdout + result.stderr)
+
+    def test_verify_names_a_missing_kernel(self):
+        root = make_root(self, "--generations", "1")
+        build(self, root)
+        kernel = root.esp_path(root.entry(1)["linux"])
+        kernel.unlink()
+        result = run_on_root(root, "verify")
+        self.assertNotEqual(result.returncode, 0, describe(result))
+        self.assertIn(kernel.name, result.stdout + result.stderr)
+
+    def test_verify_names_an_entry_whose_image_is_missing(self):
+        root = make_root(self, "--generations", "2")
+        build(self, root)
+        (root.esp / "EFI/xen/xen-generation-2.efi").unlink()
+        result = run_on_root(root, "verify")
+        self.assertNotEqual(result.returncode, 0, describe(result))
+        self.assertIn("xen-generation-2", result.stdout + result.stderr)
+
+
+class Inspect(ToolTestCase):
+    """`inspect <image>`: sections and embedded configuration."""
+
+    def test_inspect_shows_sections_of_debians_image(self):
+        result = run_tool("inspect", XEN_417_EFI)
+        self.assertEqual(result.returncode, 0, describe(result))
+        for name in (".text", ".rodata", ".buildid", ".init", ".data", ".bss", ".reloc", ".pad"):
+            self.assertRegex(result.stdout, re.escape(name) + r"\b")
+
+    def test_inspect_shows_the_embedded_configuration(self):
+        root = make_root(self, "--generations", "1")
+        build(self, root)
+        image = root.esp / "EFI/xen/xen-generation-1.efi"
+        before = sha256_file(image)
+        result = run_tool("inspect", image)
+        self.assertEqual(result.returncode, 0, describe(result))
+        for line in extract_section(image, ".config").decode().splitlines():
+            if line:
+                self.assertIn(line, result.stdout)
+        self.assertEqual(sha256_file(image), before)
+
+
+if __name__ == "__main__":
+    unittest.main()
