@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import unittest
 from pathlib import Path
 
 import espcheck
@@ -329,3 +328,52 @@ class HashUpdate(Update):
     @property
     def added(self):
         return [self.image(self.GENERATIONS), f"EFI/xen/{self.changed_kernel_id.removesuffix('.conf')}.efi"]
+
+
+class Migration:
+    """An ESP as the shell script left it: Xen entries `xen-<rest>.conf`
+    whose images are `EFI/nixos/xen-<rest>.efi` (made here by moving a real
+    run's images there and pointing the entries at them; their configuration
+    names the kernel by an ESP-absolute path, so it still resolves). The run
+    must put the images in `EFI/xen/`, point the entries there and remove the
+    old images, with every entry bootable throughout."""
+
+    GENERATIONS = 3
+
+    def __init__(self, test, folder):
+        self.folder = Path(folder)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        esp = self.root.esp
+        first = run_tool(self.root, esp)
+        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.ids = set()
+        for entry in self.root.manifest["entries"]:
+            image = entry["xen_image"]
+            (esp / "EFI/xen" / image).rename(esp / "EFI/nixos" / image)
+            path = esp / "loader/entries" / entry["xen_entry"]
+            path.write_text(re.sub(r"(?m)^efi .*$", f"efi /EFI/nixos/{image}", path.read_text()))
+            self.ids.add(entry["xen_entry"])
+        shutil.rmtree(esp / "EFI/xen")
+        self.before = self.folder / "before"
+        copy_tree(esp, self.before)
+        self.images = [entry["xen_image"] for entry in self.root.manifest["entries"]]
+
+    @property
+    def before_xen(self):
+        return self.ids
+
+    @property
+    def after_xen(self):
+        return self.ids
+
+    @property
+    def rewritten(self):
+        return [f"loader/entries/{entry_id}" for entry_id in sorted(self.ids)]
+
+    @property
+    def removed(self):
+        return [f"EFI/nixos/{image}" for image in self.images]
+
+    @property
+    def added(self):
+        return [f"EFI/xen/{image}" for image in self.images]

@@ -1,7 +1,5 @@
-"""Crash sweep: an update run (one generation added, one removed, one with
-new Xen parameters, one with a new kernel; with generation-named entries, and
-again with content-addressed entries, boot counting and `preferred`) is ended
-at each of its mutating file system calls in turn (the crashpoint shim; a write is torn in half first), and after
+"""Crash sweep: an update run is ended at each of its mutating file system
+calls in turn (the crashpoint shim; a write is torn in half first), and after
 each simulated crash the ESP must still boot:
 
 (a) loader.conf's default names an existing, bootable entry;
@@ -11,6 +9,12 @@ each simulated crash the ESP must still boot:
     the run or to its version after a complete run (nothing half-written);
 (d) a complete run from there reaches the same ESP as an uninterrupted run,
     with no temporaries left.
+
+Three runs are swept: an update with generation-named entries (one
+generation added, one removed, one with new Xen parameters, one with a new
+kernel); the same with content-addressed entries, boot counting and
+`preferred`; and the first run on an ESP laid out by the shell script (images
+in EFI/nixos, moved to EFI/xen).
 """
 
 import os
@@ -21,7 +25,7 @@ import time
 import unittest
 
 import espcheck
-from safetylib import (CRASH_STATUS, HashUpdate, Update, copy_tree, crashpoint, describe, final_files, run_tool,
+from safetylib import (CRASH_STATUS, HashUpdate, Migration, Update, copy_tree, crashpoint, describe, final_files, run_tool,
                        scratch_folder, snapshot, temporaries, tree_difference, xen_bootable)
 
 
@@ -142,6 +146,9 @@ class CrashSweepTest(unittest.TestCase):
 
     def test_content_addressed_entries_with_boot_counting(self):
         self.sweep(HashUpdate)
+
+    def test_migration_from_the_shell_scripts_layout(self):
+        self.sweep(Migration)
 
     def sweep(self, scenario):
         self.prepare(scenario)
