@@ -4,14 +4,17 @@ from a temporary in the same folder; the temporary was written and then
 flushed (fsync on the descriptor its openat returned) before the rename; the
 folder was flushed (fsync on a descriptor opened with O_DIRECTORY) after the
 rename; a removal is followed by a flush of its folder; no final name is ever
-opened for writing or written through directly."""
+opened for writing or written through directly.
+
+Also: `plan`, and a run with nothing to do, make no mutating call at all (as
+the crashpoint shim counts them) and leave the ESP as it was."""
 
 import os
 import re
 import subprocess
 import unittest
 
-from safetylib import Update, binary, describe, is_temporary, make_root, scratch_folder, snapshot
+from safetylib import Update, binary, describe, is_temporary, make_root, run_tool, scratch_folder, snapshot
 
 TRACED = "openat,write,rename,renameat,renameat2,fsync,fdatasync,unlink,unlinkat,mkdirat,close,fcntl,dup,dup2,dup3"
 WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC")
@@ -215,6 +218,25 @@ class DurabilityTest(unittest.TestCase):
         self.assertEqual(len(written), 13, f"expected 6 images, 6 entries and loader.conf, got {written}")
         self.assertEqual([path for path in after if is_temporary(path)], [])
         self.assertEqual(self.check_order(trace, root.esp, written), [])
+
+    def mutating_calls(self, root, command=()):
+        """The trace of the mutating calls of one run, as the crashpoint shim counts them."""
+        trace = self.folder / "calls"
+        if trace.exists():
+            trace.unlink()
+        result = run_tool(root, root.esp, "info", preload_env={"XBB_CRASH_TRACE": trace}, extra_args=command)
+        self.assertEqual(result.returncode, 0, describe(result))
+        return trace.read_text().splitlines() if trace.exists() else []
+
+    def test_plan_and_a_run_with_nothing_to_do_change_nothing(self):
+        root = make_root(self, self.folder / "root", "--generations", "3", "--specialisation", "debug")
+        pristine = snapshot(root.esp)
+        self.assertEqual(self.mutating_calls(root, ("plan",)), [], "plan made mutating calls")
+        self.assertEqual(snapshot(root.esp), pristine)
+        self.assertNotEqual(self.mutating_calls(root), [], "the first run wrote nothing")
+        built = snapshot(root.esp)
+        self.assertEqual(self.mutating_calls(root), [], "a run with nothing to do made mutating calls")
+        self.assertEqual(snapshot(root.esp), built)
 
     def test_checker_catches_the_shell_scripts_mistakes(self):
         # A log as strace writes it for a writer that creates an entry in
