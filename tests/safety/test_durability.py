@@ -3,8 +3,9 @@ the ESP (Xen entries, Xen images, loader.conf) is produced only by a rename
 from a temporary in the same folder; the temporary was written and then
 flushed (fsync on the descriptor its openat returned) before the rename; the
 folder was flushed (fsync on a descriptor opened with O_DIRECTORY) after the
-rename; a removal is followed by a flush of its folder; no final name is ever
-opened for writing or written through directly.
+rename; a removal or a new folder is followed by a flush of the folder
+holding it; no final name is ever opened for writing or written through
+directly.
 
 Also: `plan`, and a run with nothing to do, make no mutating call at all (as
 the crashpoint shim counts them) and leave the ESP as it was."""
@@ -122,6 +123,8 @@ class Trace:
             self.add("rename", self.resolve(args[2], args[3]), source=self.resolve(args[0], args[1]))
         elif call == "rename" and ok:
             self.add("rename", os.path.abspath(self.name(args[1])), source=os.path.abspath(self.name(args[0])))
+        elif call == "mkdirat" and ok:
+            self.add("mkdir", self.resolve(args[0], args[1]))
         elif call == "unlinkat" and ok:
             self.add("unlink", self.resolve(args[0], args[1]))
         elif call == "unlink" and ok:
@@ -171,11 +174,12 @@ class DurabilityTest(unittest.TestCase):
                 problems += self.rename_problems(events, rename, relative)
 
         for event in events:
-            if event.kind == "unlink" and event.path.startswith(esp + "/") and not is_temporary(event.path):
+            removal = event.kind == "unlink" and not is_temporary(event.path)
+            if (removal or event.kind == "mkdir") and event.path.startswith(esp + "/"):
                 folder = os.path.dirname(event.path)
                 if not any(e.kind == "fsync" and e.details["folder"] and e.path == folder
                            for e in events[event.index + 1:]):
-                    problems.append(f"removal of {event.path} not followed by a flush of {folder}")
+                    problems.append(f"{event.kind} of {event.path} not followed by a flush of {folder}")
         return problems
 
     @staticmethod
@@ -216,6 +220,7 @@ class DurabilityTest(unittest.TestCase):
         after = snapshot(root.esp)
         written = self.owned_files_written(before, after)
         self.assertEqual(len(written), 13, f"expected 6 images, 6 entries and loader.conf, got {written}")
+        self.assertIn(os.path.realpath(root.esp / "EFI/xen"), [e.path for e in trace.events if e.kind == "mkdir"])
         self.assertEqual([path for path in after if is_temporary(path)], [])
         self.assertEqual(self.check_order(trace, root.esp, written), [])
 
