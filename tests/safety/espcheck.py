@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Reads an ESP the way firmware, systemd-boot and Xen would, independently of
+xen-boot-builder (none of its code, none of its parsers).
+
+- systemd-boot: entries are `loader/entries/*.conf`; an entry's id is its file
+  name with a boot counter `+LEFT[-DONE]` before `.conf` removed.
+  `loader/loader.conf` is read line by line, `#` starts a comment, the last
+  `default` and the last `preferred` count. `preferred` wins when it matches
+  an entry; `default` is a glob matched against the ids, with or without
+  `.conf`.
+- An entry with `efi` boots that EFI program: it must be a complete PE image
+  (headers and every section's raw data inside the file).
+- Xen reads its configuration from the image's `.config` section (extracted
+  here with binutils' objcopy): the section named by the entry's `options`
+  (the word after the image name) or else by `[global] default=`; its
+  `kernel=`, `ramdisk=`, `xsm=`, `ucode=` and `dtb=` files must exist. A path
+  starting with a backslash is relative to the ESP root, any other relative to
+  the image's folder.
+- A `linux` entry must have its `linux` and every `initrd` file.
+
+Only the unified image layout (configuration inside the image) is covered.
+FAT's case-insensitivity is not modelled: names must match exactly.
+
+As a program: `espcheck.py ESP` prints the problems and the bootable entries,
+and exits 1 when there is a problem.
+"""
+
+import fnmatch
+import hashlib
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ENTRIES = "loader/entries"
+LOADER_CONF = "loader/loader.conf"
+BOOT_COUNTER = re.compile(r"\+\d+(-\d+)?(?=\.conf$)")
+XEN_FILE_KEYS = ("kernel", "ramdisk", "xsm", "ucode", "dtb")
+
+PE32_PLUS_MAGIC = 0x20B
+PE32_MAGIC = 0x10B
+SECTION_HEADER_SIZE = 40
+
+# The .config of an image, by the image's sha256: objcopy runs once per image.
+_config_cache = {}
+
+
+class NotBootable(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- systemd-boot
+
+
+def entry_id(file_name):
+    """`xen-generation-3+2-1.conf` -> `xen-generation-3.conf`."""
+    return BOOT_COUNTER.sub("", file_name)
+
+
+def entry_files(esp):
+    """Entry id -> path of every `loader/entries/*.conf` regular file."""
+    folder = Path(esp) / ENTRIES
+    files = {}
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.name.endswith(".conf") and path.is_file():
+                files[entry_id(path.name)] = path
+    return files
+
+
+def key_values(text):
+    """`key value` lines as (key, value) pairs in file order."""
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        pairs.append((key, value.strip()))
+    return pairs
+
+
+def esp_file(esp, path, relative_to=""):
+    """A path as a boot loader names it (`/EFI/x` or `\\EFI\\x`) on the ESP."""
+    path = path.replace("\\", "/")
+    if path.startswith("/"):
+        return Path(esp) / path.lstrip("/")
+    return Path(esp) / relative_to / path
+
+
+def require_file(path, what):
+    if path.is_symlink():
+        raise NotBootable(f"{what} {path} is a symlink")
+    if not path.is_file():
+        raise NotBootable(f"{what} {path} does not exist")
+
+
+# ---------------------------------------------------------------- PE
+
+
+def pe_sections(data, name):
+    """Checks that `data` is a complete PE image; returns its section names."""
+    if len(data) < 0x40 or data[:2] != b"MZ":
+        raise NotBootable(f"{name}: no MZ header")
+    (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
+    if pe_offset + 24 > len(data) or data[pe_offset : pe_offset + 4] != b"PE\0\0":
+        raise NotBootable(f"{name}: no PE signature")
+    _machine, section_count, _, _, _, optional_size, _ = struct.unpack_from("<HHIIIHH", data, pe_offset + 4)
+    optional = pe_offset + 24
+    if optional + optional_size > len(data) or optional_size < 64:
+        raise NotBootable(f"{name}: optional header truncated")
+    (magic,) = struct.unpack_from("<H", data, optional)
+    if magic not in (PE32_MAGIC, PE32_PLUS_MAGIC):
+        raise NotBootable(f"{name}: optional header magic {magic:#x}")
+    size_of_image, size_of_headers = struct.unpack_from("<II", data, optional + 56)
+    table = optional + optional_size
+    table_end = table + section_count * SECTION_HEADER_SIZE
+    if table_end > size_of_headers or size_of_headers > len(data):
+        raise NotBootable(f"{name}: section table ends at {table_end:#x}, headers at {size_of_headers:#x}, "
+                          f"file is {len(data):#x} bytes")
+    names = []
+    ranges = []
+    for index in range(section_count):
+        offset = table + index * SECTION_HEADER_SIZE
+        raw_name, virtual_size, virtual_address, raw_size, raw_pointer = struct.unpack_from("<8sIIII", data, offset)
+        section = raw_name.rstrip(b"\0").decode("latin-1")
+        names.append(section)
+        if raw_size and raw_pointer + raw_size > len(data):
+            raise NotBootable(f"{name}: section {section} raw data {raw_pointer:#x}+{raw_size:#x} "
+                              f"beyond the end of the file ({len(data):#x})")
+        end = virtual_address + (virtual_size or raw_size)
+        if end > size_of_image:
+            raise NotBootable(f"{name}: section {section} ends at {end:#x}, past SizeOfImage {size_of_image:#x}")
+        ranges.append((virtual_address, end, section))
+    ranges.sort()
+    for (_, end, first), (start, _, second) in zip(ranges, ranges[1:]):
+        if start < end:
+            raise NotBootable(f"{name}: sections {first} and {second} overlap")
+    return names
+
+
+def image_config(path):
+    """The `.config` section of a checked PE image, as text."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    cached = _config_cache.get(digest)
+    if isinstance(cached, NotBootable):
+        raise cached
+    if cached is not None:
+        return cached
+    try:
+        names = pe_sections(data, str(path))
+        if ".config" not in names:
+            raise NotBootable(f"{path}: no .config section")
+        with tempfile.TemporaryDirectory(prefix="espcheck-") as scratch:
+            out = Path(scratch) / "config"
+            result = subprocess.run(
+                ["objcopy", "-O", "binary", "--only-section=.config", str(path), str(out)],
+                capture_output=True, text=True, check=False,
+            )
+            if result.returncode != 0 or not out.exists():
+                raise NotBootable(f"{path}: objcopy cannot extract .config: {result.stderr.strip()}")
+            config = out.read_bytes().rstrip(b"\0").decode("utf-8", errors="replace")
+    except NotBootable as problem:
+        _config_cache[digest] = problem
+        raise
+    _config_cache[digest] = config
+    return config
+
+
+# ---------------------------------------------------------------- Xen
+
+
+def config_sections(text):
+    """Xen's EFI configuration: section name -> {key: value}."""
+    sections = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or line.startswith(";"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+        elif current is not None and "=" in line:
+            key, _, value = line.partition("=")
+            current[key.strip()] = value.strip()
+    return sections
+
+
+def chosen_section(sections, options, where):
+    words = options.split()
+    # The first word is the image name, which Xen skips; the next non-option
+    # word names the section.
+    for word in words[1:]:
+        if not word.startswith("-"):
+            return word
+    default = sections.get("global", {}).get("default")
+    if not default:
+        raise NotBootable(f"{where}: .config has no [global] default=")
+    return default
+
+
+def check_xen_image(esp, image, options, where):
+    sections = config_sections(image_config(image))
+    name = chosen_section(sections, options, where)
+    if name not in sections:
+        raise NotBootable(f"{where}: .config has no section [{name}]")
+    section = sections[name]
+    if "kernel" not in section:
+        raise NotBootable(f"{where}: section [{name}] has no kernel=")
+    image_folder = image.parent.relative_to(esp)
+    for key in XEN_FILE_KEYS:
+        if key in section:
+            words = section[key].split()
+            if not words:
+                raise NotBootable(f"{where}: [{name}] {key}= is empty")
+            require_file(esp_file(esp, words[0], image_folder), f"{where}: {key}=")
+
+
+# ---------------------------------------------------------------- entries
+
+
+def check_entry(esp, path):
+    """Raises NotBootable when the entry at `path` would not boot."""
+    esp = Path(esp)
+    where = f"{ENTRIES}/{path.name}"
+    if path.is_symlink():
+        raise NotBootable(f"{where} is a symlink")
+    pairs = key_values(path.read_text(errors="replace"))
+    fields = {}
+    for key, value in pairs:
+        fields.setdefault(key, []).append(value)
+    if "efi" in fields:
+        image = esp_file(esp, fields["efi"][-1])
+        require_file(image, f"{where}: efi")
+        check_xen_image(esp, image, fields.get("options", [""])[-1], where)
+    elif "linux" in fields:
+        require_file(esp_file(esp, fields["linux"][-1]), f"{where}: linux")
+        for initrd in fields.get("initrd", []):
+            require_file(esp_file(esp, initrd), f"{where}: initrd")
+    else:
+        raise NotBootable(f"{where}: neither efi nor linux")
+
+
+def entry_problems(esp):
+    """Entry id -> why it does not boot (None when it boots)."""
+    problems = {}
+    for ident, path in entry_files(esp).items():
+        try:
+            check_entry(esp, path)
+            problems[ident] = None
+        except NotBootable as problem:
+            problems[ident] = str(problem)
+    return problems
+
+
+def bootable_entries(esp):
+    """Ids of the entries that would boot."""
+    return {ident for ident, problem in entry_problems(esp).items() if problem is None}
+
+
+# ---------------------------------------------------------------- loader.conf
+
+
+def loader_settings(esp):
+    """The last `default` and `preferred` values of loader.conf (None when absent)."""
+    path = Path(esp) / LOADER_CONF
+    if path.is_symlink() or not path.is_file():
+        raise NotBootable(f"{LOADER_CONF} is missing or not a regular file")
+    settings = {"default": None, "preferred": None}
+    for key, value in key_values(path.read_text(errors="replace")):
+        if key in settings:
+            settings[key] = value
+    return settings
+
+
+def matching_entries(pattern, idents):
+    return sorted(i for i in idents if fnmatch.fnmatchcase(i, pattern)
+                  or fnmatch.fnmatchcase(i.removesuffix(".conf"), pattern))
+
+
+def default_problems(esp):
+    """What is wrong with the default entry choice (empty when it boots)."""
+    try:
+        settings = loader_settings(esp)
+    except NotBootable as problem:
+        return [str(problem)]
+    status = entry_problems(esp)
+    problems = []
+    chosen = None
+    if settings["preferred"] is not None:
+        chosen = matching_entries(settings["preferred"], status)
+        if not chosen:
+            problems.append(f"loader.conf: preferred {settings['preferred']} matches no entry")
+    if not chosen:
+        if settings["default"] is None:
+            problems.append("loader.conf: no default")
+            return problems
+        chosen = matching_entries(settings["default"], status)
+        if not chosen:
+            problems.append(f"loader.conf: default {settings['default']} matches no entry")
+    for ident in chosen:
+        if status[ident] is not None:
+            problems.append(f"loader.conf: default entry {ident} does not boot: {status[ident]}")
+    return problems
+
+
+def problems(esp):
+    """Everything that would not boot: the default choice and every Xen entry."""
+    found = default_problems(esp)
+    for ident, problem in sorted(entry_problems(esp).items()):
+        if problem is not None and ident.startswith("xen-"):
+            found.append(problem)
+    return found
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} ESP", file=sys.stderr)
+        return 2
+    esp = argv[1]
+    found = problems(esp)
+    for problem in found:
+        print(f"problem: {problem}")
+    for ident in sorted(bootable_entries(esp)):
+        print(f"bootable: {ident}")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

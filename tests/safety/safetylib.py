@@ -1,0 +1,379 @@
+"""Shared helpers of the safety tests: build NixOS-like roots with
+fixtures/mkroot.py, run the built xen-boot-builder (optionally under the
+crashpoint shim), snapshot and compare ESP trees, and stage the update the
+crash tests replay.
+
+Nothing here uses the tool's code: ESPs are read with espcheck.py and plain
+file comparisons."""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import espcheck
+
+TEMPORARY_MARKER = ".xbb-tmp-"
+CRASH_STATUS = 137
+
+SOURCE_DIR = Path(os.environ.get("XBB_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+DEPS_DIR = Path(os.environ.get("XBB_DEPS_DIR", SOURCE_DIR / ".cache" / "deps"))
+MKROOT = SOURCE_DIR / "fixtures" / "mkroot.py"
+XEN_417_EFI = DEPS_DIR / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi"
+
+
+def required_path(variable):
+    value = os.environ.get(variable)
+    if not value:
+        raise AssertionError(f"${variable} is not set (run through ctest)")
+    path = Path(value)
+    if not path.is_file():
+        raise AssertionError(f"${variable}={value} does not exist (build first)")
+    return path
+
+
+def binary():
+    return required_path("XBB_BINARY")
+
+
+def crashpoint():
+    return required_path("XBB_CRASHPOINT")
+
+
+def scratch_folder(test, prefix):
+    """A folder removed when `test` ends; on a tmpfs when there is one, so
+    that the many runs do not wait for a disk."""
+    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+# ---------------------------------------------------------------- roots
+
+
+class Root:
+    """A root made by mkroot: its folder, ESP and manifest."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.esp = self.path / "boot"
+        self.manifest = json.loads((self.path / "manifest.json").read_text())
+
+    def entry(self, generation, specialisation=None):
+        for entry in self.manifest["entries"]:
+            if entry["generation"] == generation and entry["profile"] is None \
+                    and entry["specialisation"] == specialisation:
+                return entry
+        raise KeyError(f"no entry for generation {generation}")
+
+    def store_path(self, absolute):
+        return self.path / absolute.lstrip("/")
+
+    def esp_path(self, esp_absolute):
+        return self.esp / esp_absolute.lstrip("/")
+
+
+def make_root(test, folder, *options):
+    test.assertTrue(XEN_417_EFI.is_file(), f"missing real input {XEN_417_EFI} (run .ci/setup)")
+    test.assertTrue(MKROOT.is_file(), f"missing {MKROOT}")
+    result = subprocess.run([sys.executable, str(MKROOT), str(folder), *options],
+                            capture_output=True, text=True, check=False)
+    test.assertEqual(result.returncode, 0, f"mkroot {' '.join(options)} failed:\n{result.stderr}")
+    return Root(folder)
+
+
+# ---------------------------------------------------------------- running
+
+
+def run_tool(root, esp, verbosity="quiet", preload_env=None, extra_args=()):
+    """Runs the built tool on `esp` with generations from `root`. With
+    `preload_env` (a dict), under the crashpoint shim with that environment."""
+    env = dict(os.environ)
+    env.pop("efiMountPoint", None)
+    env["NO_COLOR"] = "1"
+    if preload_env is not None:
+        env["LD_PRELOAD"] = str(crashpoint())
+        env.update({key: str(value) for key, value in preload_env.items()})
+    command = [str(binary()), "--root", str(root.path), "--esp", str(esp), *extra_args, verbosity]
+    return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=300)
+
+
+def describe(result):
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+# ---------------------------------------------------------------- trees
+
+
+def is_temporary(relative):
+    return TEMPORARY_MARKER in Path(relative).name
+
+
+def snapshot(folder):
+    """Every path under `folder` -> ("dir",), ("link", target) or
+    ("file", sha256, mode)."""
+    folder = Path(folder)
+    tree = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            tree[relative] = ("link", os.readlink(path))
+        elif path.is_dir():
+            tree[relative] = ("dir",)
+        else:
+            tree[relative] = ("file", hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode & 0o7777)
+    return tree
+
+
+def final_files(tree):
+    """A snapshot without temporaries."""
+    return {path: value for path, value in tree.items() if not is_temporary(path)}
+
+
+def temporaries(tree):
+    return sorted(path for path in tree if is_temporary(path))
+
+
+def tree_difference(actual, expected):
+    """Human-readable differences between two snapshots (empty when equal)."""
+    lines = []
+    for path in sorted(set(actual) | set(expected)):
+        if path not in expected:
+            lines.append(f"unexpected {path}")
+        elif path not in actual:
+            lines.append(f"missing {path}")
+        elif actual[path] != expected[path]:
+            lines.append(f"differs {path}: {actual[path]} != {expected[path]}")
+    return lines
+
+
+def copy_tree(source, destination):
+    shutil.copytree(source, destination, symlinks=True)
+
+
+def xen_bootable(esp):
+    return {ident for ident in espcheck.bootable_entries(esp) if ident.startswith("xen-")}
+
+
+# ---------------------------------------------------------------- the update
+
+
+NEW_XEN_PARAMS = ["dom0_mem=2048M,max:2048M", "dom0_max_vcpus=4"]
+NEW_KERNEL = "/EFI/nixos/0000000000000000000000000000000a-linux-6.12.8-bzImage.efi"
+
+
+class Update:
+    """An ESP before an update run (`before`) and the root the update reads,
+    as NixOS leaves them: the tool ran once after generations 1..N-1 were
+    installed; then `nixos-rebuild switch` added generation N (its entry, its
+    initrd, loader.conf's default rewritten by systemd-boot's installer), the
+    garbage collector removed generation 1 (entry and initrd), generation
+    NEW_PARAMS's Xen parameters changed and generation NEW_KERNEL's entry got
+    a new kernel.
+
+    What the update must do, for the tests to check that it did it:
+    `before_xen` and `after_xen` (ids of the Xen entries that boot before and
+    after), `rewritten` (images whose bytes change), `removed` and `added`
+    (ESP paths)."""
+
+    GENERATIONS = 7
+    NEW_PARAMS = 3
+    NEW_KERNEL = 5
+    MKROOT_OPTIONS = ()
+
+    def __init__(self, test, folder):
+        self.test = test
+        self.folder = Path(folder)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS),
+                              *self.MKROOT_OPTIONS)
+        self.esp = self.root.esp
+        self.entries = self.esp / "loader/entries"
+        newest = self.root.entry(self.GENERATIONS)
+        self.xen_ids = {n: self.xen_id(self.root.entry(n)) for n in range(1, self.GENERATIONS + 1)}
+
+        # Before the newest generation existed.
+        newest_entry = (self.entries / newest["entry"]).read_bytes()
+        newest_initrd = self.esp_file(newest["initrd"])
+        newest_initrd_bytes = newest_initrd.read_bytes()
+        (self.entries / newest["entry"]).unlink()
+        newest_initrd.unlink()
+        self.set_default(self.root.entry(self.GENERATIONS - 1)["entry_id"])
+        first = run_tool(self.root, self.esp)
+        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.after_first_run()
+
+        # nixos-rebuild switch: the newest generation installed, default rewritten.
+        (self.entries / newest["entry"]).write_bytes(newest_entry)
+        newest_initrd.write_bytes(newest_initrd_bytes)
+        self.set_default(newest["entry_id"])
+
+        # Garbage collection of generation 1.
+        oldest = self.root.entry(1)
+        (self.entries / oldest["entry"]).unlink()
+        self.esp_file(oldest["initrd"]).unlink()
+
+        self.change_xen_params(self.root.entry(self.NEW_PARAMS))
+        self.change_kernel(self.root.entry(self.NEW_KERNEL))
+
+        self.before = self.folder / "before"
+        copy_tree(self.esp, self.before)
+
+    @staticmethod
+    def xen_id(entry):
+        return entry["xen_entry"]
+
+    def esp_file(self, esp_absolute):
+        return self.esp / esp_absolute.lstrip("/")
+
+    def image(self, generation):
+        return f"EFI/xen/{self.root.entry(generation)['xen_image']}"
+
+    def after_first_run(self):
+        pass
+
+    def set_default(self, entry_id):
+        path = self.esp / "loader/loader.conf"
+        text = path.read_text()
+        path.write_text(re.sub(r"(?m)^default .*$", f"default {entry_id}", text))
+
+    def change_xen_params(self, entry):
+        boot_json = self.root.store_path(entry["toplevel"]) / "boot.json"
+        document = json.loads(boot_json.read_text())
+        document["org.xenproject.bootspec.v1"]["xenParams"] = NEW_XEN_PARAMS
+        document["org.xenproject.bootspec.v2"]["params"] = NEW_XEN_PARAMS
+        boot_json.chmod(0o644)
+        boot_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        boot_json.chmod(0o444)
+
+    def change_kernel(self, entry):
+        self.esp_file(NEW_KERNEL).write_bytes(b"dummy Linux 6.12.8 bzImage\n")
+        path = self.entries / entry["entry"]
+        path.write_text(re.sub(r"(?m)^linux .*$", f"linux {NEW_KERNEL}", path.read_text()))
+
+    @property
+    def before_xen(self):
+        # Generation 1's initrd was collected with it: its Xen entry no longer boots.
+        return {self.xen_ids[n] for n in range(2, self.GENERATIONS)}
+
+    @property
+    def after_xen(self):
+        return {self.xen_ids[n] for n in range(2, self.GENERATIONS + 1)}
+
+    @property
+    def rewritten(self):
+        return [self.image(self.NEW_PARAMS), self.image(self.NEW_KERNEL)]
+
+    @property
+    def removed(self):
+        return [self.image(1)]
+
+    @property
+    def added(self):
+        return [self.image(self.GENERATIONS)]
+
+
+class HashUpdate(Update):
+    """The same update with content-addressed entry names and boot counting:
+    entries `nixos-<sha256>+3.conf`, loader.conf `preferred nixos-<sha256>.conf`
+    and `default nixos-*`. The new kernel changes the entry's text, hence its
+    name: the installer writes it under a new name and removes the old one.
+    Between the runs systemd-boot counted one boot attempt of the previous
+    default's Xen entry (`+3` became `+2-1`)."""
+
+    GENERATIONS = 5
+    NEW_PARAMS = 3
+    NEW_KERNEL = 2
+    MKROOT_OPTIONS = ("--scheme", "hash", "--boot-counting", "3")
+
+    def set_default(self, entry_id):
+        # systemd-boot's installer rewrites both lines.
+        path = self.esp / "loader/loader.conf"
+        text = re.sub(r"(?m)^preferred .*$", f"preferred {entry_id}", path.read_text())
+        path.write_text(re.sub(r"(?m)^default .*$", "default nixos-*", text))
+
+    def after_first_run(self):
+        previous_default = self.xen_ids[self.GENERATIONS - 1].removesuffix(".conf")
+        counted = self.entries / f"{previous_default}+3.conf"
+        self.test.assertTrue(counted.is_file(), f"the first run wrote no {counted.name} (boot counting)")
+        counted.rename(self.entries / f"{previous_default}+2-1.conf")
+
+    def change_kernel(self, entry):
+        self.esp_file(NEW_KERNEL).write_bytes(b"dummy Linux 6.12.8 bzImage\n")
+        old = self.entries / entry["entry"]
+        text = re.sub(r"(?m)^linux .*$", f"linux {NEW_KERNEL}", old.read_text())
+        rest = hashlib.sha256(text.encode()).hexdigest()
+        (self.entries / f"nixos-{rest}+3.conf").write_text(text)
+        old.unlink()
+        self.changed_kernel_id = f"xen-{rest}.conf"
+
+    @property
+    def after_xen(self):
+        kept = {self.xen_ids[n] for n in range(2, self.GENERATIONS + 1) if n != self.NEW_KERNEL}
+        return kept | {self.changed_kernel_id}
+
+    @property
+    def rewritten(self):
+        return [self.image(self.NEW_PARAMS)]
+
+    @property
+    def removed(self):
+        return [self.image(1), self.image(self.NEW_KERNEL)]
+
+    @property
+    def added(self):
+        return [self.image(self.GENERATIONS), f"EFI/xen/{self.changed_kernel_id.removesuffix('.conf')}.efi"]
+
+
+class Migration:
+    """An ESP as the shell script left it: Xen entries `xen-<rest>.conf`
+    whose images are `EFI/nixos/xen-<rest>.efi` (made here by moving a real
+    run's images there and pointing the entries at them; their configuration
+    names the kernel by an ESP-absolute path, so it still resolves). The run
+    must put the images in `EFI/xen/`, point the entries there and remove the
+    old images, with every entry bootable throughout."""
+
+    GENERATIONS = 3
+
+    def __init__(self, test, folder):
+        self.folder = Path(folder)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        esp = self.root.esp
+        first = run_tool(self.root, esp)
+        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.ids = set()
+        for entry in self.root.manifest["entries"]:
+            image = entry["xen_image"]
+            (esp / "EFI/xen" / image).rename(esp / "EFI/nixos" / image)
+            path = esp / "loader/entries" / entry["xen_entry"]
+            path.write_text(re.sub(r"(?m)^efi .*$", f"efi /EFI/nixos/{image}", path.read_text()))
+            self.ids.add(entry["xen_entry"])
+        shutil.rmtree(esp / "EFI/xen")
+        self.before = self.folder / "before"
+        copy_tree(esp, self.before)
+        self.images = [entry["xen_image"] for entry in self.root.manifest["entries"]]
+
+    @property
+    def before_xen(self):
+        return self.ids
+
+    @property
+    def after_xen(self):
+        return self.ids
+
+    @property
+    def rewritten(self):
+        return [f"loader/entries/{entry_id}" for entry_id in sorted(self.ids)]
+
+    @property
+    def removed(self):
+        return [f"EFI/nixos/{image}" for image in self.images]
+
+    @property
+    def added(self):
+        return [f"EFI/xen/{image}" for image in self.images]
