@@ -22,10 +22,13 @@ std::string hex(std::uint64_t value) {
   return text;
 }
 
+// One formatted line ending in a newline, without trailing blanks.
 std::string printf_line(const char* format, auto... values) {
-  char line[512];
-  std::snprintf(line, sizeof line, format, values...);
-  return line;
+  char buffer[512];
+  std::snprintf(buffer, sizeof buffer, format, values...);
+  std::string line = buffer;
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line + "\n";
 }
 
 std::string field(const std::string& name, const std::string& value) {
