@@ -184,6 +184,41 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::vector<std::uint8_t>>> fuzz_seeds() {
+  SyntheticPe small;
+  small.file_alignment = 0x20;
+  small.sections = {{".text", pattern(0x45, 1), 0, 0x60000020},
+                    {".data", pattern(0x23, 2), 0, 0xc0000040},
+                    {".bss", {}, 0x2000, 0xc0000080},
+                    {".reloc", pattern(0x10, 3), 0, 0x42000040}};
+  SyntheticPe room = small;
+  room.size_of_headers = 0x400;
+  SyntheticPe debug = small;
+  debug.debug_directory = true;
+  debug.build_id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  SyntheticPe symbols = debug;
+  symbols.symbol_table = true;
+  symbols.sections.push_back({".debug_info", pattern(0x40, 4), 0, 0x42000040});
+  SyntheticPe pe32 = small;
+  pe32.magic = 0x10b;
+
+  std::vector<std::uint8_t> signed_image = build_pe(small);
+  const auto table = static_cast<std::uint32_t>(signed_image.size());
+  const std::vector<std::uint8_t> certificate = pattern(0x20, 5);
+  signed_image.insert(signed_image.end(), certificate.begin(), certificate.end());
+  put32(signed_image, kOptionalOffset + 112 + 8 * 4, table);
+  put32(signed_image, kOptionalOffset + 112 + 8 * 4 + 4, static_cast<std::uint32_t>(certificate.size()));
+
+  // An image that already carries a .config, as add_sections leaves it.
+  SyntheticPe unified = symbols;
+  unified.sections.push_back({".config", pattern(0x15, 6), 0, 0x40000040});
+
+  return {{"small.efi", build_pe(small)},         {"header-room.efi", build_pe(room)},
+          {"debug-directory.efi", build_pe(debug)}, {"symbols-long-names.efi", build_pe(symbols)},
+          {"pe32.efi", build_pe(pe32)},             {"signed.efi", signed_image},
+          {"unified.efi", build_pe(unified)}};
+}
+
 std::uint32_t reference_checksum(std::span<const std::uint8_t> file) {
   const std::size_t pe = file[0x3c] | file[0x3d] << 8 | file[0x3e] << 16 | static_cast<std::size_t>(file[0x3f]) << 24;
   const std::size_t checksum_field = pe + 4 + 20 + 64;
