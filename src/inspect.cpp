@@ -5,8 +5,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <vector>
 
 #include "xbb/elf_image.hpp"
@@ -259,10 +259,17 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
 }
 
 InspectReport inspect_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::error_code error;
+  const std::filesystem::file_status status = std::filesystem::status(path, error);
+  if (error) throw Error(path, "cannot open: " + error.message());
+  if (!std::filesystem::is_regular_file(status)) throw Error(path, "cannot read: not a regular file");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
-  const std::vector<std::uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error(path, "read error");
+  std::vector<std::uint8_t> file(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(file.size()))) {
+    throw Error(path, std::string("cannot read: ") + std::strerror(errno));
+  }
   return inspect_image(file, path);
 }
 

@@ -121,6 +121,12 @@ TEST(Inspect, OtherFilesAreErrorsNamingThePath) {
   } catch (const xbb::Error& e) {
     EXPECT_EQ(std::string(e.what()), (dir / "missing.efi").string() + ": cannot open: No such file or directory");
   }
+  try {
+    xbb::inspect_file(dir.path().string());
+    ADD_FAILURE() << "no error";
+  } catch (const xbb::Error& e) {
+    EXPECT_EQ(std::string(e.what()), dir.path().string() + ": cannot read: not a regular file");
+  }
   auto truncated = xbb::test::read_binary(xbb::test::xen417_efi());
   truncated.resize(0x200);
   try {
