@@ -21,7 +21,8 @@ void check(bool condition) {
 void read_everything(std::span<const std::uint8_t> file, const xbb::pe::Image& image) {
   xbb::pe::build_id(file, image);
   xbb::pe::compute_checksum(file, image);
-  for (const xbb::pe::Section& section : image.sections) xbb::pe::section_contents(file, image, section.name);
+  for (const xbb::pe::Section& section : image.sections)
+    xbb::pe::section_contents(file, image, section.name);
   try {
     xbb::pe::next_section_vma(image);
   } catch (const xbb::Error&) {

@@ -1,5 +1,7 @@
 // ELF images (Xen's multiboot build), read with libelf; gzip through zlib.
 // Oracles: gzip -dc, readelf -S and readelf -n.
+#include "xbb/elf_image.hpp"
+
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "pe_test_util.hpp"
-#include "xbb/elf_image.hpp"
 #include "xbb/error.hpp"
 
 namespace {
@@ -21,10 +22,13 @@ std::string error_of(auto&& action) {
   return "no error";
 }
 
-std::vector<std::uint8_t> xen417_elf() { return xbb::elf::gunzip(xbb::test::read_binary(xbb::test::xen417_gz())); }
+std::vector<std::uint8_t> xen417_elf() {
+  return xbb::elf::gunzip(xbb::test::read_binary(xbb::test::xen417_gz()));
+}
 
 TEST(ElfImage, GunzipMatchesGzip) {
-  const xbb::test::RunResult gzip = xbb::test::run({"gzip", "-dc", xbb::test::xen417_gz().string()});
+  const xbb::test::RunResult gzip =
+      xbb::test::run({"gzip", "-dc", xbb::test::xen417_gz().string()});
   ASSERT_EQ(gzip.exit_code, 0) << gzip.err;
   const auto ours = xen417_elf();
   EXPECT_EQ(std::string(ours.begin(), ours.end()), gzip.out);
@@ -36,13 +40,16 @@ TEST(ElfImage, GunzipMatchesGzip) {
 TEST(ElfImage, CorruptOrTruncatedGzipIsAnError) {
   auto gz = xbb::test::read_binary(xbb::test::xen417_gz());
   const std::vector<std::uint8_t> head(gz.begin(), gz.begin() + 1000);
-  EXPECT_NE(error_of([&] { xbb::elf::gunzip(head); }).find("gzip: offset 0x3e8: compressed data ends before the end"),
+  EXPECT_NE(error_of([&] {
+              xbb::elf::gunzip(head);
+            }).find("gzip: offset 0x3e8: compressed data ends before the end"),
             std::string::npos)
       << error_of([&] { xbb::elf::gunzip(head); });
   gz[3] = 0xff;  // reserved flag bits set: not a valid gzip header
   EXPECT_NE(error_of([&] { xbb::elf::gunzip(gz); }).find("gzip: offset"), std::string::npos);
-  EXPECT_EQ(error_of([&] { xbb::elf::gunzip(xbb::test::read_binary(xbb::test::xen417_gz()), 1000); }),
-            "gzip: decompressed data larger than 0x3e8 bytes");
+  EXPECT_EQ(
+      error_of([&] { xbb::elf::gunzip(xbb::test::read_binary(xbb::test::xen417_gz()), 1000); }),
+      "gzip: decompressed data larger than 0x3e8 bytes");
 }
 
 TEST(ElfImage, SectionsMatchReadelf) {
@@ -52,7 +59,8 @@ TEST(ElfImage, SectionsMatchReadelf) {
 
   const xbb::test::TempDir dir;
   xbb::test::write_binary(dir / "xen", xen417_elf());
-  const xbb::test::RunResult readelf = xbb::test::run({"readelf", "-S", "-W", (dir / "xen").string()});
+  const xbb::test::RunResult readelf =
+      xbb::test::run({"readelf", "-S", "-W", (dir / "xen").string()});
   ASSERT_EQ(readelf.exit_code, 0) << readelf.err;
   // "  [ 1] .text   PROGBITS   00200000 000080 271920 00 WAX  0   0 64"
   std::vector<std::string> expected;
@@ -70,9 +78,13 @@ TEST(ElfImage, SectionsMatchReadelf) {
   std::vector<std::string> ours;
   for (const auto& section : image.sections) {
     char text[128];
-    const char* type = section.type == 1 ? "PROGBITS" : section.type == 3 ? "STRTAB" : section.type == 7 ? "NOTE" : "?";
+    const char* type = section.type == 1   ? "PROGBITS"
+                       : section.type == 3 ? "STRTAB"
+                       : section.type == 7 ? "NOTE"
+                                           : "?";
     std::snprintf(text, sizeof text, "%s %s %08llx %06llx %06llx", section.name.c_str(), type,
-                  static_cast<unsigned long long>(section.address), static_cast<unsigned long long>(section.offset),
+                  static_cast<unsigned long long>(section.address),
+                  static_cast<unsigned long long>(section.offset),
                   static_cast<unsigned long long>(section.size));
     ours.push_back(text);
   }
@@ -100,7 +112,8 @@ TEST(ElfImage, NonElfAndTruncatedElfAreErrors) {
   EXPECT_NE(error_of([&] { xbb::elf::parse(head); }).find("ELF: "), std::string::npos);
   // Section headers cut off: libelf must report it, not read past the end.
   const std::vector<std::uint8_t> no_section_headers(elf.begin(), elf.begin() + 0x271a40);
-  EXPECT_NE(error_of([&] { xbb::elf::parse(no_section_headers); }).find("ELF: "), std::string::npos);
+  EXPECT_NE(error_of([&] { xbb::elf::parse(no_section_headers); }).find("ELF: "),
+            std::string::npos);
 }
 
 }  // namespace

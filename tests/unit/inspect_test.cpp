@@ -1,5 +1,7 @@
 // `inspect`: the reports for the real Xen images, checked against the facts
 // objdump shows (quoted in issue 2) and against readelf.
+#include "xbb/inspect.hpp"
+
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,7 +10,6 @@
 #include "pe_builder.hpp"
 #include "pe_test_util.hpp"
 #include "xbb/error.hpp"
-#include "xbb/inspect.hpp"
 #include "xbb/pe.hpp"
 
 namespace {
@@ -32,10 +33,14 @@ TEST(Inspect, Xen417EfiJson) {
 
   // objdump -h: name, VMA, file offset of the nine sections.
   const std::vector<std::tuple<std::string, std::string, int>> expected = {
-      {".text", "0xffff82d040200000", 0x300},      {".rodata", "0xffff82d040400000", 0x160aa0},
-      {".buildid", "0xffff82d0404575e8", 0x1b80a0}, {".init", "0xffff82d040600000", 0x1b80e0},
-      {".data.re", "0xffff82d040800000", 0x25a680}, {".data", "0xffff82d04080a000", 0x264140},
-      {".bss", "0xffff82d040817000", 0},            {".reloc", "0xffff82d04094b140", 0x270a60},
+      {".text", "0xffff82d040200000", 0x300},
+      {".rodata", "0xffff82d040400000", 0x160aa0},
+      {".buildid", "0xffff82d0404575e8", 0x1b80a0},
+      {".init", "0xffff82d040600000", 0x1b80e0},
+      {".data.re", "0xffff82d040800000", 0x25a680},
+      {".data", "0xffff82d04080a000", 0x264140},
+      {".bss", "0xffff82d040817000", 0},
+      {".reloc", "0xffff82d04094b140", 0x270a60},
       {".pad", "0xffff82d040a00000", 0}};
   ASSERT_EQ(json["sections"].size(), expected.size());
   for (std::size_t i = 0; i < expected.size(); ++i) {
@@ -43,7 +48,8 @@ TEST(Inspect, Xen417EfiJson) {
     EXPECT_EQ(json["sections"][i]["vma"], std::get<1>(expected[i]));
     EXPECT_EQ(json["sections"][i]["file_offset"], std::get<2>(expected[i]));
   }
-  EXPECT_EQ(json["sections"][7]["flags"], nlohmann::json({"initialized-data", "discardable", "read"}));
+  EXPECT_EQ(json["sections"][7]["flags"],
+            nlohmann::json({"initialized-data", "discardable", "read"}));
   EXPECT_EQ(json["sections"][8]["virtual_size"], 0x600000);
 }
 
@@ -52,9 +58,11 @@ TEST(Inspect, Xen417EfiText) {
   const std::string text = xbb::inspect_file(path).text;
   EXPECT_EQ(text.substr(0, path.size() + 1), path + "\n");
   EXPECT_NE(text.find("ImageBase:           0xffff82d040000000\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("build id:            c62e97bfb7156a842127d5c9d7bbced1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("build id:            c62e97bfb7156a842127d5c9d7bbced1\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("CheckSum:            0x2bdb7f (correct)\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("    8 .pad                 0xffff82d040a00000 0x600000   0x0        0x0        0xc0000080 "
+  EXPECT_NE(text.find("    8 .pad                 0xffff82d040a00000 0x600000   0x0        0x0     "
+                      "   0xc0000080 "
                       "uninitialized-data,read,write\n"),
             std::string::npos)
       << text;
@@ -71,14 +79,16 @@ TEST(Inspect, ShowsTheEmbeddedConfig) {
   EXPECT_EQ(report.json["sections"][9]["vma"], "0xffff82d041000000");
   EXPECT_EQ(report.json["size_of_headers"], 0x320);
   EXPECT_EQ(report.json["checksum"], report.json["computed_checksum"]);
-  EXPECT_NE(report.text.find("embedded .config (" + std::to_string(config.size()) + " bytes):\n" + config),
+  EXPECT_NE(report.text.find("embedded .config (" + std::to_string(config.size()) + " bytes):\n" +
+                             config),
             std::string::npos)
       << report.text;
 }
 
 TEST(Inspect, ConfigTextStopsAtNulAndMasksControlBytes) {
   const std::vector<std::uint8_t> config = {'a', '\x01', 0xc3, '\n', 0, 'z'};
-  const auto unified = xbb::pe::add_sections(xbb::test::build_pe(xbb::test::xen_like()), {{".config", config}});
+  const auto unified =
+      xbb::pe::add_sections(xbb::test::build_pe(xbb::test::xen_like()), {{".config", config}});
   EXPECT_EQ(xbb::inspect_image(unified.file, "x.efi").json["config"], "a??\n");
 }
 
@@ -101,7 +111,8 @@ TEST(Inspect, Xen417MultibootGz) {
   EXPECT_EQ(report.json["sections"][0]["address"], "0x200000");
   EXPECT_EQ(report.json["sections"][2]["name"], ".note");
   EXPECT_EQ(report.json["sections"][2]["type"], "NOTE");
-  EXPECT_NE(report.text.find("ELF32 (gzip-compressed), a multiboot image, not EFI"), std::string::npos);
+  EXPECT_NE(report.text.find("ELF32 (gzip-compressed), a multiboot image, not EFI"),
+            std::string::npos);
 }
 
 TEST(Inspect, OtherFilesAreErrorsNamingThePath) {
@@ -112,14 +123,16 @@ TEST(Inspect, OtherFilesAreErrorsNamingThePath) {
     xbb::inspect_file((dir / "loader.conf").string());
     ADD_FAILURE() << "no error";
   } catch (const xbb::Error& e) {
-    EXPECT_EQ(std::string(e.what()), (dir / "loader.conf").string() +
-                                         ": neither a PE32+ (EFI) nor an ELF image: no MZ or ELF signature at offset 0x0");
+    EXPECT_EQ(std::string(e.what()),
+              (dir / "loader.conf").string() +
+                  ": neither a PE32+ (EFI) nor an ELF image: no MZ or ELF signature at offset 0x0");
   }
   try {
     xbb::inspect_file((dir / "missing.efi").string());
     ADD_FAILURE() << "no error";
   } catch (const xbb::Error& e) {
-    EXPECT_EQ(std::string(e.what()), (dir / "missing.efi").string() + ": cannot open: No such file or directory");
+    EXPECT_EQ(std::string(e.what()),
+              (dir / "missing.efi").string() + ": cannot open: No such file or directory");
   }
   try {
     xbb::inspect_file(dir.path().string());
@@ -134,7 +147,8 @@ TEST(Inspect, OtherFilesAreErrorsNamingThePath) {
     ADD_FAILURE() << "no error";
   } catch (const xbb::Error& e) {
     EXPECT_EQ(std::string(e.what()),
-              "short.efi: offset 0x188: section table (9 sections) (0x168 bytes) extends past the end of the file "
+              "short.efi: offset 0x188: section table (9 sections) (0x168 bytes) extends past the "
+              "end of the file "
               "(0x200 bytes)");
   }
 }

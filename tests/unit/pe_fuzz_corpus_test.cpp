@@ -11,9 +11,11 @@
 namespace {
 
 TEST(PeFuzzCorpus, SeedsAreTheBuilderImages) {
-  const std::filesystem::path corpus = std::filesystem::path(XBB_SOURCE_DIR) / "fixtures/corpus/pe_fuzz";
+  const std::filesystem::path corpus =
+      std::filesystem::path(XBB_SOURCE_DIR) / "fixtures/corpus/pe_fuzz";
   std::size_t files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(corpus)) files += entry.is_regular_file();
+  for (const auto& entry : std::filesystem::directory_iterator(corpus))
+    files += entry.is_regular_file();
   const auto seeds = xbb::test::fuzz_seeds();
   EXPECT_EQ(files, seeds.size());
   for (const auto& [name, bytes] : seeds) {
