@@ -70,13 +70,17 @@ std::vector<Section> read_sections(Elf* elf, std::string& build_id) {
   std::vector<Section> sections;
   for (Elf_Scn* scn = elf_nextscn(elf, nullptr); scn != nullptr; scn = elf_nextscn(elf, scn)) {
     GElf_Shdr header;
-    if (gelf_getshdr(scn, &header) == nullptr) throw Error(libelf_error("section header " + std::to_string(elf_ndxscn(scn))));
+    if (gelf_getshdr(scn, &header) == nullptr)
+      throw Error(libelf_error("section header " + std::to_string(elf_ndxscn(scn))));
     const char* name = elf_strptr(elf, names_index, header.sh_name);
-    if (name == nullptr) throw Error(libelf_error("name of section " + std::to_string(elf_ndxscn(scn))));
-    sections.push_back({name, header.sh_type, header.sh_flags, header.sh_addr, header.sh_offset, header.sh_size});
+    if (name == nullptr)
+      throw Error(libelf_error("name of section " + std::to_string(elf_ndxscn(scn))));
+    sections.push_back(
+        {name, header.sh_type, header.sh_flags, header.sh_addr, header.sh_offset, header.sh_size});
     if (header.sh_type == SHT_NOTE && build_id.empty()) {
       Elf_Data* data = elf_getdata(scn, nullptr);
-      if (data == nullptr) throw Error(libelf_error("contents of note section " + std::string(name)));
+      if (data == nullptr)
+        throw Error(libelf_error("contents of note section " + std::string(name)));
       build_id = gnu_build_id(data);
     }
   }
@@ -108,18 +112,22 @@ std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> file, std::uint64
     stream.avail_out = sizeof chunk;
     const int status = inflate(&stream, Z_NO_FLUSH);
     out.insert(out.end(), chunk, chunk + (sizeof chunk - stream.avail_out));
-    if (out.size() > limit) throw Error("gzip: decompressed data larger than " + hex(limit) + " bytes");
+    if (out.size() > limit)
+      throw Error("gzip: decompressed data larger than " + hex(limit) + " bytes");
     const std::uint64_t consumed = file.size() - stream.avail_in;
     if (status == Z_STREAM_END) {
       if (stream.avail_in == 0) return out;
-      if (inflateReset(&stream) != Z_OK) throw Error("gzip: offset " + hex(consumed) + ": cannot reset zlib");
+      if (inflateReset(&stream) != Z_OK)
+        throw Error("gzip: offset " + hex(consumed) + ": cannot reset zlib");
       continue;
     }
     if (status == Z_BUF_ERROR && stream.avail_in == 0) {
-      throw Error("gzip: offset " + hex(consumed) + ": compressed data ends before the end of the stream");
+      throw Error("gzip: offset " + hex(consumed) +
+                  ": compressed data ends before the end of the stream");
     }
     if (status != Z_OK) {
-      throw Error("gzip: offset " + hex(consumed) + ": " + (stream.msg != nullptr ? stream.msg : "corrupt data"));
+      throw Error("gzip: offset " + hex(consumed) + ": " +
+                  (stream.msg != nullptr ? stream.msg : "corrupt data"));
     }
   }
 }
@@ -129,7 +137,8 @@ Image parse(std::span<const std::uint8_t> file) {
   if (elf_version(EV_CURRENT) == EV_NONE) throw Error(libelf_error("library initialisation"));
   std::vector<char> copy(file.begin(), file.end());  // libelf wants a mutable buffer
   const std::unique_ptr<Elf, ElfCloser> elf(elf_memory(copy.data(), copy.size()));
-  if (!elf || elf_kind(elf.get()) != ELF_K_ELF) throw Error(libelf_error("not a readable ELF file"));
+  if (!elf || elf_kind(elf.get()) != ELF_K_ELF)
+    throw Error(libelf_error("not a readable ELF file"));
 
   GElf_Ehdr header;
   if (gelf_getehdr(elf.get(), &header) == nullptr) throw Error(libelf_error("ELF header"));

@@ -5,8 +5,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <vector>
 
 #include "xbb/elf_image.hpp"
@@ -22,10 +22,13 @@ std::string hex(std::uint64_t value) {
   return text;
 }
 
+// One formatted line ending in a newline, without trailing blanks.
 std::string printf_line(const char* format, auto... values) {
-  char line[512];
-  std::snprintf(line, sizeof line, format, values...);
-  return line;
+  char buffer[512];
+  std::snprintf(buffer, sizeof buffer, format, values...);
+  std::string line = buffer;
+  while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+  return line + "\n";
 }
 
 std::string field(const std::string& name, const std::string& value) {
@@ -34,16 +37,26 @@ std::string field(const std::string& name, const std::string& value) {
 
 std::string elf_section_type(std::uint32_t type) {
   switch (type) {
-    case SHT_PROGBITS: return "PROGBITS";
-    case SHT_SYMTAB: return "SYMTAB";
-    case SHT_STRTAB: return "STRTAB";
-    case SHT_RELA: return "RELA";
-    case SHT_DYNAMIC: return "DYNAMIC";
-    case SHT_NOTE: return "NOTE";
-    case SHT_NOBITS: return "NOBITS";
-    case SHT_REL: return "REL";
-    case SHT_DYNSYM: return "DYNSYM";
-    default: return hex(type);
+    case SHT_PROGBITS:
+      return "PROGBITS";
+    case SHT_SYMTAB:
+      return "SYMTAB";
+    case SHT_STRTAB:
+      return "STRTAB";
+    case SHT_RELA:
+      return "RELA";
+    case SHT_DYNAMIC:
+      return "DYNAMIC";
+    case SHT_NOTE:
+      return "NOTE";
+    case SHT_NOBITS:
+      return "NOBITS";
+    case SHT_REL:
+      return "REL";
+    case SHT_DYNSYM:
+      return "DYNSYM";
+    default:
+      return hex(type);
   }
 }
 
@@ -58,19 +71,27 @@ std::string elf_section_flags(std::uint64_t flags) {
 
 std::string pe_machine(std::uint16_t machine) {
   switch (machine) {
-    case pe::kMachineAmd64: return "x86-64";
-    case pe::kMachineArm64: return "arm64";
-    case pe::kMachineI386: return "i386";
-    default: return "unknown";
+    case pe::kMachineAmd64:
+      return "x86-64";
+    case pe::kMachineArm64:
+      return "arm64";
+    case pe::kMachineI386:
+      return "i386";
+    default:
+      return "unknown";
   }
 }
 
 std::string elf_machine(std::uint16_t machine) {
   switch (machine) {
-    case EM_X86_64: return "x86-64";
-    case EM_386: return "i386";
-    case EM_AARCH64: return "arm64";
-    default: return "unknown";
+    case EM_X86_64:
+      return "x86-64";
+    case EM_386:
+      return "i386";
+    case EM_AARCH64:
+      return "arm64";
+    default:
+      return "unknown";
   }
 }
 
@@ -103,7 +124,8 @@ std::string config_text(const std::vector<std::uint8_t>& bytes) {
   std::string text;
   for (std::uint8_t byte : bytes) {
     if (byte == 0) break;
-    const bool plain = (byte >= 0x20 && byte < 0x7f) || byte == '\n' || byte == '\t' || byte == '\r';
+    const bool plain =
+        (byte >= 0x20 && byte < 0x7f) || byte == '\n' || byte == '\t' || byte == '\r';
     text += plain ? static_cast<char>(byte) : '?';
   }
   return text;
@@ -143,9 +165,10 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
   text += field("FileAlignment", hex(image.file_alignment));
   text += field("SizeOfImage", hex(image.size_of_image));
   text += field("SizeOfHeaders", hex(image.size_of_headers));
-  text += field("CheckSum", hex(image.checksum) + (computed_checksum == image.checksum
-                                                         ? " (correct)"
-                                                         : " (computed " + hex(computed_checksum) + ")"));
+  text +=
+      field("CheckSum", hex(image.checksum) + (computed_checksum == image.checksum
+                                                   ? " (correct)"
+                                                   : " (computed " + hex(computed_checksum) + ")"));
   text += field("entry point", hex(image.image_base + image.address_of_entry_point));
   text += field("signed", image.is_signed() ? "yes (Authenticode)" : "no");
   text += field("build id", build_id.empty() ? "none" : build_id);
@@ -160,8 +183,8 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
 
   json["sections"] = nlohmann::json::array();
   text += "sections:\n";
-  text += printf_line("  %3s %-20s %-18s %-10s %-10s %-10s %s\n", "Idx", "Name", "VMA", "VirtSize", "RawSize",
-                      "FileOff", "Flags");
+  text += printf_line("  %3s %-20s %-18s %-10s %-10s %-10s %s\n", "Idx", "Name", "VMA", "VirtSize",
+                      "RawSize", "FileOff", "Flags");
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
     const pe::Section& section = image.sections[i];
     const std::uint64_t vma = image.image_base + section.virtual_address;
@@ -175,10 +198,11 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
         {"characteristics", section.characteristics},
         {"flags", flags},
     });
-    text += printf_line("  %3zu %-20s %-18s %-10s %-10s %-10s %-10s %s\n", i, section.name.c_str(), hex(vma).c_str(),
-                        hex(section.virtual_size).c_str(), hex(section.size_of_raw_data).c_str(),
-                        hex(section.pointer_to_raw_data).c_str(), hex(section.characteristics).c_str(),
-                        joined(flags).c_str());
+    text +=
+        printf_line("  %3zu %-20s %-18s %-10s %-10s %-10s %-10s %s\n", i, section.name.c_str(),
+                    hex(vma).c_str(), hex(section.virtual_size).c_str(),
+                    hex(section.size_of_raw_data).c_str(), hex(section.pointer_to_raw_data).c_str(),
+                    hex(section.characteristics).c_str(), joined(flags).c_str());
   }
 
   const std::vector<std::uint8_t> config = pe::section_contents(file, image, ".config");
@@ -194,7 +218,8 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
   return {std::move(text), std::move(json)};
 }
 
-InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string& path, bool gzipped) {
+InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string& path,
+                          bool gzipped) {
   elf::Image image;
   try {
     image = elf::parse(file);
@@ -209,17 +234,19 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
       {"machine", elf_machine(image.machine)},
       {"machine_code", image.machine},
       {"entry_point", hex(image.entry)},
-      {"build_id", image.build_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(image.build_id)},
+      {"build_id",
+       image.build_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(image.build_id)},
       {"sections", nlohmann::json::array()},
   };
   std::string text = path + "\n";
-  text += field("format", format + (gzipped ? " (gzip-compressed)" : "") + ", a multiboot image, not EFI");
+  text += field("format",
+                format + (gzipped ? " (gzip-compressed)" : "") + ", a multiboot image, not EFI");
   text += field("machine", elf_machine(image.machine) + " (" + std::to_string(image.machine) + ")");
   text += field("entry point", hex(image.entry));
   text += field("build id", image.build_id.empty() ? "none" : image.build_id);
   text += "sections:\n";
-  text += printf_line("  %3s %-20s %-10s %-18s %-10s %-10s %s\n", "Idx", "Name", "Type", "Address", "Offset", "Size",
-                      "Flags");
+  text += printf_line("  %3s %-20s %-10s %-18s %-10s %-10s %s\n", "Idx", "Name", "Type", "Address",
+                      "Offset", "Size", "Flags");
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
     const elf::Section& section = image.sections[i];
     json["sections"].push_back({
@@ -232,7 +259,8 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
     });
     text += printf_line("  %3zu %-20s %-10s %-18s %-10s %-10s %s\n", i + 1, section.name.c_str(),
                         elf_section_type(section.type).c_str(), hex(section.address).c_str(),
-                        hex(section.offset).c_str(), hex(section.size).c_str(), elf_section_flags(section.flags).c_str());
+                        hex(section.offset).c_str(), hex(section.size).c_str(),
+                        elf_section_flags(section.flags).c_str());
   }
   return {std::move(text), std::move(json)};
 }
@@ -247,7 +275,8 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
     } catch (const Error& e) {
       throw Error(path, e.what());
     }
-    if (!elf::is_elf(inflated)) throw Error(path, "a gzip file that holds neither an ELF nor a PE image");
+    if (!elf::is_elf(inflated))
+      throw Error(path, "a gzip file that holds neither an ELF nor a PE image");
     return inspect_elf(inflated, path, true);
   }
   if (elf::is_elf(file)) return inspect_elf(file, path, false);
@@ -256,10 +285,18 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
 }
 
 InspectReport inspect_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::error_code error;
+  const std::filesystem::file_status status = std::filesystem::status(path, error);
+  if (error) throw Error(path, "cannot open: " + error.message());
+  if (!std::filesystem::is_regular_file(status))
+    throw Error(path, "cannot read: not a regular file");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(path, std::string("cannot open: ") + std::strerror(errno));
-  const std::vector<std::uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error(path, "read error");
+  std::vector<std::uint8_t> file(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(file.data()), static_cast<std::streamsize>(file.size()))) {
+    throw Error(path, std::string("cannot read: ") + std::strerror(errno));
+  }
   return inspect_image(file, path);
 }
 

@@ -52,9 +52,7 @@ std::uint64_t align_up(std::uint64_t value, std::uint64_t alignment) {
 
 bool is_power_of_two(std::uint32_t value) { return value != 0 && (value & (value - 1)) == 0; }
 
-std::uint16_t load16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>(p[0] | p[1] << 8);
-}
+std::uint16_t load16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | p[1] << 8); }
 std::uint32_t load32(const std::uint8_t* p) {
   return static_cast<std::uint32_t>(load16(p)) | static_cast<std::uint32_t>(load16(p + 2)) << 16;
 }
@@ -77,8 +75,8 @@ class Reader {
 
   void need(std::uint64_t offset, std::uint64_t size, const std::string& what) const {
     if (offset > file_.size() || size > file_.size() - offset) {
-      throw Error(at(offset) + what + " (" + hex(size) + " bytes) extends past the end of the file (" +
-                  hex(file_.size()) + " bytes)");
+      throw Error(at(offset) + what + " (" + hex(size) +
+                  " bytes) extends past the end of the file (" + hex(file_.size()) + " bytes)");
     }
   }
   std::uint16_t u16(std::uint64_t offset, const std::string& what) const {
@@ -117,41 +115,49 @@ std::string describe(const Section& section, std::size_t index) {
 void refuse_other_formats(std::span<const std::uint8_t> file) {
   static constexpr std::uint8_t kElfMagic[] = {0x7f, 'E', 'L', 'F'};
   static constexpr std::uint8_t kGzipMagic[] = {0x1f, 0x8b};
-  if (file.size() >= sizeof kElfMagic && std::equal(std::begin(kElfMagic), std::end(kElfMagic), file.begin())) {
+  if (file.size() >= sizeof kElfMagic &&
+      std::equal(std::begin(kElfMagic), std::end(kElfMagic), file.begin())) {
     throw Error("this is an ELF multiboot image; the bootspec must point at xen.efi");
   }
-  if (file.size() >= sizeof kGzipMagic && std::equal(std::begin(kGzipMagic), std::end(kGzipMagic), file.begin())) {
+  if (file.size() >= sizeof kGzipMagic &&
+      std::equal(std::begin(kGzipMagic), std::end(kGzipMagic), file.begin())) {
     throw Error(
         "this is a gzip-compressed file (like Xen's multiboot build xen.gz), not a PE image; the "
         "bootspec must point at xen.efi");
   }
 }
 
-std::string section_name(const Reader& reader, std::span<const std::uint8_t> file, const Image& image,
-                         std::uint64_t header_offset) {
+std::string section_name(const Reader& reader, std::span<const std::uint8_t> file,
+                         const Image& image, std::uint64_t header_offset) {
   reader.need(header_offset, kShortNameSize, "section name");
   const char* raw = reinterpret_cast<const char*>(file.data() + header_offset);
   std::string name(raw, strnlen(raw, kShortNameSize));
   if (name.empty() || name[0] != '/') return name;
 
   const std::string digits = name.substr(1);
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    throw Error(at(header_offset) + "section name \"" + name + "\" is neither a name nor a string table offset");
+  if (digits.empty() ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    throw Error(at(header_offset) + "section name \"" + name +
+                "\" is neither a name nor a string table offset");
   }
   if (image.pointer_to_symbol_table == 0) {
-    throw Error(at(header_offset) + "section name \"" + name + "\" refers to a COFF string table the image lacks");
+    throw Error(at(header_offset) + "section name \"" + name +
+                "\" refers to a COFF string table the image lacks");
   }
   const std::uint64_t index = std::stoull(digits);
   if (index < 4 || index >= image.string_table_size) {
-    throw Error(at(header_offset) + "section name \"" + name + "\" points outside the COFF string table (" +
-                hex(image.string_table_size) + " bytes)");
+    throw Error(at(header_offset) + "section name \"" + name +
+                "\" points outside the COFF string table (" + hex(image.string_table_size) +
+                " bytes)");
   }
-  const std::uint64_t table = std::uint64_t{image.pointer_to_symbol_table} + kSymbolSize * image.number_of_symbols;
+  const std::uint64_t table =
+      std::uint64_t{image.pointer_to_symbol_table} + kSymbolSize * image.number_of_symbols;
   const char* start = reinterpret_cast<const char*>(file.data() + table + index);
   const std::uint64_t room = image.string_table_size - index;
   const std::size_t length = strnlen(start, room);
   if (length == room) {
-    throw Error(at(table + index) + "long section name \"" + name + "\" is not NUL-terminated in the string table");
+    throw Error(at(table + index) + "long section name \"" + name +
+                "\" is not NUL-terminated in the string table");
   }
   return std::string(start, length);
 }
@@ -160,18 +166,20 @@ void read_symbol_table(const Reader& reader, Image& image) {
   if (image.pointer_to_symbol_table == 0) return;
   const std::uint64_t symbols = image.pointer_to_symbol_table;
   reader.need(symbols, kSymbolSize * image.number_of_symbols,
-              "COFF symbol table (PointerToSymbolTable, NumberOfSymbols " + std::to_string(image.number_of_symbols) + ")");
+              "COFF symbol table (PointerToSymbolTable, NumberOfSymbols " +
+                  std::to_string(image.number_of_symbols) + ")");
   const std::uint64_t strings = symbols + kSymbolSize * image.number_of_symbols;
   const std::uint32_t size = reader.u32(strings, "COFF string table size");
   if (size < 4) {
-    throw Error(at(strings) + "COFF string table size " + hex(size) + " is smaller than its own size field");
+    throw Error(at(strings) + "COFF string table size " + hex(size) +
+                " is smaller than its own size field");
   }
   reader.need(strings, size, "COFF string table");
   image.string_table_size = size;
 }
 
-void check_section(const Image& image, const Section& section, std::size_t index, std::uint64_t header_offset,
-                   std::uint64_t file_size) {
+void check_section(const Image& image, const Section& section, std::size_t index,
+                   std::uint64_t header_offset, std::uint64_t file_size) {
   const std::string what = describe(section, index);
   if (section.size_of_raw_data != 0) {
     if (section.pointer_to_raw_data < image.size_of_headers) {
@@ -209,9 +217,10 @@ void check_no_overlap(const Image& image) {
     const Section& low = sections[order[i - 1]];
     const Section& high = sections[order[i]];
     if (memory_end(low) > high.virtual_address) {
-      throw Error(at(image.section_table_offset + kSectionHeaderSize * order[i]) + describe(high, order[i]) +
-                  " at RVA " + hex(high.virtual_address) + " overlaps " + describe(low, order[i - 1]) +
-                  " (RVA " + hex(low.virtual_address) + " to " + hex(memory_end(low)) + ")");
+      throw Error(at(image.section_table_offset + kSectionHeaderSize * order[i]) +
+                  describe(high, order[i]) + " at RVA " + hex(high.virtual_address) + " overlaps " +
+                  describe(low, order[i - 1]) + " (RVA " + hex(low.virtual_address) + " to " +
+                  hex(memory_end(low)) + ")");
     }
   }
 
@@ -223,27 +232,32 @@ void check_no_overlap(const Image& image) {
     const Section& low = sections[order[i - 1]];
     const Section& high = sections[order[i]];
     if (raw_end(low) > high.pointer_to_raw_data) {
-      throw Error(at(image.section_table_offset + kSectionHeaderSize * order[i] + kSecPointerToRawData) +
-                  describe(high, order[i]) + ": raw data at " + hex(high.pointer_to_raw_data) + " overlaps " +
-                  describe(low, order[i - 1]) + " (file " + hex(low.pointer_to_raw_data) + " to " +
-                  hex(raw_end(low)) + ")");
+      throw Error(
+          at(image.section_table_offset + kSectionHeaderSize * order[i] + kSecPointerToRawData) +
+          describe(high, order[i]) + ": raw data at " + hex(high.pointer_to_raw_data) +
+          " overlaps " + describe(low, order[i - 1]) + " (file " + hex(low.pointer_to_raw_data) +
+          " to " + hex(raw_end(low)) + ")");
     }
   }
 }
 
 // The file offset of `size` bytes at `rva`, which must lie in one section's raw data.
-std::uint64_t file_offset_of(const Image& image, std::uint32_t rva, std::uint32_t size, const std::string& what) {
+std::uint64_t file_offset_of(const Image& image, std::uint32_t rva, std::uint32_t size,
+                             const std::string& what) {
   for (const Section& section : image.sections) {
-    if (rva >= section.virtual_address && std::uint64_t{rva} + size <= std::uint64_t{section.virtual_address} +
-                                                                           std::min(memory_extent(section),
-                                                                                    std::uint64_t{section.size_of_raw_data})) {
+    if (rva >= section.virtual_address &&
+        std::uint64_t{rva} + size <=
+            std::uint64_t{section.virtual_address} +
+                std::min(memory_extent(section), std::uint64_t{section.size_of_raw_data})) {
       return std::uint64_t{section.pointer_to_raw_data} + (rva - section.virtual_address);
     }
   }
-  throw Error(what + " at RVA " + hex(rva) + " (" + hex(size) + " bytes) is not inside any section's file data");
+  throw Error(what + " at RVA " + hex(rva) + " (" + hex(size) +
+              " bytes) is not inside any section's file data");
 }
 
-void read_debug_directory(const Reader& reader, Image& image, std::uint64_t directory_entry_offset) {
+void read_debug_directory(const Reader& reader, Image& image,
+                          std::uint64_t directory_entry_offset) {
   if (image.data_directories.size() <= kDirectoryDebug) return;
   const DataDirectory& directory = image.data_directories[kDirectoryDebug];
   if (directory.size == 0) return;
@@ -259,7 +273,8 @@ void read_debug_directory(const Reader& reader, Image& image, std::uint64_t dire
     debug.type = reader.u32(entry + 12, "debug directory entry Type");
     debug.size_of_data = reader.u32(entry + 16, "debug directory entry SizeOfData");
     debug.address_of_raw_data = reader.u32(entry + 20, "debug directory entry AddressOfRawData");
-    debug.pointer_to_raw_data = reader.u32(entry + kDebugPointerToRawData, "debug directory entry PointerToRawData");
+    debug.pointer_to_raw_data =
+        reader.u32(entry + kDebugPointerToRawData, "debug directory entry PointerToRawData");
     if (debug.pointer_to_raw_data != 0) {
       reader.need(debug.pointer_to_raw_data, debug.size_of_data,
                   "debug data (directory entry at " + hex(entry) + ")");
@@ -272,18 +287,23 @@ void read_optional_header(const Reader& reader, Image& image, std::uint16_t opti
   const std::uint64_t opt = image.optional_header_offset;
   const std::uint16_t magic = reader.u16(opt, "optional header Magic");
   if (magic == kMagicPe32) {
-    throw Error(at(opt) + "optional header Magic 0x10b: a PE32 (32-bit) image; only PE32+ (64-bit) is supported");
+    throw Error(
+        at(opt) +
+        "optional header Magic 0x10b: a PE32 (32-bit) image; only PE32+ (64-bit) is supported");
   }
   if (magic != kMagicPe32Plus) {
-    throw Error(at(opt) + "optional header Magic " + hex(magic) + " is neither PE32+ (0x20b) nor PE32 (0x10b)");
+    throw Error(at(opt) + "optional header Magic " + hex(magic) +
+                " is neither PE32+ (0x20b) nor PE32 (0x10b)");
   }
   if (optional_header_size < kOptionalHeaderFixedSize) {
-    throw Error(at(image.coff_header_offset + 16) + "SizeOfOptionalHeader " + hex(optional_header_size) +
+    throw Error(at(image.coff_header_offset + 16) + "SizeOfOptionalHeader " +
+                hex(optional_header_size) +
                 " is smaller than a PE32+ optional header (0x70 bytes)");
   }
   reader.need(opt, optional_header_size, "optional header (SizeOfOptionalHeader)");
   image.size_of_code = reader.u32(opt + 4, "SizeOfCode");
-  image.size_of_initialized_data = reader.u32(opt + kOptSizeOfInitializedData, "SizeOfInitializedData");
+  image.size_of_initialized_data =
+      reader.u32(opt + kOptSizeOfInitializedData, "SizeOfInitializedData");
   image.size_of_uninitialized_data = reader.u32(opt + 12, "SizeOfUninitializedData");
   image.address_of_entry_point = reader.u32(opt + 16, "AddressOfEntryPoint");
   image.image_base = reader.u64(opt + 24, "ImageBase");
@@ -305,12 +325,13 @@ void read_optional_header(const Reader& reader, Image& image, std::uint16_t opti
 
   const std::uint32_t count = reader.u32(opt + 108, "NumberOfRvaAndSizes");
   if (count > (optional_header_size - kOptionalHeaderFixedSize) / kDataDirectorySize) {
-    throw Error(at(opt + 108) + "NumberOfRvaAndSizes " + hex(count) + " does not fit in SizeOfOptionalHeader " +
-                hex(optional_header_size));
+    throw Error(at(opt + 108) + "NumberOfRvaAndSizes " + hex(count) +
+                " does not fit in SizeOfOptionalHeader " + hex(optional_header_size));
   }
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::uint64_t entry = opt + kOptionalHeaderFixedSize + kDataDirectorySize * i;
-    image.data_directories.push_back({reader.u32(entry, "data directory"), reader.u32(entry + 4, "data directory")});
+    image.data_directories.push_back(
+        {reader.u32(entry, "data directory"), reader.u32(entry + 4, "data directory")});
   }
 }
 
@@ -322,13 +343,15 @@ void check_certificate_table(const Reader& reader, const Image& image) {
   if (!image.is_signed()) return;
   const DataDirectory& table = image.data_directories[kDirectorySecurity];
   reader.need(table.virtual_address, table.size,
-              "certificate table (security directory entry at " + hex(directory_entry_offset(image, kDirectorySecurity)) + ")");
+              "certificate table (security directory entry at " +
+                  hex(directory_entry_offset(image, kDirectorySecurity)) + ")");
 }
 
 }  // namespace
 
 bool Image::is_signed() const {
-  return data_directories.size() > kDirectorySecurity && data_directories[kDirectorySecurity].size != 0;
+  return data_directories.size() > kDirectorySecurity &&
+         data_directories[kDirectorySecurity].size != 0;
 }
 
 Image parse(std::span<const std::uint8_t> file) {
@@ -350,7 +373,8 @@ Image parse(std::span<const std::uint8_t> file) {
   image.coff_header_offset = static_cast<std::uint32_t>(coff);
   image.machine = reader.u16(coff, "Machine");
   const std::uint16_t section_count = reader.u16(coff + kCoffNumberOfSections, "NumberOfSections");
-  image.pointer_to_symbol_table = reader.u32(coff + kCoffPointerToSymbolTable, "PointerToSymbolTable");
+  image.pointer_to_symbol_table =
+      reader.u32(coff + kCoffPointerToSymbolTable, "PointerToSymbolTable");
   image.number_of_symbols = reader.u32(coff + 12, "NumberOfSymbols");
   const std::uint16_t optional_header_size = reader.u16(coff + 16, "SizeOfOptionalHeader");
   image.characteristics = reader.u16(coff + 18, "Characteristics");
@@ -360,12 +384,13 @@ Image parse(std::span<const std::uint8_t> file) {
 
   const std::uint64_t table = std::uint64_t{image.optional_header_offset} + optional_header_size;
   const std::uint64_t table_end = table + kSectionHeaderSize * section_count;
-  reader.need(table, table_end - table, "section table (" + std::to_string(section_count) + " sections)");
+  reader.need(table, table_end - table,
+              "section table (" + std::to_string(section_count) + " sections)");
   image.section_table_offset = static_cast<std::uint32_t>(table);
   if (image.size_of_headers < table_end || image.size_of_headers > file.size()) {
     throw Error(at(image.optional_header_offset + kOptSizeOfHeaders) + "SizeOfHeaders " +
-                hex(image.size_of_headers) + " does not cover the section table (ending at " + hex(table_end) +
-                ") or exceeds the file (" + hex(file.size()) + " bytes)");
+                hex(image.size_of_headers) + " does not cover the section table (ending at " +
+                hex(table_end) + ") or exceeds the file (" + hex(file.size()) + " bytes)");
   }
   read_symbol_table(reader, image);
 
@@ -391,7 +416,8 @@ std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, c
                                            const std::string& name) {
   for (const Section& section : image.sections) {
     if (section.name != name) continue;
-    const std::uint64_t size = std::min(memory_extent(section), std::uint64_t{section.size_of_raw_data});
+    const std::uint64_t size =
+        std::min(memory_extent(section), std::uint64_t{section.size_of_raw_data});
     Reader(file).need(section.pointer_to_raw_data, size, "section " + name + " raw data");
     const auto begin = file.begin() + section.pointer_to_raw_data;
     return std::vector<std::uint8_t>(begin, begin + static_cast<std::ptrdiff_t>(size));
@@ -401,7 +427,8 @@ std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, c
 
 namespace {
 
-std::uint64_t first_free_rva(const Image& image, std::uint64_t floor, const std::vector<bool>& kept) {
+std::uint64_t first_free_rva(const Image& image, std::uint64_t floor,
+                             const std::vector<bool>& kept) {
   std::uint64_t end = floor;
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
     if (kept[i]) end = std::max(end, memory_end(image.sections[i]));
@@ -412,21 +439,25 @@ std::uint64_t first_free_rva(const Image& image, std::uint64_t floor, const std:
 }  // namespace
 
 std::uint32_t next_section_rva(const Image& image) {
-  const std::uint64_t rva = first_free_rva(image, image.size_of_image, std::vector<bool>(image.sections.size(), true));
+  const std::uint64_t rva =
+      first_free_rva(image, image.size_of_image, std::vector<bool>(image.sections.size(), true));
   if (rva > UINT32_MAX) {
     throw Error("no RVA left for a new section: the image already reaches " + hex(rva));
   }
   return static_cast<std::uint32_t>(rva);
 }
 
-std::uint64_t next_section_vma(const Image& image) { return image.image_base + next_section_rva(image); }
+std::uint64_t next_section_vma(const Image& image) {
+  return image.image_base + next_section_rva(image);
+}
 
 std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image) {
   const std::uint64_t field = std::uint64_t{image.optional_header_offset} + kOptCheckSum;
   std::uint64_t sum = 0;
   for (std::uint64_t offset = 0; offset < file.size(); offset += 2) {
     if (offset == field || offset == field + 2) continue;
-    const std::uint64_t word = offset + 1 < file.size() ? load16(file.data() + offset) : file[offset];
+    const std::uint64_t word =
+        offset + 1 < file.size() ? load16(file.data() + offset) : file[offset];
     sum += word;
     sum = (sum & 0xffff) + (sum >> 16);
   }
@@ -437,7 +468,8 @@ std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& 
 std::string build_id(std::span<const std::uint8_t> file, const Image& image) {
   static constexpr std::uint32_t kRsdsSize = 4 + 16 + 4;  // signature, GUID, age
   for (const DebugEntry& entry : image.debug_entries) {
-    if (entry.type != kDebugTypeCodeView || entry.pointer_to_raw_data == 0 || entry.size_of_data < kRsdsSize) {
+    if (entry.type != kDebugTypeCodeView || entry.pointer_to_raw_data == 0 ||
+        entry.size_of_data < kRsdsSize) {
       continue;
     }
     const std::uint8_t* record = file.data() + entry.pointer_to_raw_data;
@@ -462,7 +494,8 @@ void check_new_sections(const std::vector<NewSection>& sections) {
     const std::string what = "new section \"" + section.name + "\": ";
     if (section.name.empty() || section.name.size() > kShortNameSize ||
         section.name.find('\0') != std::string::npos) {
-      throw Error(what + "a name must have 1 to 8 characters (executables have no long section names)");
+      throw Error(what +
+                  "a name must have 1 to 8 characters (executables have no long section names)");
     }
     if (!seen.insert(section.name).second) throw Error(what + "given twice");
     if (section.data.empty()) throw Error(what + "no contents");
@@ -477,7 +510,8 @@ bool holds_directory_or_entry_point(const Image& image, const Section& section) 
   if (image.address_of_entry_point != 0 && inside(image.address_of_entry_point)) return true;
   for (std::size_t i = 0; i < image.data_directories.size(); ++i) {
     const DataDirectory& directory = image.data_directories[i];
-    if (i != kDirectorySecurity && directory.size != 0 && inside(directory.virtual_address)) return true;
+    if (i != kDirectorySecurity && directory.size != 0 && inside(directory.virtual_address))
+      return true;
   }
   return false;
 }
@@ -487,9 +521,11 @@ std::vector<bool> sections_to_keep(const Image& image, const std::vector<NewSect
   std::vector<bool> kept(image.sections.size(), true);
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
     const Section& section = image.sections[i];
-    const bool named = std::any_of(added.begin(), added.end(), [&](const NewSection& n) { return n.name == section.name; });
+    const bool named = std::any_of(added.begin(), added.end(),
+                                   [&](const NewSection& n) { return n.name == section.name; });
     if (!named) continue;
-    if (section.characteristics != kAddedSectionCharacteristics || holds_directory_or_entry_point(image, section)) {
+    if (section.characteristics != kAddedSectionCharacteristics ||
+        holds_directory_or_entry_point(image, section)) {
       throw Error(at(image.section_table_offset + kSectionHeaderSize * i) + describe(section, i) +
                   " is part of the program (characteristics " + hex(section.characteristics) +
                   "), not an added data section; refusing to replace it");
@@ -509,8 +545,8 @@ struct FileMove {
   std::uint64_t tail_start = 0;   // end of all sections' raw data
   std::uint64_t tail_end = 0;     // end of the file, or start of the certificate table
   std::uint64_t header_growth = 0;
-  std::uint64_t new_data_start = 0;  // in the output
-  std::uint64_t new_tail_start = 0;  // in the output
+  std::uint64_t new_data_start = 0;   // in the output
+  std::uint64_t new_tail_start = 0;   // in the output
   std::vector<const Section*> holes;  // replaced sections inside the body
 
   std::uint64_t map(std::uint64_t offset, const std::string& what) const {
@@ -524,7 +560,8 @@ struct FileMove {
       return offset + header_growth;
     }
     if (offset >= tail_start && offset <= tail_end) return offset - tail_start + new_tail_start;
-    throw Error(what + " " + hex(offset) + " points into replaced section data or the certificate table");
+    throw Error(what + " " + hex(offset) +
+                " points into replaced section data or the certificate table");
   }
 };
 
@@ -532,8 +569,9 @@ std::uint64_t raw_size(const NewSection& section, const Image& image) {
   return align_up(section.data.size(), image.file_alignment);
 }
 
-FileMove plan_file_move(std::span<const std::uint8_t> file, const Image& image, const std::vector<bool>& kept,
-                        std::uint64_t headers_size, const std::vector<NewSection>& added) {
+FileMove plan_file_move(std::span<const std::uint8_t> file, const Image& image,
+                        const std::vector<bool>& kept, std::uint64_t headers_size,
+                        const std::vector<NewSection>& added) {
   FileMove move;
   move.headers_end = image.size_of_headers;
   move.body_end = move.headers_end;
@@ -555,9 +593,10 @@ FileMove plan_file_move(std::span<const std::uint8_t> file, const Image& image, 
     const DataDirectory& certificates = image.data_directories[kDirectorySecurity];
     if (certificates.virtual_address < move.tail_start ||
         std::uint64_t{certificates.virtual_address} + certificates.size != file.size()) {
-      throw Error(at(certificates.virtual_address) +
-                  "the certificate table (security directory) is not at the end of the file, after all "
-                  "section data; cannot drop the signature");
+      throw Error(
+          at(certificates.virtual_address) +
+          "the certificate table (security directory) is not at the end of the file, after all "
+          "section data; cannot drop the signature");
     }
     move.tail_end = certificates.virtual_address;
   }
@@ -592,17 +631,21 @@ std::uint64_t headers_needed(const Image& image, std::size_t section_count) {
 
 // The bytes the grown section table will cover beyond the old one must be
 // free (zero): nothing else in the headers may be overwritten.
-void check_header_room(std::span<const std::uint8_t> file, const Image& image, std::size_t section_count) {
-  const std::uint64_t old_end = image.section_table_offset + kSectionHeaderSize * image.sections.size();
+void check_header_room(std::span<const std::uint8_t> file, const Image& image,
+                       std::size_t section_count) {
+  const std::uint64_t old_end =
+      image.section_table_offset + kSectionHeaderSize * image.sections.size();
   const std::uint64_t new_end = image.section_table_offset + kSectionHeaderSize * section_count;
-  for (std::uint64_t offset = old_end; offset < std::min<std::uint64_t>(new_end, image.size_of_headers); ++offset) {
+  for (std::uint64_t offset = old_end;
+       offset < std::min<std::uint64_t>(new_end, image.size_of_headers); ++offset) {
     if (file[offset] != 0) {
       throw Error(at(offset) + "the header area after the section table is in use; no room for " +
                   std::to_string(section_count) + " section headers");
     }
   }
   std::uint64_t lowest_rva = UINT64_MAX;
-  for (const Section& section : image.sections) lowest_rva = std::min<std::uint64_t>(lowest_rva, section.virtual_address);
+  for (const Section& section : image.sections)
+    lowest_rva = std::min<std::uint64_t>(lowest_rva, section.virtual_address);
   if (headers_needed(image, section_count) > lowest_rva) {
     throw Error("SizeOfHeaders would have to grow to " + hex(headers_needed(image, section_count)) +
                 ", past the first section's RVA " + hex(lowest_rva));
@@ -623,7 +666,8 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   AddResult result;
   if (image.is_signed()) {
     result.warnings.push_back(
-        "dropped the Authenticode signature (security directory): it cannot stay valid once sections are "
+        "dropped the Authenticode signature (security directory): it cannot stay valid once "
+        "sections are "
         "added; sign the output again");
   }
 
@@ -642,7 +686,8 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   std::uint64_t next_rva = first_free_rva(image, floor, kept);
   for (const NewSection& section : added) {
     if (next_rva + section.data.size() > UINT32_MAX) {
-      throw Error("new section \"" + section.name + "\" at RVA " + hex(next_rva) + " would end beyond 4 GiB");
+      throw Error("new section \"" + section.name + "\" at RVA " + hex(next_rva) +
+                  " would end beyond 4 GiB");
     }
     rvas.push_back(static_cast<std::uint32_t>(next_rva));
     next_rva = align_up(next_rva + section.data.size(), image.section_alignment);
@@ -650,7 +695,8 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   if (next_rva > UINT32_MAX) throw Error("SizeOfImage " + hex(next_rva) + " would exceed 4 GiB");
 
   // File layout.
-  const std::uint64_t headers_size = std::max<std::uint64_t>(image.size_of_headers, headers_needed(image, section_count));
+  const std::uint64_t headers_size =
+      std::max<std::uint64_t>(image.size_of_headers, headers_needed(image, section_count));
   const FileMove move = plan_file_move(file, image, kept, headers_size, added);
   const std::uint64_t output_size = move.new_tail_start + (move.tail_end - move.tail_start);
   if (output_size > UINT32_MAX) throw Error("the output would exceed 4 GiB");
@@ -662,8 +708,9 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   out.insert(out.end(), file.begin() + static_cast<std::ptrdiff_t>(move.headers_end),
              file.begin() + static_cast<std::ptrdiff_t>(move.body_end));
   for (const Section* hole : move.holes) {
-    std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(hole->pointer_to_raw_data + move.header_growth),
-                hole->size_of_raw_data, 0);
+    std::fill_n(
+        out.begin() + static_cast<std::ptrdiff_t>(hole->pointer_to_raw_data + move.header_growth),
+        hole->size_of_raw_data, 0);
   }
   out.resize(move.new_data_start, 0);
   std::vector<std::uint32_t> raw_pointers;
@@ -680,9 +727,11 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   std::uint8_t* header = out.data() + image.section_table_offset;
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
     if (!kept[i]) continue;
-    std::memcpy(header, file.data() + image.section_table_offset + kSectionHeaderSize * i, kSectionHeaderSize);
+    std::memcpy(header, file.data() + image.section_table_offset + kSectionHeaderSize * i,
+                kSectionHeaderSize);
     const std::string what = describe(image.sections[i], i);
-    if (image.sections[i].size_of_raw_data != 0) move_pointer(header + kSecPointerToRawData, move, what + " PointerToRawData");
+    if (image.sections[i].size_of_raw_data != 0)
+      move_pointer(header + kSecPointerToRawData, move, what + " PointerToRawData");
     move_pointer(header + kSecPointerToRelocations, move, what + " PointerToRelocations");
     move_pointer(header + kSecPointerToLinenumbers, move, what + " PointerToLinenumbers");
     header += kSectionHeaderSize;
@@ -700,14 +749,18 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   store16(coff + kCoffNumberOfSections, static_cast<std::uint16_t>(section_count));
   move_pointer(coff + kCoffPointerToSymbolTable, move, "PointerToSymbolTable");
   std::uint8_t* opt = out.data() + image.optional_header_offset;
-  std::uint64_t initialized = image.size_of_initialized_data - std::min<std::uint64_t>(removed_initialized, image.size_of_initialized_data);
+  std::uint64_t initialized =
+      image.size_of_initialized_data -
+      std::min<std::uint64_t>(removed_initialized, image.size_of_initialized_data);
   for (const NewSection& section : added) initialized += raw_size(section, image);
-  store32(opt + kOptSizeOfInitializedData, static_cast<std::uint32_t>(std::min<std::uint64_t>(initialized, UINT32_MAX)));
+  store32(opt + kOptSizeOfInitializedData,
+          static_cast<std::uint32_t>(std::min<std::uint64_t>(initialized, UINT32_MAX)));
   store32(opt + kOptSizeOfImage, static_cast<std::uint32_t>(next_rva));
   store32(opt + kOptSizeOfHeaders, static_cast<std::uint32_t>(headers_size));
   if (image.is_signed()) {
-    std::memset(opt + directory_entry_offset(image, kDirectorySecurity) - image.optional_header_offset, 0,
-                kDataDirectorySize);
+    std::memset(
+        opt + directory_entry_offset(image, kDirectorySecurity) - image.optional_header_offset, 0,
+        kDataDirectorySize);
   }
   if (image.debug_directory_offset != 0) {
     const std::uint64_t directory = move.map(image.debug_directory_offset, "debug directory");

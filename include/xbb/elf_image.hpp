@@ -12,7 +12,7 @@ namespace xbb::elf {
 
 struct Section {
   std::string name;
-  std::uint32_t type = 0;  // SHT_*
+  std::uint32_t type = 0;   // SHT_*
   std::uint64_t flags = 0;  // SHF_*
   std::uint64_t address = 0;
   std::uint64_t offset = 0;
@@ -20,11 +20,11 @@ struct Section {
 };
 
 struct Image {
-  int elf_class = 0;  // 32 or 64
+  int elf_class = 0;          // 32 or 64
   std::uint16_t machine = 0;  // EM_*
   std::uint64_t entry = 0;
   std::vector<Section> sections;  // in section header order, the null section left out
-  std::string build_id;  // GNU build id (NT_GNU_BUILD_ID) as lowercase hex, empty if none
+  std::string build_id;           // GNU build id (NT_GNU_BUILD_ID) as lowercase hex, empty if none
 };
 
 // The file starts with the ELF magic.
@@ -35,7 +35,8 @@ bool is_gzip(std::span<const std::uint8_t> file);
 // The decompressed contents of a gzip file (all members). Throws xbb::Error
 // naming the byte offset for corrupt or truncated input, and refuses output
 // larger than `limit` bytes.
-std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> file, std::uint64_t limit = 1ull << 30);
+std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> file,
+                                 std::uint64_t limit = 1ull << 30);
 
 // Parses an (uncompressed) ELF file. Throws xbb::Error with libelf's reason
 // when it is not a readable ELF file.

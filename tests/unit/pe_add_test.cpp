@@ -20,9 +20,11 @@ using xbb::test::pattern;
 
 std::vector<std::uint8_t> bytes(const std::string& text) { return {text.begin(), text.end()}; }
 
-const std::vector<std::uint8_t> kConfig = bytes("[global]\ndefault=xen\n\n[xen]\noptions=console=vga\nkernel=vmlinuz\n");
+const std::vector<std::uint8_t> kConfig =
+    bytes("[global]\ndefault=xen\n\n[xen]\noptions=console=vga\nkernel=vmlinuz\n");
 
-std::string add_error(const std::vector<std::uint8_t>& file, const std::vector<NewSection>& sections) {
+std::string add_error(const std::vector<std::uint8_t>& file,
+                      const std::vector<NewSection>& sections) {
   try {
     add_sections(file, sections);
   } catch (const xbb::Error& e) {
@@ -33,7 +35,8 @@ std::string add_error(const std::vector<std::uint8_t>& file, const std::vector<N
 
 // The symbol table and string table, which run to the end of the file in
 // every image here.
-std::vector<std::uint8_t> symbols_and_strings(const std::vector<std::uint8_t>& file, const xbb::pe::Image& image) {
+std::vector<std::uint8_t> symbols_and_strings(const std::vector<std::uint8_t>& file,
+                                              const xbb::pe::Image& image) {
   return {file.begin() + image.pointer_to_symbol_table, file.end()};
 }
 
@@ -45,8 +48,9 @@ void put32(std::vector<std::uint8_t>& bytes, std::size_t offset, std::uint32_t v
 // bytes: unchanged, except the PointerToRawData field of debug directory
 // entries inside it, which moves with the debug data (in the same section
 // in every image here).
-std::vector<std::uint8_t> expected_contents(const std::vector<std::uint8_t>& file, const xbb::pe::Image& image,
-                                            std::size_t index, std::uint32_t shift) {
+std::vector<std::uint8_t> expected_contents(const std::vector<std::uint8_t>& file,
+                                            const xbb::pe::Image& image, std::size_t index,
+                                            std::uint32_t shift) {
   const xbb::pe::Section& section = image.sections[index];
   std::vector<std::uint8_t> contents = xbb::pe::section_contents(file, image, section.name);
   if (image.data_directories.size() <= xbb::pe::kDirectoryDebug) return contents;
@@ -64,7 +68,8 @@ std::vector<std::uint8_t> expected_contents(const std::vector<std::uint8_t>& fil
 
 // Every section of `before` is in `after` with the same header fields (other
 // than the file offset) and the same contents.
-void expect_sections_kept(const std::vector<std::uint8_t>& before, const std::vector<std::uint8_t>& after) {
+void expect_sections_kept(const std::vector<std::uint8_t>& before,
+                          const std::vector<std::uint8_t>& after) {
   const xbb::pe::Image old_image = xbb::pe::parse(before);
   const xbb::pe::Image new_image = xbb::pe::parse(after);
   ASSERT_GE(new_image.sections.size(), old_image.sections.size());
@@ -105,13 +110,15 @@ TEST(PeAdd, Xen417ConfigLandsAtTheEndOfPadWithGrownHeaders) {
   EXPECT_EQ(after.sections[0].pointer_to_raw_data, 0x320u);
   for (std::size_t i = 0; i < 9; ++i) {
     if (before.sections[i].size_of_raw_data == 0) continue;
-    EXPECT_EQ(after.sections[i].pointer_to_raw_data, before.sections[i].pointer_to_raw_data + 0x20) << i;
+    EXPECT_EQ(after.sections[i].pointer_to_raw_data, before.sections[i].pointer_to_raw_data + 0x20)
+        << i;
   }
   EXPECT_EQ(config.pointer_to_raw_data, 0x272040u);  // right after .reloc's moved data
   expect_sections_kept(input, result.file);
 
   EXPECT_EQ(after.size_of_image, 0x1200000u);
-  EXPECT_EQ(after.size_of_initialized_data, before.size_of_initialized_data + config.size_of_raw_data);
+  EXPECT_EQ(after.size_of_initialized_data,
+            before.size_of_initialized_data + config.size_of_raw_data);
   EXPECT_EQ(after.checksum, xbb::test::reference_checksum(result.file));
   EXPECT_NE(after.checksum, before.checksum);
 
@@ -153,11 +160,13 @@ TEST(PeAdd, SectionsAddedTogetherFollowEachOtherAtSectionAlignment) {
   ASSERT_EQ(after.sections.size(), 12u);
   EXPECT_EQ(after.sections[9].virtual_address, 0x1000000u);
   EXPECT_EQ(after.sections[10].virtual_address, 0x1200000u);
-  EXPECT_EQ(after.sections[11].virtual_address, 0x1600000u);  // 0x1200000 + 0x300001, rounded up to 2 MiB
+  EXPECT_EQ(after.sections[11].virtual_address,
+            0x1600000u);  // 0x1200000 + 0x300001, rounded up to 2 MiB
   EXPECT_EQ(after.size_of_image, 0x1800000u);
   EXPECT_EQ(after.size_of_headers, 0x380u);  // 12 headers end at 0x368
   for (const NewSection& section : sections) {
-    EXPECT_EQ(xbb::pe::section_contents(result.file, after, section.name), section.data) << section.name;
+    EXPECT_EQ(xbb::pe::section_contents(result.file, after, section.name), section.data)
+        << section.name;
   }
   expect_sections_kept(input, result.file);
 }
@@ -223,14 +232,16 @@ TEST(PeAdd, WithoutHeaderRoomHeadersGrowByOneFileAlignment) {
   const xbb::pe::Image after = xbb::pe::parse(result.file);
   EXPECT_EQ(after.size_of_headers, 0x400u);
   for (std::size_t i = 0; i < before.sections.size(); ++i) {
-    EXPECT_EQ(after.sections[i].pointer_to_raw_data, before.sections[i].pointer_to_raw_data + 0x200);
+    EXPECT_EQ(after.sections[i].pointer_to_raw_data,
+              before.sections[i].pointer_to_raw_data + 0x200);
   }
   expect_sections_kept(input, result.file);
 }
 
 TEST(PeAdd, DebugDirectoryPointerFollowsItsData) {
   xbb::test::SyntheticPe spec;
-  spec.sections = {{".text", pattern(0x345, 1), 0, 0x60000020}, {".reloc", pattern(0x30, 3), 0, 0x42000040}};
+  spec.sections = {{".text", pattern(0x345, 1), 0, 0x60000020},
+                   {".reloc", pattern(0x30, 3), 0, 0x42000040}};
   spec.debug_directory = true;  // 3 headers: no room for a fourth
   spec.build_id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   const auto input = build_pe(spec);
@@ -238,7 +249,8 @@ TEST(PeAdd, DebugDirectoryPointerFollowsItsData) {
   const auto result = add_sections(input, {{".config", kConfig}});
   const xbb::pe::Image after = xbb::pe::parse(result.file);
   ASSERT_EQ(after.debug_entries.size(), 1u);
-  EXPECT_EQ(after.debug_entries[0].pointer_to_raw_data, before.debug_entries[0].pointer_to_raw_data + 0x200);
+  EXPECT_EQ(after.debug_entries[0].pointer_to_raw_data,
+            before.debug_entries[0].pointer_to_raw_data + 0x200);
   EXPECT_EQ(xbb::pe::build_id(result.file, after), "0102030405060708090a0b0c0d0e0f10");
   expect_sections_kept(input, result.file);
 }
@@ -288,28 +300,34 @@ TEST(PeAdd, CertificateTableNotAtTheEndIsRefused) {
   const std::uint32_t table = static_cast<std::uint32_t>(input.size() - 0x200);
   for (int i = 0; i < 4; ++i) input[security + i] = (table >> (8 * i)) & 0xff;
   input[security + 4] = 0x10;
-  EXPECT_NE(add_error(input, {{".config", kConfig}}).find("the certificate table (security directory) is not at the end"),
+  EXPECT_NE(add_error(input, {{".config", kConfig}})
+                .find("the certificate table (security directory) is not at the end"),
             std::string::npos);
 }
 
 TEST(PeAdd, RefusesToReplaceProgramSections) {
   const auto input = xbb::test::read_binary(xbb::test::xen417_efi());
   EXPECT_EQ(add_error(input, {{".text", kConfig}}),
-            "offset 0x188: section 0 (.text) is part of the program (characteristics 0xe0000020), not an added data "
+            "offset 0x188: section 0 (.text) is part of the program (characteristics 0xe0000020), "
+            "not an added data "
             "section; refusing to replace it");
   // .buildid has the added-section flags but holds the debug directory.
-  EXPECT_NE(add_error(input, {{".buildid", kConfig}}).find("section 2 (.buildid) is part of the program"),
-            std::string::npos);
+  EXPECT_NE(
+      add_error(input, {{".buildid", kConfig}}).find("section 2 (.buildid) is part of the program"),
+      std::string::npos);
 }
 
 TEST(PeAdd, RefusesBadNewSections) {
   const auto input = build_pe(xbb::test::xen_like());
   EXPECT_EQ(add_error(input, {{".configure", kConfig}}),
-            "new section \".configure\": a name must have 1 to 8 characters (executables have no long section names)");
+            "new section \".configure\": a name must have 1 to 8 characters (executables have no "
+            "long section names)");
   EXPECT_EQ(add_error(input, {{"", kConfig}}),
-            "new section \"\": a name must have 1 to 8 characters (executables have no long section names)");
+            "new section \"\": a name must have 1 to 8 characters (executables have no long "
+            "section names)");
   EXPECT_EQ(add_error(input, {{".config", {}}}), "new section \".config\": no contents");
-  EXPECT_EQ(add_error(input, {{".config", kConfig}, {".config", kConfig}}), "new section \".config\": given twice");
+  EXPECT_EQ(add_error(input, {{".config", kConfig}, {".config", kConfig}}),
+            "new section \".config\": given twice");
   EXPECT_EQ(add_error(input, {}), "add_sections: no sections to add");
 }
 
@@ -319,7 +337,8 @@ TEST(PeAdd, RefusesToOverwriteUsedHeaderBytes) {
   auto input = build_pe(spec);
   input[xbb::test::kSectionTableOffset + 4 * 40 + 3] = 0xcc;  // something after the table
   EXPECT_EQ(add_error(input, {{".config", kConfig}}),
-            "offset 0x22b: the header area after the section table is in use; no room for 5 section headers");
+            "offset 0x22b: the header area after the section table is in use; no room for 5 "
+            "section headers");
 }
 
 TEST(PeAdd, RefusesToGrowHeadersIntoTheFirstSection) {

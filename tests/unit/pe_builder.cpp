@@ -28,8 +28,8 @@ std::vector<std::uint8_t> debug_section_data(const std::array<std::uint8_t, 16>&
   // "RSDS" + GUID + age + empty PDB name. The entry's two data pointers are
   // filled in once the section's place is known.
   std::vector<std::uint8_t> data(28 + 4 + 16 + 4 + 1, 0);
-  put32(data, 12, 2);                 // Type: CODEVIEW
-  put32(data, 16, 4 + 16 + 4 + 1);    // SizeOfData
+  put32(data, 12, 2);               // Type: CODEVIEW
+  put32(data, 16, 4 + 16 + 4 + 1);  // SizeOfData
   std::memcpy(data.data() + 28, "RSDS", 4);
   std::memcpy(data.data() + 32, build_id.data(), 16);
   put32(data, 48, 1);  // age
@@ -40,7 +40,8 @@ std::vector<std::uint8_t> debug_section_data(const std::array<std::uint8_t, 16>&
 
 std::vector<std::uint8_t> pattern(std::size_t size, std::uint8_t seed) {
   std::vector<std::uint8_t> bytes(size);
-  for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<std::uint8_t>(seed + i * 7 + (i >> 8));
+  for (std::size_t i = 0; i < size; ++i)
+    bytes[i] = static_cast<std::uint8_t>(seed + i * 7 + (i >> 8));
   return bytes;
 }
 
@@ -65,7 +66,8 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
   }
   const std::size_t count = sections.size();
   const std::uint64_t table_end = kSectionTableOffset + 40 * count;
-  const std::uint64_t headers = spec.size_of_headers != 0 ? spec.size_of_headers : round_up(table_end, spec.file_alignment);
+  const std::uint64_t headers =
+      spec.size_of_headers != 0 ? spec.size_of_headers : round_up(table_end, spec.file_alignment);
   if (headers < table_end) throw std::logic_error("size_of_headers smaller than the section table");
 
   std::vector<std::uint32_t> rvas;
@@ -74,7 +76,8 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
   std::uint64_t file_end = headers;
   for (const SyntheticSection& section : sections) {
     rvas.push_back(static_cast<std::uint32_t>(rva));
-    const std::uint32_t size = section.virtual_size != 0 ? section.virtual_size : section.data.size();
+    const std::uint32_t size =
+        section.virtual_size != 0 ? section.virtual_size : section.data.size();
     rva = round_up(rva + size, spec.section_alignment);
     raw_pointers.push_back(section.data.empty() ? 0 : static_cast<std::uint32_t>(file_end));
     file_end += round_up(section.data.size(), spec.file_alignment);
@@ -89,7 +92,8 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
     const std::string& name = sections[i].name;
     std::uint32_t string_offset = 0;
     if (name.size() > 8) {
-      if (!spec.symbol_table) throw std::logic_error("long section name without a string table: " + name);
+      if (!spec.symbol_table)
+        throw std::logic_error("long section name without a string table: " + name);
       string_offset = static_cast<std::uint32_t>(strings.size());
       strings.insert(strings.end(), name.begin(), name.end());
       strings.push_back(0);
@@ -104,7 +108,7 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
       std::memcpy(symbol.data(), name.data(), name.size());
     }
     put16(symbol, 12, static_cast<std::uint16_t>(i + 1));  // SectionNumber
-    symbol[16] = 3;                                         // StorageClass: STATIC
+    symbol[16] = 3;                                        // StorageClass: STATIC
     symbols.insert(symbols.end(), symbol.begin(), symbol.end());
   }
   put32(strings, 0, static_cast<std::uint32_t>(strings.size()));
@@ -120,7 +124,8 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
     const auto raw = static_cast<std::uint32_t>(round_up(section.data.size(), spec.file_alignment));
     if (section.characteristics & 0x20) code += raw;
     // Like GNU ld: debug sections are not loaded, so they do not count.
-    if ((section.characteristics & 0x40) && section.name.rfind(".debug", 0) != 0) initialized += raw;
+    if ((section.characteristics & 0x40) && section.name.rfind(".debug", 0) != 0)
+      initialized += raw;
     if (section.characteristics & 0x80) uninitialized += section.virtual_size;
   }
 
@@ -163,16 +168,18 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
     std::memcpy(out.data() + header, header_names[i].data(), header_names[i].size());
     put32(out, header + 8, section.virtual_size != 0 ? section.virtual_size : section.data.size());
     put32(out, header + 12, rvas[i]);
-    put32(out, header + 16, static_cast<std::uint32_t>(round_up(section.data.size(), spec.file_alignment)));
+    put32(out, header + 16,
+          static_cast<std::uint32_t>(round_up(section.data.size(), spec.file_alignment)));
     put32(out, header + 20, raw_pointers[i]);
     put32(out, header + 36, section.characteristics);
-    if (!section.data.empty()) std::memcpy(out.data() + raw_pointers[i], section.data.data(), section.data.size());
+    if (!section.data.empty())
+      std::memcpy(out.data() + raw_pointers[i], section.data.data(), section.data.size());
   }
 
   if (spec.debug_directory) {
     const std::uint32_t entry = raw_pointers[debug_index];
     put32(out, entry + 20, rvas[debug_index] + 28);  // AddressOfRawData
-    put32(out, entry + 24, entry + 28);               // PointerToRawData
+    put32(out, entry + 24, entry + 28);              // PointerToRawData
     put32(out, opt + 112 + 8 * 6, rvas[debug_index]);
     put32(out, opt + 112 + 8 * 6 + 4, 28);
   }
@@ -184,8 +191,48 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
   return out;
 }
 
+std::vector<std::pair<std::string, std::vector<std::uint8_t>>> fuzz_seeds() {
+  SyntheticPe small;
+  small.file_alignment = 0x20;
+  small.sections = {{".text", pattern(0x45, 1), 0, 0x60000020},
+                    {".data", pattern(0x23, 2), 0, 0xc0000040},
+                    {".bss", {}, 0x2000, 0xc0000080},
+                    {".reloc", pattern(0x10, 3), 0, 0x42000040}};
+  SyntheticPe room = small;
+  room.size_of_headers = 0x400;
+  SyntheticPe debug = small;
+  debug.debug_directory = true;
+  debug.build_id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  SyntheticPe symbols = debug;
+  symbols.symbol_table = true;
+  symbols.sections.push_back({".debug_info", pattern(0x40, 4), 0, 0x42000040});
+  SyntheticPe pe32 = small;
+  pe32.magic = 0x10b;
+
+  std::vector<std::uint8_t> signed_image = build_pe(small);
+  const auto table = static_cast<std::uint32_t>(signed_image.size());
+  const std::vector<std::uint8_t> certificate = pattern(0x20, 5);
+  signed_image.insert(signed_image.end(), certificate.begin(), certificate.end());
+  put32(signed_image, kOptionalOffset + 112 + 8 * 4, table);
+  put32(signed_image, kOptionalOffset + 112 + 8 * 4 + 4,
+        static_cast<std::uint32_t>(certificate.size()));
+
+  // An image that already carries a .config, as add_sections leaves it.
+  SyntheticPe unified = symbols;
+  unified.sections.push_back({".config", pattern(0x15, 6), 0, 0x40000040});
+
+  return {{"small.efi", build_pe(small)},
+          {"header-room.efi", build_pe(room)},
+          {"debug-directory.efi", build_pe(debug)},
+          {"symbols-long-names.efi", build_pe(symbols)},
+          {"pe32.efi", build_pe(pe32)},
+          {"signed.efi", signed_image},
+          {"unified.efi", build_pe(unified)}};
+}
+
 std::uint32_t reference_checksum(std::span<const std::uint8_t> file) {
-  const std::size_t pe = file[0x3c] | file[0x3d] << 8 | file[0x3e] << 16 | static_cast<std::size_t>(file[0x3f]) << 24;
+  const std::size_t pe =
+      file[0x3c] | file[0x3d] << 8 | file[0x3e] << 16 | static_cast<std::size_t>(file[0x3f]) << 24;
   const std::size_t checksum_field = pe + 4 + 20 + 64;
   std::uint64_t sum = 0;
   for (std::size_t i = 0; i < file.size(); i += 2) {

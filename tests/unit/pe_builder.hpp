@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 // Builds small synthetic PE32+ images for the tests, written from the PE/COFF
@@ -41,6 +42,10 @@ std::vector<std::uint8_t> pattern(std::size_t size, std::uint8_t seed);
 
 // A small image like xen.efi: .text, .data, .bss, .reloc (discardable).
 SyntheticPe xen_like();
+
+// The seed corpus of the pe_fuzz target (fixtures/corpus/pe_fuzz/<name>):
+// small images covering each path of the reader and of add_sections.
+std::vector<std::pair<std::string, std::vector<std::uint8_t>>> fuzz_seeds();
 
 // The PE checksum, computed here without src/pe.cpp: 16-bit words summed
 // into 64 bits (the CheckSum field skipped), carries folded at the end, plus

@@ -23,7 +23,8 @@ using xbb::test::pattern;
 using xbb::test::RunResult;
 using xbb::test::TempDir;
 
-const std::string kConfigText = "[global]\ndefault=xen\n\n[xen]\noptions=console=com1 dom0_mem=2G\nkernel=vmlinuz\n";
+const std::string kConfigText =
+    "[global]\ndefault=xen\n\n[xen]\noptions=console=com1 dom0_mem=2G\nkernel=vmlinuz\n";
 const std::vector<std::uint8_t> kConfig(kConfigText.begin(), kConfigText.end());
 
 struct ObjdumpSection {
@@ -53,8 +54,8 @@ std::vector<ObjdumpSection> objdump_sections(const fs::path& file) {
     ObjdumpSection section;
     std::string lma;
     std::string align;
-    if (!(fields >> index >> section.name >> std::hex >> section.size >> section.vma >> lma >> section.file_offset >>
-          align) ||
+    if (!(fields >> index >> section.name >> std::hex >> section.size >> section.vma >> lma >>
+          section.file_offset >> align) ||
         align.rfind("2**", 0) != 0) {
       continue;
     }
@@ -101,7 +102,8 @@ std::uint64_t expected_vma(const fs::path& input) {
   const PrivateHeaders headers = objdump_private_headers(input);
   const std::uint64_t image_base = hex_value(headers.fields.at("ImageBase"));
   std::uint64_t end = image_base + hex_value(headers.fields.at("SizeOfImage"));
-  for (const ObjdumpSection& section : objdump_sections(input)) end = std::max(end, section.vma + section.size);
+  for (const ObjdumpSection& section : objdump_sections(input))
+    end = std::max(end, section.vma + section.size);
   return round_up(end, hex_value(headers.fields.at("SectionAlignment")));
 }
 
@@ -111,15 +113,17 @@ std::string hex_address(std::uint64_t value) {
   return text.str();
 }
 
-void objcopy_add_config(const fs::path& input, const fs::path& config, std::uint64_t vma, const fs::path& output) {
+void objcopy_add_config(const fs::path& input, const fs::path& config, std::uint64_t vma,
+                        const fs::path& output) {
   run_checked({"objcopy", "--add-section", ".config=" + config.string(), "--change-section-vma",
-               ".config=" + hex_address(vma), "--set-section-flags", ".config=contents,alloc,load,readonly,data",
-               input.string(), output.string()});
+               ".config=" + hex_address(vma), "--set-section-flags",
+               ".config=contents,alloc,load,readonly,data", input.string(), output.string()});
 }
 
 // Every section with contents, extracted with objcopy --dump-section (which,
 // unlike -O binary, also extracts the non-loadable .debug_* sections).
-std::map<std::string, std::vector<std::uint8_t>> dump_sections(const fs::path& file, const TempDir& dir,
+std::map<std::string, std::vector<std::uint8_t>> dump_sections(const fs::path& file,
+                                                               const TempDir& dir,
                                                                const std::string& tag) {
   std::vector<std::string> argv = {"objcopy"};
   std::vector<std::string> names;
@@ -186,19 +190,22 @@ std::vector<std::uint8_t> check_against_objcopy(const fs::path& input, const Tem
 
   // objcopy -O binary --only-section=.config extracts exactly our bytes.
   const fs::path extracted = dir / "config.bin";
-  run_checked({"objcopy", "-O", "binary", "--only-section=.config", ours.string(), extracted.string()});
+  run_checked(
+      {"objcopy", "-O", "binary", "--only-section=.config", ours.string(), extracted.string()});
   EXPECT_EQ(xbb::test::read_binary(extracted), kConfig);
 
   // The headers objdump shows agree, apart from objcopy's time stamp and the
   // checksum that depends on it; the checksums are right for each file.
   PrivateHeaders our_headers = objdump_private_headers(ours);
   PrivateHeaders their_headers = objdump_private_headers(theirs);
-  EXPECT_EQ(hex_value(our_headers.fields.at("CheckSum")), xbb::test::reference_checksum(result.file));
+  EXPECT_EQ(hex_value(our_headers.fields.at("CheckSum")),
+            xbb::test::reference_checksum(result.file));
   EXPECT_EQ(hex_value(their_headers.fields.at("CheckSum")),
             xbb::test::reference_checksum(xbb::test::read_binary(theirs)));
-  for (const char* field : {"ImageBase", "SectionAlignment", "FileAlignment", "SizeOfImage", "SizeOfHeaders",
-                            "SizeOfCode", "SizeOfInitializedData", "SizeOfUninitializedData", "AddressOfEntryPoint",
-                            "Subsystem", "NumberOfRvaAndSizes", "Characteristics", "DllCharacteristics"}) {
+  for (const char* field :
+       {"ImageBase", "SectionAlignment", "FileAlignment", "SizeOfImage", "SizeOfHeaders",
+        "SizeOfCode", "SizeOfInitializedData", "SizeOfUninitializedData", "AddressOfEntryPoint",
+        "Subsystem", "NumberOfRvaAndSizes", "Characteristics", "DllCharacteristics"}) {
     EXPECT_EQ(our_headers.fields[field], their_headers.fields[field]) << field;
   }
   const auto data_directories = [](const std::string& text) {
@@ -243,14 +250,16 @@ TEST(PeObjcopyOracle, Xen417) {
   EXPECT_TRUE(theirs == ours);
 
   // The debug directory still leads objdump to the same CodeView record.
-  EXPECT_EQ(objdump_codeview_line(dir / "ours.efi"), objdump_codeview_line(xbb::test::xen417_efi()));
+  EXPECT_EQ(objdump_codeview_line(dir / "ours.efi"),
+            objdump_codeview_line(xbb::test::xen417_efi()));
 }
 
 TEST(PeObjcopyOracle, Xen420) {
   const TempDir dir;
   check_against_objcopy(xbb::test::xen420_efi(), dir);
   EXPECT_EQ(expected_vma(xbb::test::xen420_efi()), 0xffff82d042400000u);
-  EXPECT_EQ(objdump_codeview_line(dir / "ours.efi"), objdump_codeview_line(xbb::test::xen420_efi()));
+  EXPECT_EQ(objdump_codeview_line(dir / "ours.efi"),
+            objdump_codeview_line(xbb::test::xen420_efi()));
 }
 
 TEST(PeObjcopyOracle, BuildIdAgreesWithObjdump) {
@@ -305,8 +314,9 @@ TEST(PeObjcopyOracle, SyntheticWithDebugSectionsPastRelocAndSymbols) {
 
 // A key and certificate for sbsign, made with openssl in `dir`.
 void make_signing_key(const TempDir& dir) {
-  run_checked({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", (dir / "key.pem").string(),
-               "-out", (dir / "cert.pem").string(), "-subj", "/CN=xbb test", "-days", "1"});
+  run_checked({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+               (dir / "key.pem").string(), "-out", (dir / "cert.pem").string(), "-subj",
+               "/CN=xbb test", "-days", "1"});
 }
 
 RunResult sbverify(const TempDir& dir, const fs::path& file) {
@@ -314,8 +324,8 @@ RunResult sbverify(const TempDir& dir, const fs::path& file) {
 }
 
 void sbsign(const TempDir& dir, const fs::path& input, const fs::path& output) {
-  run_checked({"sbsign", "--key", (dir / "key.pem").string(), "--cert", (dir / "cert.pem").string(), "--output",
-               output.string(), input.string()});
+  run_checked({"sbsign", "--key", (dir / "key.pem").string(), "--cert", (dir / "cert.pem").string(),
+               "--output", output.string(), input.string()});
 }
 
 // A signed image (sbsign): the signature is dropped with a warning, the
@@ -337,10 +347,12 @@ void check_signed(const fs::path& unsigned_input) {
   xbb::test::write_binary(ours, result.file);
   EXPECT_FALSE(xbb::pe::parse(result.file).is_signed());
   EXPECT_NE(sbverify(dir, ours).exit_code, 0);
-  EXPECT_NE(objdump_private_headers(ours).text.find("Entry 4 0000000000000000 00000000 Security Directory"),
+  EXPECT_NE(objdump_private_headers(ours).text.find(
+                "Entry 4 0000000000000000 00000000 Security Directory"),
             std::string::npos);
 
-  const auto from_unsigned = xbb::pe::add_sections(xbb::test::read_binary(unsigned_input), {{".config", kConfig}});
+  const auto from_unsigned =
+      xbb::pe::add_sections(xbb::test::read_binary(unsigned_input), {{".config", kConfig}});
   const fs::path reference = dir / "from-unsigned.efi";
   xbb::test::write_binary(reference, from_unsigned.file);
   const auto our_sections = objdump_sections(ours);

@@ -29,10 +29,10 @@ std::string parse_error(const std::vector<std::uint8_t>& file) {
   return "no error";
 }
 
-#define EXPECT_PARSE_ERROR(file, text)                                 \
-  do {                                                                 \
-    const std::string message = parse_error(file);                     \
-    EXPECT_NE(message.find(text), std::string::npos) << message;       \
+#define EXPECT_PARSE_ERROR(file, text)                           \
+  do {                                                           \
+    const std::string message = parse_error(file);               \
+    EXPECT_NE(message.find(text), std::string::npos) << message; \
   } while (false)
 
 void put16(std::vector<std::uint8_t>& file, std::size_t offset, std::uint16_t value) {
@@ -66,8 +66,9 @@ TEST(PeParse, Xen417HeaderFactsMatchObjdump) {
   EXPECT_EQ(image.size_of_headers, 0x300u);
   EXPECT_EQ(image.checksum, 0x2bdb7fu);
   EXPECT_EQ(image.section_table_offset + 40 * image.sections.size(), 0x2f0u);
-  EXPECT_EQ(names(image), (std::vector<std::string>{".text", ".rodata", ".buildid", ".init", ".data.re", ".data",
-                                                    ".bss", ".reloc", ".pad"}));
+  EXPECT_EQ(names(image),
+            (std::vector<std::string>{".text", ".rodata", ".buildid", ".init", ".data.re", ".data",
+                                      ".bss", ".reloc", ".pad"}));
   EXPECT_EQ(image.sections[8].virtual_address, 0xa00000u);
   EXPECT_EQ(image.sections[8].virtual_size, 0x600000u);
   EXPECT_EQ(image.sections[8].size_of_raw_data, 0u);
@@ -85,13 +86,14 @@ TEST(PeParse, Xen420HasLongNamesDebugSectionsAndSymbols) {
   const xbb::pe::Image image = xbb::pe::parse(file);
   EXPECT_EQ(image.size_of_image, 0x2400000u);
   EXPECT_NE(image.pointer_to_symbol_table, 0u);
-  EXPECT_EQ(names(image),
-            (std::vector<std::string>{".text", ".rodata", ".buildid", ".init", ".data.read_mostly", ".data", ".bss",
-                                      ".reloc", ".debug_abbrev", ".debug_info", ".debug_str", ".debug_line",
-                                      ".debug_line_str", ".debug_frame", ".debug_loclists", ".debug_rnglists",
-                                      ".debug_aranges"}));
+  EXPECT_EQ(names(image), (std::vector<std::string>{
+                              ".text", ".rodata", ".buildid", ".init", ".data.read_mostly", ".data",
+                              ".bss", ".reloc", ".debug_abbrev", ".debug_info", ".debug_str",
+                              ".debug_line", ".debug_line_str", ".debug_frame", ".debug_loclists",
+                              ".debug_rnglists", ".debug_aranges"}));
   for (std::size_t i = 7; i < image.sections.size(); ++i) {
-    EXPECT_TRUE(image.sections[i].characteristics & xbb::pe::kScnMemDiscardable) << image.sections[i].name;
+    EXPECT_TRUE(image.sections[i].characteristics & xbb::pe::kScnMemDiscardable)
+        << image.sections[i].name;
   }
   const auto& last = image.sections.back();
   EXPECT_EQ(image.image_base + last.virtual_address + last.virtual_size, 0xffff82d042236c80u);
@@ -131,9 +133,11 @@ TEST(PeParse, BuildIdIsTheCodeViewSignatureInFileOrder) {
 
   xbb::test::SyntheticPe spec = xbb::test::xen_like();
   spec.debug_directory = true;
-  spec.build_id = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+  spec.build_id = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77,
+                   0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
   const auto synthetic = build_pe(spec);
-  EXPECT_EQ(xbb::pe::build_id(synthetic, xbb::pe::parse(synthetic)), "00112233445566778899aabbccddeeff");
+  EXPECT_EQ(xbb::pe::build_id(synthetic, xbb::pe::parse(synthetic)),
+            "00112233445566778899aabbccddeeff");
   const auto plain = build_pe(xbb::test::xen_like());
   EXPECT_EQ(xbb::pe::build_id(plain, xbb::pe::parse(plain)), "");
 }
@@ -168,12 +172,15 @@ TEST(PeParse, RefusesElfWithTheMessageTheBuilderShows) {
 TEST(PeParse, RefusesPe32) {
   xbb::test::SyntheticPe spec = xbb::test::xen_like();
   spec.magic = 0x10b;
-  EXPECT_PARSE_ERROR(build_pe(spec), "offset 0x98: optional header Magic 0x10b: a PE32 (32-bit) image");
+  EXPECT_PARSE_ERROR(build_pe(spec),
+                     "offset 0x98: optional header Magic 0x10b: a PE32 (32-bit) image");
 }
 
 TEST(PeParse, RefusesNonPe) {
-  const std::string text = "[global]\ndefault=xen\n# a configuration file, not an image\n........................\n";
-  EXPECT_PARSE_ERROR(std::vector<std::uint8_t>(text.begin(), text.end()), "offset 0x0: not a PE image: no \"MZ\"");
+  const std::string text =
+      "[global]\ndefault=xen\n# a configuration file, not an image\n........................\n";
+  EXPECT_PARSE_ERROR(std::vector<std::uint8_t>(text.begin(), text.end()),
+                     "offset 0x0: not a PE image: no \"MZ\"");
   auto file = build_pe(xbb::test::xen_like());
   file[0x81] = 'X';
   EXPECT_PARSE_ERROR(file, "offset 0x80: not a PE image: no \"PE\\0\\0\" signature");
@@ -192,25 +199,33 @@ TEST(PeParse, TruncationAtEveryHeaderBoundaryNamesTheField) {
   const std::size_t symbols = image.pointer_to_symbol_table;
   const std::size_t strings = symbols + 18 * image.number_of_symbols;
 
-  EXPECT_PARSE_ERROR(truncated(file, 0), "offset 0x0: DOS header (0x40 bytes) extends past the end of the file (0x0 bytes)");
-  EXPECT_PARSE_ERROR(truncated(file, 0x3f), "offset 0x0: DOS header (0x40 bytes) extends past the end of the file (0x3f");
+  EXPECT_PARSE_ERROR(
+      truncated(file, 0),
+      "offset 0x0: DOS header (0x40 bytes) extends past the end of the file (0x0 bytes)");
+  EXPECT_PARSE_ERROR(truncated(file, 0x3f),
+                     "offset 0x0: DOS header (0x40 bytes) extends past the end of the file (0x3f");
   EXPECT_PARSE_ERROR(truncated(file, 0x40), "offset 0x80: PE signature");
   EXPECT_PARSE_ERROR(truncated(file, 0x83), "offset 0x80: PE signature");
   EXPECT_PARSE_ERROR(truncated(file, 0x84), "offset 0x84: COFF file header (0x14 bytes)");
   EXPECT_PARSE_ERROR(truncated(file, 0x97), "offset 0x84: COFF file header");
   EXPECT_PARSE_ERROR(truncated(file, 0x98), "offset 0x98: optional header Magic");
-  EXPECT_PARSE_ERROR(truncated(file, 0x9a), "offset 0x98: optional header (SizeOfOptionalHeader) (0xf0 bytes)");
+  EXPECT_PARSE_ERROR(truncated(file, 0x9a),
+                     "offset 0x98: optional header (SizeOfOptionalHeader) (0xf0 bytes)");
   EXPECT_PARSE_ERROR(truncated(file, 0x187), "offset 0x98: optional header (SizeOfOptionalHeader)");
   EXPECT_PARSE_ERROR(truncated(file, 0x188), "offset 0x188: section table (5 sections)");
   EXPECT_PARSE_ERROR(truncated(file, table_end - 1), "offset 0x188: section table (5 sections)");
-  EXPECT_PARSE_ERROR(truncated(file, table_end), "offset 0xd4: SizeOfHeaders 0x400 does not cover the section table (ending at 0x250) or exceeds the file (0x250 bytes)");
+  EXPECT_PARSE_ERROR(truncated(file, table_end),
+                     "offset 0xd4: SizeOfHeaders 0x400 does not cover the section table (ending at "
+                     "0x250) or exceeds the file (0x250 bytes)");
   EXPECT_PARSE_ERROR(truncated(file, symbols), "COFF symbol table");
   EXPECT_PARSE_ERROR(truncated(file, strings + 2), "COFF string table size");
-  EXPECT_PARSE_ERROR(truncated(file, file.size() - 1), "offset 0xe5a: COFF string table size (0x4 bytes)");
+  EXPECT_PARSE_ERROR(truncated(file, file.size() - 1),
+                     "offset 0xe5a: COFF string table size (0x4 bytes)");
 
   const auto plain = build_pe(xbb::test::xen_like());
   EXPECT_PARSE_ERROR(truncated(plain, 0x400),
-                     "offset 0x19c: section 0 (.text): raw data 0x400+0x400 extends past the end of the file (0x400 bytes)");
+                     "offset 0x19c: section 0 (.text): raw data 0x400+0x400 extends past the end "
+                     "of the file (0x400 bytes)");
 
   // And no prefix at all crashes or parses.
   for (std::size_t size = 0; size < file.size(); ++size) {
@@ -226,15 +241,19 @@ TEST(PeParse, AbsurdCountsAndOffsetsNameTheField) {
 
   file = good;
   put16(file, kCoffOffset + 2, 0xffff);
-  EXPECT_PARSE_ERROR(file, "offset 0x188: section table (65535 sections) (0x27ffd8 bytes) extends past the end");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x188: section table (65535 sections) (0x27ffd8 bytes) extends past the end");
 
   file = good;
   put16(file, kCoffOffset + 16, 0x40);
-  EXPECT_PARSE_ERROR(file, "offset 0x94: SizeOfOptionalHeader 0x40 is smaller than a PE32+ optional header");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x94: SizeOfOptionalHeader 0x40 is smaller than a PE32+ optional header");
 
   file = good;
   put32(file, kOptionalOffset + 108, 0xffffffff);
-  EXPECT_PARSE_ERROR(file, "offset 0x104: NumberOfRvaAndSizes 0xffffffff does not fit in SizeOfOptionalHeader 0xf0");
+  EXPECT_PARSE_ERROR(
+      file,
+      "offset 0x104: NumberOfRvaAndSizes 0xffffffff does not fit in SizeOfOptionalHeader 0xf0");
 
   file = good;
   put32(file, kOptionalOffset + 36, 0x300);
@@ -242,56 +261,74 @@ TEST(PeParse, AbsurdCountsAndOffsetsNameTheField) {
 
   file = good;
   put32(file, kOptionalOffset + 32, 0x100);
-  EXPECT_PARSE_ERROR(file, "offset 0xb8: SectionAlignment 0x100 is not a power of two at least FileAlignment 0x200");
+  EXPECT_PARSE_ERROR(
+      file,
+      "offset 0xb8: SectionAlignment 0x100 is not a power of two at least FileAlignment 0x200");
 
   file = good;
   put32(file, kOptionalOffset + 60, 0x7fffffff);
-  EXPECT_PARSE_ERROR(file, "offset 0xd4: SizeOfHeaders 0x7fffffff does not cover the section table");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0xd4: SizeOfHeaders 0x7fffffff does not cover the section table");
 
   file = good;
   put32(file, kSectionTableOffset + 20, 0xfffffe00);
-  EXPECT_PARSE_ERROR(file, "offset 0x19c: section 0 (.text): raw data 0xfffffe00+0x400 extends past the end of the file");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x19c: section 0 (.text): raw data 0xfffffe00+0x400 extends past the "
+                     "end of the file");
 
   file = good;
   put32(file, kSectionTableOffset + 16, 0xffffffff);
-  EXPECT_PARSE_ERROR(file, "offset 0x19c: section 0 (.text): raw data 0x400+0xffffffff extends past the end of the file (0xc00 bytes)");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x19c: section 0 (.text): raw data 0x400+0xffffffff extends past the "
+                     "end of the file (0xc00 bytes)");
 
   file = good;
   put32(file, kSectionTableOffset + 20, 0x100);
-  EXPECT_PARSE_ERROR(file, "offset 0x19c: section 0 (.text): PointerToRawData 0x100 lies inside the headers");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x19c: section 0 (.text): PointerToRawData 0x100 lies inside the headers");
 
   file = good;
   put32(file, kSectionTableOffset + 8, 0xfffffff0);
-  EXPECT_PARSE_ERROR(file, "offset 0x188: section 0 (.text): ends at RVA 0x100000ff0, beyond SizeOfImage 0x6000");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x188: section 0 (.text): ends at RVA 0x100000ff0, beyond SizeOfImage 0x6000");
 
   file = good;
   put32(file, kSectionTableOffset + 12, 0x10);
-  EXPECT_PARSE_ERROR(file, "offset 0x188: section 0 (.text): VirtualAddress 0x10 lies inside the headers");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x188: section 0 (.text): VirtualAddress 0x10 lies inside the headers");
 
   file = good;
   put32(file, kCoffOffset + 8, 0xffffff00);
   put32(file, kCoffOffset + 12, 1);
-  EXPECT_PARSE_ERROR(file, "offset 0xffffff00: COFF symbol table (PointerToSymbolTable, NumberOfSymbols 1) (0x12 bytes)");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0xffffff00: COFF symbol table (PointerToSymbolTable, NumberOfSymbols "
+                     "1) (0x12 bytes)");
 
   file = good;
   put32(file, kCoffOffset + 8, 0x200);
   put32(file, kCoffOffset + 12, 0x10000000);
-  EXPECT_PARSE_ERROR(file, "offset 0x200: COFF symbol table (PointerToSymbolTable, NumberOfSymbols 268435456)");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x200: COFF symbol table (PointerToSymbolTable, NumberOfSymbols 268435456)");
 
   file = good;
   put32(file, kOptionalOffset + 112 + 8 * 6, 0x7000);
   put32(file, kOptionalOffset + 112 + 8 * 6 + 4, 28);
-  EXPECT_PARSE_ERROR(file, "offset 0x138: debug directory at RVA 0x7000 (0x1c bytes) is not inside any section's file data");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x138: debug directory at RVA 0x7000 (0x1c bytes) is not inside any "
+                     "section's file data");
 
   file = good;
   put32(file, kOptionalOffset + 112 + 8 * 6, 0x1000);
   put32(file, kOptionalOffset + 112 + 8 * 6 + 4, 27);
-  EXPECT_PARSE_ERROR(file, "offset 0x138: debug directory size 0x1b is not a multiple of the entry size");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x138: debug directory size 0x1b is not a multiple of the entry size");
 
   file = good;
   put32(file, kOptionalOffset + 112 + 8 * 4, 0x800);
   put32(file, kOptionalOffset + 112 + 8 * 4 + 4, 0x100000);
-  EXPECT_PARSE_ERROR(file, "offset 0x800: certificate table (security directory entry at 0x128) (0x100000 bytes) extends past the end");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x800: certificate table (security directory entry at 0x128) "
+                     "(0x100000 bytes) extends past the end");
 }
 
 TEST(PeParse, LongNamesMustPointIntoTheStringTable) {
@@ -303,21 +340,26 @@ TEST(PeParse, LongNamesMustPointIntoTheStringTable) {
 
   auto file = good;
   std::memcpy(file.data() + header, "/9999\0\0\0", 8);
-  EXPECT_PARSE_ERROR(file, "offset 0x228: section name \"/9999\" points outside the COFF string table (0x10 bytes)");
+  EXPECT_PARSE_ERROR(
+      file,
+      "offset 0x228: section name \"/9999\" points outside the COFF string table (0x10 bytes)");
 
   file = good;
   std::memcpy(file.data() + header, "/x\0\0\0\0\0\0", 8);
-  EXPECT_PARSE_ERROR(file, "offset 0x228: section name \"/x\" is neither a name nor a string table offset");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x228: section name \"/x\" is neither a name nor a string table offset");
 
   file = good;
   file.back() = 'x';  // the last name loses its NUL
   EXPECT_PARSE_ERROR(file, "long section name \"/4\" is not NUL-terminated");
 
-  EXPECT_PARSE_ERROR(truncated(good, good.size() - 1), "COFF string table (0x10 bytes) extends past the end of the file");
+  EXPECT_PARSE_ERROR(truncated(good, good.size() - 1),
+                     "COFF string table (0x10 bytes) extends past the end of the file");
 
   file = good;
   put32(file, kCoffOffset + 8, 0);
-  EXPECT_PARSE_ERROR(file, "offset 0x228: section name \"/4\" refers to a COFF string table the image lacks");
+  EXPECT_PARSE_ERROR(
+      file, "offset 0x228: section name \"/4\" refers to a COFF string table the image lacks");
 }
 
 TEST(PeParse, OverlappingSectionsAreRefused) {
@@ -326,11 +368,15 @@ TEST(PeParse, OverlappingSectionsAreRefused) {
 
   auto file = good;  // .data starts inside .text in memory
   put32(file, kSectionTableOffset + 40 + 12, image.sections[0].virtual_address + 0x10);
-  EXPECT_PARSE_ERROR(file, "offset 0x1b0: section 1 (.data) at RVA 0x1010 overlaps section 0 (.text) (RVA 0x1000 to 0x1345)");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x1b0: section 1 (.data) at RVA 0x1010 overlaps section 0 (.text) "
+                     "(RVA 0x1000 to 0x1345)");
 
   file = good;  // .data's raw data starts inside .text's
   put32(file, kSectionTableOffset + 40 + 20, image.sections[0].pointer_to_raw_data + 0x200);
-  EXPECT_PARSE_ERROR(file, "offset 0x1c4: section 1 (.data): raw data at 0x600 overlaps section 0 (.text) (file 0x400 to 0x800)");
+  EXPECT_PARSE_ERROR(file,
+                     "offset 0x1c4: section 1 (.data): raw data at 0x600 overlaps section 0 "
+                     "(.text) (file 0x400 to 0x800)");
 }
 
 }  // namespace

@@ -7,7 +7,6 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <stdexcept>
 
 extern char** environ;
@@ -15,28 +14,40 @@ extern char** environ;
 namespace xbb::test {
 
 std::vector<std::uint8_t> read_binary(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error("cannot open " + path.string());
-  return std::vector<std::uint8_t>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(in.tellg()));
+  in.seekg(0);
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  if (!in) throw std::runtime_error("cannot read " + path.string());
+  return bytes;
 }
 
 void write_binary(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
 std::filesystem::path deps_file(const std::string& relative) {
   const std::filesystem::path path = std::filesystem::path(XBB_DEPS_DIR) / relative;
   if (!std::filesystem::is_regular_file(path)) {
-    throw std::runtime_error(path.string() + " is missing: run .ci/setup (or configure with -DXBB_DEPS_DIR=...)");
+    throw std::runtime_error(path.string() +
+                             " is missing: run .ci/setup (or configure with -DXBB_DEPS_DIR=...)");
   }
   return path;
 }
 
-std::filesystem::path xen417_efi() { return deps_file("xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi"); }
-std::filesystem::path xen417_gz() { return deps_file("xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.gz"); }
-std::filesystem::path xen420_efi() { return deps_file("xen-hypervisor-4.20-amd64/boot/xen-4.20-amd64.efi"); }
+std::filesystem::path xen417_efi() {
+  return deps_file("xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi");
+}
+std::filesystem::path xen417_gz() {
+  return deps_file("xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.gz");
+}
+std::filesystem::path xen420_efi() {
+  return deps_file("xen-hypervisor-4.20-amd64/boot/xen-4.20-amd64.efi");
+}
 
 RunResult run(const std::vector<std::string>& argv) {
   const TempDir capture;
@@ -44,8 +55,10 @@ RunResult run(const std::vector<std::string>& argv) {
   const std::string err_path = (capture / "stderr").string();
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -67,7 +80,8 @@ RunResult run(const std::vector<std::string>& argv) {
 
 TempDir::TempDir() {
   const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/xbb-test-XXXXXX";
+  std::string pattern =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/xbb-test-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
   path_ = pattern;
 }
