@@ -33,7 +33,11 @@ void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) 
       std::string problem;
       try {
         auto bytes = read_bytes(generation.xen_efi);
-        pe::parse(bytes);
+        try {
+          pe::parse(bytes);
+        } catch (const Error& e) {
+          throw Error(generation.xen_efi.string(), e.what());
+        }
         reporter.debug("checked " + generation.xen_efi.string() + ": PE32+, " +
                        std::to_string(bytes.size()) + " bytes");
       } catch (const Error& e) {
@@ -61,7 +65,7 @@ std::map<std::string, std::string> read_image_configs(const Esp& esp, const EspS
       auto config = pe::section_contents(bytes, pe::parse(bytes), ".config");
       configs[path] = std::string(config.begin(), config.end());
     } catch (const Error& e) {
-      reporter.debug(std::string("existing image unreadable, will be replaced: ") + e.what());
+      reporter.debug(path + ": existing image unreadable, will be replaced: " + e.what());
     }
   }
   return configs;

@@ -128,12 +128,22 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path&
   std::sort(names.begin(), names.end());
   std::vector<Generation> generations;
   for (const auto& name : names) {
-    auto parsed = parse_entry_name(name);
-    if (!parsed || parsed->stem.rfind("nixos-", 0) != 0) continue;
+    bool conf = name.size() > 5 && name.compare(name.size() - 5, 5, ".conf") == 0;
+    if (name.rfind("nixos-", 0) != 0 || !conf) continue;
     Generation generation;
+    generation.source = "loader/entries/" + name;
+    auto parsed = parse_entry_name(name);
+    if (!parsed) {
+      // Reported, never used as a file name: the planner only warns about it.
+      generation.rest = name.substr(6);
+      generation.problem = generation.source +
+                           ": not an entry name systemd-boot's installer writes "
+                           "(characters outside [A-Za-z0-9+_.-])";
+      generations.push_back(std::move(generation));
+      continue;
+    }
     generation.rest = parsed->stem.substr(6);
     generation.counter = parsed->counter;
-    generation.source = "loader/entries/" + name;
     try {
       auto text = esp.read(generation.source);
       if (!text) continue;
