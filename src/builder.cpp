@@ -1,11 +1,11 @@
 #include "xbb/builder.hpp"
 
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
 #include <sstream>
 
+#include "posix_io.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/pe.hpp"
@@ -16,10 +16,8 @@ namespace fs = std::filesystem;
 namespace xbb {
 namespace {
 
-std::vector<std::uint8_t> read_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string(), "cannot open");
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+std::span<const std::uint8_t> as_bytes(const std::string& text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
 }
 
 // Each distinct xen.efi is read and checked once; a generation whose image is
@@ -32,9 +30,9 @@ void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) 
     if (found == problems.end()) {
       std::string problem;
       try {
-        auto bytes = read_bytes(generation.xen_efi);
+        std::string bytes = posix::read_host_file(generation.xen_efi);
         try {
-          pe::parse(bytes);
+          pe::parse(as_bytes(bytes));
         } catch (const Error& e) {
           throw Error(generation.xen_efi.string(), e.what());
         }
@@ -60,8 +58,7 @@ std::map<std::string, std::string> read_image_configs(const Esp& esp, const EspS
     try {
       auto text = esp.read(path);
       if (!text) continue;
-      std::span<const std::uint8_t> bytes(reinterpret_cast<const std::uint8_t*>(text->data()),
-                                          text->size());
+      auto bytes = as_bytes(*text);
       auto config = pe::section_contents(bytes, pe::parse(bytes), ".config");
       configs[path] = std::string(config.begin(), config.end());
     } catch (const Error& e) {

@@ -1,6 +1,7 @@
 #include "xbb/image_recipe.hpp"
 
 #include <cstdint>
+#include <map>
 #include <variant>
 
 #include "posix_io.hpp"
@@ -20,14 +21,27 @@ std::vector<std::uint8_t> section_bytes(const SectionSource& source) {
 
 }  // namespace
 
-BuiltImage build_image(const ImageRecipe& recipe) {
-  const std::vector<std::uint8_t> xen = as_bytes(posix::read_host_file(recipe.xen_efi));
+BuiltImage build_image(const ImageRecipe& recipe, const std::string& xen_efi) {
   std::vector<pe::NewSection> sections;
   for (const SectionSource& source : recipe.sections) sections.push_back({source.name, section_bytes(source)});
-  pe::AddResult result = pe::add_sections(xen, sections);
+  const auto* start = reinterpret_cast<const std::uint8_t*>(xen_efi.data());
+  pe::AddResult result = pe::add_sections({start, xen_efi.size()}, sections);
   return {std::string(result.file.begin(), result.file.end()), std::move(result.warnings)};
 }
 
-ApplyReport apply_plan(Esp& esp, const Plan& plan) { return apply_plan(esp, plan, build_image); }
+BuiltImage build_image(const ImageRecipe& recipe) {
+  return build_image(recipe, posix::read_host_file(recipe.xen_efi));
+}
+
+ApplyReport apply_plan(Esp& esp, const Plan& plan) {
+  std::map<std::filesystem::path, std::string> xen_efi_files;
+  return apply_plan(esp, plan, [&xen_efi_files](const ImageRecipe& recipe) {
+    auto found = xen_efi_files.find(recipe.xen_efi);
+    if (found == xen_efi_files.end()) {
+      found = xen_efi_files.emplace(recipe.xen_efi, posix::read_host_file(recipe.xen_efi)).first;
+    }
+    return build_image(recipe, found->second);
+  });
+}
 
 }  // namespace xbb

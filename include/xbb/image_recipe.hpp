@@ -26,4 +26,8 @@ using ImageBuilder = std::function<BuiltImage(const ImageRecipe&)>;
 // naming the host file that could not be read.
 BuiltImage build_image(const ImageRecipe& recipe);
 
+// The same, with the bytes of recipe.xen_efi already read (one read per
+// distinct xen.efi in a run, however many generations share it).
+BuiltImage build_image(const ImageRecipe& recipe, const std::string& xen_efi);
+
 }  // namespace xbb
