@@ -9,9 +9,12 @@ Environment (set by tests/CMakeLists.txt): XBB_DEPS_DIR, XBB_BINARY,
 XBB_SOURCE_DIR, and optionally XBB_BOOT_LOG_DIR (serial logs are kept there).
 """
 
+import fnmatch
 import gzip
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +57,26 @@ def read_xen_config(image: Path) -> dict[str, dict[str, str]]:
     return sections
 
 
+def pe_section_sizes(image: Path) -> dict[str, int]:
+    """{section name: size} of a PE image, as objdump (an oracle independent
+    of the tool) lists them."""
+    listing = subprocess.run(["objdump", "-h", str(image)], check=True, capture_output=True, text=True).stdout
+    rows = re.findall(r"^\s*\d+\s+(\S+)\s+([0-9a-f]+)\s", listing, re.MULTILINE)
+    return {name: int(size, 16) for name, size in rows}
+
+
+def loaded_module_sizes(text: str) -> dict[str, int]:
+    """{module: size} of what Xen's EFI loader loaded from sections of its own
+    image: it prints `kernel: 0xSTART-0xEND` for an embedded `.kernel` (and
+    the file name instead of `kernel` for a file)."""
+    rows = re.findall(r"^(kernel|ramdisk): 0x([0-9a-f]+)-0x([0-9a-f]+)$", text, re.MULTILINE)
+    return {name: int(end, 16) - int(start, 16) for name, start, end in rows}
+
+
+def loader_conf_value(esp: Path, key: str) -> str:
+    return entry_field(esp / "loader/loader.conf", key)
+
+
 def entry_field(entry_file: Path, key: str) -> str:
     for line in entry_file.read_text().splitlines():
         words = line.split(maxsplit=1)
@@ -89,9 +112,9 @@ class BootTest(unittest.TestCase):
         self.assertEqual(done.returncode, 0, f"mkroot failed:\n{done.stdout}{done.stderr}")
         return json.loads((self.root / "manifest.json").read_text())
 
-    def run_tool(self) -> None:
+    def run_tool(self, *options: str) -> None:
         """Runs our binary on the root's ESP as NixOS's install hook would."""
-        argv = [str(self.binary), "--root", str(self.root), "--esp", str(self.esp), "info"]
+        argv = [str(self.binary), "--root", str(self.root), "--esp", str(self.esp), *options, "info"]
         done = subprocess.run(argv, capture_output=True, text=True)
         self.assertEqual(done.returncode, 0, f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
 
@@ -132,6 +155,30 @@ class BootTest(unittest.TestCase):
         )
         version = boot.xen_version(result.text)
         self.assertTrue(version and version.startswith(xen + "."), f"Xen {version}, expected {xen}.x")
+
+    def profiles_image_without_esp_kernels(self) -> tuple[dict, Path]:
+        """A Lanzaboote root (no loader entries, generations only in the
+        system profiles), populated with `--source profiles`; then every
+        kernel and initrd copy in the ESP's EFI/nixos is deleted, so a boot
+        can only use what the Xen image embeds. Returns the default
+        generation's system and its Xen image."""
+        manifest = self.make_root("--scheme", "lanzaboote", "--generations", "2")
+        self.run_tool("--source", "profiles")
+        system = self.system(manifest, manifest["default_generation"])
+        entry = self.esp / "loader/entries" / system["xen_entry"]
+        self.assertTrue(entry.is_file(), f"{entry}: the tool wrote no entry for the default generation")
+        image = self.esp / entry_field(entry, "efi").lstrip("/")
+        self.assertTrue(image.is_file(), f"{image}: the entry's image is missing")
+        # systemd-boot's default must pick this generation's Xen entry, not a
+        # Lanzaboote stub in EFI/Linux (whose ids are nixos-*.efi).
+        default = loader_conf_value(self.esp, "default")
+        self.assertTrue(fnmatch.fnmatchcase(system["xen_entry"], default),
+                        f"loader.conf default {default!r} does not name {system['xen_entry']}")
+        copies = {self.esp / e[kind].lstrip("/") for e in manifest["entries"] for kind in ("linux", "initrd")}
+        for copy in copies:
+            self.assertTrue(copy.is_file(), f"{copy}: mkroot's copy is missing")
+        shutil.rmtree(self.esp / "EFI/nixos")
+        return system, image
 
     # -- cases -----------------------------------------------------------------
 
@@ -192,6 +239,41 @@ class BootTest(unittest.TestCase):
         kernel = self.esp / kernel_name.lstrip("\\").replace("\\", "/")
         self.assertTrue(kernel.is_file(), f"{kernel}: the kernel .config names is not on the ESP")
         kernel.unlink()
+        result = self.boot_esp()
+        boot.assert_boot_failed(result, "Open failed for")
+        self.assertIn(f"Open failed for {kernel_name}", result.text)
+
+
+    def test_profiles_embedded_kernel(self) -> None:
+        """Issue 4, case 6: a unified image carrying `.kernel` and `.ramdisk`
+        boots with no kernel or initrd file on the ESP."""
+        system, image = self.profiles_image_without_esp_kernels()
+        sections = pe_section_sizes(image)
+        for name in (".config", ".kernel", ".ramdisk"):
+            self.assertIn(name, sections, f"{image}: no {name} section")
+        self.assertEqual(sections[".kernel"], boot.kernel().stat().st_size)
+        self.assertEqual(sections[".ramdisk"], self.initrd.stat().st_size)
+        result = self.boot_esp()
+        self.assert_booted_system(result, system)
+        # Xen names embedded modules "kernel"/"ramdisk" where it would print a
+        # file name; the sizes tie them to the real kernel and initrd.
+        self.assertEqual(
+            loaded_module_sizes(result.text),
+            {"kernel": boot.kernel().stat().st_size, "ramdisk": self.initrd.stat().st_size},
+        )
+
+    def test_profiles_without_embedded_kernel_fails(self) -> None:
+        """The check can fail: the same image with its `.kernel` section
+        stripped (by objcopy) leaves Xen looking for the kernel's file name
+        from `.config`, which is not on the ESP."""
+        _, image = self.profiles_image_without_esp_kernels()
+        subprocess.run(["objcopy", "--remove-section", ".kernel", str(image)], check=True, capture_output=True)
+        sections = pe_section_sizes(image)
+        self.assertNotIn(".kernel", sections)
+        self.assertIn(".config", sections)
+        self.assertIn(".ramdisk", sections)
+        config = read_xen_config(image)
+        kernel_name = config[config["global"]["default"]]["kernel"].split()[0]
         result = self.boot_esp()
         boot.assert_boot_failed(result, "Open failed for")
         self.assertIn(f"Open failed for {kernel_name}", result.text)
