@@ -1,6 +1,7 @@
 #include "xbb/generation.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -87,6 +88,37 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
   }
 }
 
+// Orders names as people count: "generation-2" before "generation-10", and
+// a generation before its specialisations.
+bool natural_less(const std::string& a, const std::string& b) {
+  std::size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      std::size_t i_end = a.find_first_not_of("0123456789", i);
+      std::size_t j_end = b.find_first_not_of("0123456789", j);
+      i_end = i_end == std::string::npos ? a.size() : i_end;
+      j_end = j_end == std::string::npos ? b.size() : j_end;
+      std::string x = a.substr(i, i_end - i), y = b.substr(j, j_end - j);
+      x.erase(0, std::min(x.find_first_not_of('0'), x.size()));
+      y.erase(0, std::min(y.find_first_not_of('0'), y.size()));
+      if (x.size() != y.size()) return x.size() < y.size();
+      if (x != y) return x < y;
+      i = i_end;
+      j = j_end;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+void sort_generations(std::vector<Generation>& generations) {
+  std::stable_sort(generations.begin(), generations.end(),
+                   [](const Generation& a, const Generation& b) { return natural_less(a.rest, b.rest); });
+}
+
 }  // namespace
 
 fs::path host_path(const fs::path& root, const std::string& path) {
@@ -157,6 +189,7 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path&
     }
     generations.push_back(std::move(generation));
   }
+  sort_generations(generations);
   return generations;
 }
 
@@ -228,6 +261,7 @@ std::vector<Generation> generations_from_profiles(const fs::path& root) {
   };
   scan("/nix/var/nix/profiles", false);
   scan("/nix/var/nix/profiles/system-profiles", true);
+  sort_generations(generations);
   return generations;
 }
 

@@ -93,6 +93,18 @@ TEST_F(Discovery, ReadsEachNixosEntryAndItsBootspec) {
   EXPECT_NE(generations[2].problem.find("gone"), std::string::npos);
 }
 
+TEST_F(Discovery, ListsGenerationsInNumericOrderEachBeforeItsSpecialisations) {
+  for (const char* name : {"generation-10", "generation-2-specialisation-debug", "generation-2",
+                           "generation-1"}) {
+    write(std::string("boot/loader/entries/nixos-") + name + ".conf", "title NixOS\n");
+  }
+  Esp esp(root_ / "boot");
+  std::vector<std::string> order;
+  for (const auto& generation : generations_from_entries(esp, root_)) order.push_back(generation.rest);
+  EXPECT_EQ(order, (std::vector<std::string>{"generation-1", "generation-2",
+                                             "generation-2-specialisation-debug", "generation-10"}));
+}
+
 TEST_F(Discovery, ReadsContentAddressedEntriesWithBootCounters) {
   write("nix/store/aaaa-system-1/boot.json", boot_json("/nix/store/aaaa-system-1", true));
   write("boot/loader/entries/nixos-0123abcd+2-1.conf",
