@@ -16,10 +16,6 @@ namespace fs = std::filesystem;
 namespace xbb {
 namespace {
 
-std::span<const std::uint8_t> as_bytes(const std::string& text) {
-  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
-}
-
 // Each distinct xen.efi is read and checked once; a generation whose image is
 // missing or is not a PE32+ EFI application gets no entry, with the reason.
 void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) {
@@ -32,7 +28,7 @@ void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) 
       try {
         std::string bytes = posix::read_host_file(generation.xen_efi);
         try {
-          pe::parse(as_bytes(bytes));
+          pe::parse(pe::bytes_of(bytes));
         } catch (const Error& e) {
           throw Error(generation.xen_efi.string(), e.what());
         }
@@ -58,7 +54,7 @@ std::map<std::string, std::string> read_image_configs(const Esp& esp, const EspS
     try {
       auto text = esp.read(path);
       if (!text) continue;
-      auto bytes = as_bytes(*text);
+      auto bytes = pe::bytes_of(*text);
       auto config = pe::section_contents(bytes, pe::parse(bytes), ".config");
       configs[path] = std::string(config.begin(), config.end());
     } catch (const Error& e) {

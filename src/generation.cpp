@@ -160,8 +160,7 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path&
   std::sort(names.begin(), names.end());
   std::vector<Generation> generations;
   for (const auto& name : names) {
-    bool conf = name.size() > 5 && name.compare(name.size() - 5, 5, ".conf") == 0;
-    if (name.rfind("nixos-", 0) != 0 || !conf) continue;
+    if (!name.starts_with("nixos-") || !name.ends_with(".conf")) continue;
     Generation generation;
     generation.source = "loader/entries/" + name;
     auto parsed = parse_entry_name(name);

@@ -24,8 +24,7 @@ std::vector<std::uint8_t> section_bytes(const SectionSource& source) {
 BuiltImage build_image(const ImageRecipe& recipe, const std::string& xen_efi) {
   std::vector<pe::NewSection> sections;
   for (const SectionSource& source : recipe.sections) sections.push_back({source.name, section_bytes(source)});
-  const auto* start = reinterpret_cast<const std::uint8_t*>(xen_efi.data());
-  pe::AddResult result = pe::add_sections({start, xen_efi.size()}, sections);
+  pe::AddResult result = pe::add_sections(pe::bytes_of(xen_efi), sections);
   return {std::string(result.file.begin(), result.file.end()), std::move(result.warnings)};
 }
 

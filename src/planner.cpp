@@ -115,17 +115,8 @@ std::string changed_fields(const Target& target, const Existing& existing,
     try {
       auto old = parse_xen_config(config->second, target.image_path);
       auto now = parse_xen_config(target.config_text, "plan");
-      auto value = [](const ParsedXenConfig& c, const std::string& key) -> std::string {
-        for (const auto& section : c.sections) {
-          if (section.name != c.default_section) continue;
-          for (const auto& [k, v] : section.keys) {
-            if (k == key) return v;
-          }
-        }
-        return {};
-      };
       for (const char* key : {"options", "kernel", "ramdisk"}) {
-        if (value(old, key) != value(now, key)) fields.push_back(std::string("xen ") + key);
+        if (old.default_value(key) != now.default_value(key)) fields.push_back(std::string("xen ") + key);
       }
     } catch (const Error&) {
       fields.push_back("xen config");
@@ -151,7 +142,7 @@ const Generation* default_generation(const std::vector<Generation>& generations,
       auto value = loader_conf_value(*loader_conf, key);
       if (!value || is_glob(*value)) continue;
       std::string id = *value;
-      if (id.size() > 5 && id.compare(id.size() - 5, 5, ".conf") == 0) id.resize(id.size() - 5);
+      if (id.ends_with(".conf")) id.resize(id.size() - 5);
       for (const auto& generation : generations) {
         if (label(generation) == id) return &generation;
       }
@@ -176,7 +167,7 @@ RetargetFn retarget_to(const std::set<std::string>& stems) {
   return [&stems](std::string_view value) -> std::optional<std::string> {
     std::string id(value);
     std::string suffix;
-    if (id.size() > 5 && id.compare(id.size() - 5, 5, ".conf") == 0) {
+    if (id.ends_with(".conf")) {
       suffix = ".conf";
       id.resize(id.size() - 5);
     }

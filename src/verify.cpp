@@ -17,23 +17,9 @@ namespace {
 
 const std::string kEntriesDir = "loader/entries/";
 
-std::span<const std::uint8_t> as_bytes(const std::string& text) {
-  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
-}
-
 std::string section_text(const std::string& file, const pe::Image& image, const std::string& name) {
-  auto bytes = pe::section_contents(as_bytes(file), image, name);
+  auto bytes = pe::section_contents(pe::bytes_of(file), image, name);
   return {bytes.begin(), bytes.end()};
-}
-
-std::string value_of(const ParsedXenConfig& config, const std::string& key) {
-  for (const auto& section : config.sections) {
-    if (section.name != config.default_section) continue;
-    for (const auto& [k, v] : section.keys) {
-      if (k == key) return v;
-    }
-  }
-  return {};
 }
 
 std::string first_word(const std::string& text) {
@@ -65,19 +51,19 @@ std::vector<std::string> check_entry(const Esp& esp, const std::string& path) {
     std::string image_path = entry.efi->substr(1);
     auto image_file = esp.read(image_path);
     if (!image_file) return {"image " + *entry.efi + " is missing"};
-    pe::Image image = pe::parse(as_bytes(*image_file));
+    pe::Image image = pe::parse(pe::bytes_of(*image_file));
     std::string config_text = section_text(*image_file, image, ".config");
     if (config_text.empty()) return {"image " + *entry.efi + " has no .config section"};
     ParsedXenConfig config = parse_xen_config(config_text, image_path + ":.config");
     if (!config.default_section) return {".config has no [global] default="};
     std::string folder = image_path.substr(0, image_path.rfind('/') + 1);
-    std::string kernel = first_word(value_of(config, "kernel"));
+    std::string kernel = first_word(config.default_value("kernel"));
     if (kernel.empty()) {
       problems.push_back(".config section [" + *config.default_section + "] has no kernel=");
     } else if (section_text(*image_file, image, ".kernel").empty()) {
       check_file(esp, "kernel", kernel, folder, problems);
     }
-    std::string ramdisk = value_of(config, "ramdisk");
+    std::string ramdisk = config.default_value("ramdisk");
     if (!ramdisk.empty() && section_text(*image_file, image, ".ramdisk").empty()) {
       check_file(esp, "ramdisk", ramdisk, folder, problems);
     }
@@ -106,7 +92,7 @@ std::vector<std::string> check_loader_conf(const Esp& esp) {
       auto value = loader_conf_value(*text, key);
       if (!value) continue;
       std::string pattern = *value;
-      if (pattern.size() < 5 || pattern.compare(pattern.size() - 5, 5, ".conf") != 0) {
+      if (!pattern.ends_with(".conf")) {
         pattern += pattern.back() == '*' ? "" : ".conf";
       }
       bool found = std::any_of(ids.begin(), ids.end(), [&](const std::string& id) {
@@ -155,10 +141,7 @@ std::string esp_path_of_xen_file(const std::string& name, const std::string& ima
 Verification verify_esp(const Esp& esp) {
   Verification result;
   for (const auto& name : esp.list("loader/entries")) {
-    if (name.rfind("xen-", 0) != 0 || name.size() < 5 ||
-        name.compare(name.size() - 5, 5, ".conf") != 0) {
-      continue;
-    }
+    if (!name.starts_with("xen-") || !name.ends_with(".conf")) continue;
     result.entries.push_back({name, check_entry(esp, kEntriesDir + name)});
   }
   result.loader_conf_problems = check_loader_conf(esp);

@@ -151,6 +151,16 @@ std::string render_xen_config(const XenConfig& config) {
   return out;
 }
 
+std::string ParsedXenConfig::default_value(const std::string& key) const {
+  for (const auto& section : sections) {
+    if (section.name != default_section) continue;
+    for (const auto& [k, v] : section.keys) {
+      if (k == key) return v;
+    }
+  }
+  return {};
+}
+
 ParsedXenConfig parse_xen_config(std::string_view text, const std::string& origin) {
   ParsedXenConfig parsed;
   ConfigReader reader(origin, parsed);

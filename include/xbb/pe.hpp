@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 // PE32+ images (xen.efi): reading the headers and section table, and writing
@@ -142,6 +143,11 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
 // The initialised bytes of the named section (VirtualSize bytes, capped at
 // SizeOfRawData; SizeOfRawData bytes when VirtualSize is 0), or an empty
 // vector when the image has no section of that name.
+// A file held in a std::string, as the bytes the functions here take.
+inline std::span<const std::uint8_t> bytes_of(std::string_view file) {
+  return {reinterpret_cast<const std::uint8_t*>(file.data()), file.size()};
+}
+
 std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, const Image& image,
                                            const std::string& name);
 

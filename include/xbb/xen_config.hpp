@@ -36,6 +36,9 @@ struct ParsedXenConfig {
   };
   std::optional<std::string> default_section;  // [global] default=
   std::vector<Section> sections;               // [global] excluded
+
+  // The first value of `key` in the default section; empty when absent.
+  std::string default_value(const std::string& key) const;
 };
 
 // Parses configuration text the way Xen's EFI loader reads it: LF or CRLF
