@@ -1,3 +1,5 @@
+#include <algorithm>
+#include <optional>
 #include <set>
 #include <string>
 #include <variant>
@@ -20,6 +22,7 @@ const std::vector<std::string> written_folders = {"EFI/xen", "loader/entries", "
 struct PendingWrite {
   std::string path;
   std::string bytes;
+  std::optional<std::uint64_t> old_size;  // the file it replaces, if any
 };
 
 std::string folder_of(const std::string& path) {
@@ -65,16 +68,16 @@ std::string bytes_of(const FileWrite& file, const ImageBuilder& build, std::vect
   return std::move(image.bytes);
 }
 
-// Whether writing `bytes` to `path` would change the ESP. A symlink is always
-// replaced; a folder or device at a name the plan writes stops the run before
-// anything is written.
-bool differs(const Esp& esp, const std::string& path, const std::string& bytes) {
+// The regular file at `path` that writing there would replace: nullopt when
+// there is none (a symlink is replaced, not read); a folder or device at a
+// name the plan writes stops the run before anything is written.
+std::optional<std::string> replaced_file(const Esp& esp, const std::string& path) {
   switch (esp.type(path)) {
     case EspFileType::absent:
     case EspFileType::symlink:
-      return true;
+      return std::nullopt;
     case EspFileType::regular:
-      return esp.read(path) != bytes;
+      return esp.read(path);
     case EspFileType::folder:
     case EspFileType::other:
       break;
@@ -86,11 +89,14 @@ std::vector<PendingWrite> changed_files(const Esp& esp, const Plan& plan, const 
                                         ApplyReport& report) {
   std::vector<PendingWrite> pending;
   auto consider = [&](const std::string& path, std::string bytes) {
-    if (differs(esp, path, bytes)) {
-      pending.push_back({path, std::move(bytes)});
-    } else {
+    std::optional<std::string> old = replaced_file(esp, path);
+    if (old == bytes) {
       report.unchanged.push_back(path);
+      return;
     }
+    std::optional<std::uint64_t> old_size;
+    if (old) old_size = old->size();
+    pending.push_back({path, std::move(bytes), old_size});
   };
   for (const auto* files : {&plan.images, &plan.entries}) {
     for (const FileWrite& file : *files) consider(file.path, bytes_of(file, build, report.warnings));
@@ -101,13 +107,21 @@ std::vector<PendingWrite> changed_files(const Esp& esp, const Plan& plan, const 
 
 std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) { return (value + unit - 1) / unit * unit; }
 
-// Each file needs its size rounded up to whole allocation units (clusters on
-// FAT), plus one unit of margin for folder growth. The old file still occupies
-// its space until the rename, so nothing is subtracted for it.
+// The space the writes need at their peak. Files are written one at a time:
+// while one is written its old version (if any) still takes its space, and
+// is freed by the rename. Sizes count in whole allocation units (clusters on
+// FAT), plus one unit of margin for folder growth per file; removals, which
+// come last, are not counted as freeing anything.
 void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending) {
   const std::uint64_t unit = esp.allocation_unit();
+  std::uint64_t in_use = 0;  // space taken so far by the writes done (net of what they freed)
   std::uint64_t needed = 0;
-  for (const PendingWrite& file : pending) needed += round_up(file.bytes.size(), unit) + unit;
+  for (const PendingWrite& file : pending) {
+    const std::uint64_t size = round_up(file.bytes.size(), unit) + unit;
+    needed = std::max(needed, in_use + size);
+    const std::uint64_t freed = file.old_size ? round_up(*file.old_size, unit) + unit : 0;
+    in_use = in_use + size > freed ? in_use + size - freed : 0;
+  }
   const std::uint64_t have = esp.free_bytes();
   if (needed > have) {
     throw Error("not enough space on " + esp.root().string() + ": need " + std::to_string(needed - have) +

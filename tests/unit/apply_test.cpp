@@ -340,7 +340,8 @@ TEST_F(ApplyTest, TooLittleSpaceIsRefusedWithTheMissingBytesAndNothingChanges) {
   write_previous_run(tmpfs.path());
   const Plan plan = sample_plan();
   // The rule: every changed file's size rounded up to the allocation unit,
-  // plus one unit. Here every file of the plan changes.
+  // plus one unit, at the peak of the one-at-a-time writes. Here every file
+  // but loader.conf is new and loader.conf comes last, so the peak is the sum.
   struct statvfs stats {};
   ASSERT_EQ(::statvfs(tmpfs.path().c_str(), &stats), 0);
   const std::uint64_t unit = stats.f_frsize;
@@ -360,6 +361,29 @@ TEST_F(ApplyTest, TooLittleSpaceIsRefusedWithTheMissingBytesAndNothingChanges) {
   }
 
   EXPECT_EQ(snapshot(tmpfs.path()), before);
+}
+
+TEST_F(ApplyTest, ReplacingFilesNeedsRoomForOneNewFileAtATime) {
+  Tmpfs tmpfs("size=1m");
+  const std::string first = "EFI/xen/xen-generation-1.efi";
+  const std::string second = "EFI/xen/xen-generation-2.efi";
+  write_file(tmpfs.path() / first, std::string(300000, 'a'));
+  write_file(tmpfs.path() / second, std::string(300000, 'b'));
+  Plan plan;
+  plan.images = {{first, std::string(300000, 'c')}, {second, std::string(300000, 'd')}};
+  struct statvfs stats {};
+  ASSERT_EQ(::statvfs(tmpfs.path().c_str(), &stats), 0);
+  const std::uint64_t have = stats.f_bavail * stats.f_frsize;
+  // Room for one new image beside the old ones, not for both new ones.
+  ASSERT_GT(have, 300000u + 2 * stats.f_frsize);
+  ASSERT_LT(have, 600000u);
+
+  Esp esp(tmpfs.path());
+  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+
+  EXPECT_EQ(report.written, (std::vector<std::string>{first, second}));
+  EXPECT_EQ(read_file(tmpfs.path() / first), std::string(300000, 'c'));
+  EXPECT_EQ(read_file(tmpfs.path() / second), std::string(300000, 'd'));
 }
 
 TEST_F(ApplyTest, SpaceRunningOutMidRunStopsWithoutTemporariesAndKeepsTheEspConsistent) {
