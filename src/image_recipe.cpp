@@ -25,7 +25,8 @@ BuiltImage build_image(const ImageRecipe& recipe, const std::string& xen_efi) {
   std::vector<pe::NewSection> sections;
   for (const SectionSource& source : recipe.sections) sections.push_back({source.name, section_bytes(source)});
   pe::AddResult result = pe::add_sections(pe::bytes_of(xen_efi), sections);
-  return {std::string(result.file.begin(), result.file.end()), std::move(result.warnings)};
+  std::string bytes(reinterpret_cast<const char*>(result.file.data()), result.file.size());
+  return {std::move(bytes), std::move(result.warnings)};
 }
 
 BuiltImage build_image(const ImageRecipe& recipe) {
