@@ -3,7 +3,6 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 
 #include "posix_io.hpp"
 #include "xbb/error.hpp"

@@ -2,13 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
 #include <deque>
-#include <fstream>
 #include <regex>
 #include <sstream>
 
+#include "posix_io.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 
@@ -27,15 +25,6 @@ std::deque<std::string> split_path(const std::string& path) {
     if (!part.empty() && part != ".") parts.push_back(part);
   }
   return parts;
-}
-
-std::string read_host_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path.string(), std::string("cannot open: ") + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw Error(path.string(), "read failed");
-  return text.str();
 }
 
 // "init=/nix/store/x-nixos-system/init" in an options line gives the
@@ -80,7 +69,7 @@ void resolve_files(Generation& generation, const fs::path& root) {
 void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel) {
   try {
     fs::path file = host_path(root, toplevel + "/boot.json");
-    generation.bootspec = parse_bootspec(read_host_file(file), file.string());
+    generation.bootspec = parse_bootspec(posix::read_host_file(file), file.string());
     resolve_files(generation, root);
   } catch (const Error& e) {
     generation.bootspec.reset();
@@ -207,7 +196,7 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
   std::string title = "NixOS" + (profile.empty() ? std::string() : " [" + profile + "]");
   try {
     fs::path file = host_path(root, link + "/boot.json");
-    generation.bootspec = parse_bootspec(read_host_file(file), file.string());
+    generation.bootspec = parse_bootspec(posix::read_host_file(file), file.string());
   } catch (const Error& e) {
     generation.problem = e.what();
   }
