@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "text_lines.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb {
@@ -57,7 +58,7 @@ std::string padded(unsigned value, unsigned width) {
   return digits;
 }
 
-// Text split into lines at LF; a CR before the LF is dropped. `number` is 1-based.
+// A line of an entry, numbered from 1 (see for_each_line), checked for NUL and stray CR.
 struct Line {
   std::size_t number;
   std::string_view text;
@@ -65,22 +66,14 @@ struct Line {
 
 std::vector<Line> split_lines(std::string_view text, const std::string& origin) {
   std::vector<Line> lines;
-  std::size_t start = 0;
-  std::size_t number = 1;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  for_each_line(text, [&](std::size_t number, std::string_view line) {
     std::string where = "line " + std::to_string(number);
     if (line.find('\0') != std::string_view::npos) throw Error(origin, where + ": contains a NUL byte");
     if (line.find('\r') != std::string_view::npos) {
       throw Error(origin, where + ": contains a carriage return inside the line");
     }
     lines.push_back({number, line});
-    start = end + 1;
-    ++number;
-  }
+  });
   return lines;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "text_lines.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb {
@@ -164,17 +165,7 @@ std::string ParsedXenConfig::default_value(const std::string& key) const {
 ParsedXenConfig parse_xen_config(std::string_view text, const std::string& origin) {
   ParsedXenConfig parsed;
   ConfigReader reader(origin, parsed);
-  std::size_t start = 0;
-  std::size_t number = 1;
-  while (start < text.size()) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    reader.read_line(number, line);
-    start = end + 1;
-    ++number;
-  }
+  for_each_line(text, [&reader](std::size_t number, std::string_view line) { reader.read_line(number, line); });
   return parsed;
 }
 
