@@ -40,16 +40,6 @@ BuiltImage concatenated_image(const ImageRecipe& recipe) {
   return {bytes, {}};
 }
 
-std::string error_from(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no xbb::Error thrown";
-  return "";
-}
-
 const std::string image_1 = "EFI/xen/xen-generation-1.efi";
 const std::string image_2 = "EFI/xen/xen-generation-2.efi";
 const std::string entry_1 = "loader/entries/xen-generation-1.conf";

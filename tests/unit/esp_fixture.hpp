@@ -4,6 +4,7 @@
 // the tests of the ESP shell. Everything here uses the host file system
 // directly (std::filesystem, POSIX), independently of the code under test.
 
+#include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -15,12 +16,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include "xbb/error.hpp"
 
 namespace esp_test {
 
@@ -150,6 +154,17 @@ inline std::vector<std::string> temporaries_under(const fs::path& root) {
 
 inline fs::path xen_efi() {
   return fs::path(XBB_DEPS_DIR) / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi";
+}
+
+// The message of the xbb::Error `action` throws; a test failure when it throws none.
+inline std::string error_from(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const xbb::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no xbb::Error thrown";
+  return "";
 }
 
 }  // namespace esp_test

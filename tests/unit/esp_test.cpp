@@ -26,17 +26,6 @@ using xbb::Esp;
 using xbb::EspFileType;
 using xbb::EspLock;
 
-// The message of the Error `action` throws; a test failure when it throws none.
-std::string error_from(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no xbb::Error thrown";
-  return "";
-}
-
 std::vector<std::string> names_in(const fs::path& folder) {
   std::vector<std::string> names;
   for (const fs::directory_entry& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename());
