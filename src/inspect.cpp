@@ -9,18 +9,13 @@
 #include <fstream>
 #include <vector>
 
+#include "hex.hpp"
 #include "xbb/elf_image.hpp"
 #include "xbb/error.hpp"
 #include "xbb/pe.hpp"
 
 namespace xbb {
 namespace {
-
-std::string hex(std::uint64_t value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
 
 // One formatted line ending in a newline, without trailing blanks.
 std::string printf_line(const char* format, auto... values) {

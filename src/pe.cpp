@@ -1,11 +1,11 @@
 #include "xbb/pe.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <set>
 
+#include "hex.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb::pe {
@@ -37,12 +37,6 @@ constexpr std::uint64_t kSecPointerToRawData = 20;
 constexpr std::uint64_t kSecPointerToRelocations = 24;
 constexpr std::uint64_t kSecPointerToLinenumbers = 28;
 constexpr std::uint64_t kDebugPointerToRawData = 24;
-
-std::string hex(std::uint64_t value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
 
 std::string at(std::uint64_t offset) { return "offset " + hex(offset) + ": "; }
 
@@ -474,13 +468,7 @@ std::string build_id(std::span<const std::uint8_t> file, const Image& image) {
     }
     const std::uint8_t* record = file.data() + entry.pointer_to_raw_data;
     if (std::memcmp(record, "RSDS", 4) != 0) continue;
-    std::string id;
-    for (int i = 0; i < 16; ++i) {
-      char byte[3];
-      std::snprintf(byte, sizeof byte, "%02x", record[4 + i]);
-      id += byte;
-    }
-    return id;
+    return hex_bytes(record + 4, 16);
   }
   return {};
 }
