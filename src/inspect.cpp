@@ -271,7 +271,7 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
       throw Error(path, e.what());
     }
     if (!elf::is_elf(inflated))
-      throw Error(path, "a gzip file that holds neither an ELF nor a PE image");
+      throw Error(path, "a gzip file that does not hold an ELF image");
     return inspect_elf(inflated, path, true);
   }
   if (elf::is_elf(file)) return inspect_elf(file, path, false);
