@@ -6,19 +6,13 @@
 #include <zlib.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <memory>
 
+#include "hex.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb::elf {
 namespace {
-
-std::string hex(std::uint64_t value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
 
 std::string libelf_error(const std::string& what) {
   const char* reason = elf_errmsg(-1);
@@ -38,16 +32,6 @@ struct InflateStream {
   InflateStream(const InflateStream&) = delete;
   InflateStream& operator=(const InflateStream&) = delete;
 };
-
-std::string hex_bytes(const std::uint8_t* bytes, std::size_t size) {
-  std::string text;
-  for (std::size_t i = 0; i < size; ++i) {
-    char byte[3];
-    std::snprintf(byte, sizeof byte, "%02x", bytes[i]);
-    text += byte;
-  }
-  return text;
-}
 
 std::string gnu_build_id(Elf_Data* data) {
   GElf_Nhdr note;

@@ -9,18 +9,13 @@
 #include <fstream>
 #include <vector>
 
+#include "hex.hpp"
 #include "xbb/elf_image.hpp"
 #include "xbb/error.hpp"
 #include "xbb/pe.hpp"
 
 namespace xbb {
 namespace {
-
-std::string hex(std::uint64_t value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
 
 // One formatted line ending in a newline, without trailing blanks.
 std::string printf_line(const char* format, auto... values) {
@@ -276,7 +271,7 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
       throw Error(path, e.what());
     }
     if (!elf::is_elf(inflated))
-      throw Error(path, "a gzip file that holds neither an ELF nor a PE image");
+      throw Error(path, "a gzip file that does not hold an ELF image");
     return inspect_elf(inflated, path, true);
   }
   if (elf::is_elf(file)) return inspect_elf(file, path, false);

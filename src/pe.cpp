@@ -1,11 +1,11 @@
 #include "xbb/pe.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <set>
 
+#include "hex.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb::pe {
@@ -37,12 +37,6 @@ constexpr std::uint64_t kSecPointerToRawData = 20;
 constexpr std::uint64_t kSecPointerToRelocations = 24;
 constexpr std::uint64_t kSecPointerToLinenumbers = 28;
 constexpr std::uint64_t kDebugPointerToRawData = 24;
-
-std::string hex(std::uint64_t value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(value));
-  return text;
-}
 
 std::string at(std::uint64_t offset) { return "offset " + hex(offset) + ": "; }
 
@@ -479,13 +473,7 @@ std::string build_id(std::span<const std::uint8_t> file, const Image& image) {
     }
     const std::uint8_t* record = file.data() + entry.pointer_to_raw_data;
     if (std::memcmp(record, "RSDS", 4) != 0) continue;
-    std::string id;
-    for (int i = 0; i < 16; ++i) {
-      char byte[3];
-      std::snprintf(byte, sizeof byte, "%02x", record[4 + i]);
-      id += byte;
-    }
-    return id;
+    return hex_bytes(record + 4, 16);
   }
   return {};
 }
@@ -604,6 +592,14 @@ FileMove plan_file_move(std::span<const std::uint8_t> file, const Image& image,
           "section data; cannot drop the signature");
     }
     move.tail_end = certificates.virtual_address;
+    const std::uint64_t symbols_end = std::uint64_t{image.pointer_to_symbol_table} +
+                                      kSymbolSize * image.number_of_symbols +
+                                      image.string_table_size;
+    if (image.pointer_to_symbol_table != 0 && symbols_end > move.tail_end) {
+      throw Error(at(image.pointer_to_symbol_table) +
+                  "the COFF symbol and string tables overlap the certificate table at " +
+                  hex(move.tail_end));
+    }
   }
   move.header_growth = headers_size - image.size_of_headers;
   move.new_data_start = align_up(move.body_end + move.header_growth, image.file_alignment);
@@ -629,9 +625,14 @@ void move_pointer(std::uint8_t* field, const FileMove& move, const std::string& 
   if (old != 0) store32(field, static_cast<std::uint32_t>(move.map(old, what)));
 }
 
-std::uint64_t headers_needed(const Image& image, std::size_t section_count) {
-  return align_up(std::uint64_t{image.section_table_offset} + kSectionHeaderSize * section_count,
-                  image.file_alignment);
+// SizeOfHeaders for `section_count` section headers: unchanged when they fit,
+// else grown by a multiple of FileAlignment, so that raw data moved down by
+// the growth stays aligned.
+std::uint64_t headers_size_for(const Image& image, std::size_t section_count) {
+  const std::uint64_t table_end =
+      std::uint64_t{image.section_table_offset} + kSectionHeaderSize * section_count;
+  if (table_end <= image.size_of_headers) return image.size_of_headers;
+  return image.size_of_headers + align_up(table_end - image.size_of_headers, image.file_alignment);
 }
 
 // The bytes the grown section table will cover beyond the old one must be
@@ -651,9 +652,10 @@ void check_header_room(std::span<const std::uint8_t> file, const Image& image,
   std::uint64_t lowest_rva = UINT64_MAX;
   for (const Section& section : image.sections)
     lowest_rva = std::min<std::uint64_t>(lowest_rva, section.virtual_address);
-  if (headers_needed(image, section_count) > lowest_rva) {
-    throw Error("SizeOfHeaders would have to grow to " + hex(headers_needed(image, section_count)) +
-                ", past the first section's RVA " + hex(lowest_rva));
+  if (headers_size_for(image, section_count) > lowest_rva) {
+    throw Error("SizeOfHeaders would have to grow to " +
+                hex(headers_size_for(image, section_count)) + ", past the first section's RVA " +
+                hex(lowest_rva));
   }
 }
 
@@ -700,8 +702,7 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   if (next_rva > UINT32_MAX) throw Error("SizeOfImage " + hex(next_rva) + " would exceed 4 GiB");
 
   // File layout.
-  const std::uint64_t headers_size =
-      std::max<std::uint64_t>(image.size_of_headers, headers_needed(image, section_count));
+  const std::uint64_t headers_size = headers_size_for(image, section_count);
   const FileMove move = plan_file_move(file, image, kept, headers_size, added);
   const std::uint64_t output_size = move.new_tail_start + (move.tail_end - move.tail_start);
   if (output_size > UINT32_MAX) throw Error("the output would exceed 4 GiB");

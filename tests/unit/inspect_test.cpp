@@ -140,6 +140,15 @@ TEST(Inspect, OtherFilesAreErrorsNamingThePath) {
   } catch (const xbb::Error& e) {
     EXPECT_EQ(std::string(e.what()), dir.path().string() + ": cannot read: not a regular file");
   }
+  const xbb::test::RunResult gzip = xbb::test::run({"gzip", "-c", (dir / "loader.conf").string()});
+  ASSERT_EQ(gzip.exit_code, 0) << gzip.err;
+  try {
+    xbb::inspect_image(std::vector<std::uint8_t>(gzip.out.begin(), gzip.out.end()),
+                       "loader.conf.gz");
+    ADD_FAILURE() << "no error";
+  } catch (const xbb::Error& e) {
+    EXPECT_EQ(std::string(e.what()), "loader.conf.gz: a gzip file that does not hold an ELF image");
+  }
   auto truncated = xbb::test::read_binary(xbb::test::xen417_efi());
   truncated.resize(0x200);
   try {

@@ -2,6 +2,7 @@
 // checksum; on the real Xen images and on synthetic ones.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -238,6 +239,22 @@ TEST(PeAdd, WithoutHeaderRoomHeadersGrowByOneFileAlignment) {
   expect_sections_kept(input, result.file);
 }
 
+TEST(PeAdd, HeadersGrowByWholeFileAlignmentsEvenFromAnOddSize) {
+  xbb::test::SyntheticPe spec = xbb::test::xen_like();
+  spec.file_alignment = 0x20;
+  spec.size_of_headers = 0x230;  // 4 headers end at 0x228; not a multiple of 0x20
+  const auto input = build_pe(spec);
+  const xbb::pe::Image before = xbb::pe::parse(input);
+  const auto result = add_sections(input, {{".config", kConfig}});
+  const xbb::pe::Image after = xbb::pe::parse(result.file);
+  EXPECT_EQ(after.size_of_headers, 0x250u);
+  for (std::size_t i = 0; i < before.sections.size(); ++i) {
+    if (before.sections[i].size_of_raw_data == 0) continue;
+    EXPECT_EQ(after.sections[i].pointer_to_raw_data, before.sections[i].pointer_to_raw_data + 0x20);
+  }
+  expect_sections_kept(input, result.file);
+}
+
 TEST(PeAdd, DebugDirectoryPointerFollowsItsData) {
   xbb::test::SyntheticPe spec;
   spec.sections = {{".text", pattern(0x345, 1), 0, 0x60000020},
@@ -303,6 +320,22 @@ TEST(PeAdd, CertificateTableNotAtTheEndIsRefused) {
   EXPECT_NE(add_error(input, {{".config", kConfig}})
                 .find("the certificate table (security directory) is not at the end"),
             std::string::npos);
+}
+
+TEST(PeAdd, CertificateTableOverlappingTheStringTableIsRefused) {
+  xbb::test::SyntheticPe spec = xbb::test::xen_like();
+  spec.symbol_table = true;
+  spec.sections.push_back({".debug_info", pattern(0x40, 4), 0, 0x42000040});
+  auto input = build_pe(spec);
+  const std::size_t security = xbb::test::kOptionalOffset + 112 + 8 * 4;
+  const auto table = static_cast<std::uint32_t>(input.size() - 8);  // the string table's last bytes
+  for (int i = 0; i < 4; ++i) input[security + i] = (table >> (8 * i)) & 0xff;
+  input[security + 4] = 8;
+  char expected[96];
+  std::snprintf(expected, sizeof expected,
+                "the COFF symbol and string tables overlap the certificate table at 0x%x", table);
+  const std::string message = add_error(input, {{".config", kConfig}});
+  EXPECT_NE(message.find(expected), std::string::npos) << message;
 }
 
 TEST(PeAdd, RefusesToReplaceProgramSections) {
