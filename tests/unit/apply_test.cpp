@@ -5,6 +5,8 @@
 
 #include <cstring>
 #include <functional>
+#include <map>
+#include <variant>
 
 #include <gtest/gtest.h>
 
