@@ -4,6 +4,7 @@
 #include <string>
 #include <variant>
 
+#include "limits.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 
@@ -61,7 +62,8 @@ void remove_leftover_temporaries(Esp& esp, const Plan& plan) {
   }
 }
 
-std::string bytes_of(const FileWrite& file, const ImageBuilder& build, std::vector<std::string>& warnings) {
+std::string bytes_of(const FileWrite& file, const ImageBuilder& build,
+                     std::vector<std::string>& warnings) {
   if (const auto* text = std::get_if<std::string>(&file.content)) return *text;
   BuiltImage image = build(std::get<ImageRecipe>(file.content));
   for (const std::string& warning : image.warnings) warnings.push_back(file.path + ": " + warning);
@@ -77,7 +79,7 @@ std::optional<std::string> replaced_file(const Esp& esp, const std::string& path
     case EspFileType::symlink:
       return std::nullopt;
     case EspFileType::regular:
-      return esp.read(path);
+      return esp.read(path, limits::kXenImageBytes + limits::kKernelBytes + limits::kInitrdBytes);
     case EspFileType::folder:
     case EspFileType::other:
       break;
@@ -99,13 +101,16 @@ std::vector<PendingWrite> changed_files(const Esp& esp, const Plan& plan, const 
     pending.push_back({path, std::move(bytes), old_size});
   };
   for (const auto* files : {&plan.images, &plan.entries}) {
-    for (const FileWrite& file : *files) consider(file.path, bytes_of(file, build, report.warnings));
+    for (const FileWrite& file : *files)
+      consider(file.path, bytes_of(file, build, report.warnings));
   }
   if (plan.loader_conf) consider(loader_conf_path, *plan.loader_conf);
   return pending;
 }
 
-std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) { return (value + unit - 1) / unit * unit; }
+std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
+  return (value + unit - 1) / unit * unit;
+}
 
 // The space the writes need at their peak. Files are written one at a time:
 // while one is written its old version (if any) still takes its space, and
@@ -124,8 +129,9 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending) 
   }
   const std::uint64_t have = esp.free_bytes();
   if (needed > have) {
-    throw Error("not enough space on " + esp.root().string() + ": need " + std::to_string(needed - have) +
-                " bytes more (have " + std::to_string(have) + ", need " + std::to_string(needed) + ")");
+    throw Error("not enough space on " + esp.root().string() + ": need " +
+                std::to_string(needed - have) + " bytes more (have " + std::to_string(have) +
+                ", need " + std::to_string(needed) + ")");
   }
 }
 

@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_input.hpp"
+#include "limits.hpp"
+#include "text.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb {
@@ -16,25 +19,13 @@ constexpr const char* kSystemdBoot = "org.nixos.systemd-boot";
 constexpr const char* kXenV1 = "org.xenproject.bootspec.v1";
 constexpr const char* kXenV2 = "org.xenproject.bootspec.v2";
 
-// What is wrong with a string that must fit on one line of a generated file,
-// or nullopt when nothing is.
-std::optional<std::string> line_breaking_character(const std::string& text) {
-  if (text.find('\n') != std::string::npos) return "contains a newline";
-  if (text.find('\r') != std::string::npos) return "contains a carriage return";
-  if (text.find('\0') != std::string::npos) return "contains a NUL byte";
-  return std::nullopt;
-}
+using text::line_break_problem;
 
 // What is wrong with a store path, or nullopt when nothing is.
 std::optional<std::string> store_path_problem(const std::string& path) {
   if (path.empty() || path.front() != '/') return "must be an absolute path";
-  std::size_t start = 1;
-  while (start <= path.size()) {
-    std::size_t end = path.find('/', start);
-    if (end == std::string::npos) end = path.size();
-    std::string_view component(path.data() + start, end - start);
+  for (std::string_view component : text::split(path, '/')) {
     if (component == "." || component == "..") return "must not have a '.' or '..' component";
-    start = end + 1;
   }
   return std::nullopt;
 }
@@ -42,7 +33,7 @@ std::optional<std::string> store_path_problem(const std::string& path) {
 // A name as it appears in a field path: as is, or JSON-quoted when it holds a
 // character that would break the one-line message.
 std::string printable_name(const std::string& name) {
-  if (!line_breaking_character(name)) return name;
+  if (!line_break_problem(name)) return name;
   return Json(name).dump();
 }
 
@@ -59,9 +50,7 @@ class Object {
 
   bool has(const std::string& key) const { return json_.contains(key); }
 
-  Object object(const std::string& key) const {
-    return Object(required(key), field(key), origin_);
-  }
+  Object object(const std::string& key) const { return Object(required(key), field(key), origin_); }
 
   std::optional<Object> optional_object(const std::string& key) const {
     if (!has(key)) return std::nullopt;
@@ -120,7 +109,7 @@ class Object {
   std::string checked_string(const Json& value, const std::string& field_path) const {
     if (!value.is_string()) fail(field_path, "must be a string");
     std::string text = value.get<std::string>();
-    if (auto problem = line_breaking_character(text)) fail(field_path, *problem);
+    if (auto problem = line_break_problem(text)) fail(field_path, *problem);
     return text;
   }
 
@@ -179,7 +168,7 @@ void read_specialisations(const Object& specialisations, Bootspec& spec) {
   for (const auto& [name, json] : specialisations.json().items()) {
     std::string field = specialisations.field(name);
     try {
-      if (auto problem = line_breaking_character(name)) {
+      if (auto problem = line_break_problem(name)) {
         throw Error(specialisations.origin(), field + ": name " + *problem);
       }
       Object document(json, field, specialisations.origin());
@@ -215,12 +204,7 @@ Bootspec& Bootspec::operator=(Bootspec&&) noexcept = default;
 Bootspec::~Bootspec() = default;
 
 Bootspec parse_bootspec(std::string_view json_text, const std::string& origin) {
-  Json json;
-  try {
-    json = Json::parse(json_text);
-  } catch (const Json::exception& error) {  // parse_error, or out_of_range for a number too large
-    throw Error(origin, std::string("invalid JSON: ") + error.what());
-  }
+  const Json json = parse_json(json_text, origin, limits::kBootspecBytes, limits::kJsonDepth);
   return read_document(Object(json, "", origin), true);
 }
 

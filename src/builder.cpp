@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "limits.hpp"
 #include "posix_io.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
@@ -15,6 +16,14 @@ namespace fs = std::filesystem;
 namespace xbb {
 namespace {
 
+// Refuses a file that does not start like a PE32+ EFI application, before
+// it is read whole.
+void check_image_start(std::string_view start) {
+  if (start.size() < 2 || start[0] != 'M' || start[1] != 'Z') {
+    pe::parse(pe::bytes_of(start));  // throws the parser's message for what it is instead
+  }
+}
+
 // Each distinct xen.efi is read and checked once; a generation whose image is
 // missing or is not a PE32+ EFI application gets no entry, with the reason.
 void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) {
@@ -24,15 +33,27 @@ void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) 
     auto found = problems.find(generation.xen_efi);
     if (found == problems.end()) {
       std::string problem;
+      const std::string shown = generation.xen_efi.string();
       try {
-        std::string bytes = posix::read_host_file(generation.xen_efi);
+        std::string bytes =
+            posix::read_host_file(generation.xen_efi, limits::kXenImageBytes, "Xen image",
+                                  limits::kImageHeaderBytes, [&shown](std::string_view start) {
+                                    try {
+                                      check_image_start(start);
+                                    } catch (const Error& e) {
+                                      throw Error(shown, e.what());
+                                    }
+                                  });
         try {
-          pe::parse(pe::bytes_of(bytes));
+          const pe::Image image = pe::parse(pe::bytes_of(bytes));
+          if (image.subsystem != pe::kSubsystemEfiApplication) {
+            throw Error("Subsystem " + std::to_string(image.subsystem) +
+                        ": not an EFI application (Subsystem 10)");
+          }
         } catch (const Error& e) {
-          throw Error(generation.xen_efi.string(), e.what());
+          throw Error(shown, e.what());
         }
-        reporter.debug("checked " + generation.xen_efi.string() + ": PE32+, " +
-                       std::to_string(bytes.size()) + " bytes");
+        reporter.debug("checked " + shown + ": PE32+, " + std::to_string(bytes.size()) + " bytes");
       } catch (const Error& e) {
         problem = e.what();
       }
@@ -43,24 +64,6 @@ void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) 
       generation.problem = found->second;
     }
   }
-}
-
-// The .config embedded in each existing Xen image, to tell what changed.
-std::map<std::string, std::string> read_image_configs(const Esp& esp, const EspState& state,
-                                                      Reporter& reporter) {
-  std::map<std::string, std::string> configs;
-  for (const auto& path : state.xen_images) {
-    try {
-      auto text = esp.read(path);
-      if (!text) continue;
-      auto bytes = pe::bytes_of(*text);
-      auto config = pe::section_contents(bytes, pe::parse(bytes), ".config");
-      configs[path] = std::string(config.begin(), config.end());
-    } catch (const Error& e) {
-      reporter.debug(path + ": existing image unreadable, will be replaced: " + e.what());
-    }
-  }
-  return configs;
 }
 
 std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
@@ -111,11 +114,10 @@ int run_build(const BuildOptions& options, Reporter& reporter) {
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     check_xen_images(generations, reporter);
-    EspState state = read_esp_state(esp);
-    auto image_configs = read_image_configs(esp, state, reporter);
+    EspState state = read_esp_state(esp, generations, options.retarget_default);
     PlanOptions plan_options;
     plan_options.retarget_default = options.retarget_default;
-    Planned planned = make_plan(generations, state, image_configs, plan_options);
+    Planned planned = make_plan(generations, state, plan_options);
     for (const auto& note : planned.notes) reporter.debug(note);
 
     const Plan& plan = planned.plan;

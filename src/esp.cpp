@@ -121,6 +121,13 @@ std::string random_suffix() {
   return hex;
 }
 
+EspFileType type_of(mode_t mode) {
+  if (S_ISREG(mode)) return EspFileType::regular;
+  if (S_ISLNK(mode)) return EspFileType::symlink;
+  if (S_ISDIR(mode)) return EspFileType::folder;
+  return EspFileType::other;
+}
+
 struct Temporary {
   UniqueFd fd;
   std::string name;
@@ -193,7 +200,7 @@ Esp::Location Esp::locate(const std::string& path, bool create) const {
   return location;
 }
 
-std::optional<std::string> Esp::read(const std::string& path) const {
+std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limit) const {
   Location at = locate(path, false);
   if (!at.folder) return std::nullopt;
   UniqueFd file(::openat(at.folder.get(), at.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
@@ -203,11 +210,11 @@ std::optional<std::string> Esp::read(const std::string& path) const {
   }
   struct stat st {};
   if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
-  if (!S_ISREG(st.st_mode)) throw Error(at.shown, "is not a regular file");
-  return posix::read_all(file.get(), at.shown);
+  if (!S_ISREG(st.st_mode)) throw Error(at.shown, "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
+  return posix::read_all(file.get(), at.shown, limit, "file there");
 }
 
-std::vector<std::string> Esp::list(const std::string& dir) const {
+std::vector<std::pair<std::string, EspFileType>> Esp::list_all(const std::string& dir) const {
   std::vector<std::string> components = split_esp_path(dir);
   UniqueFd folder = open_folders(components, components.size(), false);
   if (!folder) return {};
@@ -216,7 +223,7 @@ std::vector<std::string> Esp::list(const std::string& dir) const {
   if (!stream) throw Error(shown, "cannot list folder: " + error_text(errno));
   folder.release();
 
-  std::vector<std::string> names;
+  std::vector<std::pair<std::string, EspFileType>> items;
   for (;;) {
     errno = 0;
     const dirent* entry = ::readdir(stream.get());
@@ -228,10 +235,18 @@ std::vector<std::string> Esp::list(const std::string& dir) const {
       if (errno == ENOENT) continue;
       throw Error(shown_path(root_, dir + "/" + name), "cannot stat: " + error_text(errno));
     }
-    if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) names.push_back(name);
+    items.emplace_back(std::move(name), type_of(st.st_mode));
   }
   if (errno != 0) throw Error(shown, "cannot list folder: " + error_text(errno));
-  std::sort(names.begin(), names.end());
+  std::sort(items.begin(), items.end());
+  return items;
+}
+
+std::vector<std::string> Esp::list(const std::string& dir) const {
+  std::vector<std::string> names;
+  for (auto& [name, type] : list_all(dir)) {
+    if (type == EspFileType::regular || type == EspFileType::symlink) names.push_back(std::move(name));
+  }
   return names;
 }
 
@@ -243,10 +258,7 @@ EspFileType Esp::type(const std::string& path) const {
     if (errno == ENOENT) return EspFileType::absent;
     throw Error(at.shown, "cannot stat: " + error_text(errno));
   }
-  if (S_ISREG(st.st_mode)) return EspFileType::regular;
-  if (S_ISLNK(st.st_mode)) return EspFileType::symlink;
-  if (S_ISDIR(st.st_mode)) return EspFileType::folder;
-  return EspFileType::other;
+  return type_of(st.st_mode);
 }
 
 void Esp::write_atomic(const std::string& path, const std::string& bytes) {
@@ -320,29 +332,5 @@ EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_roo
 }
 
 EspLock::~EspLock() { ::flock(fd_.get(), LOCK_UN); }
-
-EspState read_esp_state(const Esp& esp) {
-  auto starts_with = [](const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; };
-  auto ends_with = [](const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-
-  EspState state;
-  for (const std::string& name : esp.list("loader/entries")) {
-    if (!starts_with(name, "xen-") || !ends_with(name, ".conf")) continue;
-    const std::string path = "loader/entries/" + name;
-    std::optional<std::string> text;
-    if (esp.type(path) == EspFileType::regular) text = esp.read(path);
-    state.xen_entries[path] = text.value_or("");
-  }
-  for (const std::string& name : esp.list("EFI/xen")) {
-    if (ends_with(name, ".efi") || ends_with(name, ".cfg")) state.xen_images.push_back("EFI/xen/" + name);
-  }
-  for (const std::string& name : esp.list("EFI/nixos")) {
-    if (starts_with(name, "xen-") && ends_with(name, ".efi")) state.legacy_images.push_back("EFI/nixos/" + name);
-  }
-  state.loader_conf = esp.read("loader/loader.conf");
-  return state;
-}
 
 }  // namespace xbb

@@ -6,9 +6,12 @@
 #include <regex>
 #include <sstream>
 
+#include "limits.hpp"
 #include "posix_io.hpp"
+#include "text.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
+#include "xbb/layout.hpp"
 
 namespace fs = std::filesystem;
 
@@ -17,29 +20,41 @@ namespace {
 
 constexpr int kMaxSymlinks = 40;
 
+constexpr std::string_view kStore = "/nix/store/";
+
 std::deque<std::string> split_path(const std::string& path) {
   std::deque<std::string> parts;
-  std::string part;
-  std::istringstream in(path);
-  while (std::getline(in, part, '/')) {
-    if (!part.empty() && part != ".") parts.push_back(part);
+  for (std::string_view part : text::split(path, '/')) {
+    if (!part.empty() && part != ".") parts.emplace_back(part);
   }
   return parts;
 }
 
-// "init=/nix/store/x-nixos-system/init" in an options line gives the
-// toplevel "/nix/store/x-nixos-system".
-std::optional<std::string> toplevel_from_options(const std::string& options) {
-  std::istringstream words(options);
-  std::string word;
-  while (words >> word) {
-    if (word.rfind("init=", 0) != 0) continue;
-    std::string init = word.substr(5);
-    auto slash = init.rfind('/');
-    if (slash == std::string::npos || slash == 0) return std::nullopt;
-    return init.substr(0, slash);
+// The toplevel of a generation from its entry's options line: the last
+// init= (Linux, like any kernel parameter, takes the last one), which must be
+// "/nix/store/<toplevel>/init", as NixOS writes it:
+// "init=/nix/store/x-nixos-system/init" gives "/nix/store/x-nixos-system".
+std::string toplevel_from_options(const std::string& options, const std::string& origin) {
+  std::optional<std::string> init;
+  std::string_view rest = options;
+  while (!rest.empty()) {
+    auto [word, after] = text::split_first_word(rest);
+    if (word.starts_with("init=")) init = std::string(word.substr(5));
+    rest = after;
   }
-  return std::nullopt;
+  if (!init) throw Error(origin, "options line has no init=<toplevel>/init");
+  const std::string shown = "init=" + text::printable(*init);
+  if (!init->starts_with(kStore)) throw Error(origin, shown + " is outside " + std::string(kStore));
+  const auto components = text::split(std::string_view(*init).substr(1), '/');
+  for (std::string_view component : components) {
+    if (component.empty() || component == "." || component == "..") {
+      throw Error(origin, shown + " has an empty, '.' or '..' component");
+    }
+  }
+  if (components.size() != 4 || components.back() != "init") {
+    throw Error(origin, shown + " is not " + std::string(kStore) + "<toplevel>/init");
+  }
+  return init->substr(0, init->size() - 5);
 }
 
 std::optional<unsigned> number_after(const std::string& text, const std::regex& pattern) {
@@ -66,10 +81,16 @@ void resolve_files(Generation& generation, const fs::path& root) {
   if (spec.initrd) generation.initrd_file = host_path(root, *spec.initrd);
 }
 
+// The bootspec of `toplevel`, read with its size limit.
+Bootspec read_bootspec(const fs::path& root, const std::string& toplevel) {
+  fs::path file = host_path(root, toplevel + "/boot.json");
+  return parse_bootspec(posix::read_host_file(file, limits::kBootspecBytes, "bootspec"),
+                        file.string());
+}
+
 void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel) {
   try {
-    fs::path file = host_path(root, toplevel + "/boot.json");
-    generation.bootspec = parse_bootspec(posix::read_host_file(file), file.string());
+    generation.bootspec = read_bootspec(root, toplevel);
     resolve_files(generation, root);
   } catch (const Error& e) {
     generation.bootspec.reset();
@@ -77,12 +98,21 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
   }
 }
 
+// The kernel and initrd that go into the image must be regular files of a
+// sane size: checked here, so that one that is not costs only its generation.
+void check_embedded_files(const Generation& generation) {
+  posix::host_file_size(generation.kernel_file, limits::kKernelBytes, "kernel");
+  if (generation.initrd_file)
+    posix::host_file_size(*generation.initrd_file, limits::kInitrdBytes, "initrd");
+}
+
 // Orders names as people count: "generation-2" before "generation-10", and
 // a generation before its specialisations.
 bool natural_less(const std::string& a, const std::string& b) {
   std::size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
-    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) &&
+        std::isdigit(static_cast<unsigned char>(b[j]))) {
       std::size_t i_end = a.find_first_not_of("0123456789", i);
       std::size_t j_end = b.find_first_not_of("0123456789", j);
       i_end = i_end == std::string::npos ? a.size() : i_end;
@@ -104,8 +134,9 @@ bool natural_less(const std::string& a, const std::string& b) {
 }
 
 void sort_generations(std::vector<Generation>& generations) {
-  std::stable_sort(generations.begin(), generations.end(),
-                   [](const Generation& a, const Generation& b) { return natural_less(a.rest, b.rest); });
+  std::stable_sort(
+      generations.begin(), generations.end(),
+      [](const Generation& a, const Generation& b) { return natural_less(a.rest, b.rest); });
 }
 
 }  // namespace
@@ -134,7 +165,9 @@ fs::path host_path(const fs::path& root, const std::string& path) {
       done.push_back(std::move(part));
       continue;
     }
-    if (++links > kMaxSymlinks) throw Error(path, "too many levels of symbolic links");
+    if (++links > kMaxSymlinks) {
+      throw Error(joined(done).string(), "too many levels of symbolic links resolving " + path);
+    }
     std::string target = fs::read_symlink(candidate, ec).string();
     if (ec) throw Error(candidate.string(), "cannot read link: " + ec.message());
     if (!target.empty() && target.front() == '/') done.clear();
@@ -145,34 +178,33 @@ fs::path host_path(const fs::path& root, const std::string& path) {
 }
 
 std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path& root) {
-  std::vector<std::string> names = esp.list("loader/entries");
-  std::sort(names.begin(), names.end());
   std::vector<Generation> generations;
-  for (const auto& name : names) {
+  const std::string folder(layout::kEntriesFolder);
+  for (const auto& [name, type] : esp.list_all(folder)) {
     if (!name.starts_with("nixos-") || !name.ends_with(".conf")) continue;
     Generation generation;
-    generation.source = "loader/entries/" + name;
+    generation.source = folder + "/" + name;
     auto parsed = parse_entry_name(name);
-    if (!parsed) {
-      // Reported, never used as a file name: the planner only warns about it.
-      generation.rest = name.substr(6);
-      generation.problem = generation.source +
-                           ": not an entry name systemd-boot's installer writes "
-                           "(characters outside [A-Za-z0-9+_.-])";
-      generations.push_back(std::move(generation));
-      continue;
-    }
-    generation.rest = parsed->stem.substr(6);
-    generation.counter = parsed->counter;
+    generation.rest = parsed ? parsed->stem.substr(6) : name.substr(6, name.size() - 11);
     try {
-      auto text = esp.read(generation.source);
+      if (type == EspFileType::folder || type == EspFileType::other) {
+        throw Error(generation.source, "is a folder or special file, not an entry");
+      }
+      if (!parsed) {
+        throw Error(generation.source,
+                    "not an entry name systemd-boot's installer writes (characters outside "
+                    "[A-Za-z0-9+_.-], or longer than 255 bytes)");
+      }
+      generation.counter = parsed->counter;
+      auto text = esp.read(generation.source, limits::kLoaderTextBytes);
       if (!text) continue;
       generation.entry = parse_loader_entry(*text, generation.source);
       generation.number = generation_number(generation.rest, generation.entry);
-      auto toplevel = toplevel_from_options(generation.entry.options.value_or(""));
-      if (!toplevel) throw Error(generation.source, "options line has no init=<toplevel>/init");
-      load_bootspec(generation, root, *toplevel);
+      load_bootspec(
+          generation, root,
+          toplevel_from_options(generation.entry.options.value_or(""), generation.source));
     } catch (const Error& e) {
+      generation.bootspec.reset();
       generation.problem = e.what();
     }
     generations.push_back(std::move(generation));
@@ -186,8 +218,7 @@ namespace {
 // One profile link and its specialisations, with entries made up the way
 // systemd-boot's NixOS installer would title them.
 void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
-                            const std::string& profile, unsigned number,
-                            const std::string& link) {
+                            const std::string& profile, unsigned number, const std::string& link) {
   Generation generation;
   generation.rest = (profile.empty() ? "" : profile + "-") + "generation-" + std::to_string(number);
   generation.source = link;
@@ -195,8 +226,7 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
   generation.embed_kernel = true;
   std::string title = "NixOS" + (profile.empty() ? std::string() : " [" + profile + "]");
   try {
-    fs::path file = host_path(root, link + "/boot.json");
-    generation.bootspec = parse_bootspec(posix::read_host_file(file), file.string());
+    generation.bootspec = read_bootspec(root, link);
   } catch (const Error& e) {
     generation.problem = e.what();
   }
@@ -207,6 +237,7 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
     g.entry.sort_key = g.bootspec->sort_key;
     try {
       resolve_files(g, root);
+      check_embedded_files(g);
     } catch (const Error& e) {
       g.bootspec.reset();
       g.problem = e.what();
@@ -236,7 +267,8 @@ std::vector<Generation> generations_from_profiles(const fs::path& root) {
     std::error_code ec;
     fs::path host = host_path(root, dir);
     std::vector<std::string> names;
-    for (const auto& item : fs::directory_iterator(host, ec)) names.push_back(item.path().filename());
+    for (const auto& item : fs::directory_iterator(host, ec))
+      names.push_back(item.path().filename());
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
       std::smatch m;

@@ -4,6 +4,7 @@
 #include <map>
 #include <variant>
 
+#include "limits.hpp"
 #include "posix_io.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/pe.hpp"
@@ -16,21 +17,29 @@ std::vector<std::uint8_t> as_bytes(const std::string& text) { return {text.begin
 
 std::vector<std::uint8_t> section_bytes(const SectionSource& source) {
   if (const auto* text = std::get_if<std::string>(&source.content)) return as_bytes(*text);
-  return as_bytes(posix::read_host_file(std::get<std::filesystem::path>(source.content)));
+  const bool kernel = source.name == ".kernel";
+  return as_bytes(posix::read_host_file(std::get<std::filesystem::path>(source.content),
+                                        kernel ? limits::kKernelBytes : limits::kInitrdBytes,
+                                        kernel ? "kernel" : "initrd"));
+}
+
+std::string read_xen_efi(const std::filesystem::path& path) {
+  return posix::read_host_file(path, limits::kXenImageBytes, "Xen image");
 }
 
 }  // namespace
 
 BuiltImage build_image(const ImageRecipe& recipe, const std::string& xen_efi) {
   std::vector<pe::NewSection> sections;
-  for (const SectionSource& source : recipe.sections) sections.push_back({source.name, section_bytes(source)});
+  for (const SectionSource& source : recipe.sections)
+    sections.push_back({source.name, section_bytes(source)});
   pe::AddResult result = pe::add_sections(pe::bytes_of(xen_efi), sections);
   std::string bytes(reinterpret_cast<const char*>(result.file.data()), result.file.size());
   return {std::move(bytes), std::move(result.warnings)};
 }
 
 BuiltImage build_image(const ImageRecipe& recipe) {
-  return build_image(recipe, posix::read_host_file(recipe.xen_efi));
+  return build_image(recipe, read_xen_efi(recipe.xen_efi));
 }
 
 ApplyReport apply_plan(Esp& esp, const Plan& plan) {
@@ -38,7 +47,7 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan) {
   return apply_plan(esp, plan, [&xen_efi_files](const ImageRecipe& recipe) {
     auto found = xen_efi_files.find(recipe.xen_efi);
     if (found == xen_efi_files.end()) {
-      found = xen_efi_files.emplace(recipe.xen_efi, posix::read_host_file(recipe.xen_efi)).first;
+      found = xen_efi_files.emplace(recipe.xen_efi, read_xen_efi(recipe.xen_efi)).first;
     }
     return build_image(recipe, found->second);
   });

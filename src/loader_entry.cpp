@@ -1,9 +1,11 @@
 #include "xbb/loader_entry.hpp"
 
 #include <charconv>
+#include <climits>
 
-#include "text_lines.hpp"
+#include "text.hpp"
 #include "xbb/error.hpp"
+#include "xbb/layout.hpp"
 
 namespace xbb {
 namespace {
@@ -11,17 +13,10 @@ namespace {
 constexpr std::string_view kSuffix = ".conf";
 constexpr std::size_t kMaxFileNameLength = 255;
 
-bool is_file_name_character(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-         c == '_' || c == '.' || c == '-';
-}
-
 bool is_key_character(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
          c == '-';
 }
-
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
 // A number of a boot counter: one or more digits that fit an unsigned.
 std::optional<unsigned> parse_count(std::string_view digits) {
@@ -66,9 +61,10 @@ struct Line {
 
 std::vector<Line> split_lines(std::string_view text, const std::string& origin) {
   std::vector<Line> lines;
-  for_each_line(text, [&](std::size_t number, std::string_view line) {
+  text::for_each_line(text, [&](std::size_t number, std::string_view line) {
     std::string where = "line " + std::to_string(number);
-    if (line.find('\0') != std::string_view::npos) throw Error(origin, where + ": contains a NUL byte");
+    if (line.find('\0') != std::string_view::npos)
+      throw Error(origin, where + ": contains a NUL byte");
     if (line.find('\r') != std::string_view::npos) {
       throw Error(origin, where + ": contains a carriage return inside the line");
     }
@@ -77,20 +73,17 @@ std::vector<Line> split_lines(std::string_view text, const std::string& origin) 
   return lines;
 }
 
-std::string_view trim_blanks(std::string_view text) {
-  while (!text.empty() && is_blank(text.front())) text.remove_prefix(1);
-  while (!text.empty() && is_blank(text.back())) text.remove_suffix(1);
-  return text;
-}
-
 using EntryField = std::optional<std::string> LoaderEntry::*;
 
 // The keys that hold one value (a later line replaces an earlier one).
 std::optional<EntryField> single_value_field(std::string_view key) {
   static constexpr std::pair<std::string_view, EntryField> kFields[] = {
-      {"title", &LoaderEntry::title},           {"version", &LoaderEntry::version},
-      {"machine-id", &LoaderEntry::machine_id}, {"sort-key", &LoaderEntry::sort_key},
-      {"linux", &LoaderEntry::kernel},          {"devicetree", &LoaderEntry::devicetree},
+      {"title", &LoaderEntry::title},
+      {"version", &LoaderEntry::version},
+      {"machine-id", &LoaderEntry::machine_id},
+      {"sort-key", &LoaderEntry::sort_key},
+      {"linux", &LoaderEntry::kernel},
+      {"devicetree", &LoaderEntry::devicetree},
       {"efi", &LoaderEntry::efi},
   };
   for (const auto& [name, field] : kFields) {
@@ -102,7 +95,7 @@ std::optional<EntryField> single_value_field(std::string_view key) {
 void set_value(LoaderEntry& entry, std::string_view key, std::string_view value) {
   std::string text(value);
   if (auto field = single_value_field(key)) {
-    entry.**field = std::move(text);
+    entry.** field = std::move(text);
   } else if (key == "initrd") {
     entry.initrds.push_back(std::move(text));
   } else if (key == "options") {
@@ -112,15 +105,18 @@ void set_value(LoaderEntry& entry, std::string_view key, std::string_view value)
 
 void render_line(std::string& out, std::string_view key, const std::optional<std::string>& value) {
   if (!value || value->empty()) return;
-  const char* problem = nullptr;
-  if (value->find('\n') != std::string::npos) problem = "contains a newline";
-  else if (value->find('\r') != std::string::npos) problem = "contains a carriage return";
-  else if (value->find('\0') != std::string::npos) problem = "contains a NUL byte";
-  if (problem) throw Error("loader entry", std::string(key) + ": " + problem);
+  if (auto problem = text::line_break_problem(*value)) {
+    throw Error("loader entry", std::string(key) + ": " + *problem);
+  }
   out.append(key).append(" ").append(*value).append("\n");
 }
 
 }  // namespace
+
+unsigned BootCounter::total() const {
+  const unsigned extra = done.value_or(0);
+  return left > UINT_MAX - extra ? UINT_MAX : left + extra;
+}
 
 std::string EntryName::filename() const {
   std::string name = stem;
@@ -134,7 +130,7 @@ std::string EntryName::filename() const {
 std::optional<EntryName> parse_entry_name(std::string_view filename) {
   if (filename.size() > kMaxFileNameLength || !filename.ends_with(kSuffix)) return std::nullopt;
   for (char c : filename) {
-    if (!is_file_name_character(c)) return std::nullopt;
+    if (!text::is_file_name_character(c)) return std::nullopt;
   }
   std::string_view base = filename.substr(0, filename.size() - kSuffix.size());
   EntryName name;
@@ -148,24 +144,20 @@ std::optional<EntryName> parse_entry_name(std::string_view filename) {
 LoaderEntry parse_loader_entry(std::string_view text, const std::string& origin) {
   LoaderEntry entry;
   for (const Line& line : split_lines(text, origin)) {
-    std::string_view content = trim_blanks(line.text);
-    if (content.empty() || content.front() == '#') continue;
-    std::size_t key_end = 0;
-    while (key_end < content.size() && !is_blank(content[key_end])) ++key_end;
-    std::string_view key = content.substr(0, key_end);
+    auto [key, value] = text::split_first_word(line.text);
+    if (key.empty() || key.front() == '#') continue;
     for (char c : key) {
       if (!is_key_character(c)) {
         throw Error(origin, "line " + std::to_string(line.number) + ": does not start with a key");
       }
     }
-    std::string_view value = trim_blanks(content.substr(key_end));
     if (!value.empty()) set_value(entry, key, value);
   }
   return entry;
 }
 
 std::string render_loader_entry(const LoaderEntry& entry) {
-  std::string out;
+  std::string out = std::string(layout::kMarker) + "\n";
   render_line(out, "title", entry.title);
   render_line(out, "version", entry.version);
   render_line(out, "efi", entry.efi);

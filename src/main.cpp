@@ -71,7 +71,7 @@ int inspect(const std::string& path, bool json) {
 int verify(const std::filesystem::path& esp_root, bool json) {
   try {
     xbb::Esp esp(esp_root);
-    xbb::Verification result = xbb::verify_esp(esp);
+    xbb::Verification result = xbb::verify_snapshot(xbb::read_snapshot(esp));
     if (json) {
       nlohmann::json out = {{"ok", result.ok()},
                             {"loader_conf", result.loader_conf_problems},
@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
   xbb::BuildOptions options;
   if (vm.count("esp")) {
     options.esp = vm["esp"].as<std::string>();
+    if (options.esp.empty()) return usage_error("--esp: the path is empty", kExitUsage);
   } else if (const char* mount = std::getenv("efiMountPoint"); mount && *mount) {
     options.esp = mount;
   }

@@ -1,11 +1,11 @@
 #include "xbb/planner.hpp"
 
-#include <fnmatch.h>
-
 #include <algorithm>
 #include <set>
 
+#include "xbb/boot_menu.hpp"
 #include "xbb/error.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/loader_conf.hpp"
 #include "xbb/xen_config.hpp"
 
@@ -14,8 +14,6 @@ namespace fs = std::filesystem;
 namespace xbb {
 namespace {
 
-const std::string kEntriesDir = "loader/entries/";
-const std::string kImageDir = "EFI/xen/";
 const std::string kConfigSection = "nixos";
 
 // One Xen entry that is to exist after the run.
@@ -29,13 +27,9 @@ struct Target {
   std::string config_text;
 };
 
-// An existing Xen entry on the ESP.
-struct Existing {
-  std::string path;
-  std::string text;
-};
-
 std::string label(const Generation& generation) { return "nixos-" + generation.rest; }
+
+std::string file_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
 XenConfig xen_config_for(const Generation& generation, std::vector<std::string>& warnings) {
   const Bootspec& spec = *generation.bootspec;
@@ -69,6 +63,21 @@ XenConfig xen_config_for(const Generation& generation, std::vector<std::string>&
   return config;
 }
 
+// Refuses a configuration `verify` would call not bootable, with its reasons.
+void check_bootable(const Target& target, const EspState& state) {
+  const Generation& generation = *target.generation;
+  BootFiles files;
+  files.image_path = target.image_path;
+  files.kernel_embedded = generation.embed_kernel;
+  files.ramdisk_embedded = generation.embed_kernel && generation.initrd_file.has_value();
+  files.is_file = [&state](const std::string& path) { return state.boot_files.count(path) > 0; };
+  auto problems = boot_problems(parse_xen_config(target.config_text, target.image_path), files);
+  if (problems.empty()) return;
+  std::string reasons;
+  for (const auto& problem : problems) reasons += (reasons.empty() ? "" : "; ") + problem;
+  throw Error(generation.source, "its Xen configuration would not boot: " + reasons);
+}
+
 ImageRecipe recipe_for(const Generation& generation, const std::string& config_text) {
   ImageRecipe recipe;
   recipe.xen_efi = generation.xen_efi;
@@ -80,25 +89,27 @@ ImageRecipe recipe_for(const Generation& generation, const std::string& config_t
   return recipe;
 }
 
+// An existing Xen entry, by its stem.
+struct Existing {
+  std::string path;
+  const ExistingFile* file = nullptr;
+};
+
 // The entry file name: the source's boot counter carries over. An existing
 // entry whose content stays the same keeps its current counter; a new or
 // changed one starts with all of the source's tries.
-std::string entry_file_name(const Target& target, const std::optional<BootCounter>& counter,
-                            const std::optional<Existing>& existing) {
-  if (!counter) return target.stem + ".conf";
-  if (existing && existing->text == target.entry_text) {
-    return existing->path.substr(kEntriesDir.size());
-  }
-  return target.stem + "+" + std::to_string(counter->left + counter->done.value_or(0)) + ".conf";
+std::string entry_path_for(const Target& target, const std::optional<BootCounter>& counter,
+                           const std::optional<Existing>& existing) {
+  if (counter && existing && existing->file->text == target.entry_text) return existing->path;
+  return layout::entry_path(target.stem, counter);
 }
 
 // Which fields differ between the existing entry (and its image's .config)
 // and the target; empty when nothing does.
-std::string changed_fields(const Target& target, const Existing& existing,
-                           const std::map<std::string, std::string>& image_configs) {
+std::string changed_fields(const Target& target, const Existing& existing, const EspState& state) {
   std::vector<std::string> fields;
   try {
-    LoaderEntry old = parse_loader_entry(existing.text, existing.path);
+    LoaderEntry old = parse_loader_entry(existing.file->text, existing.path);
     const LoaderEntry& now = target.entry;
     if (old.title != now.title) fields.push_back("title");
     if (old.version != now.version) fields.push_back("version");
@@ -108,18 +119,18 @@ std::string changed_fields(const Target& target, const Existing& existing,
   } catch (const Error&) {
     fields.push_back("entry");
   }
-  auto config = image_configs.find(target.image_path);
-  if (config == image_configs.end()) {
+  auto image = state.xen_images.find(target.image_path);
+  if (image == state.xen_images.end()) {
     if (fields.empty() || fields.back() != "efi") fields.push_back("image");
-  } else if (config->second != target.config_text) {
+  } else if (image->second.text != target.config_text) {
     try {
-      auto old = parse_xen_config(config->second, target.image_path);
+      auto old = parse_xen_config(image->second.text, target.image_path);
       auto now = parse_xen_config(target.config_text, "plan");
       for (const char* key : {"options", "kernel", "ramdisk"}) {
-        if (old.default_value(key) != now.default_value(key)) fields.push_back(std::string("xen ") + key);
+        if (old.default_value(key) != now.default_value(key))
+          fields.push_back(std::string("xen ") + key);
       }
     } catch (const Error&) {
-      fields.push_back("xen config");
     }
     if (fields.empty()) fields.push_back("xen config");
   }
@@ -128,73 +139,75 @@ std::string changed_fields(const Target& target, const Existing& existing,
   return detail;
 }
 
-bool is_glob(const std::string& value) {
-  return value.find_first_of("*?[") != std::string::npos;
-}
+// The source entries as systemd-boot's menu lists them, each with its generation.
+struct SourceMenu {
+  std::vector<MenuEntry> entries;
+  std::vector<const Generation*> generations;
+};
 
-// The generation systemd-boot boots when nobody picks one: the entry
-// loader.conf names (preferred before default), else the newest generation
-// of the system profile.
-const Generation* default_generation(const std::vector<Generation>& generations,
-                                     const std::optional<std::string>& loader_conf) {
-  if (loader_conf) {
-    for (const char* key : {"preferred", "default"}) {
-      auto value = loader_conf_value(*loader_conf, key);
-      if (!value || is_glob(*value)) continue;
-      std::string id = *value;
-      if (id.ends_with(".conf")) id.resize(id.size() - 5);
-      for (const auto& generation : generations) {
-        if (label(generation) == id) return &generation;
-      }
-    }
-  }
-  const Generation* newest = nullptr;
+SourceMenu source_menu(const std::vector<Generation>& generations) {
+  SourceMenu menu;
   for (const auto& generation : generations) {
-    bool system = generation.rest.rfind("generation-", 0) == 0 &&
-                  generation.rest.find("-specialisation-") == std::string::npos;
-    bool numbered = generation.number.has_value();
-    if ((system || !generation.number) && numbered &&
-        (!newest || *generation.number > *newest->number)) {
-      newest = &generation;
-    }
+    auto name = parse_entry_name(file_name(generation.source));
+    if (!name) name = EntryName{label(generation), generation.counter};
+    menu.entries.push_back(menu_entry(*name, generation.entry));
+    menu.generations.push_back(&generation);
   }
-  return newest;
+  return menu;
 }
 
-// "default nixos-X.conf" -> "default xen-X.conf" when xen-X exists after the
-// run; globs ("nixos-*") when at least one Xen entry matches.
-RetargetFn retarget_to(const std::set<std::string>& stems) {
-  return [&stems](std::string_view value) -> std::optional<std::string> {
-    std::string id(value);
-    std::string suffix;
-    if (id.ends_with(".conf")) {
-      suffix = ".conf";
-      id.resize(id.size() - 5);
-    }
-    if (id.rfind("nixos-", 0) != 0) return std::nullopt;
-    std::string xen = "xen-" + id.substr(6);
-    bool exists = is_glob(xen) ? std::any_of(stems.begin(), stems.end(),
-                                             [&](const std::string& stem) {
-                                               return fnmatch(xen.c_str(), stem.c_str(), 0) == 0;
-                                             })
-                               : stems.count(xen) > 0;
-    if (!exists) return std::nullopt;
-    return xen + suffix;
+// The value of `preferred` when it selects an entry, else of `default`.
+std::optional<std::string> default_value(const std::optional<std::string>& loader_conf,
+                                         const std::vector<MenuEntry>& menu) {
+  if (!loader_conf) return std::nullopt;
+  auto preferred = loader_conf_value(*loader_conf, "preferred");
+  if (preferred && !preferred->empty() && pick(*preferred, menu)) return preferred;
+  auto value = loader_conf_value(*loader_conf, "default");
+  if (value && !value->empty()) return value;
+  return std::nullopt;
+}
+
+// The generation systemd-boot boots when nobody picks one.
+const Generation* default_generation(const SourceMenu& menu,
+                                     const std::optional<std::string>& loader_conf) {
+  std::optional<std::size_t> index;
+  if (auto value = default_value(loader_conf, menu.entries)) index = pick(*value, menu.entries);
+  if (!index) index = first_in_menu(menu.entries);
+  return index ? menu.generations[*index] : nullptr;
+}
+
+// "default nixos-X" -> "default xen-X" (X a file name, a stem or a glob) when
+// systemd-boot would then pick the Xen entry of the generation it picks now.
+RetargetFn retarget_to(const SourceMenu& sources, const std::vector<MenuEntry>& xen_menu,
+                       const std::vector<std::string>& xen_stems) {
+  return [&](std::string_view value) -> std::optional<std::string> {
+    if (!value.starts_with("nixos-")) return std::nullopt;
+    auto source = pick(value, sources.entries);
+    if (!source) return std::nullopt;
+    std::string xen = "xen-" + std::string(value.substr(6));
+    auto picked = pick(xen, xen_menu);
+    if (!picked || xen_stems[*picked] != "xen-" + sources.generations[*source]->rest)
+      return std::nullopt;
+    return xen;
   };
+}
+
+std::string join_paths(const std::vector<std::string>& paths) {
+  std::string joined;
+  for (const auto& path : paths) joined += (joined.empty() ? "" : ", ") + path;
+  return joined;
 }
 
 }  // namespace
 
 Planned make_plan(const std::vector<Generation>& generations, const EspState& state,
-                  const std::map<std::string, std::string>& image_configs,
                   const PlanOptions& options) {
   Planned out;
   Plan& plan = out.plan;
 
   std::map<std::string, Existing> existing;  // by stem
-  for (const auto& [path, text] : state.xen_entries) {
-    auto name = parse_entry_name(path.substr(kEntriesDir.size()));
-    if (name) existing[name->stem] = {path, text};
+  for (const auto& [path, file] : state.xen_entries) {
+    if (auto name = parse_entry_name(file_name(path))) existing[name->stem] = {path, &file};
   }
   auto existing_for = [&](const std::string& stem) -> std::optional<Existing> {
     auto it = existing.find(stem);
@@ -202,16 +215,28 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     return it->second;
   };
 
-  const Generation* by_default = default_generation(generations, state.loader_conf);
+  const SourceMenu sources = source_menu(generations);
+  const std::optional<std::string> loader_conf =
+      options.retarget_default ? state.loader_conf : std::nullopt;
+  const Generation* by_default = default_generation(sources, loader_conf);
+
   std::vector<Target> targets;
   std::set<std::string> kept;  // stems of generations we could not rebuild: left as they are
+  auto skip = [&](const Generation& generation, const std::optional<std::string>& stem,
+                  const std::string& why) {
+    out.warnings.push_back(label(generation) + ": skipped: " + why);
+    if (stem) kept.insert(*stem);
+    if (&generation == by_default) out.default_failure = label(generation);
+  };
   for (const auto& generation : generations) {
-    std::string stem = "xen-" + generation.rest;
-    bool is_default = &generation == by_default;
+    std::string why;
+    const std::optional<std::string> stem = layout::xen_stem(generation.rest, why);
+    if (!stem) {
+      skip(generation, stem, generation.source + ": " + why);
+      continue;
+    }
     if (!generation.bootspec) {
-      out.warnings.push_back(label(generation) + ": skipped: " + generation.problem);
-      kept.insert(stem);
-      if (is_default) out.default_failure = label(generation);
+      skip(generation, stem, generation.problem);
       continue;
     }
     const Bootspec& spec = *generation.bootspec;
@@ -219,80 +244,109 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       out.notes.push_back(label(generation) + ": its bootspec has no Xen extension, no Xen entry");
       continue;
     }
-    if (spec.devicetree) {
+    if (spec.devicetree || generation.entry.devicetree) {
       out.warnings.push_back(label(generation) +
                              ": Xen's EFI configuration carries no devicetree; it is left out");
     }
     try {
       Target target;
       target.generation = &generation;
-      target.stem = stem;
-      target.image_path = kImageDir + stem + ".efi";
+      target.stem = *stem;
+      target.image_path = layout::image_path(target.stem);
       target.config_text = render_xen_config(xen_config_for(generation, out.warnings));
+      check_bootable(target, state);
       target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
       target.entry.version = generation.entry.version;
       target.entry.efi = "/" + target.image_path;
       target.entry.machine_id = generation.entry.machine_id;
       target.entry.sort_key = generation.entry.sort_key;
       target.entry_text = render_loader_entry(target.entry);
-      target.entry_path =
-          kEntriesDir + entry_file_name(target, generation.counter, existing_for(stem));
+      target.entry_path = entry_path_for(target, generation.counter, existing_for(target.stem));
       out.notes.push_back(label(generation) + ": Xen (bootspec v" +
                           std::to_string(spec.xen->schema) + ") " + spec.xen->efi_path + " -> " +
                           target.entry_path + ", " + target.image_path);
       targets.push_back(std::move(target));
     } catch (const Error& e) {
-      out.warnings.push_back(label(generation) + ": skipped: " + e.what());
-      kept.insert(stem);
-      if (is_default) out.default_failure = label(generation);
+      skip(generation, stem, e.what());
     }
   }
 
   std::set<std::string> keep_paths;  // files that stay: targets and what kept entries use
-  std::set<std::string> stems;       // Xen entries that exist after the run
+  std::vector<MenuEntry> xen_menu;   // the Xen entries after the run, as systemd-boot lists them
+  std::vector<std::string> xen_stems;
+  auto add_to_menu = [&](const std::string& path, const LoaderEntry& entry) {
+    auto name = parse_entry_name(file_name(path));
+    if (!name) return;
+    xen_menu.push_back(menu_entry(*name, entry));
+    xen_stems.push_back(name->stem);
+  };
   for (const auto& target : targets) {
     plan.images.push_back({target.image_path, recipe_for(*target.generation, target.config_text)});
     plan.entries.push_back({target.entry_path, target.entry_text});
     keep_paths.insert(target.entry_path);
     keep_paths.insert(target.image_path);
-    stems.insert(target.stem);
+    add_to_menu(target.entry_path, target.entry);
     auto old = existing_for(target.stem);
     if (!old) {
       plan.changes.push_back({'+', target.stem, ""});
     } else {
-      std::string detail = changed_fields(target, *old, image_configs);
+      std::string detail = changed_fields(target, *old, state);
       if (!detail.empty()) plan.changes.push_back({'~', target.stem, detail});
     }
   }
-  for (const auto& [stem, entry] : existing) {
-    if (!kept.count(stem)) continue;
-    keep_paths.insert(entry.path);
-    stems.insert(stem);
+
+  std::vector<std::string> foreign;
+  for (const auto& [path, file] : state.xen_entries) {
+    if (keep_paths.count(path)) continue;
+    auto name = parse_entry_name(file_name(path));
+    const bool is_kept = name && kept.count(name->stem) > 0;
+    if (file.ours && !is_kept) {
+      plan.removals.push_back(path);
+      const bool rebuilt = std::any_of(targets.begin(), targets.end(), [&](const Target& t) {
+        return name && t.stem == name->stem;
+      });
+      if (name && !rebuilt) plan.changes.push_back({'-', name->stem, ""});
+      continue;
+    }
+    if (file.ours) keep_paths.insert(path);
+    if (!file.ours) foreign.push_back(path);
     try {
-      auto efi = parse_loader_entry(entry.text, entry.path).efi;
-      if (efi && efi->size() > 1) keep_paths.insert(efi->substr(1));
+      LoaderEntry entry = parse_loader_entry(file.text, path);
+      add_to_menu(path, entry);
+      if (file.ours && entry.efi && entry.efi->size() > 1) keep_paths.insert(entry.efi->substr(1));
     } catch (const Error&) {
-      out.notes.push_back(entry.path + ": kept unread, its generation could not be rebuilt");
+      out.notes.push_back(path + ": kept unread");
     }
   }
-
-  for (const auto& [stem, entry] : existing) {
-    if (keep_paths.count(entry.path)) continue;
-    plan.removals.push_back(entry.path);
-    if (!stems.count(stem)) plan.changes.push_back({'-', stem, ""});
-  }
-  for (const auto& path : state.xen_images) {
-    if (!keep_paths.count(path)) plan.removals.push_back(path);
+  for (const auto& [path, file] : state.xen_images) {
+    if (keep_paths.count(path)) continue;
+    if (file.ours) {
+      plan.removals.push_back(path);
+    } else {
+      foreign.push_back(path);
+    }
   }
   for (const auto& path : state.legacy_images) {
     if (!keep_paths.count(path)) plan.removals.push_back(path);
   }
+  if (!foreign.empty()) {
+    out.warnings.push_back("left alone " + std::to_string(foreign.size()) +
+                           " file(s) that xen-boot-builder did not write: " + join_paths(foreign));
+  }
 
-  if (options.retarget_default && state.loader_conf) {
-    std::string text = retarget_loader_conf(*state.loader_conf, retarget_to(stems));
-    if (text != *state.loader_conf) {
+  if (options.retarget_default && !state.loader_conf_problem.empty()) {
+    out.warnings.push_back(std::string(layout::kLoaderConf) + ": " + state.loader_conf_problem +
+                           "; the default entry was not changed");
+  }
+  if (loader_conf) {
+    std::string text =
+        retarget_loader_conf(*loader_conf, retarget_to(sources, xen_menu, xen_stems));
+    if (text != *loader_conf) {
       plan.loader_conf = text;
       out.notes.push_back("loader/loader.conf: default retargeted to a Xen entry");
+    } else if (by_default && by_default->bootspec && by_default->bootspec->xen &&
+               !out.default_failure) {
+      out.notes.push_back("loader/loader.conf: left as it is");
     }
   }
   return out;

@@ -1,8 +1,10 @@
 #include "posix_io.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -19,16 +21,52 @@ void UniqueFd::reset() {
 }
 
 namespace posix {
+namespace {
+
+std::string too_large(std::uint64_t size, std::uint64_t limit, std::string_view what) {
+  return std::to_string(size) + " bytes, more than the " + std::to_string(limit) + " a " +
+         std::string(what) + " may have";
+}
+
+// Opens a host file for reading without blocking on a FIFO or taking a
+// terminal, and checks that it is a regular file within `limit`.
+UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
+                      std::uint64_t& size) {
+  const std::string shown = path.string();
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) throw Error(shown, "cannot open: " + error_text(errno));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw Error(shown, "cannot stat: " + error_text(errno));
+  if (!S_ISREG(st.st_mode))
+    throw Error(shown, "is " + file_type_name(st.st_mode) + ", not a regular file");
+  size = static_cast<std::uint64_t>(st.st_size);
+  if (size > limit) throw Error(shown, too_large(size, limit, what));
+  return fd;
+}
+
+}  // namespace
 
 std::string error_text(int error_number) { return std::strerror(error_number); }
 
-std::string read_all(int fd, const std::string& shown) {
+std::string file_type_name(mode_t mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a folder";
+  if (S_ISLNK(mode)) return "a symlink";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a file of unknown type";
+}
+
+std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what) {
   std::string bytes;
   char buffer[65536];
   for (;;) {
     ssize_t n = ::read(fd, buffer, sizeof buffer);
     if (n > 0) {
       bytes.append(buffer, static_cast<std::size_t>(n));
+      if (bytes.size() > limit) throw Error(shown, too_large(bytes.size(), limit, what));
     } else if (n == 0) {
       return bytes;
     } else if (errno != EINTR) {
@@ -49,10 +87,32 @@ void write_all(int fd, const std::string& bytes, const std::string& shown) {
   }
 }
 
-std::string read_host_file(const std::filesystem::path& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-  if (!fd) throw Error(path.string(), "cannot open: " + error_text(errno));
-  return read_all(fd.get(), path.string());
+std::string read_host_file(const std::filesystem::path& path, std::uint64_t limit,
+                           std::string_view what, std::uint64_t start_bytes,
+                           const std::function<void(std::string_view)>& check_start) {
+  std::uint64_t size = 0;
+  UniqueFd fd = open_regular(path, limit, what, size);
+  const std::string shown = path.string();
+  if (!check_start) return read_all(fd.get(), shown, limit, what);
+  std::string bytes(static_cast<std::size_t>(std::min(start_bytes, size)), '\0');
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(shown, "cannot read: " + error_text(errno));
+    done += static_cast<std::size_t>(n);
+  }
+  bytes.resize(done);
+  check_start(bytes);
+  return bytes + read_all(fd.get(), shown, limit - bytes.size(), what);
+}
+
+std::uint64_t host_file_size(const std::filesystem::path& path, std::uint64_t limit,
+                             std::string_view what) {
+  std::uint64_t size = 0;
+  open_regular(path, limit, what, size);
+  return size;
 }
 
 }  // namespace posix

@@ -4,22 +4,44 @@
 // library: every error is an xbb::Error naming `shown`, the path as the user
 // knows it.
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <string_view>
 
 namespace xbb::posix {
 
 // The message of an errno value.
 std::string error_text(int error_number);
 
-// Reads until end of file, retrying on EINTR.
-std::string read_all(int fd, const std::string& shown);
+// "a FIFO", "a character device", "a folder", ...: what a non-regular file
+// is, for messages.
+std::string file_type_name(mode_t mode);
+
+// Reads until end of file, retrying on EINTR; more than `limit` bytes is an
+// error (`what` names the kind of file: "a bootspec may have").
+std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what);
 
 // Writes every byte, retrying on EINTR and partial writes.
 void write_all(int fd, const std::string& bytes, const std::string& shown);
 
-// Reads a file of the host (not of the ESP: symlinks are followed, as for any
-// other input such as a /nix/store path).
-std::string read_host_file(const std::filesystem::path& path);
+// Reads a regular file of the host (not of the ESP: symlinks are followed, as
+// for any other input such as a /nix/store path). Refuses, before reading,
+// anything that is not a regular file (a FIFO would block, a device never
+// ends) and a file larger than `limit` bytes; `what` names the kind of file
+// in that message ("bootspec"). When `check_start` is given, it is called
+// with the first `start_bytes` of the file (fewer when the file is shorter)
+// before the rest is read, and may throw to refuse the file.
+std::string read_host_file(const std::filesystem::path& path, std::uint64_t limit,
+                           std::string_view what, std::uint64_t start_bytes = 0,
+                           const std::function<void(std::string_view)>& check_start = {});
+
+// The size of a regular host file, with the same refusals as read_host_file,
+// for checking an input long before it is read.
+std::uint64_t host_file_size(const std::filesystem::path& path, std::uint64_t limit,
+                             std::string_view what);
 
 }  // namespace xbb::posix

@@ -1,12 +1,12 @@
 #include "xbb/verify.hpp"
 
-#include <fnmatch.h>
-
 #include <algorithm>
-#include <sstream>
 
+#include "limits.hpp"
+#include "xbb/boot_menu.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/loader_conf.hpp"
 #include "xbb/loader_entry.hpp"
 #include "xbb/pe.hpp"
@@ -15,93 +15,105 @@
 namespace xbb {
 namespace {
 
-const std::string kEntriesDir = "loader/entries/";
-
-std::string section_text(const std::string& file, const pe::Image& image, const std::string& name) {
-  auto bytes = pe::section_contents(pe::bytes_of(file), image, name);
-  return {bytes.begin(), bytes.end()};
+bool is_xen_entry(const std::string& name) {
+  return name.starts_with("xen-") && name.ends_with(".conf");
 }
 
-std::string first_word(const std::string& text) {
-  std::istringstream words(text);
-  std::string word;
-  words >> word;
-  return word;
+// The image an entry names ("/EFI/xen/x.efi" -> "EFI/xen/x.efi"), or why none.
+std::optional<std::string> image_of(const std::string& text, const std::string& origin,
+                                    std::string& problem) {
+  LoaderEntry entry = parse_loader_entry(text, origin);
+  if (!entry.efi || entry.efi->size() < 2 || entry.efi->front() != '/') {
+    problem = "no absolute efi line";
+    return std::nullopt;
+  }
+  return entry.efi->substr(1);
 }
 
-void check_file(const Esp& esp, const std::string& what, const std::string& name,
-                const std::string& image_folder, std::vector<std::string>& problems) {
+EspSnapshot::Image read_image(const std::string& path, const std::string& bytes) {
+  EspSnapshot::Image image;
   try {
-    std::string path = esp_path_of_xen_file(name, image_folder);
-    if (esp.type(path) != EspFileType::regular) {
-      problems.push_back(what + " " + name + " is not on the ESP (" + path + ")");
+    const auto file = pe::bytes_of(bytes);
+    const pe::Image parsed = pe::parse(file);
+    if (parsed.subsystem != pe::kSubsystemEfiApplication) {
+      throw Error("Subsystem " + std::to_string(parsed.subsystem) +
+                  ": not an EFI application (Subsystem 10)");
+    }
+    auto text = [&](const char* name) {
+      auto section = pe::section_contents(file, parsed, name);
+      return std::string(section.begin(), section.end());
+    };
+    for (const auto& section : parsed.sections) {
+      if (section.name == ".config") image.config = text(".config");
+      if (section.name == ".kernel") image.kernel = true;
+      if (section.name == ".ramdisk") image.ramdisk = true;
     }
   } catch (const Error& e) {
-    problems.push_back(what + ": " + e.what());
+    image.problem = path + ": " + e.what();
   }
+  return image;
 }
 
-std::vector<std::string> check_entry(const Esp& esp, const std::string& path) {
-  std::vector<std::string> problems;
+// The ESP paths of the files a configuration names, for the snapshot.
+std::vector<std::string> named_files(const std::string& config, const std::string& image_path) {
+  std::vector<std::string> paths;
   try {
-    auto text = esp.read(path);
-    if (!text) return {"vanished while reading"};
-    LoaderEntry entry = parse_loader_entry(*text, path);
-    if (!entry.efi || entry.efi->empty() || entry.efi->front() != '/') return {"no absolute efi line"};
-    std::string image_path = entry.efi->substr(1);
-    auto image_file = esp.read(image_path);
-    if (!image_file) return {"image " + *entry.efi + " is missing"};
-    pe::Image image = pe::parse(pe::bytes_of(*image_file));
-    std::string config_text = section_text(*image_file, image, ".config");
-    if (config_text.empty()) return {"image " + *entry.efi + " has no .config section"};
-    ParsedXenConfig config = parse_xen_config(config_text, image_path + ":.config");
-    if (!config.default_section) return {".config has no [global] default="};
-    std::string folder = image_path.substr(0, image_path.rfind('/') + 1);
-    std::string kernel = first_word(config.default_value("kernel"));
-    if (kernel.empty()) {
-      problems.push_back(".config section [" + *config.default_section + "] has no kernel=");
-    } else if (section_text(*image_file, image, ".kernel").empty()) {
-      check_file(esp, "kernel", kernel, folder, problems);
-    }
-    std::string ramdisk = config.default_value("ramdisk");
-    if (!ramdisk.empty() && section_text(*image_file, image, ".ramdisk").empty()) {
-      check_file(esp, "ramdisk", ramdisk, folder, problems);
-    }
-  } catch (const Error& e) {
-    problems.push_back(e.what());
-  }
-  return problems;
-}
-
-// Entry ids as systemd-boot matches them: the file name without boot counter.
-std::vector<std::string> entry_ids(const Esp& esp) {
-  std::vector<std::string> ids;
-  for (const auto& name : esp.list("loader/entries")) {
-    if (auto parsed = parse_entry_name(name)) ids.push_back(parsed->stem + ".conf");
-  }
-  return ids;
-}
-
-std::vector<std::string> check_loader_conf(const Esp& esp) {
-  std::vector<std::string> problems;
-  try {
-    auto text = esp.read("loader/loader.conf");
-    if (!text) return problems;
-    auto ids = entry_ids(esp);
-    for (const char* key : {"default", "preferred"}) {
-      auto value = loader_conf_value(*text, key);
+    ParsedXenConfig parsed = parse_xen_config(config, image_path);
+    const std::string folder = image_path.substr(0, image_path.rfind('/') + 1);
+    for (const char* key : {"kernel", "ramdisk"}) {
+      auto value = parsed.default_value(key);
       if (!value) continue;
-      std::string pattern = *value;
-      if (!pattern.ends_with(".conf")) {
-        pattern += pattern.back() == '*' ? "" : ".conf";
+      std::string name = value->substr(0, value->find_first_of(" \t"));
+      try {
+        paths.push_back(esp_path_of_xen_file(name, folder));
+      } catch (const Error&) {
       }
-      bool found = std::any_of(ids.begin(), ids.end(), [&](const std::string& id) {
-        return fnmatch(pattern.c_str(), id.c_str(), 0) == 0;
-      });
-      if (!found) problems.push_back(std::string(key) + " " + *value + " names no entry");
     }
+  } catch (const Error&) {
+  }
+  return paths;
+}
+
+std::vector<std::string> check_entry(const EspSnapshot& snapshot, const std::string& name,
+                                     const std::string& text) {
+  const std::string origin = std::string(layout::kEntriesFolder) + "/" + name;
+  try {
+    std::string problem;
+    auto image_path = image_of(text, origin, problem);
+    if (!image_path) return {problem};
+    auto image = snapshot.images.find(*image_path);
+    if (image == snapshot.images.end()) return {"image /" + *image_path + " is missing"};
+    if (!image->second.problem.empty()) return {image->second.problem};
+    if (!image->second.config) return {"image /" + *image_path + " has no .config section"};
+    BootFiles files;
+    files.image_path = *image_path;
+    files.kernel_embedded = image->second.kernel;
+    files.ramdisk_embedded = image->second.ramdisk;
+    files.is_file = [&snapshot](const std::string& path) { return snapshot.files.count(path) > 0; };
+    return boot_problems(parse_xen_config(*image->second.config, *image_path + ":.config"), files);
   } catch (const Error& e) {
-    problems.push_back(e.what());
+    return {e.what()};
+  }
+}
+
+std::vector<std::string> check_loader_conf(const EspSnapshot& snapshot) {
+  if (!snapshot.loader_conf_problem.empty()) return {snapshot.loader_conf_problem};
+  if (!snapshot.loader_conf) return {};
+  std::vector<MenuEntry> menu;
+  for (const auto& [name, text] : snapshot.entries) {
+    auto parsed = parse_entry_name(name);
+    if (!parsed) continue;
+    try {
+      menu.push_back(menu_entry(*parsed, parse_loader_entry(text, name)));
+    } catch (const Error&) {
+    }
+  }
+  std::vector<std::string> problems;
+  for (const char* key : {"default", "preferred"}) {
+    auto value = loader_conf_value(*snapshot.loader_conf, key);
+    if (!value || value->empty()) continue;
+    if (!pick(*value, menu))
+      problems.push_back(std::string(key) + " " + *value + " selects no entry");
   }
   return problems;
 }
@@ -114,37 +126,67 @@ bool Verification::ok() const {
                      [](const EntryCheck& check) { return check.problems.empty(); });
 }
 
-std::string esp_path_of_xen_file(const std::string& name, const std::string& image_folder) {
-  std::vector<std::string> parts;
-  std::string start = name.empty() || name.front() != '\\' ? image_folder : "";
-  std::istringstream folders(start);
-  std::string part;
-  while (std::getline(folders, part, '/')) {
-    if (!part.empty()) parts.push_back(part);
+EspSnapshot read_snapshot(const Esp& esp) {
+  if (esp.type("loader") != EspFileType::folder) {
+    throw Error(esp.root().string(), "not an ESP: it has no loader/ folder");
   }
-  std::istringstream components(name);
-  while (std::getline(components, part, '\\')) {
-    if (part.empty() || part == ".") continue;
-    if (part == "..") {
-      if (parts.empty()) throw Error(name, "leaves the ESP");
-      parts.pop_back();
-      continue;
+  EspSnapshot snapshot;
+  const std::string folder(layout::kEntriesFolder);
+  for (const auto& [name, type] : esp.list_all(folder)) {
+    if (!name.ends_with(".conf")) continue;
+    try {
+      auto text = esp.read(folder + "/" + name, limits::kLoaderTextBytes);
+      if (text) snapshot.entries[name] = *text;
+    } catch (const Error& e) {
+      snapshot.unreadable_entries[name] = e.what();
     }
-    parts.push_back(part);
   }
-  if (parts.empty()) throw Error(name, "names no file");
-  std::string path;
-  for (const auto& p : parts) path += (path.empty() ? "" : "/") + p;
-  return path;
+  for (const auto& [name, text] : snapshot.entries) {
+    if (!is_xen_entry(name)) continue;
+    std::string problem;
+    std::optional<std::string> path;
+    try {
+      path = image_of(text, folder + "/" + name, problem);
+    } catch (const Error&) {
+    }
+    if (!path || snapshot.images.count(*path)) continue;
+    try {
+      auto bytes =
+          esp.read(*path, limits::kXenImageBytes + limits::kKernelBytes + limits::kInitrdBytes);
+      if (!bytes) continue;
+      EspSnapshot::Image image = read_image(*path, *bytes);
+      if (image.config) {
+        for (const auto& file : named_files(*image.config, *path)) {
+          try {
+            if (esp.type(file) == EspFileType::regular) snapshot.files.insert(file);
+          } catch (const Error&) {
+          }
+        }
+      }
+      snapshot.images[*path] = std::move(image);
+    } catch (const Error& e) {
+      snapshot.images[*path] = {e.what(), std::nullopt, false, false};
+    }
+  }
+  try {
+    snapshot.loader_conf = esp.read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);
+  } catch (const Error& e) {
+    snapshot.loader_conf_problem = e.what();
+  }
+  return snapshot;
 }
 
-Verification verify_esp(const Esp& esp) {
+Verification verify_snapshot(const EspSnapshot& snapshot) {
   Verification result;
-  for (const auto& name : esp.list("loader/entries")) {
-    if (!name.starts_with("xen-") || !name.ends_with(".conf")) continue;
-    result.entries.push_back({name, check_entry(esp, kEntriesDir + name)});
+  for (const auto& [name, text] : snapshot.entries) {
+    if (is_xen_entry(name)) result.entries.push_back({name, check_entry(snapshot, name, text)});
   }
-  result.loader_conf_problems = check_loader_conf(esp);
+  for (const auto& [name, problem] : snapshot.unreadable_entries) {
+    if (is_xen_entry(name)) result.entries.push_back({name, {problem}});
+  }
+  std::sort(result.entries.begin(), result.entries.end(),
+            [](const EntryCheck& a, const EntryCheck& b) { return a.entry < b.entry; });
+  result.loader_conf_problems = check_loader_conf(snapshot);
   return result;
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "xbb/generation.hpp"
 #include "xbb/image_recipe.hpp"
 #include "xbb/plan.hpp"
 #include "xbb/unique_fd.hpp"
@@ -38,8 +39,13 @@ class Esp {
   const std::filesystem::path& root() const { return root_; }
 
   // File contents, or nullopt when the file does not exist. Throws Error for a
-  // symlink, a non-regular file or an I/O error.
-  std::optional<std::string> read(const std::string& path) const;
+  // symlink, a non-regular file, a file larger than `limit` bytes (checked
+  // before reading) or an I/O error.
+  std::optional<std::string> read(const std::string& path, std::uint64_t limit) const;
+
+  // Everything in a folder with its type (symlinks not followed), sorted by
+  // name; empty when the folder is absent.
+  std::vector<std::pair<std::string, EspFileType>> list_all(const std::string& dir) const;
 
   // Names of the regular files and symlinks in a folder, sorted (empty when
   // the folder is absent). Symlinks are listed so that the planner can see,
@@ -105,12 +111,15 @@ class EspLock {
 };
 
 // Reads what the planner needs to know of the ESP: the texts of
-// "loader/entries/xen-*.conf", the ".efi" and ".cfg" files of "EFI/xen/", the
-// "EFI/nixos/xen-*.efi" images left by the shell script and
-// "loader/loader.conf". A symlinked entry is not followed: it is reported with
-// an empty text, so that the planner replaces or removes it. A symlinked
-// loader.conf is an error.
-EspState read_esp_state(const Esp& esp);
+// "loader/entries/xen-*.conf", the .config of each image in "EFI/xen/" (and
+// the text of each .cfg there), which of them the tool wrote, the
+// "EFI/nixos/xen-*.efi" images left by the shell script, the regular files
+// among the kernels and initrds the generations' source entries name, and,
+// when `with_loader_conf`, "loader/loader.conf" (a loader.conf that cannot be
+// read, such as a symlink or a folder, is reported in loader_conf_problem).
+// Follows no symlink.
+EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
+                        bool with_loader_conf);
 
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed

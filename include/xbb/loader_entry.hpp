@@ -17,6 +17,11 @@ struct BootCounter {
   // counter, so keep these when changing the numbers; 0 prints the plain number.
   unsigned left_width = 0;
   unsigned done_width = 0;
+
+  // The tries the counter started with, left + done, saturated at the largest
+  // unsigned: a sum that wrapped around would read as no tries left, which
+  // systemd-boot takes for a bad entry.
+  unsigned total() const;
 };
 
 // A loader entry file name, "<stem>[+LEFT[-DONE]].conf".
@@ -45,9 +50,9 @@ struct LoaderEntry {
   std::optional<std::string> version;
   std::optional<std::string> machine_id;
   std::optional<std::string> sort_key;
-  std::optional<std::string> kernel;  // the `linux` key: an ESP path such as /EFI/nixos/x.efi
-  std::vector<std::string> initrds;   // every `initrd` line, in order
-  std::optional<std::string> options; // repeated `options` lines joined by one space
+  std::optional<std::string> kernel;   // the `linux` key: an ESP path such as /EFI/nixos/x.efi
+  std::vector<std::string> initrds;    // every `initrd` line, in order
+  std::optional<std::string> options;  // repeated `options` lines joined by one space
   std::optional<std::string> devicetree;
   std::optional<std::string> efi;
 };
@@ -64,11 +69,11 @@ struct LoaderEntry {
 // ([A-Za-z0-9_-]+).
 LoaderEntry parse_loader_entry(std::string_view text, const std::string& origin);
 
-// Renders an entry: title, version, efi, options, machine-id, sort-key (in
-// that order, absent or empty keys omitted), one `key value` line each,
-// LF-terminated. The other fields (linux, initrd, devicetree) are not
-// written. Throws Error naming the key when a value contains a newline,
-// carriage return or NUL.
+// Renders an entry: the comment line layout::kMarker, then title, version,
+// efi, options, machine-id, sort-key (in that order, absent or empty keys
+// omitted), one `key value` line each, LF-terminated. The other fields (linux, initrd, devicetree)
+// are not written. Throws Error naming the key when a value contains a newline, carriage return or
+// NUL.
 std::string render_loader_entry(const LoaderEntry& entry);
 
 }  // namespace xbb

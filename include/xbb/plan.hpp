@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -47,13 +48,28 @@ struct Plan {
   std::vector<Change> changes;
 };
 
-// What the planner needs to know of the ESP as it is now. Paths are relative
-// to the ESP root; texts are file contents.
+// A file in one of the tool's folders as a run finds it.
+struct ExistingFile {
+  // An entry's text; for an image, its embedded .config ("" when it has none
+  // or could not be read).
+  std::string text;
+  // The tool may replace or remove it: written by the tool (its text carries
+  // layout::kMarker), by the shell script it replaces, or a symlink (which
+  // FAT cannot hold and the tool never follows). Anything else was made by
+  // hand and is left alone.
+  bool ours = false;
+};
+
+// What the planner needs to know of the ESP as it is now: one value, read by
+// the builder. Paths are relative to the ESP root.
 struct EspState {
-  std::map<std::string, std::string> xen_entries;  // "loader/entries/xen-*.conf" -> text
-  std::vector<std::string> xen_images;             // "EFI/xen/..." files
-  std::vector<std::string> legacy_images;          // "EFI/nixos/xen-*.efi" left by the script
-  std::optional<std::string> loader_conf;          // "loader/loader.conf" text
+  std::map<std::string, ExistingFile> xen_entries;  // "loader/entries/xen-*.conf"
+  std::map<std::string, ExistingFile> xen_images;   // "EFI/xen/*.efi" and "*.cfg"
+  std::vector<std::string> legacy_images;           // "EFI/nixos/xen-*.efi" left by the script
+  std::optional<std::string> loader_conf;           // "loader/loader.conf" text, when usable
+  std::string loader_conf_problem;                  // why an existing loader.conf is not usable
+  std::set<std::string>
+      boot_files;  // the source entries' kernels and initrds that are regular files
 };
 
 }  // namespace xbb

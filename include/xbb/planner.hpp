@@ -1,6 +1,5 @@
 #pragma once
 
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,11 +25,19 @@ struct Planned {
 
 // Decides everything a run does, without touching any file: which Xen
 // entries and images to write (with their exact contents or recipes), which
-// stale files to remove, and the loader.conf edit. `image_configs` maps the
-// existing images in `state` ("EFI/xen/x.efi") to their embedded .config, to
-// tell changed entries from unchanged ones.
+// stale files to remove, and the loader.conf edit.
+//
+// A generation gets no Xen entry, with a warning naming it and the reason,
+// when its bootspec could not be read, when its name cannot be mirrored, or
+// when its configuration would not boot (boot_problems, the rules `verify`
+// applies); its existing Xen entry and image then stay as they are.
+//
+// The default generation is the one systemd-boot picks with loader.conf's
+// `preferred` (when it selects an entry), else `default`, else the first
+// entry of its menu (see boot_menu.hpp). A `default`/`preferred` value naming
+// nixos-X (or a glob) becomes xen-X only when systemd-boot would then pick
+// the Xen entry of the generation it picks now.
 Planned make_plan(const std::vector<Generation>& generations, const EspState& state,
-                  const std::map<std::string, std::string>& image_configs,
                   const PlanOptions& options);
 
 }  // namespace xbb

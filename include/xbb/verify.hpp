@@ -1,11 +1,35 @@
 #pragma once
 
+#include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+// `verify`: is every Xen entry on the ESP bootable. The judgement is a pure
+// function of a snapshot of the ESP, with the rules `build` applies
+// (xen_config.hpp's boot_problems), so that what build writes verify accepts.
 namespace xbb {
 
 class Esp;
+
+// What verify reads of the ESP. Paths are relative to its root.
+struct EspSnapshot {
+  // One image named by an entry's efi line.
+  struct Image {
+    std::string problem;                // why it is not a PE32+ EFI application ("" when it is)
+    std::optional<std::string> config;  // its .config section
+    bool kernel = false;                // it carries a .kernel section
+    bool ramdisk = false;               // it carries a .ramdisk section
+  };
+  // loader/entries/*.conf: file name -> text, or the reason it could not be read.
+  std::map<std::string, std::string> entries;
+  std::map<std::string, std::string> unreadable_entries;
+  std::map<std::string, Image> images;     // by ESP path ("EFI/xen/x.efi"); absent: missing
+  std::set<std::string> files;             // regular files the configurations name
+  std::optional<std::string> loader_conf;  // loader/loader.conf, when present
+  std::string loader_conf_problem;         // why it could not be read
+};
 
 // What `verify` found wrong with one Xen entry (nothing: it is bootable).
 struct EntryCheck {
@@ -20,16 +44,17 @@ struct Verification {
   bool ok() const;
 };
 
-// Checks every loader/entries/xen-*.conf the way the boot would use it: the
-// image it names exists and is a PE32+ image with a parseable .config whose
-// default section names a kernel (and ramdisk) present on the ESP or embedded
-// as .kernel (.ramdisk); and that loader.conf's default and preferred entries
-// exist. Reads only; follows no symlink.
-Verification verify_esp(const Esp& esp);
+// Reads what verify_snapshot needs: every loader entry, the image each Xen
+// entry names (its headers and sections), the files their configurations
+// name, and loader.conf. Follows no symlink. Throws Error when the folder is
+// not an ESP (no loader/ folder).
+EspSnapshot read_snapshot(const Esp& esp);
 
-// A file name from a Xen configuration ("\EFI\nixos\k.efi", or relative to
-// the image's folder like "..\nixos\k.efi") as an ESP path ("EFI/nixos/k.efi").
-// Throws Error for a name that leaves the ESP.
-std::string esp_path_of_xen_file(const std::string& name, const std::string& image_folder);
+// Judges every loader/entries/xen-*.conf the way the boot would use it: the
+// image it names exists and is a PE32+ EFI application with a .config that
+// Xen parses, whose default section names a kernel (and ramdisk) present on
+// the ESP or embedded; and that loader.conf's default and preferred values,
+// when they have one, select an entry.
+Verification verify_snapshot(const EspSnapshot& snapshot);
 
 }  // namespace xbb

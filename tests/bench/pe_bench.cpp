@@ -37,6 +37,7 @@ void PlanTwentyGenerations(benchmark::State& state) {
   for (unsigned n = 1; n <= 20; ++n) {
     xbb::Generation g;
     g.rest = "generation-" + std::to_string(n);
+    g.source = "loader/entries/nixos-" + g.rest + ".conf";
     g.number = n;
     g.entry.title = "NixOS";
     g.entry.version = "Generation " + std::to_string(n);
@@ -51,8 +52,9 @@ void PlanTwentyGenerations(benchmark::State& state) {
   }
   xbb::EspState esp;
   esp.loader_conf = "timeout 5\ndefault nixos-generation-20.conf\n";
+  esp.boot_files = {"EFI/nixos/k-bzImage.efi", "EFI/nixos/i-initrd.efi"};
   for (auto _ : state) {
-    benchmark::DoNotOptimize(xbb::make_plan(generations, esp, {}, xbb::PlanOptions{}));
+    benchmark::DoNotOptimize(xbb::make_plan(generations, esp, xbb::PlanOptions{}));
   }
 }
 BENCHMARK(PlanTwentyGenerations);

@@ -20,6 +20,9 @@ XEN_417_EFI = DEPS_DIR / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi"
 XEN_420_EFI = DEPS_DIR / "xen-hypervisor-4.20-amd64/boot/xen-4.20-amd64.efi"
 BINARY = Path(os.environ.get("XBB_BINARY", SOURCE_DIR / "build" / "xen-boot-builder"))
 PROGRESS_LINE = "Installing Xen Project Hypervisor boot entries...done."
+# The first line of every entry and configuration the tool writes (README,
+# "What it writes"): how it tells its own files from hand-made ones.
+MARKER = "# Written by xen-boot-builder, which rewrites or removes this file; do not edit."
 
 
 # ---------------------------------------------------------------- roots
@@ -270,6 +273,7 @@ def expected_xen_config(entry, linux=None, initrd=None):
     ramdisk = xen_file_name(initrd or entry["initrd"])
     kernel_line = " ".join([kernel, f"init={entry['init']}", *entry["kernel_params"]])
     return (
+        f"{MARKER}\n"
         "[global]\n"
         "default=nixos\n"
         "\n"

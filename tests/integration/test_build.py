@@ -265,16 +265,34 @@ class LoaderConf(ToolTestCase):
 
 
 class StaleFiles(ToolTestCase):
-    def test_stale_xen_entries_and_images_are_removed(self):
+    def test_hand_made_xen_files_are_left_alone_with_one_warning(self):
         root = make_root(self, "--generations", "1")
-        stale_entry = root.esp / "loader/entries/xen-generation-99.conf"
-        stale_entry.write_text("title stale\nefi /EFI/xen/xen-generation-99.efi\n")
+        custom_entry = root.esp / "loader/entries/xen-custom.conf"
+        custom_entry.write_text("title my Xen\nefi /EFI/xen/my-xen.efi\n")
         (root.esp / "EFI/xen").mkdir(parents=True)
-        (root.esp / "EFI/xen/xen-generation-99.efi").write_bytes(b"stale image")
+        custom_image = root.esp / "EFI/xen/my-xen.efi"
+        custom_image.write_bytes(b"my image")
+        result = run_on_root(root, "default")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(xen_entry_files(root), ["xen-custom.conf", "xen-generation-1.conf"])
+        self.assertEqual(xen_image_files(root), ["my-xen.efi", "xen-generation-1.efi"])
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+        self.assertEqual(len(warnings), 1, describe(result))
+        self.assertIn("loader/entries/xen-custom.conf", warnings[0])
+        self.assertIn("EFI/xen/my-xen.efi", warnings[0])
+        self.assertEqual(custom_image.read_bytes(), b"my image")
+
+    def test_stale_files_it_wrote_are_removed(self):
+        root = make_root(self, "--generations", "2")
+        build(self, root)
+        stale_entry = root.esp / "loader/entries/xen-generation-1.conf"
+        stale_entry.rename(root.esp / "loader/entries/xen-generation-99.conf")
+        (root.esp / "EFI/xen/xen-generation-1.efi").rename(root.esp / "EFI/xen/xen-generation-99.efi")
         result = build(self, root)
-        self.assertEqual(xen_entry_files(root), ["xen-generation-1.conf"])
-        self.assertEqual(xen_image_files(root), ["xen-generation-1.efi"])
+        self.assertEqual(xen_entry_files(root), ["xen-generation-1.conf", "xen-generation-2.conf"])
+        self.assertEqual(xen_image_files(root), ["xen-generation-1.efi", "xen-generation-2.efi"])
         self.assertEqual(change_lines(result.stdout, "-"), {"xen-generation-99"}, describe(result))
+        self.assertNotIn("warning:", result.stderr)
 
     def test_entries_of_collected_generations_are_removed(self):
         root = make_root(self, "--generations", "3")

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "xbb/error.hpp"
@@ -86,7 +85,8 @@ TEST(Bootspec, ReadsTheExampleDocument) {
   ASSERT_TRUE(spec.xen.has_value());
   EXPECT_EQ(spec.xen->schema, 2);
   EXPECT_EQ(spec.xen->efi_path, "/nix/store/ffff-xen-4.22.0-boot/boot/xen-4.22.0.efi");
-  EXPECT_EQ(spec.xen->params, (std::vector<std::string>{"dom0_mem=4096M,max:4096M", "dom0_max_vcpus=4"}));
+  EXPECT_EQ(spec.xen->params,
+            (std::vector<std::string>{"dom0_mem=4096M,max:4096M", "dom0_max_vcpus=4"}));
   EXPECT_EQ(spec.xen->multiboot_path, "/nix/store/ffff-xen-4.22.0-boot/boot/xen-4.22.0");
   EXPECT_EQ(spec.xen->version, "4.22.0");
 
@@ -150,7 +150,8 @@ TEST(Bootspec, XenV2IsPreferredOverV1) {
 TEST(Bootspec, V1IsNotReadWhenV2IsPresent) {
   Json document = minimal_document();
   document["org.xenproject.bootspec.v1"] = "not even an object";
-  document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"}, {"params", Json::array()}};
+  document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"},
+                                            {"params", Json::array()}};
   EXPECT_EQ(parse(document).xen->schema, 2);
 }
 
@@ -224,7 +225,8 @@ TEST(Bootspec, SpecialisationsKeepDocumentOrder) {
 
 TEST(Bootspec, SpecialisationHasItsOwnExtensions) {
   Json document = minimal_document();
-  document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"}, {"params", {"top"}}};
+  document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"},
+                                            {"params", {"top"}}};
   Json child = minimal_document("plain");
   child["org.nixos.systemd-boot"] = {{"sortKey", "child"}};
   document["org.nixos.specialisation.v1"] = {{"plain", child}};
@@ -296,13 +298,50 @@ TEST(Bootspec, RejectsInvalidJson) {
   EXPECT_EQ(message.rfind(kOrigin + ": invalid JSON: ", 0), 0u) << message;
 }
 
-// Found by bootspec_fuzz: nlohmann_json reports a number that overflows a
-// double as out_of_range, not as a parse error.
-TEST(Bootspec, RejectsNumbersTooLargeForADouble) {
-  std::string message = parse_error(std::string("1E400"));
-  EXPECT_EQ(message.rfind(kOrigin + ": invalid JSON: ", 0), 0u) << message;
-  message = parse_error(std::string("{\"org.nixos.bootspec.v1\": {\"system\": 1e999}}"));
-  EXPECT_EQ(message.rfind(kOrigin + ": invalid JSON: ", 0), 0u) << message;
+// A number too large for a double (found by bootspec_fuzz: nlohmann_json
+// reports it as out_of_range) is read as null: where we read a string it is
+// still refused, anywhere else it does not matter.
+TEST(Bootspec, ReadsNumbersTooLargeForADoubleAsNull) {
+  EXPECT_EQ(parse_error(std::string("1E400")), kOrigin + ": must be a JSON object");
+  EXPECT_EQ(parse_error(std::string("{\"org.nixos.bootspec.v1\": {\"system\": -1e999}}")),
+            kOrigin + ": org.nixos.bootspec.v1.system: must be a string");
+  Json document = minimal_document();
+  std::string text = document.dump();
+  text.insert(text.size() - 1, ",\"com.example\":{\"n\":1e400,\"m\":[-2E+999, 1e-400, 12]}");
+  xbb::Bootspec spec = xbb::parse_bootspec(text, kOrigin);
+  EXPECT_EQ(spec.label, "NixOS hv");
+}
+
+TEST(Bootspec, LeavesNumbersInsideStringsAlone) {
+  Json document = minimal_document();
+  document["org.nixos.bootspec.v1"]["kernelParams"] = {"mem=1e400", "x=[[[{{"};
+  EXPECT_EQ(parse(document).kernel_params, (std::vector<std::string>{"mem=1e400", "x=[[[{{"}));
+}
+
+// A document nested deeper than the tree can be copied and destroyed safely
+// (a 101 KB boot.json nested 50,000 arrays deep crashed the run) is refused
+// before the tree is built, wherever the nesting is.
+TEST(Bootspec, RefusesDeepNestingBeforeBuildingTheTree) {
+  Json document = minimal_document();
+  std::string text = document.dump();
+  const std::string deep = std::string(50000, '[') + std::string(50000, ']');
+  std::string hostile = text;
+  hostile.insert(hostile.size() - 1, ",\"com.example\":" + deep + ",\"after\":1");
+  EXPECT_EQ(parse_error(hostile), kOrigin + ": JSON nested more than 128 levels deep (at byte " +
+                                      std::to_string(text.size() - 1 + 15 + 127) + ")");
+
+  // 128 levels: the document's object and 127 arrays in it.
+  std::string fits = text;
+  fits.insert(fits.size() - 1, ",\"com.example\":" + std::string(127, '[') + std::string(127, ']'));
+  EXPECT_EQ(xbb::parse_bootspec(fits, kOrigin).label, "NixOS hv");
+}
+
+TEST(Bootspec, RefusesADocumentLargerThanAMebibyte) {
+  Json document = minimal_document();
+  document["com.example"] = std::string(1 << 20, 'x');
+  EXPECT_EQ(parse_error(document.dump()),
+            kOrigin + ": " + std::to_string(document.dump().size()) +
+                " bytes, more than the 1048576 this document may have");
 }
 
 TEST(Bootspec, RejectsDocumentThatIsNotAnObject) {
@@ -320,7 +359,8 @@ TEST(Bootspec, EveryRequiredCoreKeyIsRequired) {
   for (const char* key : {"system", "init", "kernel", "kernelParams", "label", "toplevel"}) {
     Json document = minimal_document();
     document["org.nixos.bootspec.v1"].erase(key);
-    EXPECT_EQ(parse_error(document), kOrigin + ": org.nixos.bootspec.v1." + key + ": missing") << key;
+    EXPECT_EQ(parse_error(document), kOrigin + ": org.nixos.bootspec.v1." + key + ": missing")
+        << key;
   }
 }
 
@@ -332,23 +372,32 @@ TEST(Bootspec, RejectsMistypedFields) {
   };
   const Case cases[] = {
       {"/org.nixos.bootspec.v1/system", 1, "org.nixos.bootspec.v1.system: must be a string"},
-      {"/org.nixos.bootspec.v1/kernel", Json::array(), "org.nixos.bootspec.v1.kernel: must be a string"},
+      {"/org.nixos.bootspec.v1/kernel", Json::array(),
+       "org.nixos.bootspec.v1.kernel: must be a string"},
       {"/org.nixos.bootspec.v1/kernelParams", "loglevel=4",
        "org.nixos.bootspec.v1.kernelParams: must be an array of strings"},
-      {"/org.nixos.bootspec.v1/kernelParams/1", 5, "org.nixos.bootspec.v1.kernelParams[1]: must be a string"},
-      {"/org.nixos.bootspec.v1/kernelParams/1", nullptr, "org.nixos.bootspec.v1.kernelParams[1]: must be a string"},
+      {"/org.nixos.bootspec.v1/kernelParams/1", 5,
+       "org.nixos.bootspec.v1.kernelParams[1]: must be a string"},
+      {"/org.nixos.bootspec.v1/kernelParams/1", nullptr,
+       "org.nixos.bootspec.v1.kernelParams[1]: must be a string"},
       {"/org.nixos.bootspec.v1/initrd", nullptr, "org.nixos.bootspec.v1.initrd: must be a string"},
-      {"/org.nixos.bootspec.v1/initrdSecrets", nullptr, "org.nixos.bootspec.v1.initrdSecrets: must be a string"},
+      {"/org.nixos.bootspec.v1/initrdSecrets", nullptr,
+       "org.nixos.bootspec.v1.initrdSecrets: must be a string"},
       {"/org.nixos.systemd-boot", "nixos", "org.nixos.systemd-boot: must be an object"},
-      {"/org.nixos.systemd-boot/sortKey", false, "org.nixos.systemd-boot.sortKey: must be a string"},
-      {"/org.xenproject.bootspec.v2", Json::array(), "org.xenproject.bootspec.v2: must be an object"},
-      {"/org.xenproject.bootspec.v2/params/0", Json::object(), "org.xenproject.bootspec.v2.params[0]: must be a string"},
-      {"/org.xenproject.bootspec.v2/version", 4.17, "org.xenproject.bootspec.v2.version: must be a string"},
+      {"/org.nixos.systemd-boot/sortKey", false,
+       "org.nixos.systemd-boot.sortKey: must be a string"},
+      {"/org.xenproject.bootspec.v2", Json::array(),
+       "org.xenproject.bootspec.v2: must be an object"},
+      {"/org.xenproject.bootspec.v2/params/0", Json::object(),
+       "org.xenproject.bootspec.v2.params[0]: must be a string"},
+      {"/org.xenproject.bootspec.v2/version", 4.17,
+       "org.xenproject.bootspec.v2.version: must be a string"},
   };
   for (const Case& c : cases) {
     Json document = minimal_document();
     document["org.nixos.bootspec.v1"]["kernelParams"] = {"loglevel=4", "quiet"};
-    document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"}, {"params", {"a"}}};
+    document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"},
+                                              {"params", {"a"}}};
     document[Json::json_pointer(c.pointer)] = c.value;
     EXPECT_EQ(parse_error(document), kOrigin + ": " + c.message) << c.pointer;
   }
@@ -375,11 +424,13 @@ TEST(Bootspec, StorePathsMustBeAbsoluteWithoutDotComponents) {
   for (const char* pointer : pointers) {
     for (const Bad& bad : bad_paths) {
       Json document = minimal_document();
-      document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"}, {"params", {"a"}}};
+      document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"},
+                                                {"params", {"a"}}};
       document[Json::json_pointer(pointer)] = bad.path;
       std::string field = std::string(pointer + 1);
       std::replace(field.begin(), field.end(), '/', '.');
-      EXPECT_EQ(parse_error(document), kOrigin + ": " + field + ": " + bad.problem) << pointer << " " << bad.path;
+      EXPECT_EQ(parse_error(document), kOrigin + ": " + field + ": " + bad.problem)
+          << pointer << " " << bad.path;
     }
   }
 }
@@ -392,9 +443,11 @@ TEST(Bootspec, PathsWithDotsInsideNamesAreFine) {
 
 TEST(Bootspec, HeaderExampleMessage) {
   Json document = minimal_document();
-  document["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/xen/boot/xen.efi"},
-                                            {"params", {"dom0_mem=1G", "loglvl=all\nkernel=/evil"}}};
-  EXPECT_EQ(parse_error(document), kOrigin + ": org.xenproject.bootspec.v2.params[1]: contains a newline");
+  document["org.xenproject.bootspec.v2"] = {
+      {"efiPath", "/nix/store/xen/boot/xen.efi"},
+      {"params", {"dom0_mem=1G", "loglvl=all\nkernel=/evil"}}};
+  EXPECT_EQ(parse_error(document),
+            kOrigin + ": org.xenproject.bootspec.v2.params[1]: contains a newline");
 }
 
 // Every string field the program reads, as a JSON pointer into a document
@@ -408,14 +461,17 @@ struct Field {
 std::vector<Field> every_string_field() {
   Json v2 = minimal_document();
   v2["org.nixos.bootspec.v1"]["initrd"] = "/nix/store/3333-initrd/initrd";
-  v2["org.nixos.bootspec.v1"]["initrdSecrets"] = "/nix/store/4444-secrets/bin/append-initrd-secrets";
-  v2["org.nixos.systemd-boot"] = {{"sortKey", "nixos"}, {"devicetree", "/nix/store/5555-dtb/board.dtb"}};
+  v2["org.nixos.bootspec.v1"]["initrdSecrets"] =
+      "/nix/store/4444-secrets/bin/append-initrd-secrets";
+  v2["org.nixos.systemd-boot"] = {{"sortKey", "nixos"},
+                                  {"devicetree", "/nix/store/5555-dtb/board.dtb"}};
   v2["org.xenproject.bootspec.v2"] = {{"efiPath", "/nix/store/6666-xen/boot/xen.efi"},
                                       {"multibootPath", "/nix/store/6666-xen/boot/xen"},
                                       {"params", {"dom0_mem=1G"}},
                                       {"version", "4.22.0"}};
   Json v1 = minimal_document();
-  v1["org.xenproject.bootspec.v1"] = {{"xen", "/nix/store/6666-xen/boot/xen.efi"}, {"xenParams", {"dom0_mem=1G"}}};
+  v1["org.xenproject.bootspec.v1"] = {{"xen", "/nix/store/6666-xen/boot/xen.efi"},
+                                      {"xenParams", {"dom0_mem=1G"}}};
   Json legacy = minimal_document();
   legacy["org.xenproject.bootspec.v1"] = {{"efiPath", "/nix/store/6666-xen/boot/xen.efi"},
                                           {"xenParams", {"dom0_mem=1G"}}};
@@ -478,7 +534,8 @@ TEST(Bootspec, EveryStringFieldOfASpecialisationBreaksOnlyThatSpecialisation) {
       ASSERT_EQ(spec.broken_specialisations.size(), 1u) << field.path;
       EXPECT_EQ(spec.broken_specialisations[0].first, "hostile");
       EXPECT_EQ(spec.broken_specialisations[0].second,
-                kOrigin + ": org.nixos.specialisation.v1.hostile." + field.path + ": " + injection.problem);
+                kOrigin + ": org.nixos.specialisation.v1.hostile." + field.path + ": " +
+                    injection.problem);
     }
   }
 }

@@ -1,6 +1,7 @@
 #include "xbb/esp.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -14,12 +15,12 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "esp_fixture.hpp"
 #include "xbb/error.hpp"
+#include "xbb/layout.hpp"
 
 namespace {
 
@@ -30,9 +31,12 @@ using xbb::Esp;
 using xbb::EspFileType;
 using xbb::EspLock;
 
+constexpr std::uint64_t kLimit = 1 << 20;
+
 std::vector<std::string> names_in(const fs::path& folder) {
   std::vector<std::string> names;
-  for (const fs::directory_entry& entry : fs::directory_iterator(folder)) names.push_back(entry.path().filename());
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder))
+    names.push_back(entry.path().filename());
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -40,7 +44,8 @@ std::vector<std::string> names_in(const fs::path& folder) {
 TEST(SplitEspPath, SplitsIntoComponents) {
   EXPECT_EQ(xbb::split_esp_path("EFI/xen/xen-generation-42+3-1.efi"),
             (std::vector<std::string>{"EFI", "xen", "xen-generation-42+3-1.efi"}));
-  EXPECT_EQ(xbb::split_esp_path("loader/loader.conf"), (std::vector<std::string>{"loader", "loader.conf"}));
+  EXPECT_EQ(xbb::split_esp_path("loader/loader.conf"),
+            (std::vector<std::string>{"loader", "loader.conf"}));
   EXPECT_EQ(xbb::split_esp_path("EFI/xen/.xen-boot-builder.lock").back(), ".xen-boot-builder.lock");
   EXPECT_EQ(xbb::split_esp_path("A_z.0-9+"), (std::vector<std::string>{"A_z.0-9+"}));
 }
@@ -53,18 +58,24 @@ TEST(SplitEspPath, RefusesUnsafePathsAndNamesThem) {
   const std::vector<Refusal> refusals = {
       {"", "ESP path \"\": empty"},
       {"/EFI/xen/a.efi", "ESP path \"/EFI/xen/a.efi\": must be relative to the ESP root"},
-      {"EFI//a.efi", "ESP path \"EFI//a.efi\": empty component (leading, trailing or doubled \"/\")"},
+      {"EFI//a.efi",
+       "ESP path \"EFI//a.efi\": empty component (leading, trailing or doubled \"/\")"},
       {"EFI/xen/", "ESP path \"EFI/xen/\": empty component (leading, trailing or doubled \"/\")"},
       {"EFI/./a.efi", "ESP path \"EFI/./a.efi\": component \".\" not allowed"},
       {"../etc/passwd", "ESP path \"../etc/passwd\": component \"..\" not allowed"},
       {"EFI/xen/..", "ESP path \"EFI/xen/..\": component \"..\" not allowed"},
-      {"EFI/xen/a b.efi", "ESP path \"EFI/xen/a b.efi\": character \" \" not allowed (only A-Z a-z 0-9 + _ . -)"},
+      {"EFI/xen/a b.efi",
+       "ESP path \"EFI/xen/a b.efi\": character \" \" not allowed (only A-Z a-z 0-9 + _ . -)"},
       {"loader/entries/x\nefi /evil.conf",
-       "ESP path \"loader/entries/x\\x0aefi /evil.conf\": character \"\\x0a\" not allowed (only A-Z a-z 0-9 + _ . -)"},
+       "ESP path \"loader/entries/x\\x0aefi /evil.conf\": character \"\\x0a\" not allowed (only "
+       "A-Z a-z 0-9 + _ . -)"},
       {"EFI/xen/\xc3\xa9.efi",
-       "ESP path \"EFI/xen/\\xc3\\xa9.efi\": character \"\\xc3\" not allowed (only A-Z a-z 0-9 + _ . -)"},
-      {"EFI\\xen", "ESP path \"EFI\\x5cxen\": character \"\\x5c\" not allowed (only A-Z a-z 0-9 + _ . -)"},
-      {"EFI/" + std::string(256, 'a'), "ESP path \"EFI/" + std::string(256, 'a') + "\": component longer than 255 bytes"},
+       "ESP path \"EFI/xen/\\xc3\\xa9.efi\": character \"\\xc3\" not allowed (only A-Z a-z 0-9 + _ "
+       ". -)"},
+      {"EFI\\xen",
+       "ESP path \"EFI\\x5cxen\": character \"\\x5c\" not allowed (only A-Z a-z 0-9 + _ . -)"},
+      {"EFI/" + std::string(256, 'a'),
+       "ESP path \"EFI/" + std::string(256, 'a') + "\": component longer than 255 bytes"},
   };
   for (const Refusal& refusal : refusals) {
     EXPECT_EQ(error_from([&] { xbb::split_esp_path(refusal.path); }), refusal.message);
@@ -152,10 +163,11 @@ TEST_F(EspTest, SymlinkedFolderIsRefusedEverywhere) {
   fs::create_directories(outside / "efi/xen");
   write_file(outside / "efi/xen/a.efi", "outside\n");
   fs::create_directory_symlink(outside / "efi", root / "EFI");
-  const std::string refusal = (root / "EFI").string() + ": is a symlink; symlinks on the ESP are not followed";
+  const std::string refusal =
+      (root / "EFI").string() + ": is a symlink; symlinks on the ESP are not followed";
 
   EXPECT_EQ(error_from([&] { esp.write_atomic("EFI/xen/a.efi", "x"); }), refusal);
-  EXPECT_EQ(error_from([&] { esp.read("EFI/xen/a.efi"); }), refusal);
+  EXPECT_EQ(error_from([&] { esp.read("EFI/xen/a.efi", kLimit); }), refusal);
   EXPECT_EQ(error_from([&] { esp.list("EFI/xen"); }), refusal);
   EXPECT_EQ(error_from([&] { esp.remove("EFI/xen/a.efi"); }), refusal);
   EXPECT_EQ(error_from([&] { esp.type("EFI/xen/a.efi"); }), refusal);
@@ -165,9 +177,9 @@ TEST_F(EspTest, SymlinkedFolderIsRefusedEverywhere) {
 
 TEST_F(EspTest, ReadGivesContentsOrNothing) {
   write_file(root / "loader/loader.conf", "timeout 3\n");
-  EXPECT_EQ(esp.read("loader/loader.conf"), std::optional<std::string>("timeout 3\n"));
-  EXPECT_EQ(esp.read("loader/missing.conf"), std::nullopt);
-  EXPECT_EQ(esp.read("missing-folder/loader.conf"), std::nullopt);
+  EXPECT_EQ(esp.read("loader/loader.conf", kLimit), std::optional<std::string>("timeout 3\n"));
+  EXPECT_EQ(esp.read("loader/missing.conf", kLimit), std::nullopt);
+  EXPECT_EQ(esp.read("missing-folder/loader.conf", kLimit), std::nullopt);
 }
 
 TEST_F(EspTest, ReadRefusesSymlinksAndFolders) {
@@ -175,10 +187,37 @@ TEST_F(EspTest, ReadRefusesSymlinksAndFolders) {
   fs::create_directories(root / "loader/entries");
   fs::create_symlink(outside / "secret", root / "loader/loader.conf");
 
-  EXPECT_EQ(error_from([&] { esp.read("loader/loader.conf"); }),
-            (root / "loader/loader.conf").string() + ": is a symlink; symlinks on the ESP are not followed");
-  EXPECT_EQ(error_from([&] { esp.read("loader/entries"); }),
-            (root / "loader/entries").string() + ": is not a regular file");
+  EXPECT_EQ(error_from([&] { esp.read("loader/loader.conf", kLimit); }),
+            (root / "loader/loader.conf").string() +
+                ": is a symlink; symlinks on the ESP are not followed");
+  EXPECT_EQ(error_from([&] { esp.read("loader/entries", kLimit); }),
+            (root / "loader/entries").string() + ": is a folder, not a regular file");
+}
+
+TEST_F(EspTest, ReadRefusesFilesLargerThanTheLimitAndFifos) {
+  write_file(root / "loader/loader.conf", std::string(101, 'x'));
+  EXPECT_EQ(error_from([&] { esp.read("loader/loader.conf", 100); }),
+            (root / "loader/loader.conf").string() +
+                ": 101 bytes, more than the 100 a file there may have");
+  EXPECT_EQ(esp.read("loader/loader.conf", 101), std::optional<std::string>(std::string(101, 'x')));
+  ASSERT_EQ(::mkfifo((root / "loader/fifo.conf").c_str(), 0644), 0);
+  EXPECT_EQ(error_from([&] { esp.read("loader/fifo.conf", kLimit); }),
+            (root / "loader/fifo.conf").string() + ": is a FIFO, not a regular file");
+}
+
+TEST_F(EspTest, ListAllGivesEveryNameWithItsType) {
+  write_file(root / "loader/entries/b.conf", "b");
+  fs::create_directories(root / "loader/entries/a-folder.conf");
+  fs::create_symlink(outside, root / "loader/entries/c.conf");
+  ASSERT_EQ(::mkfifo((root / "loader/entries/d.conf").c_str(), 0644), 0);
+  const std::vector<std::pair<std::string, xbb::EspFileType>> expected = {
+      {"a-folder.conf", xbb::EspFileType::folder},
+      {"b.conf", xbb::EspFileType::regular},
+      {"c.conf", xbb::EspFileType::symlink},
+      {"d.conf", xbb::EspFileType::other},
+  };
+  EXPECT_EQ(esp.list_all("loader/entries"), expected);
+  EXPECT_TRUE(esp.list_all("missing").empty());
 }
 
 TEST_F(EspTest, ListGivesRegularFilesAndSymlinksSorted) {
@@ -234,8 +273,9 @@ TEST(EspOnTmpfs, WriteOnFullFileSystemKeepsOldFileAndRemovesTemporary) {
   write_file(tmpfs.path() / "loader/loader.conf", "old\n");
   Esp esp(tmpfs.path());
 
-  EXPECT_EQ(error_from([&] { esp.write_atomic("loader/loader.conf", std::string(512 * 1024, 'x')); }),
-            (tmpfs.path() / "loader/loader.conf").string() + ": cannot write: No space left on device");
+  EXPECT_EQ(
+      error_from([&] { esp.write_atomic("loader/loader.conf", std::string(512 * 1024, 'x')); }),
+      (tmpfs.path() / "loader/loader.conf").string() + ": cannot write: No space left on device");
 
   EXPECT_EQ(read_file(tmpfs.path() / "loader/loader.conf"), "old\n");
   EXPECT_EQ(temporaries_under(tmpfs.path()), std::vector<std::string>{});
@@ -245,7 +285,8 @@ std::string read_to_end(int fd) {
   std::string bytes;
   char buffer[512];
   ssize_t n;
-  while ((n = ::read(fd, buffer, sizeof buffer)) > 0) bytes.append(buffer, static_cast<std::size_t>(n));
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
+    bytes.append(buffer, static_cast<std::size_t>(n));
   return bytes;
 }
 
@@ -274,7 +315,10 @@ TEST_F(EspTest, SecondLockInAnotherProcessGivesUpWithAClearMessage) {
       EspLock second(other, 300ms);
     } catch (const Error& e) {
       const std::string message = e.what();
-      code = ::write(pipe_fds[1], message.data(), message.size()) == static_cast<ssize_t>(message.size()) ? 0 : 2;
+      code = ::write(pipe_fds[1], message.data(), message.size()) ==
+                     static_cast<ssize_t>(message.size())
+                 ? 0
+                 : 2;
     } catch (...) {
       code = 3;
     }
@@ -285,8 +329,8 @@ TEST_F(EspTest, SecondLockInAnotherProcessGivesUpWithAClearMessage) {
   ::close(pipe_fds[0]);
 
   EXPECT_EQ(exit_code_of(child), 0);
-  EXPECT_EQ(message, root.string() +
-                         ": another xen-boot-builder run holds the lock; gave up after 300 ms");
+  EXPECT_EQ(message,
+            root.string() + ": another xen-boot-builder run holds the lock; gave up after 300 ms");
 }
 
 TEST_F(EspTest, SecondLockWaitsForTheFirstAndThenProceeds) {
@@ -326,38 +370,69 @@ TEST_F(EspTest, SecondLockWaitsForTheFirstAndThenProceeds) {
   EXPECT_EQ(exit_code_of(child), 0);
 }
 
+std::string marked(const std::string& text) {
+  return std::string(xbb::layout::kMarker) + "\n" + text;
+}
+
 TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
-  write_file(root / "loader/entries/xen-generation-1.conf", "one\n");
-  write_file(root / "loader/entries/xen-generation-2+3.conf", "two\n");
+  write_file(root / "loader/entries/xen-generation-1.conf", marked("one\n"));
+  write_file(root / "loader/entries/xen-generation-2+3.conf",
+             "title script\nefi /EFI/nixos/xen-generation-2.efi\n");
+  write_file(root / "loader/entries/xen-custom.conf", "title by hand\nefi /EFI/xen/my-xen.efi\n");
   write_file(root / "loader/entries/nixos-generation-1.conf", "nixos\n");
   write_file(root / "loader/entries/xen-notes.txt", "notes\n");
   write_file(outside / "secret", "secret\n");
   fs::create_symlink(outside / "secret", root / "loader/entries/xen-planted.conf");
-  write_file(root / "EFI/xen/xen-generation-1.efi", "image");
-  write_file(root / "EFI/xen/xen-4.17-0123abcd.cfg", "cfg");
-  write_file(root / "EFI/xen/.xen-boot-builder.lock", "");
+  fs::create_directories(root / "loader/entries/xen-folder.conf");
+  write_file(root / "EFI/xen/xen-generation-1.efi", "not an image");
+  write_file(root / "EFI/xen/xen-4.17-0123abcd.cfg", marked("cfg\n"));
+  write_file(root / "EFI/xen/my.cfg", "by hand\n");
   write_file(root / "EFI/xen/xen-generation-1.efi.xbb-tmp-0123456789abcdef", "half");
   write_file(root / "EFI/xen/readme.txt", "readme");
   write_file(root / "EFI/nixos/xen-generation-1.efi", "legacy");
   write_file(root / "EFI/nixos/kernel-bzImage.efi", "kernel");
   write_file(root / "loader/loader.conf", "default nixos-generation-1.conf\n");
 
-  xbb::EspState state = xbb::read_esp_state(esp);
+  xbb::Generation generation;
+  generation.entry.kernel = "/EFI/nixos/kernel-bzImage.efi";
+  generation.entry.initrds = {"/EFI/nixos/missing-initrd.efi", "/EFI/nixos/bad name.efi"};
+  xbb::EspState state = xbb::read_esp_state(esp, {generation}, true);
 
-  EXPECT_EQ(state.xen_entries, (std::map<std::string, std::string>{
-                                   {"loader/entries/xen-generation-1.conf", "one\n"},
-                                   {"loader/entries/xen-generation-2+3.conf", "two\n"},
-                                   {"loader/entries/xen-planted.conf", ""},
-                               }));
-  EXPECT_EQ(state.xen_images,
-            (std::vector<std::string>{"EFI/xen/xen-4.17-0123abcd.cfg", "EFI/xen/xen-generation-1.efi"}));
+  auto entry = [&](const std::string& name) {
+    return state.xen_entries.at("loader/entries/" + name);
+  };
+  EXPECT_EQ(state.xen_entries.size(), 4u);
+  EXPECT_EQ(entry("xen-generation-1.conf").text, marked("one\n"));
+  EXPECT_TRUE(entry("xen-generation-1.conf").ours);
+  EXPECT_TRUE(entry("xen-generation-2+3.conf").ours) << "written by the shell script";
+  EXPECT_FALSE(entry("xen-custom.conf").ours);
+  EXPECT_TRUE(entry("xen-planted.conf").ours) << "a symlink";
+  EXPECT_EQ(entry("xen-planted.conf").text, "");
+  EXPECT_EQ(state.xen_images.size(), 3u);
+  EXPECT_FALSE(state.xen_images.at("EFI/xen/xen-generation-1.efi").ours) << "no marked .config";
+  EXPECT_TRUE(state.xen_images.at("EFI/xen/xen-4.17-0123abcd.cfg").ours);
+  EXPECT_FALSE(state.xen_images.at("EFI/xen/my.cfg").ours);
   EXPECT_EQ(state.legacy_images, std::vector<std::string>{"EFI/nixos/xen-generation-1.efi"});
+  EXPECT_EQ(state.boot_files, std::set<std::string>{"EFI/nixos/kernel-bzImage.efi"});
   EXPECT_EQ(state.loader_conf, std::optional<std::string>("default nixos-generation-1.conf\n"));
+  EXPECT_EQ(state.loader_conf_problem, "");
   EXPECT_EQ(read_file(outside / "secret"), "secret\n");
 }
 
+TEST_F(EspTest, StateReportsAnUnusableLoaderConfAndSkipsItWhenAskedTo) {
+  fs::create_directories(root / "loader/loader.conf");
+  xbb::EspState state = xbb::read_esp_state(esp, {}, true);
+  EXPECT_EQ(state.loader_conf, std::nullopt);
+  EXPECT_EQ(state.loader_conf_problem,
+            (root / "loader/loader.conf").string() + ": is a folder, not a regular file");
+
+  xbb::EspState without = xbb::read_esp_state(esp, {}, false);
+  EXPECT_EQ(without.loader_conf, std::nullopt);
+  EXPECT_EQ(without.loader_conf_problem, "");
+}
+
 TEST_F(EspTest, StateOfAnEmptyEspIsEmpty) {
-  xbb::EspState state = xbb::read_esp_state(esp);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, true);
   EXPECT_TRUE(state.xen_entries.empty());
   EXPECT_TRUE(state.xen_images.empty());
   EXPECT_TRUE(state.legacy_images.empty());

@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <fstream>
+#include <map>
 
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
@@ -29,12 +31,14 @@ class TempRoot : public ::testing::Test {
   }
 
   std::string boot_json(const std::string& toplevel, bool xen) {
-    std::string doc = R"({"org.nixos.bootspec.v1":{"init":")" + toplevel +
-                      R"(/init","initrd":"/nix/store/bbbb-initrd/initrd","kernel":"/nix/store/dddd-linux/bzImage","kernelParams":["quiet"],"label":"NixOS 25.11","system":"x86_64-linux","toplevel":")" +
-                      toplevel + R"("}})";
+    std::string doc =
+        R"({"org.nixos.bootspec.v1":{"init":")" + toplevel +
+        R"(/init","initrd":"/nix/store/bbbb-initrd/initrd","kernel":"/nix/store/dddd-linux/bzImage","kernelParams":["quiet"],"label":"NixOS 25.11","system":"x86_64-linux","toplevel":")" +
+        toplevel + R"("}})";
     if (xen) {
       doc.pop_back();
-      doc += R"(,"org.xenproject.bootspec.v2":{"efiPath":"/nix/store/ffff-xen/boot/xen.efi","params":["dom0_mem=1G"],"multibootPath":"/nix/store/ffff-xen/boot/xen","version":"4.17.7"}})";
+      doc +=
+          R"(,"org.xenproject.bootspec.v2":{"efiPath":"/nix/store/ffff-xen/boot/xen.efi","params":["dom0_mem=1G"],"multibootPath":"/nix/store/ffff-xen/boot/xen","version":"4.17.7"}})";
     }
     return doc;
   }
@@ -94,15 +98,17 @@ TEST_F(Discovery, ReadsEachNixosEntryAndItsBootspec) {
 }
 
 TEST_F(Discovery, ListsGenerationsInNumericOrderEachBeforeItsSpecialisations) {
-  for (const char* name : {"generation-10", "generation-2-specialisation-debug", "generation-2",
-                           "generation-1"}) {
+  for (const char* name :
+       {"generation-10", "generation-2-specialisation-debug", "generation-2", "generation-1"}) {
     write(std::string("boot/loader/entries/nixos-") + name + ".conf", "title NixOS\n");
   }
   Esp esp(root_ / "boot");
   std::vector<std::string> order;
-  for (const auto& generation : generations_from_entries(esp, root_)) order.push_back(generation.rest);
-  EXPECT_EQ(order, (std::vector<std::string>{"generation-1", "generation-2",
-                                             "generation-2-specialisation-debug", "generation-10"}));
+  for (const auto& generation : generations_from_entries(esp, root_))
+    order.push_back(generation.rest);
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"generation-1", "generation-2",
+                                      "generation-2-specialisation-debug", "generation-10"}));
 }
 
 TEST_F(Discovery, ReadsContentAddressedEntriesWithBootCounters) {
@@ -128,6 +134,8 @@ TEST_F(Discovery, ReadsProfilesAndTheirSpecialisations) {
   parent += R"(,"org.nixos.specialisation.v1":{"debug":)" + child + "}}";
   write("nix/store/aaaa-system-1/boot.json", parent);
   write("nix/store/cccc-system-2/boot.json", boot_json("/nix/store/cccc-system-2", true));
+  write("nix/store/dddd-linux/bzImage", "kernel");
+  write("nix/store/bbbb-initrd/initrd", "initrd");
   fs::create_directories(root_ / "nix/var/nix/profiles/system-profiles");
   fs::create_symlink("/nix/store/aaaa-system-1", root_ / "nix/var/nix/profiles/system-1-link");
   fs::create_symlink("/nix/store/cccc-system-2",
@@ -141,9 +149,75 @@ TEST_F(Discovery, ReadsProfilesAndTheirSpecialisations) {
   EXPECT_EQ(generations[0].kernel_file, root_ / "nix/store/dddd-linux/bzImage");
   EXPECT_EQ(generations[1].rest, "generation-1-specialisation-debug");
   EXPECT_EQ(generations[1].entry.title, "NixOS (debug)");
+  ASSERT_TRUE(generations[1].bootspec) << generations[1].problem;
   EXPECT_EQ(generations[1].bootspec->init, "/nix/store/eeee-system-debug/init");
   EXPECT_EQ(generations[2].rest, "lab-generation-2");
   EXPECT_EQ(generations[2].entry.title, "NixOS [lab]");
+}
+
+TEST_F(Discovery, RefusesAKernelToEmbedThatIsNotARegularFile) {
+  write("nix/store/aaaa-system-1/boot.json", boot_json("/nix/store/aaaa-system-1", true));
+  write("nix/store/bbbb-initrd/initrd", "initrd");
+  fs::create_directories(root_ / "nix/store/dddd-linux");
+  ASSERT_EQ(::mkfifo((root_ / "nix/store/dddd-linux/bzImage").c_str(), 0644), 0);
+  fs::create_directories(root_ / "nix/var/nix/profiles");
+  fs::create_symlink("/nix/store/aaaa-system-1", root_ / "nix/var/nix/profiles/system-1-link");
+  auto generations = generations_from_profiles(root_);
+  ASSERT_EQ(generations.size(), 1u);
+  EXPECT_FALSE(generations[0].bootspec);
+  EXPECT_EQ(generations[0].problem,
+            (root_ / "nix/store/dddd-linux/bzImage").string() + ": is a FIFO, not a regular file");
+}
+
+// Every way an entry can fail to name its generation costs only that entry.
+TEST_F(Discovery, ExplainsEntriesThatNameNoUsableGeneration) {
+  write("nix/store/aaaa-system-1/boot.json", boot_json("/nix/store/aaaa-system-1", true));
+  fs::create_directories(root_ / "nix/store/ffff-fifo");
+  ASSERT_EQ(::mkfifo((root_ / "nix/store/ffff-fifo/boot.json").c_str(), 0644), 0);
+  write("nix/store/gggg-huge/boot.json", std::string((1 << 20) + 1, ' '));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"two-inits", "options init=/nix/store/gone/init init=/nix/store/aaaa-system-1/init\n"},
+      {"dotdot", "options init=/nix/store/../store/aaaa-system-1/init\n"},
+      {"outside", "options init=/etc/aaaa-system-1/init\n"},
+      {"sbin", "options init=/nix/store/aaaa-system-1/sbin/init\n"},
+      {"bare", "options init=/nix/store/init\n"},
+      {"none", "options quiet\n"},
+      {"fifo", "options init=/nix/store/ffff-fifo/init\n"},
+      {"huge", "options init=/nix/store/gggg-huge/init\n"},
+  };
+  for (const auto& [name, options] : cases) {
+    write("boot/loader/entries/nixos-" + name + ".conf",
+          "title NixOS\nlinux /EFI/nixos/k.efi\n" + options);
+  }
+  fs::create_directories(root_ / "boot/loader/entries/nixos-folder.conf");
+  Esp esp(root_ / "boot");
+  std::map<std::string, std::string> problems;
+  for (const auto& generation : generations_from_entries(esp, root_)) {
+    if (generation.bootspec) {
+      problems[generation.rest] = "ok";
+    } else {
+      problems[generation.rest] = generation.problem;
+    }
+  }
+  const std::string entries = "loader/entries/nixos-";
+  EXPECT_EQ(problems["two-inits"], "ok") << "Linux uses the last init=";
+  EXPECT_EQ(problems["dotdot"], entries +
+                                    "dotdot.conf: init=/nix/store/../store/aaaa-system-1/init has "
+                                    "an empty, '.' or '..' component");
+  EXPECT_EQ(problems["outside"],
+            entries + "outside.conf: init=/etc/aaaa-system-1/init is outside /nix/store/");
+  EXPECT_EQ(
+      problems["sbin"],
+      entries +
+          "sbin.conf: init=/nix/store/aaaa-system-1/sbin/init is not /nix/store/<toplevel>/init");
+  EXPECT_EQ(problems["bare"],
+            entries + "bare.conf: init=/nix/store/init is not /nix/store/<toplevel>/init");
+  EXPECT_EQ(problems["none"], entries + "none.conf: options line has no init=<toplevel>/init");
+  EXPECT_EQ(problems["fifo"],
+            (root_ / "nix/store/ffff-fifo/boot.json").string() + ": is a FIFO, not a regular file");
+  EXPECT_EQ(problems["huge"], (root_ / "nix/store/gggg-huge/boot.json").string() +
+                                  ": 1048577 bytes, more than the 1048576 a bootspec may have");
+  EXPECT_EQ(problems["folder"], entries + "folder.conf: is a folder or special file, not an entry");
 }
 
 }  // namespace

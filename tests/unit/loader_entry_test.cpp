@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "xbb/error.hpp"
+#include "xbb/layout.hpp"
 
 namespace {
 
 const std::string kOrigin = "/boot/loader/entries/nixos-generation-42.conf";
+const std::string kMarker(xbb::layout::kMarker);
 
 std::string parse_error(std::string_view text) {
   try {
@@ -97,12 +99,12 @@ TEST(EntryName, OnlyTheLastPlusStartsACounter) {
 
 TEST(EntryName, RejectsNamesThatAreNotEntries) {
   const std::string too_long = std::string(251, 'a') + ".conf";  // 256 characters
-  for (std::string filename : {std::string(""), std::string(".conf"), std::string("+3.conf"),
-                               std::string("+3-1.conf"), std::string("nixos-abc"),
-                               std::string("nixos-abc.conf.tmp"), std::string("nixos-abc.CONF"),
-                               std::string("nixos abc.conf"), std::string("../nixos.conf"),
-                               std::string("a/b.conf"), std::string("nixos-\xc3\xa9.conf"),
-                               std::string("nixos\n.conf"), std::string("nixos\0.conf", 11), too_long}) {
+  for (std::string filename :
+       {std::string(""), std::string(".conf"), std::string("+3.conf"), std::string("+3-1.conf"),
+        std::string("nixos-abc"), std::string("nixos-abc.conf.tmp"), std::string("nixos-abc.CONF"),
+        std::string("nixos abc.conf"), std::string("../nixos.conf"), std::string("a/b.conf"),
+        std::string("nixos-\xc3\xa9.conf"), std::string("nixos\n.conf"),
+        std::string("nixos\0.conf", 11), too_long}) {
     EXPECT_FALSE(xbb::parse_entry_name(filename).has_value()) << filename;
   }
 }
@@ -115,9 +117,9 @@ TEST(EntryName, AcceptsTheLongestName) {
 }
 
 TEST(EntryName, FilenameRoundTripsExactly) {
-  for (const char* filename :
-       {"nixos-generation-42.conf", "nixos-abc+3-1.conf", "nixos-abc+3.conf", "nixos-abc+09-01.conf",
-        "nixos-abc+007.conf", "nixos-abc+x.conf", "nixos-abc+3-.conf", "nixos-a+1+2.conf", "x.y_z.conf"}) {
+  for (const char* filename : {"nixos-generation-42.conf", "nixos-abc+3-1.conf", "nixos-abc+3.conf",
+                               "nixos-abc+09-01.conf", "nixos-abc+007.conf", "nixos-abc+x.conf",
+                               "nixos-abc+3-.conf", "nixos-a+1+2.conf", "x.y_z.conf"}) {
     auto name = xbb::parse_entry_name(filename);
     ASSERT_TRUE(name.has_value()) << filename;
     EXPECT_EQ(name->filename(), filename);
@@ -126,11 +128,14 @@ TEST(EntryName, FilenameRoundTripsExactly) {
 
 TEST(EntryName, FilenameOfBuiltNames) {
   EXPECT_EQ((xbb::EntryName{"xen-abc", std::nullopt}.filename()), "xen-abc.conf");
-  EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{3, std::nullopt}}.filename()), "xen-abc+3.conf");
+  EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{3, std::nullopt}}.filename()),
+            "xen-abc+3.conf");
   EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{3, 0}}.filename()), "xen-abc+3-0.conf");
   EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{12, 4}}.filename()), "xen-abc+12-4.conf");
-  EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{9, 1, 2, 1}}.filename()), "xen-abc+09-1.conf");
-  EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{100, 1, 2, 3}}.filename()), "xen-abc+100-001.conf");
+  EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{9, 1, 2, 1}}.filename()),
+            "xen-abc+09-1.conf");
+  EXPECT_EQ((xbb::EntryName{"xen-abc", xbb::BootCounter{100, 1, 2, 3}}.filename()),
+            "xen-abc+100-001.conf");
 }
 
 // --- entry text ---------------------------------------------------------------
@@ -139,22 +144,27 @@ TEST(EntryName, FilenameOfBuiltNames) {
 const char* const kGenerationEntry =
     "title NixOS\n"
     "sort-key nixos\n"
-    "version Generation 42 NixOS Xantusia 25.11.20251101.abc1234 (Linux 6.12.7), built on 2025-11-02\n"
+    "version Generation 42 NixOS Xantusia 25.11.20251101.abc1234 (Linux 6.12.7), built on "
+    "2025-11-02\n"
     "linux /EFI/nixos/dddd-linux-6.12.7-bzImage.efi\n"
     "initrd /EFI/nixos/bbbb-initrd-linux-6.12.7-initrd.efi\n"
-    "options init=/nix/store/aaaa-nixos-system-hv-25.11.20251101.abc1234/init loglevel=4 console=hvc0\n"
+    "options init=/nix/store/aaaa-nixos-system-hv-25.11.20251101.abc1234/init loglevel=4 "
+    "console=hvc0\n"
     "machine-id 4098b3f648d74c13b1f04ccfba7798e8\n";
 
 TEST(LoaderEntry, ReadsTheGenerationNamedEntry) {
   xbb::LoaderEntry entry = xbb::parse_loader_entry(kGenerationEntry, kOrigin);
   EXPECT_EQ(entry.title, "NixOS");
   EXPECT_EQ(entry.sort_key, "nixos");
-  EXPECT_EQ(entry.version,
-            "Generation 42 NixOS Xantusia 25.11.20251101.abc1234 (Linux 6.12.7), built on 2025-11-02");
+  EXPECT_EQ(
+      entry.version,
+      "Generation 42 NixOS Xantusia 25.11.20251101.abc1234 (Linux 6.12.7), built on 2025-11-02");
   EXPECT_EQ(entry.kernel, "/EFI/nixos/dddd-linux-6.12.7-bzImage.efi");
-  EXPECT_EQ(entry.initrds, std::vector<std::string>{"/EFI/nixos/bbbb-initrd-linux-6.12.7-initrd.efi"});
-  EXPECT_EQ(entry.options,
-            "init=/nix/store/aaaa-nixos-system-hv-25.11.20251101.abc1234/init loglevel=4 console=hvc0");
+  EXPECT_EQ(entry.initrds,
+            std::vector<std::string>{"/EFI/nixos/bbbb-initrd-linux-6.12.7-initrd.efi"});
+  EXPECT_EQ(
+      entry.options,
+      "init=/nix/store/aaaa-nixos-system-hv-25.11.20251101.abc1234/init loglevel=4 console=hvc0");
   EXPECT_EQ(entry.machine_id, "4098b3f648d74c13b1f04ccfba7798e8");
   EXPECT_FALSE(entry.devicetree.has_value());
   EXPECT_FALSE(entry.efi.has_value());
@@ -166,7 +176,8 @@ const char* const kContentAddressedEntry =
     "title NixOS\n"
     "version Generation 43 NixOS Xantusia 25.11.20251101.abc1234 (Linux 6.12.7)\n"
     "linux /EFI/nixos/dddd-linux-6.12.7-bzImage.efi\n"
-    "initrd /EFI/nixos/0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0-initrd.efi\n"
+    "initrd "
+    "/EFI/nixos/0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0-initrd.efi\n"
     "initrd /EFI/nixos/eeee-extra-initrd.efi\n"
     "options init=/nix/store/aaaa-nixos-system-hv/init loglevel=4\n"
     "machine-id 4098b3f648d74c13b1f04ccfba7798e8\n"
@@ -178,10 +189,11 @@ TEST(LoaderEntry, ReadsTheContentAddressedEntryWithoutFinalNewline) {
   EXPECT_EQ(entry.title, "NixOS");
   EXPECT_EQ(entry.version, "Generation 43 NixOS Xantusia 25.11.20251101.abc1234 (Linux 6.12.7)");
   EXPECT_EQ(entry.kernel, "/EFI/nixos/dddd-linux-6.12.7-bzImage.efi");
-  EXPECT_EQ(entry.initrds,
-            (std::vector<std::string>{
-                "/EFI/nixos/0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0-initrd.efi",
-                "/EFI/nixos/eeee-extra-initrd.efi"}));
+  EXPECT_EQ(
+      entry.initrds,
+      (std::vector<std::string>{
+          "/EFI/nixos/0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0-initrd.efi",
+          "/EFI/nixos/eeee-extra-initrd.efi"}));
   EXPECT_EQ(entry.options, "init=/nix/store/aaaa-nixos-system-hv/init loglevel=4");
   EXPECT_EQ(entry.machine_id, "4098b3f648d74c13b1f04ccfba7798e8");
   EXPECT_EQ(entry.devicetree, "/EFI/nixos/gggg-board.dtb");
@@ -205,14 +217,14 @@ TEST(LoaderEntry, CrlfCommentsBlankLinesAndTabs) {
 }
 
 TEST(LoaderEntry, RepeatedOptionsAreJoinedWithOneSpace) {
-  xbb::LoaderEntry entry =
-      xbb::parse_loader_entry("options init=/x/init\noptions   quiet  \noptions a=b c=d\n", kOrigin);
+  xbb::LoaderEntry entry = xbb::parse_loader_entry(
+      "options init=/x/init\noptions   quiet  \noptions a=b c=d\n", kOrigin);
   EXPECT_EQ(entry.options, "init=/x/init quiet a=b c=d");
 }
 
 TEST(LoaderEntry, EmptyValuesCountAsAbsent) {
-  xbb::LoaderEntry entry =
-      xbb::parse_loader_entry("title NixOS\nmachine-id\nsort-key   \ninitrd\noptions \t\n", kOrigin);
+  xbb::LoaderEntry entry = xbb::parse_loader_entry(
+      "title NixOS\nmachine-id\nsort-key   \ninitrd\noptions \t\n", kOrigin);
   EXPECT_EQ(entry.title, "NixOS");
   EXPECT_FALSE(entry.machine_id.has_value());
   EXPECT_FALSE(entry.sort_key.has_value());
@@ -227,7 +239,8 @@ TEST(LoaderEntry, LaterLineReplacesEarlierValue) {
 
 TEST(LoaderEntry, UnknownKeysAreIgnored) {
   xbb::LoaderEntry entry = xbb::parse_loader_entry(
-      "title NixOS\narchitecture x64\ndevicetree-overlay /a.dtbo\nTitle Other\nlinux /EFI/k.efi\n", kOrigin);
+      "title NixOS\narchitecture x64\ndevicetree-overlay /a.dtbo\nTitle Other\nlinux /EFI/k.efi\n",
+      kOrigin);
   EXPECT_EQ(entry.title, "NixOS");
   EXPECT_EQ(entry.kernel, "/EFI/k.efi");
   EXPECT_FALSE(entry.devicetree.has_value());
@@ -251,9 +264,17 @@ TEST(LoaderEntry, RejectsCarriageReturnInsideALine) {
 }
 
 TEST(LoaderEntry, RejectsLinesWithoutAKey) {
-  EXPECT_EQ(parse_error("title NixOS\n\n=value\n"), kOrigin + ": line 3: does not start with a key");
+  EXPECT_EQ(parse_error("title NixOS\n\n=value\n"),
+            kOrigin + ": line 3: does not start with a key");
   EXPECT_EQ(parse_error("\"title\" NixOS"), kOrigin + ": line 1: does not start with a key");
   EXPECT_EQ(parse_error("[global]\n"), kOrigin + ": line 1: does not start with a key");
+}
+
+TEST(BootCounter, TotalSaturatesInsteadOfWrapping) {
+  EXPECT_EQ((xbb::BootCounter{2, 1}).total(), 3u);
+  EXPECT_EQ((xbb::BootCounter{5, std::nullopt}).total(), 5u);
+  EXPECT_EQ((xbb::BootCounter{4294967295u, 1}).total(), 4294967295u);
+  EXPECT_EQ((xbb::BootCounter{4294967290u, 4294967290u}).total(), 4294967295u);
 }
 
 // --- rendering ------------------------------------------------------------------
@@ -270,12 +291,13 @@ TEST(LoaderEntry, RendersKeysInOrder) {
   entry.initrds = {"/EFI/nixos/i.efi"};
   entry.devicetree = "/EFI/nixos/d.dtb";
   EXPECT_EQ(xbb::render_loader_entry(entry),
-            "title NixOS (with Xen Hypervisor)\n"
-            "version Generation 42 NixOS Xantusia (Linux 6.12.7), built on 2025-11-02\n"
-            "efi /EFI/xen/xen-abc.efi\n"
-            "options xen.efi -cfg=xen-abc.cfg\n"
-            "machine-id 4098b3f648d74c13b1f04ccfba7798e8\n"
-            "sort-key nixos\n");
+            kMarker +
+                "\ntitle NixOS (with Xen Hypervisor)\n"
+                "version Generation 42 NixOS Xantusia (Linux 6.12.7), built on 2025-11-02\n"
+                "efi /EFI/xen/xen-abc.efi\n"
+                "options xen.efi -cfg=xen-abc.cfg\n"
+                "machine-id 4098b3f648d74c13b1f04ccfba7798e8\n"
+                "sort-key nixos\n");
 }
 
 TEST(LoaderEntry, RenderOmitsAbsentAndEmptyKeys) {
@@ -284,8 +306,9 @@ TEST(LoaderEntry, RenderOmitsAbsentAndEmptyKeys) {
   entry.efi = "/EFI/xen/xen-abc.efi";
   entry.machine_id = "";
   entry.sort_key = "";
-  EXPECT_EQ(xbb::render_loader_entry(entry), "title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-abc.efi\n");
-  EXPECT_EQ(xbb::render_loader_entry(xbb::LoaderEntry{}), "");
+  EXPECT_EQ(xbb::render_loader_entry(entry),
+            kMarker + "\ntitle NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-abc.efi\n");
+  EXPECT_EQ(xbb::render_loader_entry(xbb::LoaderEntry{}), kMarker + "\n");
 }
 
 TEST(LoaderEntry, RenderRejectsLineBreaksAndNulInEveryRenderedKey) {
@@ -294,9 +317,12 @@ TEST(LoaderEntry, RenderRejectsLineBreaksAndNulInEveryRenderedKey) {
     std::optional<std::string> xbb::LoaderEntry::*member;
   };
   const Field fields[] = {
-      {"title", &xbb::LoaderEntry::title},           {"version", &xbb::LoaderEntry::version},
-      {"efi", &xbb::LoaderEntry::efi},               {"options", &xbb::LoaderEntry::options},
-      {"machine-id", &xbb::LoaderEntry::machine_id}, {"sort-key", &xbb::LoaderEntry::sort_key},
+      {"title", &xbb::LoaderEntry::title},
+      {"version", &xbb::LoaderEntry::version},
+      {"efi", &xbb::LoaderEntry::efi},
+      {"options", &xbb::LoaderEntry::options},
+      {"machine-id", &xbb::LoaderEntry::machine_id},
+      {"sort-key", &xbb::LoaderEntry::sort_key},
   };
   const std::pair<std::string, const char*> injections[] = {
       {"x\nefi /evil", "contains a newline"},
@@ -313,7 +339,8 @@ TEST(LoaderEntry, RenderRejectsLineBreaksAndNulInEveryRenderedKey) {
         xbb::render_loader_entry(entry);
         ADD_FAILURE() << field.key << " accepted " << problem;
       } catch (const xbb::Error& error) {
-        EXPECT_EQ(std::string(error.what()), std::string("loader entry: ") + field.key + ": " + problem);
+        EXPECT_EQ(std::string(error.what()),
+                  std::string("loader entry: ") + field.key + ": " + problem);
       }
     }
   }

@@ -3,11 +3,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
+
+#include "xbb/layout.hpp"
 
 namespace xbb {
 namespace {
 
 const std::string kXen = "/nix/store/ffff-xen-4.17.7-boot/boot/xen-4.17.efi";
+const std::string kKernel = "EFI/nixos/dddd-linux-6.12.7-bzImage.efi";
+const std::string kInitrd = "EFI/nixos/bbbb-initrd-linux-6.12.7-initrd.efi";
+const std::string kMarker(layout::kMarker);
 
 Generation generation(const std::string& rest, unsigned number, bool xen = true) {
   Generation g;
@@ -18,8 +24,8 @@ Generation generation(const std::string& rest, unsigned number, bool xen = true)
   g.entry.version = "Generation " + std::to_string(number) + " NixOS 25.11";
   g.entry.machine_id = "4098b3f648d74c13b1f04ccfba7798e8";
   g.entry.sort_key = "nixos";
-  g.entry.kernel = "/EFI/nixos/dddd-linux-6.12.7-bzImage.efi";
-  g.entry.initrds = {"/EFI/nixos/bbbb-initrd-linux-6.12.7-initrd.efi"};
+  g.entry.kernel = "/" + kKernel;
+  g.entry.initrds = {"/" + kInitrd};
   Bootspec spec;
   spec.init = "/nix/store/aaaa-nixos-system/init";
   spec.kernel = "/nix/store/dddd-linux-6.12.7/bzImage";
@@ -30,8 +36,28 @@ Generation generation(const std::string& rest, unsigned number, bool xen = true)
   return g;
 }
 
+// A generation whose bootspec could not be read.
+Generation broken(const std::string& rest, unsigned number) {
+  Generation g = generation(rest, number);
+  g.bootspec.reset();
+  g.problem = "/nix/store/x/boot.json: cannot open";
+  return g;
+}
+
+// An ESP where the source entries' kernel and initrd are present.
+EspState esp(std::optional<std::string> loader_conf = std::nullopt) {
+  EspState state;
+  state.boot_files = {kKernel, kInitrd};
+  state.loader_conf = std::move(loader_conf);
+  return state;
+}
+
+ExistingFile ours(const std::string& text) { return {kMarker + "\n" + text, true}; }
+ExistingFile by_hand(const std::string& text) { return {text, false}; }
+
 const FileWrite* find(const std::vector<FileWrite>& files, const std::string& path) {
-  auto it = std::find_if(files.begin(), files.end(), [&](const FileWrite& f) { return f.path == path; });
+  auto it =
+      std::find_if(files.begin(), files.end(), [&](const FileWrite& f) { return f.path == path; });
   return it == files.end() ? nullptr : &*it;
 }
 
@@ -39,9 +65,23 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
   return std::find(list.begin(), list.end(), item) != list.end();
 }
 
-Planned plan(const std::vector<Generation>& gens, const EspState& state = {},
-             const std::map<std::string, std::string>& configs = {}, bool retarget = true) {
-  return make_plan(gens, state, configs, PlanOptions{retarget});
+Planned plan(const std::vector<Generation>& gens, const EspState& state = esp(),
+             bool retarget = true) {
+  return make_plan(gens, state, PlanOptions{retarget});
+}
+
+std::string config_of(const FileWrite& image) {
+  return std::get<std::string>(std::get<ImageRecipe>(image.content).sections[0].content);
+}
+
+// The state a run that wrote `first` leaves behind (entries and image configurations).
+EspState after(const Planned& first, EspState state = esp()) {
+  for (const auto& entry : first.plan.entries)
+    state.xen_entries[entry.path] = {std::get<std::string>(entry.content), true};
+  for (const auto& image : first.plan.images)
+    state.xen_images[image.path] = {config_of(image), true};
+  if (first.plan.loader_conf) state.loader_conf = first.plan.loader_conf;
+  return state;
 }
 
 TEST(Planner, WritesEntryAndUnifiedImageForAXenGeneration) {
@@ -49,26 +89,29 @@ TEST(Planner, WritesEntryAndUnifiedImageForAXenGeneration) {
   const FileWrite* entry = find(result.plan.entries, "loader/entries/xen-generation-42.conf");
   ASSERT_NE(entry, nullptr);
   EXPECT_EQ(std::get<std::string>(entry->content),
-            "title NixOS (with Xen Hypervisor)\n"
-            "version Generation 42 NixOS 25.11\n"
-            "efi /EFI/xen/xen-generation-42.efi\n"
-            "machine-id 4098b3f648d74c13b1f04ccfba7798e8\n"
-            "sort-key nixos\n");
+            kMarker +
+                "\n"
+                "title NixOS (with Xen Hypervisor)\n"
+                "version Generation 42 NixOS 25.11\n"
+                "efi /EFI/xen/xen-generation-42.efi\n"
+                "machine-id 4098b3f648d74c13b1f04ccfba7798e8\n"
+                "sort-key nixos\n");
   const FileWrite* image = find(result.plan.images, "EFI/xen/xen-generation-42.efi");
   ASSERT_NE(image, nullptr);
   const auto& recipe = std::get<ImageRecipe>(image->content);
   EXPECT_EQ(recipe.xen_efi, "/host" + kXen);
   ASSERT_EQ(recipe.sections.size(), 1u);
   EXPECT_EQ(recipe.sections[0].name, ".config");
-  EXPECT_EQ(std::get<std::string>(recipe.sections[0].content),
-            "[global]\ndefault=nixos\n\n[nixos]\n"
-            "options=dom0_mem=4096M console=com1\n"
-            "kernel=\\EFI\\nixos\\dddd-linux-6.12.7-bzImage.efi "
-            "init=/nix/store/aaaa-nixos-system/init loglevel=4 gen=42\n"
-            "ramdisk=\\EFI\\nixos\\bbbb-initrd-linux-6.12.7-initrd.efi\n");
+  EXPECT_EQ(config_of(*image), kMarker +
+                                   "\n[global]\ndefault=nixos\n\n[nixos]\n"
+                                   "options=dom0_mem=4096M console=com1\n"
+                                   "kernel=\\EFI\\nixos\\dddd-linux-6.12.7-bzImage.efi "
+                                   "init=/nix/store/aaaa-nixos-system/init loglevel=4 gen=42\n"
+                                   "ramdisk=\\EFI\\nixos\\bbbb-initrd-linux-6.12.7-initrd.efi\n");
   ASSERT_EQ(result.plan.changes.size(), 1u);
   EXPECT_EQ(result.plan.changes[0].kind, '+');
   EXPECT_EQ(result.plan.changes[0].name, "xen-generation-42");
+  EXPECT_TRUE(result.warnings.empty());
 }
 
 TEST(Planner, OmitsAbsentMachineIdAndSortKey) {
@@ -78,8 +121,9 @@ TEST(Planner, OmitsAbsentMachineIdAndSortKey) {
   auto result = plan({g});
   ASSERT_EQ(result.plan.entries.size(), 1u);
   EXPECT_EQ(std::get<std::string>(result.plan.entries[0].content),
-            "title NixOS (with Xen Hypervisor)\nversion Generation 1 NixOS 25.11\n"
-            "efi /EFI/xen/xen-generation-1.efi\n");
+            kMarker +
+                "\ntitle NixOS (with Xen Hypervisor)\nversion Generation 1 NixOS 25.11\n"
+                "efi /EFI/xen/xen-generation-1.efi\n");
 }
 
 TEST(Planner, GivesNoEntryToAGenerationWithoutXen) {
@@ -89,30 +133,58 @@ TEST(Planner, GivesNoEntryToAGenerationWithoutXen) {
   EXPECT_FALSE(result.default_failure);
 }
 
-TEST(Planner, RemovesStaleEntriesImagesAndLegacyImages) {
-  EspState state;
-  state.xen_entries["loader/entries/xen-generation-1.conf"] = "title old\nefi /EFI/xen/xen-generation-1.efi\n";
-  state.xen_images = {"EFI/xen/xen-generation-1.efi", "EFI/xen/xen-generation-2.efi"};
+TEST(Planner, RemovesItsOwnStaleEntriesImagesAndTheScriptsImages) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-generation-1.conf"] =
+      ours("title old\nefi /EFI/xen/xen-generation-1.efi\n");
+  state.xen_images["EFI/xen/xen-generation-1.efi"] = ours("[global]\n");
+  state.xen_images["EFI/xen/xen-generation-2.efi"] = ours("[global]\n");
   state.legacy_images = {"EFI/nixos/xen-generation-2.efi"};
   auto result = plan({generation("generation-2", 2)}, state);
   EXPECT_TRUE(contains(result.plan.removals, "loader/entries/xen-generation-1.conf"));
   EXPECT_TRUE(contains(result.plan.removals, "EFI/xen/xen-generation-1.efi"));
   EXPECT_TRUE(contains(result.plan.removals, "EFI/nixos/xen-generation-2.efi"));
   EXPECT_FALSE(contains(result.plan.removals, "EFI/xen/xen-generation-2.efi"));
-  bool removal_reported = std::any_of(result.plan.changes.begin(), result.plan.changes.end(),
-                                      [](const Change& c) { return c.kind == '-' && c.name == "xen-generation-1"; });
+  bool removal_reported =
+      std::any_of(result.plan.changes.begin(), result.plan.changes.end(),
+                  [](const Change& c) { return c.kind == '-' && c.name == "xen-generation-1"; });
   EXPECT_TRUE(removal_reported);
+  EXPECT_TRUE(result.warnings.empty());
+}
+
+TEST(Planner, LeavesHandMadeFilesAloneWithOneWarning) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-custom.conf"] =
+      by_hand("title mine\nefi /EFI/xen/my-xen.efi\n");
+  state.xen_images["EFI/xen/my-xen.efi"] = by_hand("");
+  state.xen_images["EFI/xen/my.cfg"] = by_hand("[global]\n");
+  auto result = plan({generation("generation-2", 2)}, state);
+  EXPECT_FALSE(contains(result.plan.removals, "loader/entries/xen-custom.conf"));
+  EXPECT_FALSE(contains(result.plan.removals, "EFI/xen/my-xen.efi"));
+  EXPECT_FALSE(contains(result.plan.removals, "EFI/xen/my.cfg"));
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_EQ(
+      result.warnings[0],
+      "left alone 3 file(s) that xen-boot-builder did not write: loader/entries/xen-custom.conf, "
+      "EFI/xen/my-xen.efi, EFI/xen/my.cfg");
+}
+
+TEST(Planner, RemovesAStaleSymlinkAndReplacesOneAtItsOwnName) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-generation-9.conf"] = {"", true};
+  state.xen_entries["loader/entries/xen-generation-2.conf"] = {"", true};
+  auto result = plan({generation("generation-2", 2)}, state);
+  EXPECT_TRUE(contains(result.plan.removals, "loader/entries/xen-generation-9.conf"));
+  EXPECT_NE(find(result.plan.entries, "loader/entries/xen-generation-2.conf"), nullptr);
+  EXPECT_FALSE(contains(result.plan.removals, "loader/entries/xen-generation-2.conf"));
 }
 
 TEST(Planner, KeepsTheExistingEntryOfAGenerationWhoseBootspecBroke) {
-  auto broken = generation("generation-1", 1);
-  broken.bootspec.reset();
-  broken.problem = "/nix/store/x/boot.json: cannot open";
-  EspState state;
+  EspState state = esp();
   state.xen_entries["loader/entries/xen-generation-1.conf"] =
-      "title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\n";
-  state.xen_images = {"EFI/xen/xen-generation-1.efi"};
-  auto result = plan({broken, generation("generation-2", 2)}, state);
+      ours("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\n");
+  state.xen_images["EFI/xen/xen-generation-1.efi"] = ours("[global]\n");
+  auto result = plan({broken("generation-1", 1), generation("generation-2", 2)}, state);
   EXPECT_TRUE(result.plan.removals.empty());
   ASSERT_EQ(result.warnings.size(), 1u);
   EXPECT_NE(result.warnings[0].find("nixos-generation-1"), std::string::npos);
@@ -121,53 +193,174 @@ TEST(Planner, KeepsTheExistingEntryOfAGenerationWhoseBootspecBroke) {
 }
 
 TEST(Planner, FailsWhenTheDefaultGenerationGetsNoEntry) {
-  auto broken = generation("generation-2", 2);
-  broken.bootspec.reset();
-  broken.problem = "broken";
-  auto result = plan({generation("generation-1", 1), broken});
+  auto result = plan({generation("generation-1", 1), broken("generation-2", 2)});
   ASSERT_TRUE(result.default_failure);
   EXPECT_EQ(*result.default_failure, "nixos-generation-2");
 
-  EspState state;
-  state.loader_conf = "timeout 5\ndefault nixos-generation-1.conf\n";
-  EXPECT_FALSE(plan({generation("generation-1", 1), broken}, state).default_failure);
+  EspState state = esp("timeout 5\ndefault nixos-generation-1.conf\n");
+  EXPECT_FALSE(
+      plan({generation("generation-1", 1), broken("generation-2", 2)}, state).default_failure);
 }
 
 TEST(Planner, RefusesAParameterThatWouldInjectAConfigLine) {
   auto hostile = generation("generation-3", 3);
   hostile.bootspec->xen->params.push_back("x\nkernel=evil");
-  EspState state;
-  state.loader_conf = "default nixos-generation-2.conf\n";
-  auto result = plan({generation("generation-2", 2), hostile}, state);
+  auto result =
+      plan({generation("generation-2", 2), hostile}, esp("default nixos-generation-2.conf\n"));
   ASSERT_EQ(result.plan.entries.size(), 1u);
   EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-generation-2.conf");
   ASSERT_EQ(result.warnings.size(), 1u);
   EXPECT_NE(result.warnings[0].find("nixos-generation-3"), std::string::npos);
 }
 
+// What verify would call not bootable, the planner refuses: each case costs
+// only its own generation.
+TEST(Planner, RefusesWhatVerifyWouldRejectWithTheReason) {
+  struct Case {
+    const char* what;
+    std::function<void(Generation&)> spoil;
+    const char* reason;
+  };
+  const std::vector<Case> cases = {
+      {"non-ASCII kernel parameter",
+       [](Generation& g) { g.bootspec->kernel_params.push_back("caf\xc3\xa9"); },
+       "kernel params[3]: contains a byte outside ASCII"},
+      {"non-ASCII Xen parameter",
+       [](Generation& g) { g.bootspec->xen->params.push_back("\xc3\xa9"); },
+       "options[2]: contains a byte outside ASCII"},
+      {"control character",
+       [](Generation& g) {
+         g.bootspec->kernel_params.push_back(
+             "a\x0b"
+             "b");
+       },
+       "contains the control character \\x0b, at which Xen ends the line"},
+      {"DEL", [](Generation& g) { g.bootspec->kernel_params.push_back("a\x7f"); }, "\\x7f"},
+      {"ESC", [](Generation& g) { g.bootspec->xen->params.push_back("\x1b[31m"); }, "\\x1b"},
+      {"a comment sign", [](Generation& g) { g.bootspec->kernel_params.push_back("a#b"); },
+       "contains '#', where Xen would start a comment"},
+      {"kernel not on the ESP", [](Generation& g) { g.entry.kernel = "/EFI/nixos/gone.efi"; },
+       "kernel \\EFI\\nixos\\gone.efi is not on the ESP (EFI/nixos/gone.efi)"},
+      {"initrd not on the ESP", [](Generation& g) { g.entry.initrds = {"/EFI/nixos/gone.efi"}; },
+       "ramdisk \\EFI\\nixos\\gone.efi is not on the ESP (EFI/nixos/gone.efi)"},
+      {"kernel with a blank", [](Generation& g) { g.entry.kernel = "/EFI/nixos/my kernel.efi"; },
+       "contains a blank, where Xen would end the file name"},
+  };
+  for (const auto& c : cases) {
+    auto victim = generation("generation-1", 1);
+    c.spoil(victim);
+    auto result = plan({victim, generation("generation-2", 2)});
+    ASSERT_EQ(result.plan.entries.size(), 1u) << c.what;
+    EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-generation-2.conf") << c.what;
+    ASSERT_EQ(result.warnings.size(), 1u) << c.what;
+    EXPECT_TRUE(result.warnings[0].starts_with("nixos-generation-1: skipped: "))
+        << result.warnings[0];
+    EXPECT_NE(result.warnings[0].find(c.reason), std::string::npos)
+        << c.what << ": " << result.warnings[0];
+    EXPECT_FALSE(result.default_failure) << c.what;
+  }
+}
+
+TEST(Planner, SkipsNamesThatCannotBeMirrored) {
+  const std::string longest(layout::kMaxRestLength, 'a');
+  auto result = plan({generation("", 1), generation(longest + "b", 2), generation(longest, 3)});
+  ASSERT_EQ(result.plan.entries.size(), 1u);
+  EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-" + longest + ".conf");
+  ASSERT_EQ(result.warnings.size(), 2u);
+  EXPECT_TRUE(result.warnings[0].starts_with("nixos-: skipped: ")) << result.warnings[0];
+  EXPECT_NE(result.warnings[0].find("nothing after \"nixos-\""), std::string::npos);
+  EXPECT_NE(result.warnings[1].find("would exceed 255 bytes"), std::string::npos)
+      << result.warnings[1];
+}
+
+TEST(Planner, WarnsAboutADevicetreeInTheBootspecOrTheEntry) {
+  auto in_spec = generation("generation-1", 1);
+  in_spec.bootspec->devicetree = "/nix/store/d/board.dtb";
+  auto in_entry = generation("generation-2", 2);
+  in_entry.entry.devicetree = "/EFI/nixos/board.dtb";
+  auto result = plan({in_spec, in_entry});
+  EXPECT_EQ(result.plan.entries.size(), 2u);
+  ASSERT_EQ(result.warnings.size(), 2u);
+  EXPECT_NE(
+      result.warnings[0].find("nixos-generation-1: Xen's EFI configuration carries no devicetree"),
+      std::string::npos);
+  EXPECT_NE(
+      result.warnings[1].find("nixos-generation-2: Xen's EFI configuration carries no devicetree"),
+      std::string::npos);
+}
+
 TEST(Planner, RetargetsDefaultAndPreferredOnlyToXenEntriesThatWillExist) {
-  EspState state;
-  state.loader_conf =
-      "timeout 5\npreferred nixos-generation-2.conf\ndefault nixos-generation-1.conf\n";
-  auto result = plan({generation("generation-1", 1, false), generation("generation-2", 2)}, state);
+  auto result =
+      plan({generation("generation-1", 1, false), generation("generation-2", 2)},
+           esp("timeout 5\npreferred nixos-generation-2.conf\ndefault nixos-generation-1.conf\n"));
   ASSERT_TRUE(result.plan.loader_conf);
   EXPECT_EQ(*result.plan.loader_conf,
             "timeout 5\npreferred xen-generation-2.conf\ndefault nixos-generation-1.conf\n");
 }
 
 TEST(Planner, RetargetsAGlobDefaultWhenAXenEntryMatches) {
-  EspState state;
-  state.loader_conf = "default nixos-*\r\n";
-  auto result = plan({generation("generation-2", 2)}, state);
+  auto result = plan({generation("generation-2", 2)}, esp("default nixos-*\r\n"));
   ASSERT_TRUE(result.plan.loader_conf);
   EXPECT_EQ(*result.plan.loader_conf, "default xen-*\r\n");
-  EXPECT_FALSE(plan({generation("generation-2", 2, false)}, state).plan.loader_conf);
+  EXPECT_FALSE(
+      plan({generation("generation-2", 2, false)}, esp("default nixos-*\r\n")).plan.loader_conf);
+}
+
+// A glob selects the entry systemd-boot sorts first among its matches: the
+// newest generation. When that generation got no Xen entry, xen-* would
+// select an older one, so the default stays, and the run fails, whatever the
+// naming scheme.
+TEST(Planner, KeepsAGlobDefaultWhenTheNewestGenerationGotNoXenEntry) {
+  for (const auto& [older, newer] :
+       {std::pair<std::string, std::string>{"generation-1", "generation-2"},
+        {"0f3a9c", "9b1d2e"},
+        {"9b1d2e", "0f3a9c"}}) {
+    auto result = plan({generation(older, 1), broken(newer, 2)}, esp("default nixos-*\n"));
+    EXPECT_FALSE(result.plan.loader_conf) << older << " " << newer;
+    ASSERT_TRUE(result.default_failure) << older << " " << newer;
+    EXPECT_EQ(*result.default_failure, "nixos-" + newer);
+
+    auto fine = plan({generation(older, 1), generation(newer, 2)}, esp("default nixos-*\n"));
+    ASSERT_TRUE(fine.plan.loader_conf) << older << " " << newer;
+    EXPECT_FALSE(fine.default_failure);
+  }
+}
+
+TEST(Planner, KeepsAGlobDefaultThatAHandMadeXenEntryWouldWin) {
+  EspState state = esp("default nixos-*\n");
+  state.xen_entries["loader/entries/xen-custom.conf"] =
+      by_hand("title mine\nsort-key aaa\nversion 1\nefi /EFI/xen/my-xen.efi\n");
+  auto result = plan({generation("generation-2", 2)}, state);
+  EXPECT_FALSE(result.plan.loader_conf);
+  EXPECT_FALSE(result.default_failure);
+}
+
+TEST(Planner, UsesPreferredOnlyWhenItSelectsAnEntry) {
+  auto gens = std::vector<Generation>{generation("generation-1", 1), broken("generation-2", 2)};
+  auto result = plan(gens, esp("preferred nixos-generation-1.conf\ndefault nixos-*\n"));
+  EXPECT_FALSE(result.default_failure);
+  auto stale = plan(gens, esp("preferred nixos-generation-7.conf\ndefault nixos-*\n"));
+  ASSERT_TRUE(stale.default_failure);
+  EXPECT_EQ(*stale.default_failure, "nixos-generation-2");
 }
 
 TEST(Planner, LeavesLoaderConfAloneWithNoDefault) {
-  EspState state;
-  state.loader_conf = "default nixos-generation-2.conf\n";
-  EXPECT_FALSE(plan({generation("generation-2", 2)}, state, {}, false).plan.loader_conf);
+  EXPECT_FALSE(
+      plan({generation("generation-2", 2)}, esp("default nixos-generation-2.conf\n"), false)
+          .plan.loader_conf);
+}
+
+TEST(Planner, WarnsAboutAnUnusableLoaderConfAndBuildsTheEntries) {
+  EspState state = esp();
+  state.loader_conf_problem =
+      "/boot/loader/loader.conf: is a symlink; symlinks on the ESP are not followed";
+  auto result = plan({generation("generation-2", 2)}, state);
+  EXPECT_EQ(result.plan.entries.size(), 1u);
+  EXPECT_FALSE(result.plan.loader_conf);
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_EQ(result.warnings[0], "loader/loader.conf: " + state.loader_conf_problem +
+                                    "; the default entry was not changed");
+  EXPECT_TRUE(plan({generation("generation-2", 2)}, state, false).warnings.empty());
 }
 
 TEST(Planner, StartsANewCountedEntryWithAllTheSourceTries) {
@@ -178,18 +371,23 @@ TEST(Planner, StartsANewCountedEntryWithAllTheSourceTries) {
   EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-abc+3.conf");
 }
 
+TEST(Planner, SaturatesATotalOfTriesThatWouldWrap) {
+  auto g = generation("abc", 7);
+  g.counter = BootCounter{4294967295u, 1};
+  auto result = plan({g});
+  ASSERT_EQ(result.plan.entries.size(), 1u);
+  EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-abc+4294967295.conf");
+}
+
 TEST(Planner, KeepsTheCounterOfAnUnchangedCountedEntry) {
   auto g = generation("abc", 7);
   g.counter = BootCounter{3, std::nullopt};
   Planned first = plan({g});
-  EspState state;
-  state.xen_entries["loader/entries/xen-abc+1-2.conf"] =
-      std::get<std::string>(first.plan.entries[0].content);
-  state.xen_images = {"EFI/xen/xen-abc.efi"};
-  std::map<std::string, std::string> configs{
-      {"EFI/xen/xen-abc.efi", std::get<std::string>(
-                                  std::get<ImageRecipe>(first.plan.images[0].content).sections[0].content)}};
-  auto result = plan({g}, state, configs);
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-abc+1-2.conf"] = {
+      std::get<std::string>(first.plan.entries[0].content), true};
+  state.xen_images["EFI/xen/xen-abc.efi"] = {config_of(first.plan.images[0]), true};
+  auto result = plan({g}, state);
   ASSERT_EQ(result.plan.entries.size(), 1u);
   EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-abc+1-2.conf");
   EXPECT_TRUE(result.plan.removals.empty());
@@ -198,20 +396,13 @@ TEST(Planner, KeepsTheCounterOfAnUnchangedCountedEntry) {
 
 TEST(Planner, ReportsWhichFieldsOfAChangedEntryChanged) {
   auto before = generation("generation-5", 5);
-  Planned first = plan({before});
-  EspState state;
-  state.xen_entries["loader/entries/xen-generation-5.conf"] =
-      std::get<std::string>(first.plan.entries[0].content);
-  state.xen_images = {"EFI/xen/xen-generation-5.efi"};
-  std::map<std::string, std::string> configs{
-      {"EFI/xen/xen-generation-5.efi",
-       std::get<std::string>(std::get<ImageRecipe>(first.plan.images[0].content).sections[0].content)}};
-  EXPECT_TRUE(plan({before}, state, configs).plan.changes.empty());
+  EspState state = after(plan({before}));
+  EXPECT_TRUE(plan({before}, state).plan.changes.empty());
 
-  auto after = before;
-  after.bootspec->xen->params = {"dom0_mem=2048M"};
-  after.entry.version = "Generation 5 NixOS 26.05";
-  auto result = plan({after}, state, configs);
+  auto changed = before;
+  changed.bootspec->xen->params = {"dom0_mem=2048M"};
+  changed.entry.version = "Generation 5 NixOS 26.05";
+  auto result = plan({changed}, state);
   ASSERT_EQ(result.plan.changes.size(), 1u);
   EXPECT_EQ(result.plan.changes[0].kind, '~');
   EXPECT_EQ(result.plan.changes[0].detail, "version, xen options");
@@ -230,16 +421,17 @@ TEST(Planner, EmbedsKernelAndInitrdForProfileGenerations) {
   g.embed_kernel = true;
   g.kernel_file = "/host/nix/store/dddd-linux-6.12.7/bzImage";
   g.initrd_file = "/host/nix/store/bbbb-initrd/initrd";
-  auto result = plan({g});
+  auto result = plan({g}, EspState{});
   ASSERT_EQ(result.plan.images.size(), 1u);
   const auto& recipe = std::get<ImageRecipe>(result.plan.images[0].content);
   ASSERT_EQ(recipe.sections.size(), 3u);
   EXPECT_EQ(recipe.sections[1].name, ".kernel");
   EXPECT_EQ(std::get<std::filesystem::path>(recipe.sections[1].content), g.kernel_file);
   EXPECT_EQ(recipe.sections[2].name, ".ramdisk");
-  EXPECT_EQ(std::get<std::string>(recipe.sections[0].content),
-            "[global]\ndefault=nixos\n\n[nixos]\noptions=dom0_mem=4096M console=com1\n"
-            "kernel=bzImage init=/nix/store/aaaa-nixos-system/init loglevel=4 gen=4\n");
+  EXPECT_EQ(config_of(result.plan.images[0]),
+            kMarker +
+                "\n[global]\ndefault=nixos\n\n[nixos]\noptions=dom0_mem=4096M console=com1\n"
+                "kernel=bzImage init=/nix/store/aaaa-nixos-system/init loglevel=4 gen=4\n");
 }
 
 }  // namespace
