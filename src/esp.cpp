@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "posix_io.hpp"
+#include "text.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb {
@@ -27,11 +28,6 @@ using posix::error_text;
 
 constexpr std::size_t max_component_length = 255;
 constexpr int folder_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-bool is_allowed_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-         c == '_' || c == '.' || c == '-';
-}
 
 // The path in double quotes, with anything unprintable as \xNN, so that the
 // error message stays one readable line whatever the path holds.
@@ -52,11 +48,14 @@ std::string quoted(const std::string& path) {
 void check_component(const std::string& path, const std::string& component) {
   const std::string where = "ESP path " + quoted(path);
   if (component.empty()) throw Error(where, "empty component (leading, trailing or doubled \"/\")");
-  if (component == "." || component == "..") throw Error(where, "component \"" + component + "\" not allowed");
-  if (component.size() > max_component_length) throw Error(where, "component longer than 255 bytes");
+  if (component == "." || component == "..")
+    throw Error(where, "component \"" + component + "\" not allowed");
+  if (component.size() > max_component_length)
+    throw Error(where, "component longer than 255 bytes");
   for (char c : component) {
-    if (!is_allowed_char(c)) {
-      throw Error(where, "character " + quoted(std::string(1, c)) + " not allowed (only A-Z a-z 0-9 + _ . -)");
+    if (!text::is_file_name_character(c)) {
+      throw Error(where, "character " + quoted(std::string(1, c)) +
+                             " not allowed (only A-Z a-z 0-9 + _ . -)");
     }
   }
 }
@@ -86,20 +85,22 @@ void flush_folder(int folder, const std::string& shown) {
 
 // Why `name` in `folder` could not be opened the way we wanted: symlinks get
 // their own message, since refusing them is deliberate.
-[[noreturn]] void throw_open_error(int folder, const std::string& name, const std::string& shown, int error_number,
-                                   const std::string& expected) {
+[[noreturn]] void throw_open_error(int folder, const std::string& name, const std::string& shown,
+                                   int error_number, const std::string& expected) {
   struct stat st {};
   if (::fstatat(folder, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    if (S_ISLNK(st.st_mode)) throw Error(shown, "is a symlink; symlinks on the ESP are not followed");
-    if (error_number == ENOTDIR || error_number == ELOOP) throw Error(shown, "is not a " + expected);
+    if (S_ISLNK(st.st_mode))
+      throw Error(shown, "is a symlink; symlinks on the ESP are not followed");
+    if (error_number == ENOTDIR || error_number == ELOOP)
+      throw Error(shown, "is not a " + expected);
   }
   throw Error(shown, "cannot open " + expected + ": " + error_text(error_number));
 }
 
 // Opens the folder `name` inside `parent` without following a symlink.
 // Returns an empty descriptor when it does not exist and `create` is false.
-UniqueFd open_folder(int parent, const std::string& name, const std::string& shown_parent, const std::string& shown,
-                     bool create) {
+UniqueFd open_folder(int parent, const std::string& name, const std::string& shown_parent,
+                     const std::string& shown, bool create) {
   UniqueFd folder(::openat(parent, name.c_str(), folder_flags));
   if (folder) return folder;
   if (errno != ENOENT) throw_open_error(parent, name, shown, errno, "folder");
@@ -136,7 +137,8 @@ struct Temporary {
 Temporary create_temporary(int folder, const std::string& final_name, const std::string& shown) {
   for (int attempt = 0; attempt < 16; ++attempt) {
     std::string name = final_name + Esp::temporary_marker + random_suffix();
-    UniqueFd fd(::openat(folder, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+    UniqueFd fd(
+        ::openat(folder, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (fd) return {std::move(fd), name};
     if (errno != EEXIST) throw Error(shown, "cannot create temporary file: " + error_text(errno));
   }
@@ -145,7 +147,8 @@ Temporary create_temporary(int folder, const std::string& final_name, const std:
 
 struct statvfs filesystem_stats(int fd, const std::string& shown) {
   struct statvfs stats {};
-  if (::fstatvfs(fd, &stats) != 0) throw Error(shown, "cannot read file system statistics: " + error_text(errno));
+  if (::fstatvfs(fd, &stats) != 0)
+    throw Error(shown, "cannot read file system statistics: " + error_text(errno));
   return stats;
 }
 
@@ -153,12 +156,14 @@ struct statvfs filesystem_stats(int fd, const std::string& shown) {
 
 std::vector<std::string> split_esp_path(const std::string& path) {
   if (path.empty()) throw Error("ESP path \"\"", "empty");
-  if (path.front() == '/') throw Error("ESP path " + quoted(path), "must be relative to the ESP root");
+  if (path.front() == '/')
+    throw Error("ESP path " + quoted(path), "must be relative to the ESP root");
   std::vector<std::string> components;
   std::size_t start = 0;
   for (;;) {
     std::size_t slash = path.find('/', start);
-    components.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    components.push_back(
+        path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
     check_component(path, components.back());
     if (slash == std::string::npos) return components;
     start = slash + 1;
@@ -179,7 +184,8 @@ Esp::Esp(fs::path root) : root_(std::move(root)) {
   if (!root_fd_) throw Error(root_.string(), "cannot open the ESP: " + error_text(errno));
 }
 
-UniqueFd Esp::open_folders(const std::vector<std::string>& components, std::size_t count, bool create) const {
+UniqueFd Esp::open_folders(const std::vector<std::string>& components, std::size_t count,
+                           bool create) const {
   UniqueFd current = duplicate(root_fd_.get(), root_.string());
   for (std::size_t i = 0; i < count; ++i) {
     current = open_folder(current.get(), components[i], shown_path(root_, join(components, i)),
@@ -203,14 +209,16 @@ Esp::Location Esp::locate(const std::string& path, bool create) const {
 std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limit) const {
   Location at = locate(path, false);
   if (!at.folder) return std::nullopt;
-  UniqueFd file(::openat(at.folder.get(), at.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  UniqueFd file(::openat(at.folder.get(), at.name.c_str(),
+                         O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!file) {
     if (errno == ENOENT) return std::nullopt;
     throw_open_error(at.folder.get(), at.name, at.shown, errno, "regular file");
   }
   struct stat st {};
   if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
-  if (!S_ISREG(st.st_mode)) throw Error(at.shown, "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
+  if (!S_ISREG(st.st_mode))
+    throw Error(at.shown, "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
   return posix::read_all(file.get(), at.shown, limit, "file there");
 }
 
@@ -245,7 +253,8 @@ std::vector<std::pair<std::string, EspFileType>> Esp::list_all(const std::string
 std::vector<std::string> Esp::list(const std::string& dir) const {
   std::vector<std::string> names;
   for (auto& [name, type] : list_all(dir)) {
-    if (type == EspFileType::regular || type == EspFileType::symlink) names.push_back(std::move(name));
+    if (type == EspFileType::regular || type == EspFileType::symlink)
+      names.push_back(std::move(name));
   }
   return names;
 }
@@ -266,10 +275,14 @@ void Esp::write_atomic(const std::string& path, const std::string& bytes) {
   Temporary temporary = create_temporary(at.folder.get(), at.name, at.shown);
   try {
     posix::write_all(temporary.fd.get(), bytes, at.shown);
-    if (::fsync(temporary.fd.get()) != 0) throw Error(at.shown, "cannot flush: " + error_text(errno));
-    if (::close(temporary.fd.release()) != 0) throw Error(at.shown, "cannot close: " + error_text(errno));
-    if (::renameat(at.folder.get(), temporary.name.c_str(), at.folder.get(), at.name.c_str()) != 0) {
-      throw Error(at.shown, "cannot rename " + temporary.name + " into place: " + error_text(errno));
+    if (::fsync(temporary.fd.get()) != 0)
+      throw Error(at.shown, "cannot flush: " + error_text(errno));
+    if (::close(temporary.fd.release()) != 0)
+      throw Error(at.shown, "cannot close: " + error_text(errno));
+    if (::renameat(at.folder.get(), temporary.name.c_str(), at.folder.get(), at.name.c_str()) !=
+        0) {
+      throw Error(at.shown,
+                  "cannot rename " + temporary.name + " into place: " + error_text(errno));
     }
   } catch (...) {
     ::unlinkat(at.folder.get(), temporary.name.c_str(), 0);
@@ -324,8 +337,8 @@ EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_roo
     if (errno != EWOULDBLOCK) throw Error(shown, "cannot lock: " + error_text(errno));
     const auto now = clock::now();
     if (now >= deadline) {
-      throw Error(shown, "another xen-boot-builder run holds the lock; gave up after " +
-                             describe(timeout));
+      throw Error(
+          shown, "another xen-boot-builder run holds the lock; gave up after " + describe(timeout));
     }
     std::this_thread::sleep_for(std::min<clock::duration>(poll_interval, deadline - now));
   }

@@ -1,11 +1,12 @@
 #include "xbb/loader_conf.hpp"
 
+#include "text.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb {
 namespace {
 
-bool is_blank(char c) { return c == ' ' || c == '\t'; }
+using text::is_blank;
 
 // One line of loader.conf cut into the bytes before the value, the value and
 // the bytes after it (trailing blanks, CR, LF): prefix + value + suffix is
@@ -49,15 +50,13 @@ std::vector<std::string_view> split_keeping_newlines(std::string_view text) {
   return lines;
 }
 
-void check_replacement(const std::string& replacement, std::string_view key, std::size_t line_number) {
-  const char* problem = nullptr;
+void check_replacement(const std::string& replacement, std::string_view key,
+                       std::size_t line_number) {
+  std::optional<std::string> problem = text::line_break_problem(replacement);
   if (replacement.empty()) problem = "is empty";
-  else if (replacement.find('\n') != std::string::npos) problem = "contains a newline";
-  else if (replacement.find('\r') != std::string::npos) problem = "contains a carriage return";
-  else if (replacement.find('\0') != std::string::npos) problem = "contains a NUL byte";
   if (problem) {
     throw Error("loader.conf", "line " + std::to_string(line_number) + ": new " + std::string(key) +
-                                   " value " + problem);
+                                   " value " + *problem);
   }
 }
 

@@ -1,0 +1,125 @@
+// The helpers every input goes through: host files read with a type check
+// and a size limit, text rules, and the names the layout derives.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "posix_io.hpp"
+#include "text.hpp"
+#include "xbb/error.hpp"
+#include "xbb/layout.hpp"
+
+namespace fs = std::filesystem;
+
+namespace xbb {
+namespace {
+
+class HostFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::temp_directory_path() / "xbb-input-XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    folder_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(folder_); }
+
+  fs::path write(const std::string& name, const std::string& bytes) {
+    std::ofstream(folder_ / name, std::ios::binary) << bytes;
+    return folder_ / name;
+  }
+
+  static std::string error_of(const std::function<void()>& action) {
+    try {
+      action();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+
+  fs::path folder_;
+};
+
+TEST_F(HostFiles, ReadsARegularFileWithinItsLimit) {
+  fs::path file = write("boot.json", "{}");
+  EXPECT_EQ(posix::read_host_file(file, 2, "bootspec"), "{}");
+  EXPECT_EQ(error_of([&] { posix::read_host_file(file, 1, "bootspec"); }),
+            file.string() + ": 2 bytes, more than the 1 a bootspec may have");
+  EXPECT_EQ(posix::host_file_size(file, 2, "bootspec"), 2u);
+}
+
+// A FIFO would block the run while it holds the ESP lock; a character device
+// would be read without end. Both are refused before any read.
+TEST_F(HostFiles, RefusesFifosDevicesAndFoldersAtOnce) {
+  ASSERT_EQ(::mkfifo((folder_ / "fifo").c_str(), 0644), 0);
+  EXPECT_EQ(error_of([&] { posix::read_host_file(folder_ / "fifo", 1 << 20, "bootspec"); }),
+            (folder_ / "fifo").string() + ": is a FIFO, not a regular file");
+  EXPECT_EQ(error_of([&] { posix::read_host_file("/dev/zero", 1 << 20, "Xen image"); }),
+            "/dev/zero: is a character device, not a regular file");
+  EXPECT_EQ(error_of([&] { posix::host_file_size(folder_, 1 << 20, "kernel"); }),
+            folder_.string() + ": is a folder, not a regular file");
+  EXPECT_NE(
+      error_of([&] { posix::read_host_file(folder_ / "missing", 1, "x"); }).find("cannot open"),
+      std::string::npos);
+}
+
+TEST_F(HostFiles, ChecksTheStartOfAFileBeforeReadingTheRest) {
+  fs::path file = write("image", "MZrest of the file");
+  std::string seen;
+  EXPECT_EQ(
+      posix::read_host_file(file, 100, "image", 2, [&](std::string_view start) { seen = start; }),
+      "MZrest of the file");
+  EXPECT_EQ(seen, "MZ");
+  fs::path sparse = folder_ / "sparse";
+  { std::ofstream(sparse, std::ios::binary) << "ELF"; }
+  fs::resize_file(sparse, 1 << 30);
+  EXPECT_EQ(error_of([&] {
+              posix::read_host_file(sparse, 2ull << 30, "image", 4, [](std::string_view start) {
+                if (!start.starts_with("MZ")) throw Error("no MZ");
+              });
+            }),
+            "no MZ");
+}
+
+TEST(Text, TrimsSplitsAndEscapes) {
+  EXPECT_EQ(text::trim_blanks(" \ta b\t "), "a b");
+  EXPECT_EQ(text::split_first_word("  key  some value "),
+            (std::pair<std::string_view, std::string_view>{"key", "some value"}));
+  EXPECT_EQ(text::split("/a//b", '/'), (std::vector<std::string_view>{"", "a", "", "b"}));
+  EXPECT_EQ(text::printable("a\nb\xc3"), "a\\x0ab\\xc3");
+  EXPECT_EQ(text::line_break_problem("a\rb"), "contains a carriage return");
+  EXPECT_EQ(text::line_break_problem(std::string_view("a\0b", 3)), "contains a NUL byte");
+  EXPECT_EQ(text::line_break_problem("ab"), std::nullopt);
+}
+
+TEST(Layout, DerivesNamesThatFitFat) {
+  std::string why;
+  EXPECT_EQ(layout::xen_stem("generation-42", why), "xen-generation-42");
+  const std::string longest(layout::kMaxRestLength, 'a');
+  ASSERT_EQ(layout::xen_stem(longest, why), "xen-" + longest);
+  // The longest name it derives, a counted entry's temporary, fits 255 bytes.
+  EXPECT_EQ(("xen-" + longest + "+4294967295.conf.xbb-tmp-0123456789abcdef").size(), 255u);
+  EXPECT_EQ(layout::xen_stem(longest + "a", why), std::nullopt);
+  EXPECT_EQ(layout::xen_stem("", why), std::nullopt);
+  EXPECT_EQ(layout::xen_stem("a;b", why), std::nullopt);
+  EXPECT_EQ(layout::entry_path("xen-abc", std::nullopt), "loader/entries/xen-abc.conf");
+  EXPECT_EQ(layout::entry_path("xen-abc", BootCounter{2, 1}), "loader/entries/xen-abc+3.conf");
+  EXPECT_EQ(layout::image_path("xen-abc"), "EFI/xen/xen-abc.efi");
+}
+
+TEST(Layout, TellsItsOwnTextsByTheirFirstLine) {
+  const std::string marker(layout::kMarker);
+  EXPECT_TRUE(layout::is_marked(marker + "\ntitle x\n"));
+  EXPECT_TRUE(layout::is_marked(marker + "\r\ntitle x\n"));
+  EXPECT_FALSE(layout::is_marked(marker));
+  EXPECT_FALSE(layout::is_marked(marker + " and more\n"));
+  EXPECT_FALSE(layout::is_marked("title x\n" + marker + "\n"));
+}
+
+}  // namespace
+}  // namespace xbb
