@@ -97,9 +97,12 @@ void report_changes(const std::vector<Change>& changes, Reporter& reporter) {
 
 }  // namespace
 
-int run_build(const BuildOptions& options, Reporter& reporter) {
+int RunResult::exit_status() const { return error || default_failure ? 1 : 0; }
+
+RunResult run_build(const BuildOptions& options, Reporter& reporter) {
   reporter.progress(options.dry_run ? "Planning Xen Project Hypervisor boot entries..."
                                     : "Installing Xen Project Hypervisor boot entries...");
+  RunResult result;
   bool finished_line = false;
   auto finish = [&](const std::string& word) {
     if (!finished_line) reporter.line(word);
@@ -121,13 +124,18 @@ int run_build(const BuildOptions& options, Reporter& reporter) {
     for (const auto& note : planned.notes) reporter.debug(note);
 
     const Plan& plan = planned.plan;
-    std::vector<Change> changes = plan.changes;
+    result.warnings = planned.warnings;
+    result.changes = plan.changes;
+    result.entries = plan.entries.size();
+    result.default_failure = planned.default_failure;
     if (!options.dry_run) {
       ApplyReport applied = apply_plan(esp, plan);
       for (const auto& path : applied.written) reporter.debug("wrote " + path);
       for (const auto& path : applied.removed) reporter.debug("removed " + path);
-      for (const auto& warning : applied.warnings) planned.warnings.push_back(warning);
-      changes = changes_after(plan, applied);
+      result.warnings.insert(result.warnings.end(), applied.warnings.begin(), applied.warnings.end());
+      result.changes = changes_after(plan, applied);
+      result.written = std::move(applied.written);
+      result.removed = std::move(applied.removed);
     } else {
       for (const auto& file : plan.images) reporter.debug("would write (if changed) " + file.path);
       for (const auto& file : plan.entries) reporter.debug("would write (if changed) " + file.path);
@@ -138,19 +146,19 @@ int run_build(const BuildOptions& options, Reporter& reporter) {
     if (plan.entries.empty() && !reporter.at_least(Verbosity::debug)) {
       reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
     }
-    for (const auto& warning : planned.warnings) reporter.warning(warning);
-    report_changes(changes, reporter);
-    if (planned.default_failure) {
-      reporter.error(*planned.default_failure +
+    for (const auto& warning : result.warnings) reporter.warning(warning);
+    report_changes(result.changes, reporter);
+    if (result.default_failure) {
+      reporter.error(*result.default_failure +
                      ", the default boot entry, got no Xen entry (see the warning above)");
-      return 1;
     }
-    return 0;
   } catch (const Error& e) {
     finish("failed.");
     reporter.error(e.what());
-    return 1;
+    result.error = e.kind();
+    result.error_message = e.what();
   }
+  return result;
 }
 
 }  // namespace xbb

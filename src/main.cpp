@@ -189,5 +189,5 @@ int main(int argc, char** argv) {
 
   xbb::Reporter reporter(verbosity, std::cout, std::cerr, xbb::colour_allowed(STDOUT_FILENO),
                          xbb::colour_allowed(STDERR_FILENO));
-  return xbb::run_build(options, reporter);
+  return xbb::run_build(options, reporter).exit_status();
 }

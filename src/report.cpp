@@ -4,7 +4,23 @@
 
 #include <cstdlib>
 
+#include "xbb/error.hpp"
+
 namespace xbb {
+
+const char* kind_name(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::esp_missing:
+      return "esp-missing";
+    case ErrorKind::esp_full:
+      return "esp-full";
+    case ErrorKind::lock_timeout:
+      return "lock-timeout";
+    case ErrorKind::failed:
+      break;
+  }
+  return "failed";
+}
 
 bool parse_verbosity(const std::string& text, Verbosity& out) {
   if (text == "quiet") {

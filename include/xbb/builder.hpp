@@ -1,8 +1,13 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
 
+#include "xbb/error.hpp"
 #include "xbb/generation.hpp"
+#include "xbb/plan.hpp"
 #include "xbb/report.hpp"
 
 namespace xbb {
@@ -15,9 +20,26 @@ struct BuildOptions {
   bool dry_run = false;              // `plan`: say what would change, write nothing
 };
 
-// The whole job: discover generations, plan, apply (unless dry_run), report.
-// Returns the exit status: 0, or 1 when the default generation got no Xen
-// entry or the ESP could not be updated (it is then unchanged or consistent).
-int run_build(const BuildOptions& options, Reporter& reporter);
+// What one run did, for the one-shot command and the daemon alike.
+struct RunResult {
+  std::vector<Change> changes;        // done, or for `plan` to be done
+  std::vector<std::string> warnings;  // one line each
+  std::vector<std::string> written;   // ESP paths whose bytes changed
+  std::vector<std::string> removed;   // ESP paths removed
+  std::size_t entries = 0;            // Xen entries the ESP has after the run
+  // The generation systemd-boot boots by default, when it got no Xen entry.
+  std::optional<std::string> default_failure;
+  // Why the run stopped before its end (the ESP is then unchanged or consistent).
+  std::optional<ErrorKind> error;
+  std::string error_message;
+
+  // 0, or 1 when the run stopped or the default generation got no Xen entry.
+  int exit_status() const;
+};
+
+// The whole job: discover generations, plan, apply (unless dry_run). Says
+// what it does through `reporter` as it goes (progress, warnings, changes at
+// the verbosity asked for) and returns what happened.
+RunResult run_build(const BuildOptions& options, Reporter& reporter);
 
 }  // namespace xbb
