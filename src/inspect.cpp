@@ -148,6 +148,8 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
       {"size_of_headers", image.size_of_headers},
       {"checksum", image.checksum},
       {"computed_checksum", computed_checksum},
+      {"subsystem", pe::subsystem_name(image.subsystem)},
+      {"subsystem_code", image.subsystem},
       {"entry_point", hex(image.image_base + image.address_of_entry_point)},
       {"signed", image.is_signed()},
       {"build_id", build_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(build_id)},
@@ -164,6 +166,8 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
       field("CheckSum", hex(image.checksum) + (computed_checksum == image.checksum
                                                    ? " (correct)"
                                                    : " (computed " + hex(computed_checksum) + ")"));
+  text += field("subsystem",
+                pe::subsystem_name(image.subsystem) + " (" + std::to_string(image.subsystem) + ")");
   text += field("entry point", hex(image.image_base + image.address_of_entry_point));
   text += field("signed", image.is_signed() ? "yes (Authenticode)" : "no");
   text += field("build id", build_id.empty() ? "none" : build_id);
