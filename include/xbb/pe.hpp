@@ -158,10 +158,12 @@ struct AddResult {
 // byte for byte the input (a signature stays valid).
 //
 // - New sections go after the highest section that stays (debug and
-//   discardable ones included), never below SizeOfImage unless sections were
-//   removed from its end, each aligned to SectionAlignment. Xen looks for them
-//   within SizeOfImage and wants them above the hypervisor's own sections
-//   (xen/common/efi/pe.c, docs/misc/efi.pandoc).
+//   discardable ones included), each aligned to SectionAlignment, never below
+//   SizeOfImage or, if sections are removed, the lowest removed section's RVA
+//   (a removed section gives its address space back). SizeOfImage ends with
+//   the last of them. Xen looks for them within SizeOfImage and wants them
+//   above the hypervisor's own sections (xen/common/efi/pe.c,
+//   docs/misc/efi.pandoc).
 // - Names are 1 to 8 characters (executables have no string table for section
 //   names); contents must not be empty. Characteristics are
 //   kAddedSectionCharacteristics.
@@ -189,7 +191,8 @@ struct AddResult {
 //   the file) and say so in `warnings`, rather than refuse, because the output
 //   is meant to be signed again downstream (sbsign, Lanzaboote): refusing would
 //   make every signed Xen build unusable.
-// - SizeOfImage, SizeOfHeaders, SizeOfInitializedData, NumberOfSections and
+// - SizeOfImage, SizeOfHeaders, SizeOfInitializedData (left-out debug sections
+//   are not subtracted: GNU ld never counts them), NumberOfSections and
 //   CheckSum are updated; everything else is copied unchanged.
 AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& sections,
                        const AddOptions& options = {});
