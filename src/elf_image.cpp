@@ -116,6 +116,38 @@ std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> file, std::uint64
   }
 }
 
+std::vector<MultibootHeader> find_multiboot_headers(std::span<const std::uint8_t> file) {
+  struct Version {
+    int number;
+    std::uint32_t magic;
+    std::size_t alignment;
+    std::size_t search_limit;
+    std::size_t magic_fields;  // magic, then the words whose sum with it must be 0
+  };
+  static constexpr Version kVersions[] = {{1, 0x1BADB002, 4, 8192, 3},
+                                          {2, 0xE85250D6, 8, 32768, 4}};
+  const auto word = [&](std::size_t offset) {
+    return static_cast<std::uint32_t>(file[offset] | file[offset + 1] << 8 |
+                                      file[offset + 2] << 16 |
+                                      static_cast<std::uint32_t>(file[offset + 3]) << 24);
+  };
+  std::vector<MultibootHeader> found;
+  for (const Version& version : kVersions) {
+    const std::size_t size = 4 * version.magic_fields;
+    const std::size_t limit = std::min(file.size(), version.search_limit);
+    for (std::size_t offset = 0; offset + size <= limit; offset += version.alignment) {
+      if (word(offset) != version.magic) continue;
+      std::uint32_t sum = 0;
+      for (std::size_t i = 0; i < version.magic_fields; ++i) sum += word(offset + 4 * i);
+      if (sum == 0) {
+        found.push_back({version.number, offset});
+        break;
+      }
+    }
+  }
+  return found;
+}
+
 Image parse(std::span<const std::uint8_t> file) {
   if (!is_elf(file)) throw Error("ELF: no ELF magic at offset 0x0");
   if (elf_version(EV_CURRENT) == EV_NONE) throw Error(libelf_error("library initialisation"));

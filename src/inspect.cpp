@@ -148,6 +148,8 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
       {"size_of_headers", image.size_of_headers},
       {"checksum", image.checksum},
       {"computed_checksum", computed_checksum},
+      {"subsystem", pe::subsystem_name(image.subsystem)},
+      {"subsystem_code", image.subsystem},
       {"entry_point", hex(image.image_base + image.address_of_entry_point)},
       {"signed", image.is_signed()},
       {"build_id", build_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(build_id)},
@@ -164,6 +166,8 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
       field("CheckSum", hex(image.checksum) + (computed_checksum == image.checksum
                                                    ? " (correct)"
                                                    : " (computed " + hex(computed_checksum) + ")"));
+  text += field("subsystem",
+                pe::subsystem_name(image.subsystem) + " (" + std::to_string(image.subsystem) + ")");
   text += field("entry point", hex(image.image_base + image.address_of_entry_point));
   text += field("signed", image.is_signed() ? "yes (Authenticode)" : "no");
   text += field("build id", build_id.empty() ? "none" : build_id);
@@ -222,6 +226,14 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
     throw Error(path, e.what());
   }
   const std::string format = "ELF" + std::to_string(image.elf_class);
+  const std::vector<elf::MultibootHeader> multiboot = elf::find_multiboot_headers(file);
+  nlohmann::json multiboot_json = nlohmann::json::array();
+  std::string multiboot_text;
+  for (const elf::MultibootHeader& header : multiboot) {
+    multiboot_json.push_back({{"version", header.version}, {"offset", header.offset}});
+    multiboot_text += (multiboot_text.empty() ? "" : ", ") + std::to_string(header.version) +
+                      " (header at " + hex(header.offset) + ")";
+  }
   nlohmann::json json = {
       {"path", path},
       {"format", format},
@@ -231,11 +243,15 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
       {"entry_point", hex(image.entry)},
       {"build_id",
        image.build_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(image.build_id)},
+      {"multiboot", multiboot_json},
       {"sections", nlohmann::json::array()},
   };
   std::string text = path + "\n";
-  text += field("format",
-                format + (gzipped ? " (gzip-compressed)" : "") + ", a multiboot image, not EFI");
+  text +=
+      field("format", format + (gzipped ? " (gzip-compressed)" : "") +
+                          (multiboot.empty() ? ", not a multiboot image" : ", a multiboot image") +
+                          ", not EFI (not usable as xen.efi)");
+  text += field("multiboot", multiboot.empty() ? "none" : multiboot_text);
   text += field("machine", elf_machine(image.machine) + " (" + std::to_string(image.machine) + ")");
   text += field("entry point", hex(image.entry));
   text += field("build id", image.build_id.empty() ? "none" : image.build_id);
@@ -270,8 +286,7 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
     } catch (const Error& e) {
       throw Error(path, e.what());
     }
-    if (!elf::is_elf(inflated))
-      throw Error(path, "a gzip file that does not hold an ELF image");
+    if (!elf::is_elf(inflated)) throw Error(path, "a gzip file that does not hold an ELF image");
     return inspect_elf(inflated, path, true);
   }
   if (elf::is_elf(file)) return inspect_elf(file, path, false);

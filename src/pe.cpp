@@ -1,6 +1,7 @@
 #include "xbb/pe.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <numeric>
 #include <set>
@@ -32,6 +33,7 @@ constexpr std::uint64_t kOptSizeOfInitializedData = 8;
 constexpr std::uint64_t kOptSizeOfImage = 56;
 constexpr std::uint64_t kOptSizeOfHeaders = 60;
 constexpr std::uint64_t kOptCheckSum = 64;
+constexpr std::uint64_t kOptSubsystem = 68;
 // Field offsets inside a section header and a debug directory entry.
 constexpr std::uint64_t kSecPointerToRawData = 20;
 constexpr std::uint64_t kSecPointerToRelocations = 24;
@@ -65,12 +67,17 @@ void store32(std::uint8_t* p, std::uint32_t value) {
 // Bounds-checked little-endian reads; a read past the end names the field.
 class Reader {
  public:
-  explicit Reader(std::span<const std::uint8_t> file) : file_(file) {}
+  // `file` is the whole file, or its first bytes when `file_size` is larger.
+  Reader(std::span<const std::uint8_t> file, std::uint64_t file_size)
+      : file_(file),
+        end_(file.size() >= file_size ? "the end of the file (" + hex(file.size()) + " bytes)"
+                                      : "the first " + hex(file.size()) +
+                                            " bytes of the file (read to check its headers)") {}
+  explicit Reader(std::span<const std::uint8_t> file) : Reader(file, file.size()) {}
 
   void need(std::uint64_t offset, std::uint64_t size, const std::string& what) const {
     if (offset > file_.size() || size > file_.size() - offset) {
-      throw Error(at(offset) + what + " (" + hex(size) +
-                  " bytes) extends past the end of the file (" + hex(file_.size()) + " bytes)");
+      throw Error(at(offset) + what + " (" + hex(size) + " bytes) extends past " + end_);
     }
   }
   std::uint16_t u16(std::uint64_t offset, const std::string& what) const {
@@ -88,6 +95,7 @@ class Reader {
 
  private:
   std::span<const std::uint8_t> file_;
+  std::string end_;
 };
 
 std::uint64_t memory_extent(const Section& section) {
@@ -306,7 +314,7 @@ void read_optional_header(const Reader& reader, Image& image, std::uint16_t opti
   image.size_of_image = reader.u32(opt + kOptSizeOfImage, "SizeOfImage");
   image.size_of_headers = reader.u32(opt + kOptSizeOfHeaders, "SizeOfHeaders");
   image.checksum = reader.u32(opt + kOptCheckSum, "CheckSum");
-  image.subsystem = reader.u16(opt + 68, "Subsystem");
+  image.subsystem = reader.u16(opt + kOptSubsystem, "Subsystem");
 
   if (!is_power_of_two(image.file_alignment) || image.file_alignment > 0x10000) {
     throw Error(at(opt + 36) + "FileAlignment " + hex(image.file_alignment) +
@@ -341,16 +349,15 @@ void check_certificate_table(const Reader& reader, const Image& image) {
                   hex(directory_entry_offset(image, kDirectorySecurity)) + ")");
 }
 
-}  // namespace
+struct FileHeader {
+  std::uint16_t section_count = 0;
+  std::uint16_t optional_header_size = 0;
+};
 
-bool Image::is_signed() const {
-  return data_directories.size() > kDirectorySecurity &&
-         data_directories[kDirectorySecurity].size != 0;
-}
-
-Image parse(std::span<const std::uint8_t> file) {
+// The DOS header, PE signature, COFF file header and optional header, which
+// parse() and check_prefix() read alike.
+FileHeader read_headers(const Reader& reader, std::span<const std::uint8_t> file, Image& image) {
   refuse_other_formats(file);
-  const Reader reader(file);
   reader.need(0, kDosHeaderSize, "DOS header");
   if (file[0] != 'M' || file[1] != 'Z') {
     throw Error(at(0) + "not a PE image: no \"MZ\" DOS header signature");
@@ -361,20 +368,43 @@ Image parse(std::span<const std::uint8_t> file) {
     throw Error(at(pe_offset) + "not a PE image: no \"PE\\0\\0\" signature where e_lfanew points");
   }
 
-  Image image;
+  FileHeader header;
   const std::uint64_t coff = pe_offset + 4;
   reader.need(coff, kCoffHeaderSize, "COFF file header");
   image.coff_header_offset = static_cast<std::uint32_t>(coff);
   image.machine = reader.u16(coff, "Machine");
-  const std::uint16_t section_count = reader.u16(coff + kCoffNumberOfSections, "NumberOfSections");
+  header.section_count = reader.u16(coff + kCoffNumberOfSections, "NumberOfSections");
   image.pointer_to_symbol_table =
       reader.u32(coff + kCoffPointerToSymbolTable, "PointerToSymbolTable");
   image.number_of_symbols = reader.u32(coff + 12, "NumberOfSymbols");
-  const std::uint16_t optional_header_size = reader.u16(coff + 16, "SizeOfOptionalHeader");
+  header.optional_header_size = reader.u16(coff + 16, "SizeOfOptionalHeader");
   image.characteristics = reader.u16(coff + 18, "Characteristics");
 
   image.optional_header_offset = static_cast<std::uint32_t>(coff + kCoffHeaderSize);
-  read_optional_header(reader, image, optional_header_size);
+  read_optional_header(reader, image, header.optional_header_size);
+  return header;
+}
+
+// The zero bytes after a section table ending at `table_end`, up to SizeOfHeaders.
+std::uint32_t header_room(std::span<const std::uint8_t> file, const Image& image,
+                          std::uint64_t table_end) {
+  const auto begin = file.begin() + static_cast<std::ptrdiff_t>(table_end);
+  const auto end = file.begin() + image.size_of_headers;
+  return static_cast<std::uint32_t>(
+      std::find_if(begin, end, [](std::uint8_t byte) { return byte != 0; }) - begin);
+}
+
+}  // namespace
+
+bool Image::is_signed() const {
+  return data_directories.size() > kDirectorySecurity &&
+         data_directories[kDirectorySecurity].size != 0;
+}
+
+Image parse(std::span<const std::uint8_t> file) {
+  const Reader reader(file);
+  Image image;
+  const auto [section_count, optional_header_size] = read_headers(reader, file, image);
 
   const std::uint64_t table = std::uint64_t{image.optional_header_offset} + optional_header_size;
   const std::uint64_t table_end = table + kSectionHeaderSize * section_count;
@@ -386,6 +416,7 @@ Image parse(std::span<const std::uint8_t> file) {
                 hex(image.size_of_headers) + " does not cover the section table (ending at " +
                 hex(table_end) + ") or exceeds the file (" + hex(file.size()) + " bytes)");
   }
+  image.header_room = header_room(file, image, table_end);
   read_symbol_table(reader, image);
 
   for (std::uint16_t i = 0; i < section_count; ++i) {
@@ -396,6 +427,10 @@ Image parse(std::span<const std::uint8_t> file) {
     section.virtual_address = reader.u32(header + 12, "VirtualAddress");
     section.size_of_raw_data = reader.u32(header + 16, "SizeOfRawData");
     section.pointer_to_raw_data = reader.u32(header + kSecPointerToRawData, "PointerToRawData");
+    section.pointer_to_relocations =
+        reader.u32(header + kSecPointerToRelocations, "PointerToRelocations");
+    section.pointer_to_linenumbers =
+        reader.u32(header + kSecPointerToLinenumbers, "PointerToLinenumbers");
     section.characteristics = reader.u32(header + 36, "Characteristics");
     check_section(image, section, i, header, file.size());
     image.sections.push_back(std::move(section));
@@ -404,6 +439,53 @@ Image parse(std::span<const std::uint8_t> file) {
   check_certificate_table(reader, image);
   read_debug_directory(reader, image, directory_entry_offset(image, kDirectoryDebug));
   return image;
+}
+
+std::string subsystem_name(std::uint16_t subsystem) {
+  switch (subsystem) {
+    case 1:
+      return "native";
+    case 2:
+      return "Windows GUI";
+    case 3:
+      return "Windows console";
+    case 5:
+      return "OS/2 console";
+    case 7:
+      return "POSIX console";
+    case 8:
+      return "Windows 9x driver";
+    case 9:
+      return "Windows CE";
+    case kSubsystemEfiApplication:
+      return "EFI application";
+    case 11:
+      return "EFI boot service driver";
+    case 12:
+      return "EFI runtime driver";
+    case 13:
+      return "EFI ROM";
+    case 14:
+      return "Xbox";
+    case 16:
+      return "Windows boot application";
+    default:  // 0 is IMAGE_SUBSYSTEM_UNKNOWN; others are undefined
+      return "unknown";
+  }
+}
+
+void check_efi_application(const Image& image) {
+  if (image.subsystem == kSubsystemEfiApplication) return;
+  throw Error(at(image.optional_header_offset + kOptSubsystem) + "Subsystem " +
+              std::to_string(image.subsystem) + " (" + subsystem_name(image.subsystem) +
+              "): not an EFI application (Subsystem " + std::to_string(kSubsystemEfiApplication) +
+              ")");
+}
+
+void check_prefix(std::span<const std::uint8_t> prefix, std::uint64_t file_size) {
+  Image image;
+  read_headers(Reader(prefix, file_size), prefix, image);
+  check_efi_application(image);
 }
 
 std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, const Image& image,
@@ -480,10 +562,13 @@ std::string build_id(std::span<const std::uint8_t> file, const Image& image) {
 
 namespace {
 
-void check_new_sections(const std::vector<NewSection>& sections) {
-  if (sections.empty()) throw Error("add_sections: no sections to add");
+constexpr std::uint64_t kSymSectionNumber = 12;
+constexpr std::uint64_t kSymNumberOfAuxSymbols = 17;
+constexpr std::uint16_t kSymDebug = 0xfffe;  // IMAGE_SYM_DEBUG (-2)
+
+void check_new_sections(const std::vector<NewSectionSize>& sections) {
   std::set<std::string> seen;
-  for (const NewSection& section : sections) {
+  for (const NewSectionSize& section : sections) {
     const std::string what = "new section \"" + section.name + "\": ";
     if (section.name.empty() || section.name.size() > kShortNameSize ||
         section.name.find('\0') != std::string::npos) {
@@ -491,8 +576,8 @@ void check_new_sections(const std::vector<NewSection>& sections) {
                   "a name must have 1 to 8 characters (executables have no long section names)");
     }
     if (!seen.insert(section.name).second) throw Error(what + "given twice");
-    if (section.data.empty()) throw Error(what + "no contents");
-    if (section.data.size() > UINT32_MAX) throw Error(what + "contents larger than 4 GiB");
+    if (section.size == 0) throw Error(what + "no contents");
+    if (section.size > UINT32_MAX) throw Error(what + "contents larger than 4 GiB");
   }
 }
 
@@ -509,120 +594,113 @@ bool holds_directory_or_entry_point(const Image& image, const Section& section) 
   return false;
 }
 
-// Which of the image's sections stay; the others are replaced by new ones.
-std::vector<bool> sections_to_keep(const Image& image, const std::vector<NewSection>& added) {
-  std::vector<bool> kept(image.sections.size(), true);
-  for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    const Section& section = image.sections[i];
-    const bool named = std::any_of(added.begin(), added.end(),
-                                   [&](const NewSection& n) { return n.name == section.name; });
-    if (!named) continue;
-    if (section.characteristics != kAddedSectionCharacteristics ||
-        holds_directory_or_entry_point(image, section)) {
-      throw Error(at(image.section_table_offset + kSectionHeaderSize * i) + describe(section, i) +
-                  " is part of the program (characteristics " + hex(section.characteristics) +
-                  "), not an added data section; refusing to replace it");
-    }
-    kept[i] = false;
-  }
-  return kept;
+bool is_debug_section(const Section& section) {
+  return (section.characteristics & kScnMemDiscardable) != 0 && section.name.starts_with(".debug_");
 }
 
-// Where the bytes of the input file end up in the output. The input is
-// [headers][body: kept section data][dropped: replaced sections at the end]
-// [tail: symbol and string tables, ...][certificate table]; the output is
-// [grown headers][body][new sections][tail].
-struct FileMove {
-  std::uint64_t headers_end = 0;  // old SizeOfHeaders
+// What becomes of each of the image's sections.
+enum class Fate { kept, replaced, dropped };
+
+std::vector<Fate> section_fates(const Image& image, const std::vector<NewSectionSize>& added,
+                                const AddOptions& options) {
+  std::vector<Fate> fates(image.sections.size(), Fate::kept);
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    const Section& section = image.sections[i];
+    const std::string where =
+        at(image.section_table_offset + kSectionHeaderSize * i) + describe(section, i);
+    const bool named = std::any_of(added.begin(), added.end(),
+                                   [&](const NewSectionSize& n) { return n.name == section.name; });
+    if (named) {
+      if (section.characteristics != kAddedSectionCharacteristics ||
+          holds_directory_or_entry_point(image, section)) {
+        throw Error(where + " is part of the program (characteristics " +
+                    hex(section.characteristics) +
+                    "), not an added data section; refusing to replace it");
+      }
+      fates[i] = Fate::replaced;
+    } else if (options.drop_debug_sections && is_debug_section(section)) {
+      if (holds_directory_or_entry_point(image, section)) {
+        throw Error(where + " holds a data directory or the entry point; refusing to leave it out");
+      }
+      fates[i] = Fate::dropped;
+    }
+  }
+  return fates;
+}
+
+struct Range {
+  std::uint64_t start = 0;
+  std::uint64_t end = 0;
+};
+
+// The file offsets the output carries, moved with their data (0 stays 0).
+struct MovedPointers {
+  // PointerToRawData, PointerToRelocations, PointerToLinenumbers of each
+  // input section (meaningful for kept sections only).
+  std::vector<std::array<std::uint32_t, 3>> sections;
+  std::uint32_t symbol_table = 0;
+  std::uint64_t debug_directory = 0;
+  std::vector<std::uint32_t> debug_entries;  // PointerToRawData of each entry
+};
+
+// Where everything goes. The input is [headers][body: the kept sections' raw
+// data, removed ones' in between][removed sections' raw data after all kept
+// data][tail: COFF symbol and string tables, ...][certificate table]; the
+// output is [headers, grown][body without the removed data][new sections][tail].
+struct Layout {
+  bool unchanged = false;  // nothing removed, nothing added: the output is the input
+  std::vector<Fate> fates;
+  std::size_t section_count = 0;
+  std::uint64_t headers_size = 0;  // the new SizeOfHeaders
+  std::uint64_t size_of_image = 0;
+  std::vector<std::uint32_t> rvas;  // of the new sections
+  // Input offsets.
+  std::uint64_t headers_end = 0;  // the old SizeOfHeaders
   std::uint64_t body_end = 0;     // end of the kept sections' raw data
+  std::vector<Range> cuts;        // removed raw data in the body, left out; sorted
+  std::vector<Range> blanks;      // removed raw data in the body, zeroed instead
   std::uint64_t tail_start = 0;   // end of all sections' raw data
   std::uint64_t tail_end = 0;     // end of the file, or start of the certificate table
-  std::uint64_t header_growth = 0;
-  std::uint64_t new_data_start = 0;   // in the output
-  std::uint64_t new_tail_start = 0;   // in the output
-  std::vector<const Section*> holes;  // replaced sections inside the body
+  // Output offsets.
+  std::vector<std::uint64_t> raw_pointers;  // of the new sections
+  std::uint64_t new_tail_start = 0;
+  std::uint64_t output_size = 0;
+  MovedPointers pointers;
 
+  // Where a byte of the body that no cut removes goes.
+  std::uint64_t body_offset(std::uint64_t offset) const {
+    std::uint64_t removed = 0;
+    for (const Range& cut : cuts) {
+      if (cut.end <= offset) removed += cut.end - cut.start;
+    }
+    return offset + (headers_size - headers_end) - removed;
+  }
+
+  // Where the input byte at `offset`, which `what` points at, goes.
   std::uint64_t map(std::uint64_t offset, const std::string& what) const {
     if (offset < headers_end) return offset;
     if (offset < body_end) {
-      for (const Section* hole : holes) {
-        if (offset >= hole->pointer_to_raw_data && offset < raw_end(*hole)) {
-          throw Error(what + " " + hex(offset) + " points into replaced section " + hole->name);
-        }
+      const auto inside = [&](const Range& range) {
+        return offset >= range.start && offset < range.end;
+      };
+      if (std::any_of(cuts.begin(), cuts.end(), inside) ||
+          std::any_of(blanks.begin(), blanks.end(), inside)) {
+        throw Error(what + " " + hex(offset) + " points into the raw data of a removed section");
       }
-      return offset + header_growth;
+      return body_offset(offset);
     }
     if (offset >= tail_start && offset <= tail_end) return offset - tail_start + new_tail_start;
     throw Error(what + " " + hex(offset) +
-                " points into replaced section data or the certificate table");
+                " points into removed section data or the certificate table");
+  }
+
+  std::uint32_t move(std::uint32_t offset, const std::string& what) const {
+    return offset == 0 ? 0 : static_cast<std::uint32_t>(map(offset, what));
   }
 };
 
-std::uint64_t raw_size(const NewSection& section, const Image& image) {
-  return align_up(section.data.size(), image.file_alignment);
-}
-
-FileMove plan_file_move(std::span<const std::uint8_t> file, const Image& image,
-                        const std::vector<bool>& kept, std::uint64_t headers_size,
-                        const std::vector<NewSection>& added) {
-  FileMove move;
-  move.headers_end = image.size_of_headers;
-  move.body_end = move.headers_end;
-  move.tail_start = move.headers_end;
-  for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    const Section& section = image.sections[i];
-    if (section.size_of_raw_data == 0) continue;
-    move.tail_start = std::max(move.tail_start, raw_end(section));
-    if (kept[i]) move.body_end = std::max(move.body_end, raw_end(section));
-  }
-  for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    const Section& section = image.sections[i];
-    if (!kept[i] && section.size_of_raw_data != 0 && raw_end(section) <= move.body_end) {
-      move.holes.push_back(&section);
-    }
-  }
-  move.tail_end = file.size();
-  if (image.is_signed()) {
-    const DataDirectory& certificates = image.data_directories[kDirectorySecurity];
-    if (certificates.virtual_address < move.tail_start ||
-        std::uint64_t{certificates.virtual_address} + certificates.size != file.size()) {
-      throw Error(
-          at(certificates.virtual_address) +
-          "the certificate table (security directory) is not at the end of the file, after all "
-          "section data; cannot drop the signature");
-    }
-    move.tail_end = certificates.virtual_address;
-    const std::uint64_t symbols_end = std::uint64_t{image.pointer_to_symbol_table} +
-                                      kSymbolSize * image.number_of_symbols +
-                                      image.string_table_size;
-    if (image.pointer_to_symbol_table != 0 && symbols_end > move.tail_end) {
-      throw Error(at(image.pointer_to_symbol_table) +
-                  "the COFF symbol and string tables overlap the certificate table at " +
-                  hex(move.tail_end));
-    }
-  }
-  move.header_growth = headers_size - image.size_of_headers;
-  move.new_data_start = align_up(move.body_end + move.header_growth, image.file_alignment);
-  std::uint64_t new_data_size = 0;
-  for (const NewSection& section : added) new_data_size += raw_size(section, image);
-  move.new_tail_start = move.new_data_start + new_data_size;
-  return move;
-}
-
-void write_section_header(std::uint8_t* header, const NewSection& section, std::uint32_t rva,
-                          std::uint32_t raw_pointer, const Image& image) {
-  std::memset(header, 0, kSectionHeaderSize);
-  std::memcpy(header, section.name.data(), section.name.size());
-  store32(header + 8, static_cast<std::uint32_t>(section.data.size()));
-  store32(header + 12, rva);
-  store32(header + 16, static_cast<std::uint32_t>(raw_size(section, image)));
-  store32(header + kSecPointerToRawData, raw_pointer);
-  store32(header + 36, kAddedSectionCharacteristics);
-}
-
-void move_pointer(std::uint8_t* field, const FileMove& move, const std::string& what) {
-  const std::uint32_t old = load32(field);
-  if (old != 0) store32(field, static_cast<std::uint32_t>(move.map(old, what)));
+std::uint64_t raw_size(std::uint64_t size, const Image& image) {
+  return align_up(size, image.file_alignment);
 }
 
 // SizeOfHeaders for `section_count` section headers: unchanged when they fit,
@@ -637,17 +715,13 @@ std::uint64_t headers_size_for(const Image& image, std::size_t section_count) {
 
 // The bytes the grown section table will cover beyond the old one must be
 // free (zero): nothing else in the headers may be overwritten.
-void check_header_room(std::span<const std::uint8_t> file, const Image& image,
-                       std::size_t section_count) {
-  const std::uint64_t old_end =
-      image.section_table_offset + kSectionHeaderSize * image.sections.size();
+void check_header_room(const Image& image, std::size_t section_count) {
+  const std::uint64_t free_end =
+      image.section_table_offset + kSectionHeaderSize * image.sections.size() + image.header_room;
   const std::uint64_t new_end = image.section_table_offset + kSectionHeaderSize * section_count;
-  for (std::uint64_t offset = old_end;
-       offset < std::min<std::uint64_t>(new_end, image.size_of_headers); ++offset) {
-    if (file[offset] != 0) {
-      throw Error(at(offset) + "the header area after the section table is in use; no room for " +
-                  std::to_string(section_count) + " section headers");
-    }
+  if (new_end > free_end && free_end < image.size_of_headers) {
+    throw Error(at(free_end) + "the header area after the section table is in use; no room for " +
+                std::to_string(section_count) + " section headers");
   }
   std::uint64_t lowest_rva = UINT64_MAX;
   for (const Section& section : image.sections)
@@ -659,121 +733,316 @@ void check_header_room(std::span<const std::uint8_t> file, const Image& image,
   }
 }
 
-}  // namespace
-
-AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& added) {
-  const Image image = parse(file);
-  check_new_sections(added);
-  const std::vector<bool> kept = sections_to_keep(image, added);
-  const auto kept_count = static_cast<std::size_t>(std::count(kept.begin(), kept.end(), true));
-  const std::size_t section_count = kept_count + added.size();
-  if (section_count > UINT16_MAX) throw Error("add_sections: more than 65535 sections");
-  check_header_room(file, image, section_count);
-
-  AddResult result;
-  if (image.is_signed()) {
-    result.warnings.push_back(
-        "dropped the Authenticode signature (security directory): it cannot stay valid once "
-        "sections are "
-        "added; sign the output again");
-  }
-
-  // Virtual addresses. A replaced section's RVA marks where SizeOfImage stood
-  // before it was added, so that replacing is idempotent.
+// Virtual addresses. A removed section gives its address space back: a
+// replaced one marks where SizeOfImage stood before it was added (so that
+// replacing is idempotent), and debug sections left out from above the
+// program's own sections take SizeOfImage down to the sections that stay.
+void place_in_memory(const Image& image, const std::vector<NewSectionSize>& added, Layout& layout) {
   std::uint64_t floor = image.size_of_image;
-  std::uint64_t removed_initialized = 0;
+  std::vector<bool> kept(image.sections.size());
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    if (kept[i]) continue;
-    floor = std::min<std::uint64_t>(floor, image.sections[i].virtual_address);
-    if (image.sections[i].characteristics & kScnCntInitializedData) {
-      removed_initialized += image.sections[i].size_of_raw_data;
-    }
+    kept[i] = layout.fates[i] == Fate::kept;
+    if (!kept[i]) floor = std::min<std::uint64_t>(floor, image.sections[i].virtual_address);
   }
-  std::vector<std::uint32_t> rvas;
   std::uint64_t next_rva = first_free_rva(image, floor, kept);
-  for (const NewSection& section : added) {
-    if (next_rva + section.data.size() > UINT32_MAX) {
+  for (const NewSectionSize& section : added) {
+    if (next_rva + section.size > UINT32_MAX) {
       throw Error("new section \"" + section.name + "\" at RVA " + hex(next_rva) +
                   " would end beyond 4 GiB");
     }
-    rvas.push_back(static_cast<std::uint32_t>(next_rva));
-    next_rva = align_up(next_rva + section.data.size(), image.section_alignment);
+    layout.rvas.push_back(static_cast<std::uint32_t>(next_rva));
+    next_rva = align_up(next_rva + section.size, image.section_alignment);
   }
   if (next_rva > UINT32_MAX) throw Error("SizeOfImage " + hex(next_rva) + " would exceed 4 GiB");
+  layout.size_of_image = next_rva;
+}
 
-  // File layout.
-  const std::uint64_t headers_size = headers_size_for(image, section_count);
-  const FileMove move = plan_file_move(file, image, kept, headers_size, added);
-  const std::uint64_t output_size = move.new_tail_start + (move.tail_end - move.tail_start);
-  if (output_size > UINT32_MAX) throw Error("the output would exceed 4 GiB");
-
-  std::vector<std::uint8_t>& out = result.file;
-  out.reserve(output_size);
-  out.insert(out.end(), file.begin(), file.begin() + static_cast<std::ptrdiff_t>(move.headers_end));
-  out.resize(headers_size, 0);
-  out.insert(out.end(), file.begin() + static_cast<std::ptrdiff_t>(move.headers_end),
-             file.begin() + static_cast<std::ptrdiff_t>(move.body_end));
-  for (const Section* hole : move.holes) {
-    std::fill_n(
-        out.begin() + static_cast<std::ptrdiff_t>(hole->pointer_to_raw_data + move.header_growth),
-        hole->size_of_raw_data, 0);
-  }
-  out.resize(move.new_data_start, 0);
-  std::vector<std::uint32_t> raw_pointers;
-  for (const NewSection& section : added) {
-    raw_pointers.push_back(static_cast<std::uint32_t>(out.size()));
-    out.insert(out.end(), section.data.begin(), section.data.end());
-    out.resize(raw_pointers.back() + raw_size(section, image), 0);
-  }
-  out.insert(out.end(), file.begin() + static_cast<std::ptrdiff_t>(move.tail_start),
-             file.begin() + static_cast<std::ptrdiff_t>(move.tail_end));
-
-  // Section table: kept headers (raw data pointers moved), then the new ones,
-  // then zeros where old headers were.
-  std::uint8_t* header = out.data() + image.section_table_offset;
+// File offsets. Removed raw data inside the body is left out by whole
+// FileAlignments, so that what follows stays aligned; a remainder (raw data
+// whose size is not a FileAlignment multiple) is zeroed.
+void place_in_file(const Image& image, std::uint64_t file_size,
+                   const std::vector<NewSectionSize>& added, Layout& layout) {
+  layout.headers_end = image.size_of_headers;
+  layout.body_end = layout.headers_end;
+  layout.tail_start = layout.headers_end;
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    if (!kept[i]) continue;
+    const Section& section = image.sections[i];
+    if (section.size_of_raw_data == 0) continue;
+    layout.tail_start = std::max(layout.tail_start, raw_end(section));
+    if (layout.fates[i] == Fate::kept)
+      layout.body_end = std::max(layout.body_end, raw_end(section));
+  }
+  std::vector<Range> removed;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    const Section& section = image.sections[i];
+    if (layout.fates[i] != Fate::kept && section.size_of_raw_data != 0 &&
+        raw_end(section) <= layout.body_end) {
+      removed.push_back({section.pointer_to_raw_data, raw_end(section)});
+    }
+  }
+  std::sort(removed.begin(), removed.end(),
+            [](const Range& a, const Range& b) { return a.start < b.start; });
+  std::vector<Range> merged;
+  for (const Range& range : removed) {
+    if (!merged.empty() && merged.back().end == range.start) {
+      merged.back().end = range.end;
+    } else {
+      merged.push_back(range);
+    }
+  }
+  for (const Range& range : merged) {
+    const std::uint64_t cut_end =
+        range.start + (range.end - range.start) / image.file_alignment * image.file_alignment;
+    if (cut_end > range.start) layout.cuts.push_back({range.start, cut_end});
+    if (cut_end < range.end) layout.blanks.push_back({cut_end, range.end});
+  }
+
+  layout.tail_end = file_size;
+  if (image.is_signed()) {
+    const DataDirectory& certificates = image.data_directories[kDirectorySecurity];
+    if (certificates.virtual_address < layout.tail_start ||
+        std::uint64_t{certificates.virtual_address} + certificates.size != file_size) {
+      throw Error(
+          at(certificates.virtual_address) +
+          "the certificate table (security directory) is not at the end of the file, after all "
+          "section data; cannot drop the signature");
+    }
+    layout.tail_end = certificates.virtual_address;
+    const std::uint64_t symbols_end = std::uint64_t{image.pointer_to_symbol_table} +
+                                      kSymbolSize * image.number_of_symbols +
+                                      image.string_table_size;
+    if (image.pointer_to_symbol_table != 0 && symbols_end > layout.tail_end) {
+      throw Error(at(image.pointer_to_symbol_table) +
+                  "the COFF symbol and string tables overlap the certificate table at " +
+                  hex(layout.tail_end));
+    }
+  }
+
+  std::uint64_t next = align_up(layout.body_offset(layout.body_end), image.file_alignment);
+  for (const NewSectionSize& section : added) {
+    layout.raw_pointers.push_back(next);
+    next += raw_size(section.size, image);
+  }
+  layout.new_tail_start = next;
+  layout.output_size = layout.new_tail_start + (layout.tail_end - layout.tail_start);
+  if (layout.output_size > UINT32_MAX) throw Error("the output would exceed 4 GiB");
+}
+
+// Every file offset the output carries, moved; a pointer into removed data is an error.
+MovedPointers move_pointers(const Image& image, const Layout& layout) {
+  MovedPointers moved;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    const Section& section = image.sections[i];
+    const std::string what = describe(section, i);
+    if (layout.fates[i] != Fate::kept) {
+      moved.sections.push_back({});
+      continue;
+    }
+    moved.sections.push_back(
+        {section.size_of_raw_data == 0
+             ? section.pointer_to_raw_data
+             : layout.move(section.pointer_to_raw_data, what + " PointerToRawData"),
+         layout.move(section.pointer_to_relocations, what + " PointerToRelocations"),
+         layout.move(section.pointer_to_linenumbers, what + " PointerToLinenumbers")});
+  }
+  moved.symbol_table = layout.move(image.pointer_to_symbol_table, "PointerToSymbolTable");
+  if (image.pointer_to_symbol_table != 0) {
+    const std::uint64_t size = kSymbolSize * image.number_of_symbols + image.string_table_size;
+    if (layout.map(image.pointer_to_symbol_table + size, "end of the COFF string table") !=
+        moved.symbol_table + size) {
+      throw Error(at(image.pointer_to_symbol_table) +
+                  "the COFF symbol and string tables overlap the raw data of a removed section");
+    }
+  }
+  if (image.debug_directory_offset != 0) {
+    moved.debug_directory = layout.map(image.debug_directory_offset, "debug directory");
+    for (const DebugEntry& entry : image.debug_entries) {
+      moved.debug_entries.push_back(
+          layout.move(entry.pointer_to_raw_data, "debug directory entry PointerToRawData"));
+    }
+  }
+  return moved;
+}
+
+Layout plan_layout(const Image& image, std::uint64_t file_size,
+                   const std::vector<NewSectionSize>& added, const AddOptions& options) {
+  check_new_sections(added);
+  Layout layout;
+  layout.fates = section_fates(image, added, options);
+  const auto kept_count =
+      static_cast<std::size_t>(std::count(layout.fates.begin(), layout.fates.end(), Fate::kept));
+  if (kept_count == image.sections.size() && added.empty()) {
+    layout.unchanged = true;
+    layout.output_size = file_size;
+    return layout;
+  }
+  layout.section_count = kept_count + added.size();
+  if (layout.section_count > UINT16_MAX) throw Error("add_sections: more than 65535 sections");
+  check_header_room(image, layout.section_count);
+  layout.headers_size = headers_size_for(image, layout.section_count);
+  place_in_memory(image, added, layout);
+  place_in_file(image, file_size, added, layout);
+  layout.pointers = move_pointers(image, layout);
+  return layout;
+}
+
+void write_section_header(std::uint8_t* header, const NewSection& section, std::uint32_t rva,
+                          std::uint64_t raw_pointer, const Image& image) {
+  std::memset(header, 0, kSectionHeaderSize);
+  std::memcpy(header, section.name.data(), section.name.size());
+  store32(header + 8, static_cast<std::uint32_t>(section.data.size()));
+  store32(header + 12, rva);
+  store32(header + 16, static_cast<std::uint32_t>(raw_size(section.data.size(), image)));
+  store32(header + kSecPointerToRawData, static_cast<std::uint32_t>(raw_pointer));
+  store32(header + 36, kAddedSectionCharacteristics);
+}
+
+// Section table: kept headers (file pointers moved), then the new ones, then
+// zeros where old headers were.
+void write_section_table(std::span<const std::uint8_t> file, const Image& image,
+                         const std::vector<NewSection>& added, const Layout& layout,
+                         std::uint8_t* table) {
+  std::uint8_t* header = table;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    if (layout.fates[i] != Fate::kept) continue;
     std::memcpy(header, file.data() + image.section_table_offset + kSectionHeaderSize * i,
                 kSectionHeaderSize);
-    const std::string what = describe(image.sections[i], i);
-    if (image.sections[i].size_of_raw_data != 0)
-      move_pointer(header + kSecPointerToRawData, move, what + " PointerToRawData");
-    move_pointer(header + kSecPointerToRelocations, move, what + " PointerToRelocations");
-    move_pointer(header + kSecPointerToLinenumbers, move, what + " PointerToLinenumbers");
+    const auto& [raw, relocations, linenumbers] = layout.pointers.sections[i];
+    store32(header + kSecPointerToRawData, raw);
+    store32(header + kSecPointerToRelocations, relocations);
+    store32(header + kSecPointerToLinenumbers, linenumbers);
     header += kSectionHeaderSize;
   }
   for (std::size_t i = 0; i < added.size(); ++i) {
-    write_section_header(header, added[i], rvas[i], raw_pointers[i], image);
+    write_section_header(header, added[i], layout.rvas[i], layout.raw_pointers[i], image);
     header += kSectionHeaderSize;
   }
-  if (section_count < image.sections.size()) {
-    std::fill_n(header, kSectionHeaderSize * (image.sections.size() - section_count), 0);
+  if (layout.section_count < image.sections.size()) {
+    std::fill_n(header, kSectionHeaderSize * (image.sections.size() - layout.section_count), 0);
+  }
+}
+
+// Section numbers in the COFF symbol table follow the new section table: a
+// replaced section's symbols go to the new section of its name. objcopy
+// --strip-debug deletes the symbols of the sections it removes, which
+// renumbers every later symbol; but aux records (function definitions, weak
+// externals) and COFF relocations refer to symbols by index, so deleting them
+// would mean rewriting all of those. Instead every record keeps its place and
+// the symbols of left-out sections become IMAGE_SYM_DEBUG, "not corresponding
+// to a section", which is what they now are. (Xen 4.20's symbols refer to no
+// .debug_* section, so there it only matters for sections numbered after them.)
+void renumber_symbols(const Image& image, const std::vector<NewSection>& added,
+                      const Layout& layout, std::uint8_t* symbols) {
+  std::vector<std::uint16_t> numbers(image.sections.size());
+  std::uint16_t next = 1;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    if (layout.fates[i] == Fate::kept) numbers[i] = next++;
+  }
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    if (layout.fates[i] == Fate::dropped) numbers[i] = kSymDebug;
+    if (layout.fates[i] != Fate::replaced) continue;
+    const auto replacement = std::find_if(added.begin(), added.end(), [&](const NewSection& n) {
+      return n.name == image.sections[i].name;
+    });
+    numbers[i] = static_cast<std::uint16_t>(next + (replacement - added.begin()));
+  }
+  for (std::uint64_t i = 0; i < image.number_of_symbols;
+       i += 1 + symbols[kSymbolSize * i + kSymNumberOfAuxSymbols]) {
+    std::uint8_t* field = symbols + kSymbolSize * i + kSymSectionNumber;
+    const std::uint16_t number = load16(field);
+    if (number >= 1 && number <= image.sections.size()) store16(field, numbers[number - 1]);
+  }
+}
+
+}  // namespace
+
+std::uint64_t output_size(const Image& image, std::uint64_t file_size,
+                          const std::vector<NewSectionSize>& sections, const AddOptions& options) {
+  return plan_layout(image, file_size, sections, options).output_size;
+}
+
+AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& added,
+                       const AddOptions& options) {
+  const Image image = parse(file);
+  std::vector<NewSectionSize> sizes;
+  for (const NewSection& section : added) sizes.push_back({section.name, section.data.size()});
+  const Layout layout = plan_layout(image, file.size(), sizes, options);
+
+  AddResult result;
+  std::vector<std::uint8_t>& out = result.file;
+  if (layout.unchanged) {
+    out.assign(file.begin(), file.end());
+    return result;
+  }
+  if (image.is_signed()) {
+    result.warnings.push_back(
+        "dropped the Authenticode signature (security directory): it cannot stay valid once "
+        "sections are added or removed; sign the output again");
+  }
+
+  const auto copy = [&](std::uint64_t from, std::uint64_t to) {
+    out.insert(out.end(), file.begin() + static_cast<std::ptrdiff_t>(from),
+               file.begin() + static_cast<std::ptrdiff_t>(to));
+  };
+  out.reserve(layout.output_size);
+  copy(0, layout.headers_end);
+  out.resize(layout.headers_size, 0);
+  std::uint64_t from = layout.headers_end;
+  for (const Range& cut : layout.cuts) {
+    copy(from, cut.start);
+    from = cut.end;
+  }
+  copy(from, layout.body_end);
+  for (const Range& blank : layout.blanks) {
+    std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(layout.body_offset(blank.start)),
+                blank.end - blank.start, 0);
+  }
+  for (std::size_t i = 0; i < added.size(); ++i) {
+    out.resize(layout.raw_pointers[i], 0);
+    out.insert(out.end(), added[i].data.begin(), added[i].data.end());
+  }
+  out.resize(layout.new_tail_start, 0);
+  copy(layout.tail_start, layout.tail_end);
+
+  write_section_table(file, image, added, layout, out.data() + image.section_table_offset);
+  if (image.pointer_to_symbol_table != 0) {
+    renumber_symbols(image, added, layout, out.data() + layout.pointers.symbol_table);
   }
 
   // COFF and optional header fields.
   std::uint8_t* coff = out.data() + image.coff_header_offset;
-  store16(coff + kCoffNumberOfSections, static_cast<std::uint16_t>(section_count));
-  move_pointer(coff + kCoffPointerToSymbolTable, move, "PointerToSymbolTable");
+  store16(coff + kCoffNumberOfSections, static_cast<std::uint16_t>(layout.section_count));
+  store32(coff + kCoffPointerToSymbolTable, layout.pointers.symbol_table);
   std::uint8_t* opt = out.data() + image.optional_header_offset;
+  // Replaced sections were counted in SizeOfInitializedData (we count what we
+  // add). Left-out debug sections are not subtracted: GNU ld counts only the
+  // sections BFD marks as code or data, which debugging sections never are, so
+  // the value never included them (Xen 4.20: 0x117d40, the sum over its
+  // initialised sections other than .debug_*; objcopy --strip-debug agrees).
+  std::uint64_t replaced_initialized = 0;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    if (layout.fates[i] == Fate::replaced &&
+        (image.sections[i].characteristics & kScnCntInitializedData)) {
+      replaced_initialized += image.sections[i].size_of_raw_data;
+    }
+  }
   std::uint64_t initialized =
       image.size_of_initialized_data -
-      std::min<std::uint64_t>(removed_initialized, image.size_of_initialized_data);
-  for (const NewSection& section : added) initialized += raw_size(section, image);
+      std::min<std::uint64_t>(replaced_initialized, image.size_of_initialized_data);
+  for (const NewSection& section : added) initialized += raw_size(section.data.size(), image);
   store32(opt + kOptSizeOfInitializedData,
           static_cast<std::uint32_t>(std::min<std::uint64_t>(initialized, UINT32_MAX)));
-  store32(opt + kOptSizeOfImage, static_cast<std::uint32_t>(next_rva));
-  store32(opt + kOptSizeOfHeaders, static_cast<std::uint32_t>(headers_size));
+  store32(opt + kOptSizeOfImage, static_cast<std::uint32_t>(layout.size_of_image));
+  store32(opt + kOptSizeOfHeaders, static_cast<std::uint32_t>(layout.headers_size));
   if (image.is_signed()) {
     std::memset(
         opt + directory_entry_offset(image, kDirectorySecurity) - image.optional_header_offset, 0,
         kDataDirectorySize);
   }
-  if (image.debug_directory_offset != 0) {
-    const std::uint64_t directory = move.map(image.debug_directory_offset, "debug directory");
-    for (std::size_t i = 0; i < image.debug_entries.size(); ++i) {
-      move_pointer(out.data() + directory + kDebugEntrySize * i + kDebugPointerToRawData, move,
-                   "debug directory entry PointerToRawData");
-    }
+  for (std::size_t i = 0; i < layout.pointers.debug_entries.size(); ++i) {
+    store32(
+        out.data() + layout.pointers.debug_directory + kDebugEntrySize * i + kDebugPointerToRawData,
+        layout.pointers.debug_entries[i]);
   }
   store32(opt + kOptCheckSum, compute_checksum(out, image));
   return result;

@@ -38,6 +38,22 @@ bool is_gzip(std::span<const std::uint8_t> file);
 std::vector<std::uint8_t> gunzip(std::span<const std::uint8_t> file,
                                  std::uint64_t limit = 1ull << 30);
 
+// A Multiboot header: what lets GRUB and other loaders boot an image as a
+// kernel (Xen's ELF build carries one of each version).
+struct MultibootHeader {
+  int version = 0;           // 1 or 2
+  std::uint64_t offset = 0;  // in the (uncompressed) file
+};
+
+// The first valid Multiboot 1 and Multiboot 2 headers of `file`, in that
+// order. Multiboot 1 (GNU Multiboot Specification 0.6.96, 3.1): magic
+// 0x1BADB002, 32-bit aligned, within the first 8192 bytes, magic + flags +
+// checksum = 0 mod 2^32. Multiboot 2 (Multiboot2 Specification, 3.1): magic
+// 0xE85250D6, 64-bit aligned, within the first 32768 bytes, magic +
+// architecture + header_length + checksum = 0 mod 2^32. "Within" means the
+// magic fields (12 and 16 bytes), as GRUB checks (grub-file agrees).
+std::vector<MultibootHeader> find_multiboot_headers(std::span<const std::uint8_t> file);
+
 // Parses an (uncompressed) ELF file. Throws xbb::Error with libelf's reason
 // when it is not a readable ELF file.
 Image parse(std::span<const std::uint8_t> file);

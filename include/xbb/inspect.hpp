@@ -14,13 +14,15 @@ namespace xbb {
 // and flags are JSON numbers.
 //
 // PE32+: format, machine, ImageBase, SectionAlignment, FileAlignment,
-// SizeOfImage, SizeOfHeaders, CheckSum (stored and computed), entry point,
+// SizeOfImage, SizeOfHeaders, CheckSum (stored and computed), Subsystem (name
+// and number), entry point,
 // whether it is signed, the section table (name, VMA, virtual size, raw size,
 // file offset, characteristics), the build id (CodeView record), the VMA the
 // next added section would get, and the text of an embedded `.config` (up to
 // its first NUL; bytes outside printable ASCII, tab and newline shown as '?').
-// ELF (plain or gzip-compressed): class, machine, entry point, the section
-// table and the GNU build id.
+// ELF (plain or gzip-compressed): class, machine, entry point, the Multiboot
+// headers it carries (version and offset; none makes it no multiboot image),
+// the section table and the GNU build id.
 struct InspectReport {
   std::string text;
   nlohmann::json json;

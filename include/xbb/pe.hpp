@@ -41,6 +41,14 @@ inline constexpr std::size_t kDirectoryDebug = 6;
 
 inline constexpr std::uint32_t kDebugTypeCodeView = 2;
 
+// Optional header Subsystem (IMAGE_SUBSYSTEM_*): firmware starts only EFI
+// applications as boot loaders.
+inline constexpr std::uint16_t kSubsystemEfiApplication = 10;
+
+// How much of a file check_prefix() needs: the headers of any xen.efi lie in
+// its first 64 KiB.
+inline constexpr std::size_t kHeaderPrefixSize = 64 * 1024;
+
 // The contract the rest of the program relies on; pe.cpp owns the details.
 
 struct Section {
@@ -49,6 +57,8 @@ struct Section {
   std::uint32_t virtual_address = 0;  // RVA
   std::uint32_t size_of_raw_data = 0;
   std::uint32_t pointer_to_raw_data = 0;
+  std::uint32_t pointer_to_relocations = 0;  // file offsets; 0 in executables
+  std::uint32_t pointer_to_linenumbers = 0;
   std::uint32_t characteristics = 0;
 };
 
@@ -94,6 +104,9 @@ struct Image {
   std::uint32_t optional_header_offset = 0;
   std::uint32_t section_table_offset = 0;
   std::uint32_t debug_directory_offset = 0;  // file offset of the debug directory, 0 if none
+  // Zero bytes right after the section table, before SizeOfHeaders or the first
+  // byte in use: room for more section headers without moving anything.
+  std::uint32_t header_room = 0;
 
   // The security directory is present and non-empty (Authenticode signature).
   bool is_signed() const;
@@ -105,9 +118,38 @@ struct Image {
 // saying that the bootspec must point at xen.efi.
 Image parse(std::span<const std::uint8_t> file);
 
+// "EFI application", "Windows console", ... for a Subsystem value; "unknown"
+// for values the PE specification does not define.
+std::string subsystem_name(std::uint16_t subsystem);
+
+// Throws xbb::Error unless the image is an EFI application, e.g.
+// "offset 0xdc: Subsystem 3 (Windows console): not an EFI application (Subsystem 10)".
+void check_efi_application(const Image& image);
+
+// Whether a file of `file_size` bytes whose first bytes are `prefix` (at most
+// kHeaderPrefixSize of them, or the whole file) is a PE32+ EFI application, so
+// that a wrong file is refused before it is read whole: the DOS header and its
+// e_lfanew, the PE signature, the COFF file header and the optional header
+// (Magic PE32+, alignments, Subsystem). Throws xbb::Error with the message
+// parse() and check_efi_application() give for the same defect (ELF and gzip
+// files included); a header reaching beyond a partial prefix is an error too.
+void check_prefix(std::span<const std::uint8_t> prefix, std::uint64_t file_size);
+
 struct NewSection {
   std::string name;  // e.g. ".config"; an existing section of that name is replaced
   std::vector<std::uint8_t> data;
+};
+
+// A new section known by the size of its contents only (see output_size).
+struct NewSectionSize {
+  std::string name;
+  std::uint64_t size = 0;
+};
+
+struct AddOptions {
+  // Leave out the DISCARDABLE sections whose name starts with ".debug_": DWARF
+  // no loader reads (26 of the 29 MB of Debian 13's Xen 4.20 image).
+  bool drop_debug_sections = false;
 };
 
 struct AddResult {
@@ -115,48 +157,71 @@ struct AddResult {
   std::vector<std::string> warnings;  // e.g. a dropped Authenticode signature
 };
 
-// A copy of `file` with `sections` added after the highest section (debug and
-// discardable ones included), never below SizeOfImage, each aligned to
-// SectionAlignment.
+// A copy of `file` with `sections` added and, if `options` say so, the debug
+// sections left out. With nothing to add and nothing to leave out, the copy is
+// byte for byte the input (a signature stays valid).
 //
+// - New sections go after the highest section that stays (debug and
+//   discardable ones included), each aligned to SectionAlignment, never below
+//   SizeOfImage or, if sections are removed, the lowest removed section's RVA
+//   (a removed section gives its address space back). SizeOfImage ends with
+//   the last of them. Xen looks for them within SizeOfImage and wants them
+//   above the hypervisor's own sections (xen/common/efi/pe.c,
+//   docs/misc/efi.pandoc).
 // - Names are 1 to 8 characters (executables have no string table for section
 //   names); contents must not be empty. Characteristics are
 //   kAddedSectionCharacteristics.
-// - Raw data goes after the last section's raw data (FileAlignment aligned);
-//   whatever followed it (the COFF symbol and string tables) moves behind the
-//   new data and PointerToSymbolTable follows it.
+// - Removed sections (replaced or left out) give back their raw data: the
+//   data after them moves up by whole FileAlignments. New raw data goes after
+//   the last kept section's raw data (FileAlignment aligned); whatever followed
+//   all section data (the COFF symbol and string tables) moves behind it.
 // - When the header area has no room for the new section headers,
-//   SizeOfHeaders grows (a FileAlignment multiple) and all raw data moves down;
-//   PointerToRawData of every section and of every debug directory entry, and
-//   PointerToSymbolTable, are adjusted.
+//   SizeOfHeaders grows (a FileAlignment multiple) and all raw data moves down.
+// - PointerToRawData (sections, debug directory entries), PointerToRelocations,
+//   PointerToLinenumbers and PointerToSymbolTable follow their data; a pointer
+//   into removed data is an error.
 // - A section already present under a new section's name is removed first (its
 //   header and raw data), and SizeOfImage is taken back to where it started,
 //   so that add_sections(add_sections(x, A), A) == add_sections(x, A) byte for
 //   byte. Only sections that look like ones this function adds (exactly
 //   kAddedSectionCharacteristics, no data directory or entry point inside) can
-//   be replaced; anything else is an error.
+//   be replaced; anything else is an error. A debug section holding a data
+//   directory or the entry point is not left out but refused.
+// - The COFF symbol and string tables stay (long section names live there);
+//   symbols keep their places, their section numbers follow the section table,
+//   and those of left-out sections become IMAGE_SYM_DEBUG.
 // - Authenticode: a signature cannot stay valid once sections change. We drop
 //   it (zero the security directory, cut the certificate table off the end of
 //   the file) and say so in `warnings`, rather than refuse, because the output
 //   is meant to be signed again downstream (sbsign, Lanzaboote): refusing would
 //   make every signed Xen build unusable.
-// - SizeOfImage, SizeOfInitializedData, NumberOfSections and CheckSum are
-//   updated; everything else is copied unchanged.
-AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& sections);
+// - SizeOfImage, SizeOfHeaders, SizeOfInitializedData (left-out debug sections
+//   are not subtracted: GNU ld never counts them), NumberOfSections and
+//   CheckSum are updated; everything else is copied unchanged.
+AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& sections,
+                       const AddOptions& options = {});
 
-// The initialised bytes of the named section (VirtualSize bytes, capped at
-// SizeOfRawData; SizeOfRawData bytes when VirtualSize is 0), or an empty
-// vector when the image has no section of that name.
+// The size in bytes of the file add_sections(file, sections, options) returns,
+// from the parsed `image` of that file, its size and the sizes of the new
+// sections' contents; computed by the same code as add_sections' layout.
+// Throws what add_sections throws for the same input.
+std::uint64_t output_size(const Image& image, std::uint64_t file_size,
+                          const std::vector<NewSectionSize>& sections,
+                          const AddOptions& options = {});
+
 // A file held in a std::string, as the bytes the functions here take.
 inline std::span<const std::uint8_t> bytes_of(std::string_view file) {
   return {reinterpret_cast<const std::uint8_t*>(file.data()), file.size()};
 }
 
+// The initialised bytes of the named section (VirtualSize bytes, capped at
+// SizeOfRawData; SizeOfRawData bytes when VirtualSize is 0), or an empty
+// vector when the image has no section of that name.
 std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, const Image& image,
                                            const std::string& name);
 
 // The RVA add_sections gives the first section it adds to `image` (when no
-// section is replaced): the end of the highest section (VirtualAddress +
+// section is replaced or left out): the end of the highest section (VirtualAddress +
 // VirtualSize, or SizeOfRawData when VirtualSize is 0), never below
 // SizeOfImage, rounded up to SectionAlignment. Computed in 64 bits; throws when
 // the result does not fit in 32 bits.

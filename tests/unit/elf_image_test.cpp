@@ -1,5 +1,6 @@
-// ELF images (Xen's multiboot build), read with libelf; gzip through zlib.
-// Oracles: gzip -dc, readelf -S and readelf -n.
+// ELF images (Xen's multiboot build), read with libelf; gzip through zlib;
+// Multiboot headers. Oracles: gzip -dc, readelf -S and readelf -n, GRUB's
+// grub-file --is-x86-multiboot[2], and a Python search for the magic.
 #include "xbb/elf_image.hpp"
 
 #include <gtest/gtest.h>
@@ -114,6 +115,124 @@ TEST(ElfImage, NonElfAndTruncatedElfAreErrors) {
   const std::vector<std::uint8_t> no_section_headers(elf.begin(), elf.begin() + 0x271a40);
   EXPECT_NE(error_of([&] { xbb::elf::parse(no_section_headers); }).find("ELF: "),
             std::string::npos);
+}
+
+// Which Multiboot versions GRUB recognises in `file`: grub-file exits 0 for yes, 1 for no.
+std::vector<int> grub_multiboot_versions(const std::vector<std::uint8_t>& file) {
+  const xbb::test::TempDir dir;
+  xbb::test::write_binary(dir / "image", file);
+  std::vector<int> versions;
+  for (const auto& [version, option] :
+       {std::pair{1, "--is-x86-multiboot"}, std::pair{2, "--is-x86-multiboot2"}}) {
+    const xbb::test::RunResult result =
+        xbb::test::run({"grub-file", option, (dir / "image").string()});
+    EXPECT_TRUE(result.exit_code == 0 || result.exit_code == 1) << result.err;
+    if (result.exit_code == 0) versions.push_back(version);
+  }
+  return versions;
+}
+
+// The offset of the first occurrence of a 32-bit little-endian magic, found by Python.
+std::uint64_t python_find(const std::vector<std::uint8_t>& file, const std::string& magic) {
+  const xbb::test::TempDir dir;
+  xbb::test::write_binary(dir / "image", file);
+  const xbb::test::RunResult result = xbb::test::run(
+      {"python3", "-c",
+       "import struct, sys; print(open(sys.argv[1], 'rb').read().find(struct.pack('<I', " + magic +
+           ")))",
+       (dir / "image").string()});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  return std::stoull(result.out);
+}
+
+std::vector<int> versions_of(const std::vector<xbb::elf::MultibootHeader>& headers) {
+  std::vector<int> versions;
+  for (const auto& header : headers) versions.push_back(header.version);
+  return versions;
+}
+
+TEST(Multiboot, Xen417CarriesBothHeaders) {
+  const auto elf = xen417_elf();
+  const auto headers = xbb::elf::find_multiboot_headers(elf);
+  EXPECT_EQ(versions_of(headers), grub_multiboot_versions(elf));
+  ASSERT_EQ(headers.size(), 2u);
+  EXPECT_EQ(headers[0].offset, python_find(elf, "0x1BADB002"));
+  EXPECT_EQ(headers[1].offset, python_find(elf, "0xE85250D6"));
+  EXPECT_EQ(headers[0].offset, 0x88u);
+  EXPECT_EQ(headers[1].offset, 0x98u);
+  // The gzip file itself carries none: loaders look into the decompressed image.
+  EXPECT_TRUE(
+      xbb::elf::find_multiboot_headers(xbb::test::read_binary(xbb::test::xen417_gz())).empty());
+}
+
+TEST(Multiboot, BinLsCarriesNone) {
+  const auto ls = xbb::test::read_binary("/bin/ls");
+  EXPECT_TRUE(xbb::elf::is_elf(ls));
+  EXPECT_TRUE(grub_multiboot_versions(ls).empty());
+  EXPECT_TRUE(xbb::elf::find_multiboot_headers(ls).empty());
+}
+
+void put32(std::vector<std::uint8_t>& bytes, std::size_t offset, std::uint32_t value) {
+  for (int i = 0; i < 4; ++i) bytes[offset + i] = (value >> (8 * i)) & 0xff;
+}
+
+// A file of `size` bytes with a Multiboot 1 header (flags 3) at `offset`.
+std::vector<std::uint8_t> with_multiboot1(std::size_t offset, std::uint32_t checksum_error = 0,
+                                          std::size_t size = 0x3000) {
+  std::vector<std::uint8_t> file(size, 0);
+  put32(file, offset, 0x1BADB002);
+  put32(file, offset + 4, 3);
+  put32(file, offset + 8, 0u - 0x1BADB002u - 3u + checksum_error);
+  return file;
+}
+
+// A file of `size` bytes with a Multiboot 2 header (i386, length 24) at `offset`.
+std::vector<std::uint8_t> with_multiboot2(std::size_t offset, std::uint32_t checksum_error = 0,
+                                          std::size_t size = 0x9000) {
+  std::vector<std::uint8_t> file(size, 0);
+  put32(file, offset, 0xE85250D6);
+  put32(file, offset + 8, 24);
+  put32(file, offset + 12, 0u - 0xE85250D6u - 24u + checksum_error);
+  return file;
+}
+
+TEST(Multiboot, SyntheticHeadersAgreeWithGrub) {
+  struct Case {
+    std::string name;
+    std::vector<std::uint8_t> file;
+    std::vector<int> versions;
+  };
+  const std::vector<Case> cases = {
+      {"v1 at 0", with_multiboot1(0), {1}},
+      {"v1 at 0x1ff4, ending at the limit", with_multiboot1(0x1ff4), {1}},
+      {"v1 bad checksum", with_multiboot1(0x100, 1), {}},
+      {"v1 misaligned", with_multiboot1(0x102), {}},
+      {"v1 crossing the limit", with_multiboot1(0x1ff8), {}},
+      {"v1 past the limit", with_multiboot1(0x2000), {}},
+      {"v2 at 8", with_multiboot2(8), {2}},
+      {"v2 at 0x7ff0, ending at the limit", with_multiboot2(0x7ff0), {2}},
+      {"v2 bad checksum", with_multiboot2(0x100, 0x100), {}},
+      {"v2 only 4-byte aligned", with_multiboot2(0x104), {}},
+      {"v2 crossing the limit", with_multiboot2(0x7ff8), {}},
+      {"v2 past the limit", with_multiboot2(0x8000), {}},
+      {"v1 at the end of a short file", with_multiboot1(0x34, 0, 0x40), {1}},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(grub_multiboot_versions(c.file), c.versions) << c.name;
+    EXPECT_EQ(versions_of(xbb::elf::find_multiboot_headers(c.file)), c.versions) << c.name;
+  }
+  const auto v2 = xbb::elf::find_multiboot_headers(with_multiboot2(0x7ff0));
+  ASSERT_EQ(v2.size(), 1u);
+  EXPECT_EQ(v2[0].offset, 0x7ff0u);
+}
+
+TEST(Multiboot, AnInvalidMagicDoesNotHideALaterHeader) {
+  auto file = with_multiboot1(0x200);
+  put32(file, 0x100, 0x1BADB002);  // magic without a checksum
+  const auto headers = xbb::elf::find_multiboot_headers(file);
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].offset, 0x200u);
+  EXPECT_EQ(grub_multiboot_versions(file), std::vector<int>{1});
 }
 
 }  // namespace

@@ -27,6 +27,8 @@ TEST(Inspect, Xen417EfiJson) {
   EXPECT_EQ(json["checksum"], 0x2bdb7f);
   EXPECT_EQ(json["computed_checksum"], 0x2bdb7f);
   EXPECT_EQ(json["signed"], false);
+  EXPECT_EQ(json["subsystem"], "EFI application");  // objdump -p: 0000000a (EFI application)
+  EXPECT_EQ(json["subsystem_code"], 10);
   EXPECT_EQ(json["build_id"], "c62e97bfb7156a842127d5c9d7bbced1");
   EXPECT_EQ(json["next_section_vma"], "0xffff82d041000000");
   EXPECT_TRUE(json["config"].is_null());
@@ -61,6 +63,7 @@ TEST(Inspect, Xen417EfiText) {
   EXPECT_NE(text.find("build id:            c62e97bfb7156a842127d5c9d7bbced1\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("CheckSum:            0x2bdb7f (correct)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("subsystem:           EFI application (10)\n"), std::string::npos) << text;
   EXPECT_NE(text.find("    8 .pad                 0xffff82d040a00000 0x600000   0x0        0x0     "
                       "   0xc0000080 "
                       "uninitialized-data,read,write\n"),
@@ -111,8 +114,39 @@ TEST(Inspect, Xen417MultibootGz) {
   EXPECT_EQ(report.json["sections"][0]["address"], "0x200000");
   EXPECT_EQ(report.json["sections"][2]["name"], ".note");
   EXPECT_EQ(report.json["sections"][2]["type"], "NOTE");
-  EXPECT_NE(report.text.find("ELF32 (gzip-compressed), a multiboot image, not EFI"),
-            std::string::npos);
+  EXPECT_NE(report.text.find("format:              ELF32 (gzip-compressed), a multiboot image, "
+                             "not EFI (not usable as xen.efi)\n"),
+            std::string::npos)
+      << report.text;
+  // grub-file --is-x86-multiboot and --is-x86-multiboot2 both succeed on the
+  // decompressed file; the magics are at 0x88 and 0x98 (elf_image_test).
+  EXPECT_EQ(report.json["multiboot"], nlohmann::json::parse(R"([{"version": 1, "offset": 136},
+                                                                {"version": 2, "offset": 152}])"));
+  EXPECT_NE(report.text.find("multiboot:           1 (header at 0x88), 2 (header at 0x98)\n"),
+            std::string::npos)
+      << report.text;
+}
+
+TEST(Inspect, ElfWithoutMultibootHeader) {
+  const xbb::InspectReport report = xbb::inspect_file("/bin/ls");
+  EXPECT_EQ(report.json["format"], "ELF64");
+  EXPECT_EQ(report.json["multiboot"], nlohmann::json::array());
+  EXPECT_NE(report.text.find("format:              ELF64, not a multiboot image, not EFI (not "
+                             "usable as xen.efi)\n"),
+            std::string::npos)
+      << report.text;
+  EXPECT_NE(report.text.find("multiboot:           none\n"), std::string::npos) << report.text;
+  EXPECT_EQ(report.text.find(", a multiboot image"), std::string::npos);
+}
+
+TEST(Inspect, ShowsAWindowsProgramsSubsystem) {
+  xbb::test::SyntheticPe spec = xbb::test::xen_like();
+  spec.subsystem = 3;
+  const xbb::InspectReport report = xbb::inspect_image(xbb::test::build_pe(spec), "console.exe");
+  EXPECT_EQ(report.json["subsystem"], "Windows console");
+  EXPECT_EQ(report.json["subsystem_code"], 3);
+  EXPECT_NE(report.text.find("subsystem:           Windows console (3)\n"), std::string::npos)
+      << report.text;
 }
 
 TEST(Inspect, OtherFilesAreErrorsNamingThePath) {

@@ -153,7 +153,7 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
   put16(out, opt + 48, 2);
   put32(out, opt + 56, static_cast<std::uint32_t>(size_of_image));
   put32(out, opt + 60, static_cast<std::uint32_t>(headers));
-  put16(out, opt + 68, 10);  // EFI application
+  put16(out, opt + 68, spec.subsystem);
   put32(out, opt + 108, 16);
   for (std::size_t i = 0; i < count; ++i) {
     if (sections[i].name == ".reloc") {

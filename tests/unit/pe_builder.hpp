@@ -23,6 +23,7 @@ struct SyntheticPe {
   std::uint64_t image_base = 0x140000000;
   std::uint32_t section_alignment = 0x1000;
   std::uint32_t file_alignment = 0x200;
+  std::uint16_t subsystem = 10;  // EFI application
   // 0: just enough for the section table, rounded up to FileAlignment.
   std::uint32_t size_of_headers = 0;
   // Inserts a `.buildid` section after the first one, holding a debug

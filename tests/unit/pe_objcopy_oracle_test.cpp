@@ -1,13 +1,15 @@
 // GNU binutils as an independent oracle for add_sections: objcopy adds the
-// same section (we hand it the address), objdump reads both results, and the
-// two must agree on every section, every original section's contents and the
-// headers. Programs are started with fixed argument vectors, never a shell.
+// same section (we hand it the address) or strips the debug sections, objdump
+// reads both results, and the two must agree on every section, every original
+// section's contents and the headers. Programs are started with fixed argument vectors, never a
+// shell.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -310,6 +312,218 @@ TEST(PeObjcopyOracle, SyntheticWithDebugSectionsPastRelocAndSymbols) {
   spec.sections.push_back({".debug_abbrev", pattern(0x1800, 7), 0, 0x42000040});
   spec.sections.push_back({".debug_info", pattern(0x2345, 8), 0, 0x42000040});
   check_synthetic(spec);
+}
+
+// Leaving out the debug sections, against objcopy --strip-debug.
+
+// The end of the highest section, from objdump's view of `file`, rounded up
+// to SectionAlignment: where the sections end in memory.
+std::uint64_t sections_end(const fs::path& file) {
+  const PrivateHeaders headers = objdump_private_headers(file);
+  std::uint64_t end = 0;
+  for (const ObjdumpSection& section : objdump_sections(file))
+    end = std::max(end, section.vma + section.size);
+  return round_up(end, hex_value(headers.fields.at("SectionAlignment")));
+}
+
+// Every section with contents, as `objcopy -O binary --only-section` extracts it.
+std::map<std::string, std::vector<std::uint8_t>> binary_sections(const fs::path& file,
+                                                                 const TempDir& dir,
+                                                                 const std::string& tag) {
+  std::map<std::string, std::vector<std::uint8_t>> contents;
+  for (const ObjdumpSection& section : objdump_sections(file)) {
+    if (section.flags.find("CONTENTS") == std::string::npos) continue;
+    const fs::path out = dir / (tag + section.name + ".bin");
+    run_checked(
+        {"objcopy", "-O", "binary", "--only-section=" + section.name, file.string(), out.string()});
+    contents[section.name] = xbb::test::read_binary(out);
+  }
+  return contents;
+}
+
+// objdump -t's symbol lines without their index: "(sec  1)(fl 0x00)(ty 0)(scl 3) (nx 0) 0x...
+// name".
+std::multiset<std::string> objdump_symbol_lines(const fs::path& file) {
+  const RunResult result = run_checked({"objdump", "-t", file.string()});
+  EXPECT_EQ(result.err, "") << file;
+  std::multiset<std::string> symbols;
+  std::istringstream lines(result.out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("[", 0) == 0) symbols.insert(line.substr(line.find(']') + 1));
+  }
+  return symbols;
+}
+
+// Compares add_sections(input, {}, drop) with objcopy --strip-debug; returns our output.
+std::vector<std::uint8_t> check_against_strip_debug(const fs::path& input, const TempDir& dir) {
+  const fs::path ours = dir / "ours.efi";
+  const fs::path theirs = dir / "stripped.efi";
+  const auto result =
+      xbb::pe::add_sections(xbb::test::read_binary(input), {}, {.drop_debug_sections = true});
+  EXPECT_TRUE(result.warnings.empty());
+  xbb::test::write_binary(ours, result.file);
+  run_checked({"objcopy", "--strip-debug", input.string(), theirs.string()});
+
+  // The same sections: names, sizes, addresses, flags; none for debugging.
+  const auto our_sections = objdump_sections(ours);
+  const auto their_sections = objdump_sections(theirs);
+  EXPECT_EQ(our_sections.size(), their_sections.size());
+  for (std::size_t i = 0; i < std::min(our_sections.size(), their_sections.size()); ++i) {
+    EXPECT_EQ(our_sections[i].name, their_sections[i].name) << i;
+    EXPECT_EQ(our_sections[i].size, their_sections[i].size) << our_sections[i].name;
+    EXPECT_EQ(our_sections[i].vma, their_sections[i].vma) << our_sections[i].name;
+    EXPECT_EQ(our_sections[i].flags, their_sections[i].flags) << our_sections[i].name;
+    EXPECT_EQ(our_sections[i].flags.find("DEBUGGING"), std::string::npos) << our_sections[i].name;
+  }
+
+  // The same bytes in each section. .buildid holds the debug directory entry's
+  // file offset, which objcopy moves (it shrinks SizeOfHeaders) and we do not.
+  const auto input_contents = binary_sections(input, dir, "input");
+  const auto our_contents = binary_sections(ours, dir, "ours");
+  const auto their_contents = binary_sections(theirs, dir, "theirs");
+  EXPECT_EQ(our_contents.size(), their_contents.size());
+  for (const auto& [name, bytes] : their_contents) {
+    if (!our_contents.count(name)) {
+      ADD_FAILURE() << name << " is missing from our output";
+      continue;
+    }
+    EXPECT_TRUE(our_contents.at(name) == input_contents.at(name)) << name;
+    if (name != ".buildid") {
+      EXPECT_TRUE(our_contents.at(name) == bytes) << name;
+    }
+  }
+  EXPECT_EQ(objdump_codeview_line(ours), objdump_codeview_line(input));
+
+  // Headers. The same: everything but SizeOfImage, SizeOfHeaders,
+  // Characteristics, the time stamp and the checksum.
+  // - SizeOfImage: ours is the end of the highest section rounded up to
+  //   SectionAlignment (the PE specification wants a multiple of it); BFD adds
+  //   the last section's size, rounded up to SectionAlignment, to its unaligned
+  //   address (Xen 4.20: 0x948248 + 0x200000 = 0xb48248).
+  // - SizeOfHeaders: objcopy shrinks the headers to the fewer section headers
+  //   and moves all raw data up; we never shrink them.
+  // - Characteristics: objcopy sets IMAGE_FILE_DEBUG_STRIPPED (0x200) and
+  //   IMAGE_FILE_LINE_NUMS_STRIPPED (0x4); we leave the field alone, as the
+  //   debug directory and its CodeView record stay.
+  const PrivateHeaders our_headers = objdump_private_headers(ours);
+  const PrivateHeaders their_headers = objdump_private_headers(theirs);
+  for (const char* field :
+       {"ImageBase", "SectionAlignment", "FileAlignment", "SizeOfCode", "SizeOfInitializedData",
+        "SizeOfUninitializedData", "AddressOfEntryPoint", "Subsystem", "NumberOfRvaAndSizes",
+        "DllCharacteristics"}) {
+    EXPECT_EQ(our_headers.fields.at(field), their_headers.fields.at(field)) << field;
+  }
+  const std::uint64_t image_base = hex_value(our_headers.fields.at("ImageBase"));
+  EXPECT_EQ(hex_value(our_headers.fields.at("SizeOfImage")), sections_end(ours) - image_base);
+  EXPECT_LE(hex_value(our_headers.fields.at("SizeOfImage")),
+            hex_value(their_headers.fields.at("SizeOfImage")));
+  const auto characteristics = [](const PrivateHeaders& headers) {  // "Characteristics 0x26"
+    const auto at = headers.text.find("Characteristics 0x");
+    return at == std::string::npos ? 0 : hex_value(headers.text.substr(at + 16, 8));
+  };
+  EXPECT_EQ(characteristics(our_headers), characteristics(objdump_private_headers(input)));
+  EXPECT_EQ(characteristics(our_headers) | 0x204, characteristics(their_headers) | 0x204);
+  EXPECT_NE(characteristics(their_headers) & 0x200, 0u);
+  EXPECT_EQ(hex_value(our_headers.fields.at("CheckSum")),
+            xbb::test::reference_checksum(result.file));
+  const auto data_directories = [](const std::string& text) {
+    const auto start = text.find("The Data Directory");
+    return text.substr(start, text.find("\n\n", start) - start);
+  };
+  EXPECT_EQ(data_directories(our_headers.text), data_directories(their_headers.text));
+
+  // Every symbol objcopy keeps, we keep with the same section and value. What
+  // objcopy deletes and we keep: its debugging symbols (.file records) and
+  // those of the removed sections, which we mark IMAGE_SYM_DEBUG (sec -2).
+  const auto our_symbols = objdump_symbol_lines(ours);
+  std::multiset<std::string> extra = our_symbols;
+  for (const std::string& symbol : objdump_symbol_lines(theirs)) {
+    const auto found = extra.find(symbol);
+    if (found == extra.end()) {
+      ADD_FAILURE() << "objcopy keeps a symbol we lack: " << symbol;
+      continue;
+    }
+    extra.erase(found);
+  }
+  for (const std::string& symbol : extra) {
+    EXPECT_TRUE(symbol.rfind("(sec -2)", 0) == 0) << symbol;
+  }
+  return result.file;
+}
+
+TEST(PeObjcopyOracle, StripDebugXen420) {
+  const TempDir dir;
+  const auto ours = check_against_strip_debug(xbb::test::xen420_efi(), dir);
+  EXPECT_EQ(objdump_sections(dir / "ours.efi").size(), 8u);
+  EXPECT_LT(ours.size(), 3'000'000u);
+  EXPECT_EQ(sections_end(dir / "ours.efi"), 0xffff82d040a00000u);
+}
+
+TEST(PeObjcopyOracle, StripDebugXen417HasNothingToStrip) {
+  const TempDir dir;
+  const auto ours = check_against_strip_debug(xbb::test::xen417_efi(), dir);
+  EXPECT_TRUE(ours == xbb::test::read_binary(xbb::test::xen417_efi()));
+}
+
+TEST(PeObjcopyOracle, StripDebugSyntheticWithDebugSectionsInBetweenAndAtTheEnd) {
+  xbb::test::SyntheticPe spec = xbb::test::xen_like();
+  spec.symbol_table = true;
+  spec.debug_directory = true;
+  spec.sections.insert(spec.sections.begin() + 1,
+                       {".debug_abbrev", pattern(0x1800, 7), 0, 0x42000040});
+  spec.sections.push_back({".debug_info", pattern(0x2345, 8), 0, 0x42000040});
+  spec.sections.push_back({".debug_line", pattern(0x777, 9), 0, 0x42000040});
+  const TempDir dir;
+  const fs::path input = dir / "input.efi";
+  xbb::test::write_binary(input, xbb::test::build_pe(spec));
+  check_against_strip_debug(input, dir);
+  EXPECT_EQ(objdump_sections(dir / "ours.efi").size(), 5u);  // .text .buildid .data .bss .reloc
+}
+
+// Leaving out the debug sections and adding .config in one call, against
+// objcopy --strip-debug followed by objcopy --add-section at the address
+// after the highest section of the stripped image.
+TEST(PeObjcopyOracle, StripDebugAndAddConfigXen420) {
+  const TempDir dir;
+  const fs::path input = xbb::test::xen420_efi();
+  const fs::path stripped = dir / "stripped.efi";
+  const fs::path config = dir / "config";
+  const fs::path ours = dir / "ours.efi";
+  const fs::path theirs = dir / "theirs.efi";
+  xbb::test::write_binary(config, kConfig);
+  run_checked({"objcopy", "--strip-debug", input.string(), stripped.string()});
+  const std::uint64_t vma = sections_end(stripped);
+  EXPECT_EQ(vma, 0xffff82d040a00000u);
+  objcopy_add_config(stripped, config, vma, theirs);
+
+  const auto result = xbb::pe::add_sections(xbb::test::read_binary(input), {{".config", kConfig}},
+                                            {.drop_debug_sections = true});
+  xbb::test::write_binary(ours, result.file);
+  const auto our_sections = objdump_sections(ours);
+  const auto their_sections = objdump_sections(theirs);
+  ASSERT_EQ(our_sections.size(), 9u);
+  ASSERT_EQ(our_sections.size(), their_sections.size());
+  for (std::size_t i = 0; i < our_sections.size(); ++i) {
+    EXPECT_EQ(our_sections[i].name, their_sections[i].name) << i;
+    EXPECT_EQ(our_sections[i].size, their_sections[i].size) << our_sections[i].name;
+    EXPECT_EQ(our_sections[i].vma, their_sections[i].vma) << our_sections[i].name;
+    EXPECT_EQ(our_sections[i].flags, their_sections[i].flags) << our_sections[i].name;
+  }
+  EXPECT_EQ(our_sections.back().name, ".config");
+  EXPECT_EQ(our_sections.back().vma, vma);
+  const fs::path extracted = dir / "config.bin";
+  run_checked(
+      {"objcopy", "-O", "binary", "--only-section=.config", ours.string(), extracted.string()});
+  EXPECT_EQ(xbb::test::read_binary(extracted), kConfig);
+  // Xen finds .config only if it ends within SizeOfImage (xen/common/efi/pe.c).
+  const PrivateHeaders headers = objdump_private_headers(ours);
+  EXPECT_EQ(hex_value(headers.fields.at("SizeOfImage")),
+            sections_end(ours) - hex_value(headers.fields.at("ImageBase")));
+  EXPECT_GE(hex_value(headers.fields.at("SizeOfImage")),
+            vma + kConfig.size() - hex_value(headers.fields.at("ImageBase")));
+  const xbb::pe::Image image = xbb::pe::parse(result.file);
+  EXPECT_EQ(xbb::pe::section_contents(result.file, image, ".config"), kConfig);
 }
 
 // A key and certificate for sbsign, made with openssl in `dir`.
