@@ -16,16 +16,9 @@ namespace fs = std::filesystem;
 namespace xbb {
 namespace {
 
-// Refuses a file that does not start like a PE32+ EFI application, before
-// it is read whole.
-void check_image_start(std::string_view start) {
-  if (start.size() < 2 || start[0] != 'M' || start[1] != 'Z') {
-    pe::parse(pe::bytes_of(start));  // throws the parser's message for what it is instead
-  }
-}
-
-// Each distinct xen.efi is read and checked once; a generation whose image is
-// missing or is not a PE32+ EFI application gets no entry, with the reason.
+// Each distinct xen.efi is read and checked once, its headers before the
+// rest; a generation whose image is missing or is not a PE32+ EFI application
+// gets no entry, with the reason.
 void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) {
   std::map<fs::path, std::string> problems;
   for (auto& generation : generations) {
@@ -34,28 +27,19 @@ void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) 
     if (found == problems.end()) {
       std::string problem;
       const std::string shown = generation.xen_efi.string();
+      auto check_headers = [](std::string_view start, std::uint64_t size) {
+        pe::check_prefix(pe::bytes_of(start), size);
+      };
       try {
         std::string bytes =
             posix::read_host_file(generation.xen_efi, limits::kXenImageBytes, "Xen image",
-                                  limits::kImageHeaderBytes, [&shown](std::string_view start) {
-                                    try {
-                                      check_image_start(start);
-                                    } catch (const Error& e) {
-                                      throw Error(shown, e.what());
-                                    }
-                                  });
-        try {
-          const pe::Image image = pe::parse(pe::bytes_of(bytes));
-          if (image.subsystem != pe::kSubsystemEfiApplication) {
-            throw Error("Subsystem " + std::to_string(image.subsystem) +
-                        ": not an EFI application (Subsystem 10)");
-          }
-        } catch (const Error& e) {
-          throw Error(shown, e.what());
-        }
-        reporter.debug("checked " + shown + ": PE32+, " + std::to_string(bytes.size()) + " bytes");
+                                  pe::kHeaderPrefixSize, check_headers);
+        pe::check_efi_application(pe::parse(pe::bytes_of(bytes)));
+        reporter.debug("checked " + shown + ": PE32+ EFI application, " +
+                       std::to_string(bytes.size()) + " bytes");
       } catch (const Error& e) {
-        problem = e.what();
+        const std::string message = e.what();
+        problem = message.starts_with(shown) ? message : shown + ": " + message;
       }
       found = problems.emplace(generation.xen_efi, problem).first;
     }
@@ -132,7 +116,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       ApplyReport applied = apply_plan(esp, plan);
       for (const auto& path : applied.written) reporter.debug("wrote " + path);
       for (const auto& path : applied.removed) reporter.debug("removed " + path);
-      result.warnings.insert(result.warnings.end(), applied.warnings.begin(), applied.warnings.end());
+      result.warnings.insert(result.warnings.end(), applied.warnings.begin(),
+                             applied.warnings.end());
       result.changes = changes_after(plan, applied);
       result.written = std::move(applied.written);
       result.removed = std::move(applied.removed);

@@ -87,9 +87,10 @@ void write_all(int fd, const std::string& bytes, const std::string& shown) {
   }
 }
 
-std::string read_host_file(const std::filesystem::path& path, std::uint64_t limit,
-                           std::string_view what, std::uint64_t start_bytes,
-                           const std::function<void(std::string_view)>& check_start) {
+std::string read_host_file(
+    const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
+    std::uint64_t start_bytes,
+    const std::function<void(std::string_view, std::uint64_t)>& check_start) {
   std::uint64_t size = 0;
   UniqueFd fd = open_regular(path, limit, what, size);
   const std::string shown = path.string();
@@ -104,7 +105,7 @@ std::string read_host_file(const std::filesystem::path& path, std::uint64_t limi
     done += static_cast<std::size_t>(n);
   }
   bytes.resize(done);
-  check_start(bytes);
+  check_start(bytes, size);
   return bytes + read_all(fd.get(), shown, limit - bytes.size(), what);
 }
 

@@ -34,10 +34,12 @@ void write_all(int fd, const std::string& bytes, const std::string& shown);
 // ends) and a file larger than `limit` bytes; `what` names the kind of file
 // in that message ("bootspec"). When `check_start` is given, it is called
 // with the first `start_bytes` of the file (fewer when the file is shorter)
-// before the rest is read, and may throw to refuse the file.
-std::string read_host_file(const std::filesystem::path& path, std::uint64_t limit,
-                           std::string_view what, std::uint64_t start_bytes = 0,
-                           const std::function<void(std::string_view)>& check_start = {});
+// and the file's size before the rest is read, and may throw to refuse the
+// file.
+std::string read_host_file(
+    const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
+    std::uint64_t start_bytes = 0,
+    const std::function<void(std::string_view, std::uint64_t)>& check_start = {});
 
 // The size of a regular host file, with the same refusals as read_host_file,
 // for checking an input long before it is read.

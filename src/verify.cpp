@@ -35,10 +35,7 @@ EspSnapshot::Image read_image(const std::string& path, const std::string& bytes)
   try {
     const auto file = pe::bytes_of(bytes);
     const pe::Image parsed = pe::parse(file);
-    if (parsed.subsystem != pe::kSubsystemEfiApplication) {
-      throw Error("Subsystem " + std::to_string(parsed.subsystem) +
-                  ": not an EFI application (Subsystem 10)");
-    }
+    pe::check_efi_application(parsed);
     auto text = [&](const char* name) {
       auto section = pe::section_contents(file, parsed, name);
       return std::string(section.begin(), section.end());

@@ -19,10 +19,6 @@ inline constexpr std::uint16_t kMachineAmd64 = 0x8664;
 inline constexpr std::uint16_t kMachineArm64 = 0xaa64;
 inline constexpr std::uint16_t kMachineI386 = 0x14c;
 
-// The Subsystem of an EFI application (IMAGE_SUBSYSTEM_EFI_APPLICATION), as
-// xen.efi is.
-inline constexpr std::uint16_t kSubsystemEfiApplication = 10;
-
 // Section characteristics (IMAGE_SCN_*).
 inline constexpr std::uint32_t kScnCntCode = 0x00000020;
 inline constexpr std::uint32_t kScnCntInitializedData = 0x00000040;

@@ -71,17 +71,23 @@ TEST_F(HostFiles, RefusesFifosDevicesAndFoldersAtOnce) {
 TEST_F(HostFiles, ChecksTheStartOfAFileBeforeReadingTheRest) {
   fs::path file = write("image", "MZrest of the file");
   std::string seen;
-  EXPECT_EQ(
-      posix::read_host_file(file, 100, "image", 2, [&](std::string_view start) { seen = start; }),
-      "MZrest of the file");
+  std::uint64_t size = 0;
+  EXPECT_EQ(posix::read_host_file(file, 100, "image", 2,
+                                  [&](std::string_view start, std::uint64_t file_size) {
+                                    seen = start;
+                                    size = file_size;
+                                  }),
+            "MZrest of the file");
   EXPECT_EQ(seen, "MZ");
+  EXPECT_EQ(size, 18u);
   fs::path sparse = folder_ / "sparse";
   { std::ofstream(sparse, std::ios::binary) << "ELF"; }
   fs::resize_file(sparse, 1 << 30);
   EXPECT_EQ(error_of([&] {
-              posix::read_host_file(sparse, 2ull << 30, "image", 4, [](std::string_view start) {
-                if (!start.starts_with("MZ")) throw Error("no MZ");
-              });
+              posix::read_host_file(sparse, 2ull << 30, "image", 4,
+                                    [](std::string_view start, std::uint64_t) {
+                                      if (!start.starts_with("MZ")) throw Error("no MZ");
+                                    });
             }),
             "no MZ");
 }
