@@ -8,6 +8,7 @@ import json
 import os
 import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -356,6 +357,37 @@ def section_headers(image):
         if len(fields) >= 7 and fields[0].isdigit():
             headers[fields[1]] = (int(fields[2], 16), int(fields[3], 16))
     return headers
+
+
+def pe_subsystem(image):
+    """The Subsystem field as binutils' `objdump -p` reads it."""
+    result = subprocess.run(["objdump", "-p", str(image)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objdump -p {image} failed: {result.stderr}")
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "Subsystem":
+            return int(fields[1], 16)
+    raise AssertionError(f"objdump -p {image} shows no Subsystem")
+
+
+def set_pe_subsystem(image, subsystem):
+    """Patch the Subsystem of a PE32+ file in place (PE/COFF: e_lfanew at
+    0x3c, then "PE\\0\\0", the 20-byte COFF header and the optional header,
+    whose Subsystem is the 16-bit field at offset 68), then check it with
+    objdump."""
+    data = bytearray(Path(image).read_bytes())
+    (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
+    if data[pe_offset:pe_offset + 4] != b"PE\0\0":
+        raise AssertionError(f"{image}: no PE signature at {pe_offset:#x}")
+    optional = pe_offset + 4 + 20
+    (magic,) = struct.unpack_from("<H", data, optional)
+    if magic != 0x20B:
+        raise AssertionError(f"{image}: optional header magic {magic:#x}, not PE32+")
+    struct.pack_into("<H", data, optional + 68, subsystem)
+    Path(image).write_bytes(bytes(data))
+    if pe_subsystem(image) != subsystem:
+        raise AssertionError(f"{image}: objdump does not read Subsystem {subsystem} after the patch")
 
 
 # ---------------------------------------------------------------- expectations
