@@ -66,6 +66,23 @@ class GlobDefault(ToolTestCase):
                 self.assertEqual(xen_entry_files(root), sorted(older), describe(result))
 
 
+class BareDefaultLine(ToolTestCase):
+    def test_bare_default_line_is_skipped_as_systemd_boot_skips_it(self):
+        # systemd-boot skips a loader.conf line without a value (its
+        # line_get_key_value), so the default is the last default line that
+        # has one: here the first generation, which gets no Xen entry.
+        root = make_root(self, "--generations", str(GENERATIONS), "--missing-bootspec", "1")
+        loader_conf = root.esp / LOADER_CONF
+        loader_conf.write_text("timeout 5\ndefault nixos-generation-1.conf\ndefault\n")
+        before = snapshot_esp(root.esp)[LOADER_CONF]
+        result = run_bounded_on_root(root, "info")
+        self.assertEqual(result.returncode, 1, describe(result))
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        self.assertTrue(any("nixos-generation-1" in e for e in errors), describe(result))
+        self.assertEqual(xen_entry_files(root), ["xen-generation-2.conf", "xen-generation-3.conf"])
+        self.assertEqual(snapshot_esp(root.esp)[LOADER_CONF], before)
+
+
 class UnusableLoaderConf(ToolTestCase):
     @classmethod
     def setUpClass(cls):
