@@ -85,7 +85,8 @@ std::optional<std::string> loader_conf_value(std::string_view text, std::string_
   std::optional<std::string> value;
   for (std::string_view raw : split_keeping_newlines(text)) {
     ConfLine line = cut_line(raw);
-    if (!is_comment(line) && line.key == key) value = std::string(line.value);
+    if (!is_comment(line) && line.key == key && !line.value.empty())
+      value = std::string(line.value);
   }
   return value;
 }

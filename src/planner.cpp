@@ -161,10 +161,8 @@ std::optional<std::string> default_value(const std::optional<std::string>& loade
                                          const std::vector<MenuEntry>& menu) {
   if (!loader_conf) return std::nullopt;
   auto preferred = loader_conf_value(*loader_conf, "preferred");
-  if (preferred && !preferred->empty() && pick(*preferred, menu)) return preferred;
-  auto value = loader_conf_value(*loader_conf, "default");
-  if (value && !value->empty()) return value;
-  return std::nullopt;
+  if (preferred && pick(*preferred, menu)) return preferred;
+  return loader_conf_value(*loader_conf, "default");
 }
 
 // The generation systemd-boot boots when nobody picks one.

@@ -108,7 +108,7 @@ std::vector<std::string> check_loader_conf(const EspSnapshot& snapshot) {
   std::vector<std::string> problems;
   for (const char* key : {"default", "preferred"}) {
     auto value = loader_conf_value(*snapshot.loader_conf, key);
-    if (!value || value->empty()) continue;
+    if (!value) continue;
     if (!pick(*value, menu))
       problems.push_back(std::string(key) + " " + *value + " selects no entry");
   }

@@ -27,8 +27,8 @@ using RetargetFn = std::function<std::optional<std::string>(std::string_view val
 // carriage return or NUL.
 std::string retarget_loader_conf(std::string_view text, const RetargetFn& retarget);
 
-// The value of the last `key` line, if any (systemd-boot uses the last one);
-// "" when that line has the key alone.
+// The value of the last `key` line that has one (systemd-boot uses the last
+// one, and skips a line with the key alone); nullopt when there is none.
 std::optional<std::string> loader_conf_value(std::string_view text, std::string_view key);
 
 }  // namespace xbb

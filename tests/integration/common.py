@@ -6,10 +6,13 @@ import ctypes
 import hashlib
 import json
 import os
+import resource
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 from pathlib import Path
 
@@ -78,6 +81,26 @@ def make_root(test, *options):
     test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
     result = run_mkroot(folder / "root", *options)
     test.assertEqual(result.returncode, 0, f"mkroot {' '.join(options)} failed:\n{result.stderr}")
+    return Root(folder / "root")
+
+
+def make_template_root(test_class, *options):
+    """A root made once for a test class (removed after its tests), for
+    copy_root: cheaper than running mkroot for every test that changes one."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-template-"))
+    test_class.addClassCleanup(shutil.rmtree, folder, ignore_errors=True)
+    result = run_mkroot(folder / "root", *options)
+    if result.returncode != 0:
+        raise AssertionError(f"mkroot {' '.join(options)} failed:\n{result.stderr}")
+    return Root(folder / "root")
+
+
+def copy_root(test, template):
+    """A private copy of a template root (symlinks copied as links, every file
+    a copy of its own), removed when `test` ends."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-root-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    shutil.copytree(template.path, folder / "root", symlinks=True)
     return Root(folder / "root")
 
 
@@ -162,7 +185,85 @@ def run_on_root(root, *argv):
 
 
 def describe(result):
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    status = f"exit {result.returncode}"
+    if getattr(result, "timed_out", False):
+        status += f" (killed after {result.timeout} s: it hung)"
+    if hasattr(result, "peak_rss"):
+        status += f", peak RSS {result.peak_rss >> 20} MiB"
+    return f"{status}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+# Bounds for runs fed hostile inputs: a run that would hang is killed after
+# HANG_TIMEOUT seconds (far above the second a run takes: a guard, not a
+# timing), and the child may map at most ADDRESS_SPACE bytes, so that one that
+# would read without end fails instead of taking the machine's memory.
+HANG_TIMEOUT = 60
+ADDRESS_SPACE = 1 << 30
+
+
+class BoundedResult:
+    """A finished bounded run: returncode (negative for a signal), stdout,
+    stderr, the child's peak resident set in bytes, and whether it was killed
+    for running past `timeout` seconds."""
+
+    def __init__(self, returncode, stdout, stderr, peak_rss, timeout, timed_out):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.peak_rss = peak_rss
+        self.timeout = timeout
+        self.timed_out = timed_out
+
+
+def run_bounded(*argv, timeout=HANG_TIMEOUT, address_space=ADDRESS_SPACE):
+    """Run the binary with `argv` under the hang and memory bounds above; the
+    peak RSS is this child's own (wait4), not that of earlier children."""
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            [str(BINARY), *map(str, argv)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=tool_environment(),
+            preexec_fn=limit_memory,
+        )
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                timed_out = True
+                break
+            time.sleep(0.02)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return BoundedResult(
+            process.returncode,
+            out.read().decode(errors="replace"),
+            err.read().decode(errors="replace"),
+            usage.ru_maxrss * 1024,
+            timeout,
+            timed_out,
+        )
+
+
+def run_bounded_on_root(root, *argv):
+    """run_bounded with --root ROOT --esp ROOT/boot ARGV..."""
+    return run_bounded("--root", root.path, "--esp", root.esp, *argv)
+
+
+def warnings_of(result):
+    """The text of each `warning:` line the run printed."""
+    return [line[len("warning: "):] for line in result.stderr.splitlines() if line.startswith("warning: ")]
 
 
 def build(test, root, verbosity="info", *options):
@@ -256,6 +357,37 @@ def section_headers(image):
         if len(fields) >= 7 and fields[0].isdigit():
             headers[fields[1]] = (int(fields[2], 16), int(fields[3], 16))
     return headers
+
+
+def pe_subsystem(image):
+    """The Subsystem field as binutils' `objdump -p` reads it."""
+    result = subprocess.run(["objdump", "-p", str(image)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objdump -p {image} failed: {result.stderr}")
+    for line in result.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "Subsystem":
+            return int(fields[1], 16)
+    raise AssertionError(f"objdump -p {image} shows no Subsystem")
+
+
+def set_pe_subsystem(image, subsystem):
+    """Patch the Subsystem of a PE32+ file in place (PE/COFF: e_lfanew at
+    0x3c, then "PE\\0\\0", the 20-byte COFF header and the optional header,
+    whose Subsystem is the 16-bit field at offset 68), then check it with
+    objdump."""
+    data = bytearray(Path(image).read_bytes())
+    (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
+    if data[pe_offset:pe_offset + 4] != b"PE\0\0":
+        raise AssertionError(f"{image}: no PE signature at {pe_offset:#x}")
+    optional = pe_offset + 4 + 20
+    (magic,) = struct.unpack_from("<H", data, optional)
+    if magic != 0x20B:
+        raise AssertionError(f"{image}: optional header magic {magic:#x}, not PE32+")
+    struct.pack_into("<H", data, optional + 68, subsystem)
+    Path(image).write_bytes(bytes(data))
+    if pe_subsystem(image) != subsystem:
+        raise AssertionError(f"{image}: objdump does not read Subsystem {subsystem} after the patch")
 
 
 # ---------------------------------------------------------------- expectations

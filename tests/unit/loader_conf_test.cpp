@@ -53,8 +53,10 @@ TEST(LoaderConfValue, KeysAreWholeWordsAndCaseSensitive) {
   EXPECT_FALSE(xbb::loader_conf_value(text, "default").has_value());
 }
 
-TEST(LoaderConfValue, KeyWithoutValueGivesEmptyValue) {
-  EXPECT_EQ(xbb::loader_conf_value("default a.conf\ndefault\n", "default"), "");
+TEST(LoaderConfValue, KeyWithoutValueIsSkippedAsSystemdBootSkipsIt) {
+  EXPECT_EQ(xbb::loader_conf_value("default a.conf\ndefault\n", "default"), "a.conf");
+  EXPECT_EQ(xbb::loader_conf_value("default a.conf\ndefault \t\r\n", "default"), "a.conf");
+  EXPECT_FALSE(xbb::loader_conf_value("default\n", "default").has_value());
 }
 
 TEST(LoaderConfValue, EmptyText) { EXPECT_FALSE(xbb::loader_conf_value("", "default").has_value()); }
