@@ -136,12 +136,6 @@ Temporary create_temporary(int folder, const std::string& final_name, const std:
   throw Error(shown, "cannot create temporary file: every random name tried exists");
 }
 
-struct statvfs filesystem_stats(int fd, const std::string& shown) {
-  struct statvfs stats {};
-  if (::fstatvfs(fd, &stats) != 0) throw Error(shown, "cannot read file system statistics: " + error_text(errno));
-  return stats;
-}
-
 }  // namespace
 
 std::vector<std::string> split_esp_path(const std::string& path) {
@@ -276,14 +270,24 @@ void Esp::remove(const std::string& path) {
   flush_folder(at.folder.get(), at.shown_folder);
 }
 
-std::uint64_t Esp::free_bytes() const {
-  struct statvfs stats = filesystem_stats(root_fd_.get(), root_.string());
-  return static_cast<std::uint64_t>(stats.f_bavail) * stats.f_frsize;
+EspSpace space_from_statvfs(const struct statvfs& stats) {
+  constexpr std::uint64_t unit_when_unreported = 4096;
+  EspSpace space;
+  space.allocation_unit = stats.f_frsize != 0  ? stats.f_frsize
+                          : stats.f_bsize != 0 ? stats.f_bsize
+                                               : unit_when_unreported;
+  if (stats.f_blocks != 0) {
+    space.free_bytes = static_cast<std::uint64_t>(stats.f_bavail) * space.allocation_unit;
+  }
+  return space;
 }
 
-std::uint64_t Esp::allocation_unit() const {
-  struct statvfs stats = filesystem_stats(root_fd_.get(), root_.string());
-  return stats.f_frsize != 0 ? stats.f_frsize : stats.f_bsize;
+EspSpace Esp::space() const {
+  struct statvfs stats {};
+  if (::fstatvfs(root_fd_.get(), &stats) != 0) {
+    throw Error(root_.string(), "cannot read file system statistics: " + error_text(errno));
+  }
+  return space_from_statvfs(stats);
 }
 
 UniqueFd Esp::open_root() const {

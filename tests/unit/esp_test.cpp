@@ -219,14 +219,56 @@ TEST_F(EspTest, RemoveDeletesFilesAndSymlinksAndIgnoresMissingOnes) {
 TEST(EspOnTmpfs, FreeBytesFollowsWhatIsWritten) {
   Tmpfs tmpfs("size=1m");
   Esp esp(tmpfs.path());
-  EXPECT_EQ(esp.allocation_unit(), static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
-  const std::uint64_t before = esp.free_bytes();
-  EXPECT_GT(before, 0u);
-  EXPECT_LE(before, 1024u * 1024u);
+  EXPECT_EQ(esp.space().allocation_unit, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  const std::optional<std::uint64_t> before = esp.space().free_bytes;
+  ASSERT_TRUE(before.has_value());
+  EXPECT_GT(*before, 0u);
+  EXPECT_LE(*before, 1024u * 1024u);
 
   esp.write_atomic("EFI/xen/a.efi", std::string(200 * 1024, 'x'));
 
-  EXPECT_LE(esp.free_bytes(), before - 200 * 1024);
+  const std::optional<std::uint64_t> after = esp.space().free_bytes;
+  ASSERT_TRUE(after.has_value());
+  EXPECT_LE(*after, *before - 200 * 1024);
+}
+
+struct statvfs fake_statvfs(unsigned long frsize, unsigned long bsize, fsblkcnt_t blocks,
+                            fsblkcnt_t available) {
+  struct statvfs stats {};
+  stats.f_frsize = frsize;
+  stats.f_bsize = bsize;
+  stats.f_blocks = blocks;
+  stats.f_bfree = available;
+  stats.f_bavail = available;
+  return stats;
+}
+
+TEST(EspSpace, FreeBytesCountInFragmentSizeUnits) {
+  const xbb::EspSpace space = xbb::space_from_statvfs(fake_statvfs(512, 4096, 1000, 10));
+  EXPECT_EQ(space.free_bytes, std::optional<std::uint64_t>(5120));
+  EXPECT_EQ(space.allocation_unit, 512u);
+}
+
+TEST(EspSpace, FullFileSystemHasZeroFreeBytesNotUnknown) {
+  const xbb::EspSpace space = xbb::space_from_statvfs(fake_statvfs(4096, 4096, 1000, 0));
+  EXPECT_EQ(space.free_bytes, std::optional<std::uint64_t>(0));
+}
+
+TEST(EspSpace, ZeroTotalBlocksMeansUnknownFreeSpace) {
+  // What fusefat reports for a FAT32 image: sizes in 1 KiB units, no counts.
+  const xbb::EspSpace space = xbb::space_from_statvfs(fake_statvfs(1024, 1024, 0, 0));
+  EXPECT_EQ(space.free_bytes, std::nullopt);
+  EXPECT_EQ(space.allocation_unit, 1024u);
+}
+
+TEST(EspSpace, MissingFragmentSizeFallsBackToBlockSizeThenToAGuess) {
+  const xbb::EspSpace block_size_only = xbb::space_from_statvfs(fake_statvfs(0, 2048, 100, 3));
+  EXPECT_EQ(block_size_only.allocation_unit, 2048u);
+  EXPECT_EQ(block_size_only.free_bytes, std::optional<std::uint64_t>(6144));
+
+  const xbb::EspSpace no_size = xbb::space_from_statvfs(fake_statvfs(0, 0, 0, 0));
+  EXPECT_EQ(no_size.allocation_unit, 4096u);
+  EXPECT_EQ(no_size.free_bytes, std::nullopt);
 }
 
 TEST(EspOnTmpfs, WriteOnFullFileSystemKeepsOldFileAndRemovesTemporary) {
