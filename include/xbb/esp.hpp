@@ -1,12 +1,15 @@
 #pragma once
 
 #include <sys/statvfs.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "xbb/image_recipe.hpp"
@@ -101,10 +104,17 @@ class Esp {
 // and tmpfs mounted locally.
 class EspLock {
  public:
-  // Waits up to `timeout` for another run to release the lock (printing
-  // nothing), then throws Error "<esp>: another xen-boot-builder run holds
-  // the lock; gave up after N s".
-  explicit EspLock(Esp& esp, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // Told once, when the lock is first found held, that the run waits.
+  using WaitNotice = std::function<void(const std::string& message)>;
+
+  // Waits up to `timeout` for another run to release the lock. When it has
+  // to wait, first calls `on_wait` with "waiting for the lock on <esp> held
+  // by process <pid> (<command line>)" ("held by another process" when the
+  // holder is not listed in /proc/locks). At the timeout throws Error "<esp>:
+  // another xen-boot-builder run holds the lock; gave up after N s", followed
+  // by " (process <pid> (<command line>))" when the holder is known.
+  explicit EspLock(Esp& esp, const WaitNotice& on_wait = {},
+                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
   // Unlocks explicitly, so that the lock is released even when a forked child
   // still holds a copy of the descriptor.
@@ -116,6 +126,12 @@ class EspLock {
  private:
   UniqueFd fd_;
 };
+
+// The process that holds an flock() on the file (`device`, `inode`) according
+// to `proc_locks`, the text of /proc/locks (FLOCK lines give the pid and
+// "major:minor:inode", the device numbers in hex); nullopt when none is
+// listed with a pid visible here. Waiters ("->" lines) are not holders.
+std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino_t inode);
 
 // Reads what the planner needs to know of the ESP: the texts of
 // "loader/entries/xen-*.conf", the ".efi" and ".cfg" files of "EFI/xen/", the
