@@ -116,9 +116,18 @@ std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
 // while one is written its old version (if any) still takes its space, and
 // is freed by the rename. Sizes count in whole allocation units (clusters on
 // FAT), plus one unit of margin for folder growth per file; removals, which
-// come last, are not counted as freeing anything.
-void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending) {
-  const std::uint64_t unit = esp.allocation_unit();
+// come last, are not counted as freeing anything. A file system that reports
+// no size cannot be checked: the run goes on with a warning.
+void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
+                      std::vector<std::string>& warnings) {
+  if (pending.empty()) return;
+  const EspSpace space = esp.space();
+  if (!space.free_bytes) {
+    warnings.push_back(esp.root().string() +
+                       ": the file system reports no size (f_blocks 0); free space not checked");
+    return;
+  }
+  const std::uint64_t unit = space.allocation_unit;
   std::uint64_t in_use = 0;  // space taken so far by the writes done (net of what they freed)
   std::uint64_t needed = 0;
   for (const PendingWrite& file : pending) {
@@ -127,7 +136,7 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending) 
     const std::uint64_t freed = file.old_size ? round_up(*file.old_size, unit) + unit : 0;
     in_use = in_use + size > freed ? in_use + size - freed : 0;
   }
-  const std::uint64_t have = esp.free_bytes();
+  const std::uint64_t have = *space.free_bytes;
   if (needed > have) {
     throw Error("not enough space on " + esp.root().string() + ": need " +
                 std::to_string(needed - have) + " bytes more (have " + std::to_string(have) +
@@ -143,7 +152,7 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, const ImageBuilder& build) {
 
   ApplyReport report;
   std::vector<PendingWrite> pending = changed_files(esp, plan, build, report);
-  check_free_space(esp, pending);
+  check_free_space(esp, pending, report.warnings);
 
   for (PendingWrite& file : pending) {
     esp.write_atomic(file.path, file.bytes);

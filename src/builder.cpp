@@ -97,7 +97,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     reporter.debug("ESP: " + options.esp.string() + ", root: " + options.root.string());
     Esp esp(options.esp);
     std::optional<EspLock> lock;
-    if (!options.dry_run) lock.emplace(esp);
+    if (!options.dry_run) lock.emplace(esp, [&](const auto& text) { reporter.warning(text); });
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     check_xen_images(generations, reporter);

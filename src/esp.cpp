@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -143,13 +145,6 @@ Temporary create_temporary(int folder, const std::string& final_name, const std:
     if (errno != EEXIST) throw Error(shown, "cannot create temporary file: " + error_text(errno));
   }
   throw Error(shown, "cannot create temporary file: every random name tried exists");
-}
-
-struct statvfs filesystem_stats(int fd, const std::string& shown) {
-  struct statvfs stats {};
-  if (::fstatvfs(fd, &stats) != 0)
-    throw Error(shown, "cannot read file system statistics: " + error_text(errno));
-  return stats;
 }
 
 }  // namespace
@@ -301,14 +296,24 @@ void Esp::remove(const std::string& path) {
   flush_folder(at.folder.get(), at.shown_folder);
 }
 
-std::uint64_t Esp::free_bytes() const {
-  struct statvfs stats = filesystem_stats(root_fd_.get(), root_.string());
-  return static_cast<std::uint64_t>(stats.f_bavail) * stats.f_frsize;
+EspSpace space_from_statvfs(const struct statvfs& stats) {
+  constexpr std::uint64_t unit_when_unreported = 4096;
+  EspSpace space;
+  space.allocation_unit = stats.f_frsize != 0  ? stats.f_frsize
+                          : stats.f_bsize != 0 ? stats.f_bsize
+                                               : unit_when_unreported;
+  if (stats.f_blocks != 0) {
+    space.free_bytes = static_cast<std::uint64_t>(stats.f_bavail) * space.allocation_unit;
+  }
+  return space;
 }
 
-std::uint64_t Esp::allocation_unit() const {
-  struct statvfs stats = filesystem_stats(root_fd_.get(), root_.string());
-  return stats.f_frsize != 0 ? stats.f_frsize : stats.f_bsize;
+EspSpace Esp::space() const {
+  struct statvfs stats {};
+  if (::fstatvfs(root_fd_.get(), &stats) != 0) {
+    throw Error(root_.string(), "cannot read file system statistics: " + error_text(errno));
+  }
+  return space_from_statvfs(stats);
 }
 
 UniqueFd Esp::open_root() const {
@@ -324,21 +329,92 @@ std::string describe(std::chrono::milliseconds duration) {
   return std::to_string(duration.count()) + " ms";
 }
 
+std::optional<std::string> proc_file(const std::string& path) {
+  try {
+    return posix::read_host_file(path);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+// A process's command line (its arguments joined by spaces), or its command
+// name when that is empty, made one printable line of at most 200 bytes.
+std::string command_of(pid_t pid) {
+  constexpr std::size_t longest = 200;
+  const std::string folder = "/proc/" + std::to_string(pid) + "/";
+  std::string command = proc_file(folder + "cmdline").value_or("");
+  while (!command.empty() && command.back() == '\0') command.pop_back();
+  if (command.empty()) command = proc_file(folder + "comm").value_or("");
+  while (!command.empty() && (command.back() == '\n' || command.back() == '\0')) command.pop_back();
+  for (char& c : command) {
+    if (c == '\0') c = ' ';
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  if (command.size() > longest) command = command.substr(0, longest) + "...";
+  return command;
+}
+
+// "process <pid> (<command line>)" for the holder of the lock on `fd`, or
+// nullopt when /proc/locks does not name one.
+std::optional<std::string> lock_holder(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return std::nullopt;
+  const std::optional<std::string> locks = proc_file("/proc/locks");
+  if (!locks) return std::nullopt;
+  const std::optional<pid_t> pid = flock_holder(*locks, st.st_dev, st.st_ino);
+  if (!pid) return std::nullopt;
+  const std::string command = command_of(*pid);
+  return "process " + std::to_string(*pid) + (command.empty() ? "" : " (" + command + ")");
+}
+
 }  // namespace
 
-EspLock::EspLock(Esp& esp, std::chrono::milliseconds timeout) : fd_(esp.open_root()) {
+std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino_t inode) {
+  std::optional<pid_t> holder;
+  text::for_each_line(proc_locks, [&](std::size_t, std::string_view line) {
+    if (holder) return;
+    std::istringstream fields{std::string(line)};
+    std::string number, kind, mode, access, where;
+    long pid = 0;
+    if (!(fields >> number >> kind) || kind != "FLOCK") return;
+    if (!(fields >> mode >> access >> pid >> where) || pid <= 0) return;
+    unsigned int major_number = 0, minor_number = 0;
+    unsigned long long inode_number = 0;
+    char end = '\0';
+    if (std::sscanf(where.c_str(), "%x:%x:%llu%c", &major_number, &minor_number, &inode_number,
+                    &end) != 3) {
+      return;
+    }
+    if (major_number == major(device) && minor_number == minor(device) && inode_number == inode) {
+      holder = static_cast<pid_t>(pid);
+    }
+  });
+  return holder;
+}
+
+EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds timeout)
+    : fd_(esp.open_root()) {
   using clock = std::chrono::steady_clock;
   constexpr auto poll_interval = std::chrono::milliseconds(100);
   const std::string shown = esp.root().string();
   const auto deadline = clock::now() + timeout;
+  bool told = false;
   for (;;) {
     if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
     if (errno == EINTR) continue;
     if (errno != EWOULDBLOCK) throw Error(shown, "cannot lock: " + error_text(errno));
+    if (!told && on_wait) {
+      on_wait("waiting for the lock on " + shown + " held by " +
+              lock_holder(fd_.get()).value_or("another process"));
+    }
+    told = true;
     const auto now = clock::now();
     if (now >= deadline) {
-      throw Error(
-          shown, "another xen-boot-builder run holds the lock; gave up after " + describe(timeout));
+      const std::optional<std::string> holder = lock_holder(fd_.get());
+      throw Error(shown,
+                  "another xen-boot-builder run holds the lock; gave up after " +
+                      describe(timeout) + (holder ? " (" + *holder + ")" : ""),
+                  ErrorKind::lock_timeout);
     }
     std::this_thread::sleep_for(std::min<clock::duration>(poll_interval, deadline - now));
   }

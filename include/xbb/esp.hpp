@@ -1,10 +1,15 @@
 #pragma once
 
+#include <sys/statvfs.h>
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "xbb/generation.hpp"
@@ -21,6 +26,20 @@ std::vector<std::string> split_esp_path(const std::string& path);
 
 // What is at an ESP path, without following a symlink there.
 enum class EspFileType { absent, regular, symlink, folder, other };
+
+// The room on the ESP's file system, as fstatvfs reports it.
+struct EspSpace {
+  // Bytes available to an unprivileged writer (f_bavail * f_frsize); nullopt
+  // when the file system reports no size at all (f_blocks 0, as FUSE FAT32
+  // mounts do), since its free count then means nothing.
+  std::optional<std::uint64_t> free_bytes;
+  // The allocation unit (the cluster size on FAT): f_frsize, else f_bsize,
+  // else 4096 when the file system reports neither.
+  std::uint64_t allocation_unit = 0;
+};
+
+// The rule above, apart from the system call, so that any values can be tried.
+EspSpace space_from_statvfs(const struct statvfs& stats);
 
 // The EFI System Partition: every path handed to it is relative to its root,
 // checked (no "/" at the start, no "." or ".." component, every component in
@@ -65,11 +84,8 @@ class Esp {
   // not an error.
   void remove(const std::string& path);
 
-  // Bytes available to an unprivileged writer.
-  std::uint64_t free_bytes() const;
-
-  // The file system's allocation unit (the cluster size on FAT).
-  std::uint64_t allocation_unit() const;
+  // The room on the file system the root is on.
+  EspSpace space() const;
 
   // A new open file description of the root folder, for EspLock.
   UniqueFd open_root() const;
@@ -94,10 +110,17 @@ class Esp {
 // and tmpfs mounted locally.
 class EspLock {
  public:
-  // Waits up to `timeout` for another run to release the lock (printing
-  // nothing), then throws Error "<esp>: another xen-boot-builder run holds
-  // the lock; gave up after N s".
-  explicit EspLock(Esp& esp, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // Told once, when the lock is first found held, that the run waits.
+  using WaitNotice = std::function<void(const std::string& message)>;
+
+  // Waits up to `timeout` for another run to release the lock. When it has
+  // to wait, first calls `on_wait` with "waiting for the lock on <esp> held
+  // by process <pid> (<command line>)" ("held by another process" when the
+  // holder is not listed in /proc/locks). At the timeout throws Error "<esp>:
+  // another xen-boot-builder run holds the lock; gave up after N s", followed
+  // by " (process <pid> (<command line>))" when the holder is known.
+  explicit EspLock(Esp& esp, const WaitNotice& on_wait = {},
+                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
   // Unlocks explicitly, so that the lock is released even when a forked child
   // still holds a copy of the descriptor.
@@ -109,6 +132,12 @@ class EspLock {
  private:
   UniqueFd fd_;
 };
+
+// The process that holds an flock() on the file (`device`, `inode`) according
+// to `proc_locks`, the text of /proc/locks (FLOCK lines give the pid and
+// "major:minor:inode", the device numbers in hex); nullopt when none is
+// listed with a pid visible here. Waiters ("->" lines) are not holders.
+std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino_t inode);
 
 // Reads what the planner needs to know of the ESP: the texts of
 // "loader/entries/xen-*.conf", the .config of each image in "EFI/xen/" (and
@@ -131,10 +160,11 @@ struct ApplyReport {
 // Applies a plan in the safe order (images, entries, loader.conf, removals),
 // writing only files whose bytes differ. Before writing anything, checks that
 // the ESP has room for every changed file; when short, throws Error saying how
-// many bytes are missing and changes nothing. Temporaries left by an earlier
-// interrupted run are removed first. If a write fails part way (e.g. another
-// writer filled the ESP), throws at once: what was written is complete and
-// nothing that depends on the rest was touched.
+// many bytes are missing and changes nothing; when the file system reports no
+// size (EspSpace::free_bytes is nullopt), skips the check with a warning.
+// Temporaries left by an earlier interrupted run are removed first. If a write
+// fails part way (e.g. another writer filled the ESP), throws at once: what
+// was written is complete and nothing that depends on the rest was touched.
 //
 // Images are made with build_image. This overload is defined in
 // image_recipe.cpp, beside build_image, so that the one below (apply.cpp) does

@@ -6,8 +6,13 @@ copy), with no temporaries.
 Runs started together may not overlap on a fast machine, so a second test
 makes the overlap certain: the first run is stopped (crashpoint shim,
 XBB_STALL_AT) just before its first write into a temporary, the second run is
-started then, and the first is released a moment later."""
+started then, and the first is released a moment later.
 
+A third test holds the lock from this (Python) process: the run says that it
+waits and for which process, writes nothing meanwhile, and finishes once the
+lock is released."""
+
+import fcntl
 import os
 import subprocess
 import time
@@ -20,13 +25,13 @@ LOCK_MESSAGE = "lock"
 WAIT_LIMIT = 120  # seconds a stalled run may take to reach its stall point
 
 
-def start(root, esp, extra_env=None):
+def start(root, esp, extra_env=None, verbosity="quiet"):
     env = dict(os.environ, NO_COLOR="1")
     env.pop("efiMountPoint", None)
     if extra_env:
         env.update({key: str(value) for key, value in extra_env.items()})
         env["LD_PRELOAD"] = str(crashpoint())
-    return subprocess.Popen([str(binary()), "--root", str(root.path), "--esp", str(esp), "quiet"],
+    return subprocess.Popen([str(binary()), "--root", str(root.path), "--esp", str(esp), verbosity],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -101,6 +106,30 @@ class ConcurrencyTest(unittest.TestCase):
         if second_result is None:
             second_result = finish(second)
         self.check_outcome(first_result, second_result, esp)
+
+    def test_run_waiting_for_the_lock_names_its_holder_then_finishes(self):
+        esp = self.folder / "held"
+        copy_tree(self.pristine, esp)
+        before = snapshot(esp)
+        folder = os.open(esp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            run = start(self.root, esp, verbosity="default")
+            waiting = run.stderr.readline()
+            self.assertIsNone(run.poll(), "the run ended while the lock was held: " + waiting)
+            self.assertEqual(waiting.partition(" (")[0],
+                             f"warning: waiting for the lock on {esp} held by process {os.getpid()}")
+            self.assertIn("test_concurrency", waiting, "the holder's command line is not shown")
+            self.assertEqual(snapshot(esp), before, "the run wrote while the lock was held")
+        finally:
+            os.close(folder)
+        result = finish(run)
+        result.stderr = waiting + result.stderr
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(result.stderr, waiting, "more than the one waiting notice on stderr")
+        tree = snapshot(esp)
+        self.assertEqual(temporaries(tree), [])
+        self.assertEqual(tree_difference(final_files(tree), self.expected), [])
 
 
 def finish_within(process, seconds):

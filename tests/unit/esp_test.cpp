@@ -4,12 +4,14 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <iterator>
 #include <map>
@@ -258,14 +260,56 @@ TEST_F(EspTest, RemoveDeletesFilesAndSymlinksAndIgnoresMissingOnes) {
 TEST(EspOnTmpfs, FreeBytesFollowsWhatIsWritten) {
   Tmpfs tmpfs("size=1m");
   Esp esp(tmpfs.path());
-  EXPECT_EQ(esp.allocation_unit(), static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
-  const std::uint64_t before = esp.free_bytes();
-  EXPECT_GT(before, 0u);
-  EXPECT_LE(before, 1024u * 1024u);
+  EXPECT_EQ(esp.space().allocation_unit, static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE)));
+  const std::optional<std::uint64_t> before = esp.space().free_bytes;
+  ASSERT_TRUE(before.has_value());
+  EXPECT_GT(*before, 0u);
+  EXPECT_LE(*before, 1024u * 1024u);
 
   esp.write_atomic("EFI/xen/a.efi", std::string(200 * 1024, 'x'));
 
-  EXPECT_LE(esp.free_bytes(), before - 200 * 1024);
+  const std::optional<std::uint64_t> after = esp.space().free_bytes;
+  ASSERT_TRUE(after.has_value());
+  EXPECT_LE(*after, *before - 200 * 1024);
+}
+
+struct statvfs fake_statvfs(unsigned long frsize, unsigned long bsize, fsblkcnt_t blocks,
+                            fsblkcnt_t available) {
+  struct statvfs stats {};
+  stats.f_frsize = frsize;
+  stats.f_bsize = bsize;
+  stats.f_blocks = blocks;
+  stats.f_bfree = available;
+  stats.f_bavail = available;
+  return stats;
+}
+
+TEST(EspSpace, FreeBytesCountInFragmentSizeUnits) {
+  const xbb::EspSpace space = xbb::space_from_statvfs(fake_statvfs(512, 4096, 1000, 10));
+  EXPECT_EQ(space.free_bytes, std::optional<std::uint64_t>(5120));
+  EXPECT_EQ(space.allocation_unit, 512u);
+}
+
+TEST(EspSpace, FullFileSystemHasZeroFreeBytesNotUnknown) {
+  const xbb::EspSpace space = xbb::space_from_statvfs(fake_statvfs(4096, 4096, 1000, 0));
+  EXPECT_EQ(space.free_bytes, std::optional<std::uint64_t>(0));
+}
+
+TEST(EspSpace, ZeroTotalBlocksMeansUnknownFreeSpace) {
+  // What fusefat reports for a FAT32 image: sizes in 1 KiB units, no counts.
+  const xbb::EspSpace space = xbb::space_from_statvfs(fake_statvfs(1024, 1024, 0, 0));
+  EXPECT_EQ(space.free_bytes, std::nullopt);
+  EXPECT_EQ(space.allocation_unit, 1024u);
+}
+
+TEST(EspSpace, MissingFragmentSizeFallsBackToBlockSizeThenToAGuess) {
+  const xbb::EspSpace block_size_only = xbb::space_from_statvfs(fake_statvfs(0, 2048, 100, 3));
+  EXPECT_EQ(block_size_only.allocation_unit, 2048u);
+  EXPECT_EQ(block_size_only.free_bytes, std::optional<std::uint64_t>(6144));
+
+  const xbb::EspSpace no_size = xbb::space_from_statvfs(fake_statvfs(0, 0, 0, 0));
+  EXPECT_EQ(no_size.allocation_unit, 4096u);
+  EXPECT_EQ(no_size.free_bytes, std::nullopt);
 }
 
 TEST(EspOnTmpfs, WriteOnFullFileSystemKeepsOldFileAndRemovesTemporary) {
@@ -296,12 +340,30 @@ int exit_code_of(pid_t child) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-TEST_F(EspTest, LockCreatesNothingOnTheEsp) {
-  EspLock lock(esp);
+TEST_F(EspTest, LockCreatesNothingOnTheEspAndTakingAFreeLockSaysNothing) {
+  std::vector<std::string> notices;
+  EspLock lock(esp, [&](const std::string& text) { notices.push_back(text); });
   EXPECT_TRUE(fs::is_empty(root));
+  EXPECT_EQ(notices, std::vector<std::string>{});
 }
 
-TEST_F(EspTest, SecondLockInAnotherProcessGivesUpWithAClearMessage) {
+// A /proc file, read to its end (its size says nothing).
+std::string read_proc_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) ADD_FAILURE() << "cannot open " << path;
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// This process's command line as /proc shows it, arguments joined by spaces
+// (at most 200 bytes, then "...").
+std::string own_command_line() {
+  std::string command = read_proc_file("/proc/self/cmdline");
+  while (!command.empty() && command.back() == '\0') command.pop_back();
+  std::replace(command.begin(), command.end(), '\0', ' ');
+  return command.size() > 200 ? command.substr(0, 200) + "..." : command;
+}
+
+TEST_F(EspTest, SecondLockInAnotherProcessSaysWhoItWaitsForThenGivesUpWithAClearMessage) {
   EspLock held(esp);
   int pipe_fds[2];
   ASSERT_EQ(::pipe(pipe_fds), 0);
@@ -309,28 +371,59 @@ TEST_F(EspTest, SecondLockInAnotherProcessGivesUpWithAClearMessage) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     ::close(pipe_fds[0]);
+    std::string report;
     int code = 1;
     try {
       Esp other(root);
-      EspLock second(other, 300ms);
+      EspLock second(
+          other, [&](const std::string& text) { report += "notice: " + text + "\n"; }, 300ms);
     } catch (const Error& e) {
-      const std::string message = e.what();
-      code = ::write(pipe_fds[1], message.data(), message.size()) ==
-                     static_cast<ssize_t>(message.size())
-                 ? 0
-                 : 2;
+      report += std::string("error: ") + e.what() + "\n";
+      code = 0;
     } catch (...) {
       code = 3;
     }
+    if (::write(pipe_fds[1], report.data(), report.size()) != static_cast<ssize_t>(report.size()))
+      code = 2;
     ::_exit(code);
   }
   ::close(pipe_fds[1]);
-  const std::string message = read_to_end(pipe_fds[0]);
+  const std::string report = read_to_end(pipe_fds[0]);
   ::close(pipe_fds[0]);
 
   EXPECT_EQ(exit_code_of(child), 0);
-  EXPECT_EQ(message,
-            root.string() + ": another xen-boot-builder run holds the lock; gave up after 300 ms");
+  const std::string holder =
+      "process " + std::to_string(::getpid()) + " (" + own_command_line() + ")";
+  EXPECT_EQ(report, "notice: waiting for the lock on " + root.string() + " held by " + holder +
+                        "\n" + "error: " + root.string() +
+                        ": another xen-boot-builder run holds the lock; gave up after 300 ms (" +
+                        holder + ")\n");
+}
+
+TEST(FlockHolder, FindsTheFlockHolderOfTheFileAndIgnoresWaitersAndOtherLocks) {
+  const std::string proc_locks =
+      "1: POSIX  ADVISORY  WRITE 500 08:01:1234 0 EOF\n"
+      "2: FLOCK  ADVISORY  WRITE 11902 00:28:1 0 EOF\n"
+      "2: -> FLOCK  ADVISORY  WRITE 11950 00:28:1 0 EOF\n"
+      "3: -> FLOCK  ADVISORY  WRITE 11951 00:28:5 0 EOF\n"
+      "4: FLOCK  ADVISORY  READ 777 103:10a:99 0 EOF\n"
+      "5: FLOCK  ADVISORY  WRITE 0 00:28:7 0 EOF\n";
+
+  EXPECT_EQ(xbb::flock_holder(proc_locks, makedev(0, 0x28), 1), std::optional<pid_t>(11902));
+  EXPECT_EQ(xbb::flock_holder(proc_locks, makedev(0x103, 0x10a), 99), std::optional<pid_t>(777));
+  EXPECT_EQ(xbb::flock_holder(proc_locks, makedev(8, 1), 1234), std::nullopt);  // a POSIX lock
+  EXPECT_EQ(xbb::flock_holder(proc_locks, makedev(0, 0x28), 5), std::nullopt);  // only a waiter
+  EXPECT_EQ(xbb::flock_holder(proc_locks, makedev(0, 0x28), 7), std::nullopt);  // pid not visible
+  EXPECT_EQ(xbb::flock_holder(proc_locks, makedev(0, 0x29), 1), std::nullopt);  // another device
+  EXPECT_EQ(xbb::flock_holder("", makedev(0, 0x28), 1), std::nullopt);
+}
+
+TEST_F(EspTest, HolderOfAnEspLockIsFoundInProcLocks) {
+  EspLock held(esp);
+  struct stat st = lstat_of(root);
+
+  EXPECT_EQ(xbb::flock_holder(read_proc_file("/proc/locks"), st.st_dev, st.st_ino),
+            std::optional<pid_t>(::getpid()));
 }
 
 TEST_F(EspTest, SecondLockWaitsForTheFirstAndThenProceeds) {
@@ -345,7 +438,7 @@ TEST_F(EspTest, SecondLockWaitsForTheFirstAndThenProceeds) {
     try {
       Esp other(root);
       if (::write(pipe_fds[1], "w", 1) == 1) {
-        EspLock second(other, 60s);
+        EspLock second(other, {}, 60s);
         code = ::write(pipe_fds[1], "a", 1) == 1 ? 0 : 2;
       }
     } catch (...) {
