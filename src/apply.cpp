@@ -4,7 +4,7 @@
 #include <string>
 #include <variant>
 
-#include "limits.hpp"
+#include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 
@@ -18,12 +18,13 @@ constexpr const char* loader_conf_path = "loader/loader.conf";
 // temporaries.
 const std::vector<std::string> written_folders = {"EFI/xen", "loader/entries", "loader"};
 
-// A file whose new bytes differ from what is on the ESP, held from the
-// comparison until it is written.
+// A file the run writes, with the size it will have and the size of the
+// file it replaces (if any), known before any is written.
 struct PendingWrite {
   std::string path;
-  std::string bytes;
-  std::optional<std::uint64_t> old_size;  // the file it replaces, if any
+  const FileWrite* file = nullptr;  // nullptr: loader.conf
+  std::uint64_t size = 0;
+  std::optional<std::uint64_t> old_size;
 };
 
 std::string folder_of(const std::string& path) {
@@ -62,24 +63,17 @@ void remove_leftover_temporaries(Esp& esp, const Plan& plan) {
   }
 }
 
-std::string bytes_of(const FileWrite& file, const ImageBuilder& build,
-                     std::vector<std::string>& warnings) {
-  if (const auto* text = std::get_if<std::string>(&file.content)) return *text;
-  BuiltImage image = build(std::get<ImageRecipe>(file.content));
-  for (const std::string& warning : image.warnings) warnings.push_back(file.path + ": " + warning);
-  return std::move(image.bytes);
-}
-
-// The regular file at `path` that writing there would replace: nullopt when
-// there is none (a symlink is replaced, not read); a folder or device at a
-// name the plan writes stops the run before anything is written.
-std::optional<std::string> replaced_file(const Esp& esp, const std::string& path) {
-  switch (esp.type(path)) {
+// The size of the regular file at `path` that writing there would replace:
+// nullopt when there is none (a symlink is replaced, not read); a folder or
+// device at a name the plan writes stops the run before anything is written.
+std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& path) {
+  const EspItem item = esp.stat(path);
+  switch (item.type) {
     case EspFileType::absent:
     case EspFileType::symlink:
       return std::nullopt;
     case EspFileType::regular:
-      return esp.read(path, limits::kXenImageBytes + limits::kKernelBytes + limits::kInitrdBytes);
+      return item.stamp.size;
     case EspFileType::folder:
     case EspFileType::other:
       break;
@@ -87,24 +81,43 @@ std::optional<std::string> replaced_file(const Esp& esp, const std::string& path
   throw Error((esp.root() / path).string(), "is not a regular file; refusing to replace it");
 }
 
-std::vector<PendingWrite> changed_files(const Esp& esp, const Plan& plan, const ImageBuilder& build,
-                                        ApplyReport& report) {
+BuiltImage make_image(ImageMaker& maker, const FileWrite& file,
+                      std::vector<std::string>& warnings) {
+  BuiltImage image = maker.make(std::get<ImageRecipe>(file.content));
+  for (const std::string& warning : image.warnings) warnings.push_back(file.path + ": " + warning);
+  image.warnings.clear();
+  return image;
+}
+
+// What the plan writes, each with its size. An image that replaces a file of
+// known digest is made once here to compare: when equal it is not written
+// (and its bytes are dropped at once, one image at a time).
+std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, ImageMaker& maker,
+                                         ApplyReport& report) {
   std::vector<PendingWrite> pending;
-  auto consider = [&](const std::string& path, std::string bytes) {
-    std::optional<std::string> old = replaced_file(esp, path);
-    if (old == bytes) {
-      report.unchanged.push_back(path);
-      return;
-    }
-    std::optional<std::uint64_t> old_size;
-    if (old) old_size = old->size();
-    pending.push_back({path, std::move(bytes), old_size});
-  };
   for (const auto* files : {&plan.images, &plan.entries}) {
-    for (const FileWrite& file : *files)
-      consider(file.path, bytes_of(file, build, report.warnings));
+    for (const FileWrite& file : *files) {
+      PendingWrite write{file.path, &file, 0, replaced_size(esp, file.path)};
+      if (const auto* text = std::get_if<std::string>(&file.content)) {
+        write.size = text->size();
+      } else if (write.old_size && file.replaces_digest) {
+        std::vector<std::string> ignored;  // said again when the image is made to be written
+        BuiltImage image = make_image(maker, file, ignored);
+        if (sha256_hex(image.bytes) == *file.replaces_digest) {
+          report.unchanged.push_back(file.path);
+          continue;
+        }
+        write.size = image.bytes.size();
+      } else {
+        write.size = maker.size(std::get<ImageRecipe>(file.content));
+      }
+      pending.push_back(std::move(write));
+    }
   }
-  if (plan.loader_conf) consider(loader_conf_path, *plan.loader_conf);
+  if (plan.loader_conf) {
+    pending.push_back({loader_conf_path, nullptr, plan.loader_conf->size(),
+                       replaced_size(esp, loader_conf_path)});
+  }
   return pending;
 }
 
@@ -131,7 +144,7 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
   std::uint64_t in_use = 0;  // space taken so far by the writes done (net of what they freed)
   std::uint64_t needed = 0;
   for (const PendingWrite& file : pending) {
-    const std::uint64_t size = round_up(file.bytes.size(), unit) + unit;
+    const std::uint64_t size = round_up(file.size, unit) + unit;
     needed = std::max(needed, in_use + size);
     const std::uint64_t freed = file.old_size ? round_up(*file.old_size, unit) + unit : 0;
     in_use = in_use + size > freed ? in_use + size - freed : 0;
@@ -139,25 +152,33 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
   const std::uint64_t have = *space.free_bytes;
   if (needed > have) {
     throw Error("not enough space on " + esp.root().string() + ": need " +
-                std::to_string(needed - have) + " bytes more (have " + std::to_string(have) +
-                ", need " + std::to_string(needed) + ")");
+                    std::to_string(needed - have) + " bytes more (have " + std::to_string(have) +
+                    ", need " + std::to_string(needed) + ")",
+                ErrorKind::esp_full);
   }
 }
 
 }  // namespace
 
-ApplyReport apply_plan(Esp& esp, const Plan& plan, const ImageBuilder& build) {
+ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker) {
   check_paths(plan);
   remove_leftover_temporaries(esp, plan);
 
   ApplyReport report;
-  std::vector<PendingWrite> pending = changed_files(esp, plan, build, report);
+  const std::vector<PendingWrite> pending = pending_writes(esp, plan, maker, report);
   check_free_space(esp, pending, report.warnings);
 
-  for (PendingWrite& file : pending) {
-    esp.write_atomic(file.path, file.bytes);
-    report.written.push_back(file.path);
-    std::string().swap(file.bytes);
+  for (const PendingWrite& write : pending) {
+    if (!write.file) {
+      esp.write_atomic(write.path, *plan.loader_conf);
+    } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
+      esp.write_atomic(write.path, *text);
+    } else {
+      const BuiltImage image = make_image(maker, *write.file, report.warnings);
+      const FileStamp stamp = esp.write_atomic(write.path, image.bytes);
+      report.images[write.path] = {stamp, sha256_hex(image.bytes)};
+    }
+    report.written.push_back(write.path);
   }
   for (const std::string& path : plan.removals) {
     if (esp.type(path) == EspFileType::absent) continue;

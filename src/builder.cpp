@@ -6,48 +6,125 @@
 
 #include "limits.hpp"
 #include "posix_io.hpp"
+#include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/pe.hpp"
 #include "xbb/planner.hpp"
+#include "xbb/record.hpp"
 
 namespace fs = std::filesystem;
 
 namespace xbb {
 namespace {
 
-// Each distinct xen.efi is read and checked once, its headers before the
-// rest; a generation whose image is missing or is not a PE32+ EFI application
-// gets no entry, with the reason.
-void check_xen_images(std::vector<Generation>& generations, Reporter& reporter) {
-  std::map<fs::path, std::string> problems;
-  for (auto& generation : generations) {
-    if (!generation.bootspec || !generation.bootspec->xen) continue;
-    auto found = problems.find(generation.xen_efi);
-    if (found == problems.end()) {
-      std::string problem;
-      const std::string shown = generation.xen_efi.string();
-      auto check_headers = [](std::string_view start, std::uint64_t size) {
-        pe::check_prefix(pe::bytes_of(start), size);
-      };
-      try {
-        std::string bytes =
-            posix::read_host_file(generation.xen_efi, limits::kXenImageBytes, "Xen image",
-                                  pe::kHeaderPrefixSize, check_headers);
-        pe::check_efi_application(pe::parse(pe::bytes_of(bytes)));
-        reporter.debug("checked " + shown + ": PE32+ EFI application, " +
-                       std::to_string(bytes.size()) + " bytes");
-      } catch (const Error& e) {
-        const std::string message = e.what();
-        problem = message.starts_with(shown) ? message : shown + ": " + message;
-      }
-      found = problems.emplace(generation.xen_efi, problem).first;
-    }
-    if (!found->second.empty()) {
-      generation.bootspec.reset();
-      generation.problem = found->second;
+// What a run learns of one xen.efi: from the record when its stamp is the one
+// recorded, else by reading it (headers first, then the whole file).
+Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& record,
+                             const BuildOptions& options, Reporter& reporter) {
+  const std::string shown = path.string();
+  const FileStamp stamp = posix::host_file_stamp(path, limits::kXenImageBytes, "Xen image");
+  const bool shared = options.layout == layout::Kind::shared;
+  const bool drop_debug = !options.keep_debug_sections;
+  if (record) {
+    auto found = record->sources.find(shown);
+    if (found != record->sources.end() && found->second.stamp == stamp &&
+        (!shared || (!found->second.shared_digest.empty() &&
+                     found->second.shared_drops_debug == drop_debug))) {
+      reporter.debug("checked " + shown + " before (recorded)");
+      return found->second;
     }
   }
+  auto check_headers = [](std::string_view start, std::uint64_t size) {
+    pe::check_prefix(pe::bytes_of(start), size);
+  };
+  const std::string bytes = posix::read_host_file(path, limits::kXenImageBytes, "Xen image",
+                                                  pe::kHeaderPrefixSize, check_headers);
+  const auto file = pe::bytes_of(bytes);
+  const pe::Image image = pe::parse(file);
+  pe::check_efi_application(image);
+  Record::Source source{stamp, false, "", drop_debug};
+  for (const auto& section : image.sections) source.has_config |= section.name == ".config";
+  if (shared && !source.has_config) {
+    const pe::AddResult copy = pe::add_sections(file, {}, {drop_debug});
+    source.shared_digest = sha256_hex(
+        std::string_view(reinterpret_cast<const char*>(copy.file.data()), copy.file.size()));
+  }
+  reporter.debug("checked " + shown + ": PE32+ EFI application, " + std::to_string(bytes.size()) +
+                 " bytes");
+  return source;
+}
+
+// Each distinct xen.efi is checked once; a generation whose image is missing
+// or is not a PE32+ EFI application gets no entry, with the reason. Returns
+// what was learnt, for the record.
+std::map<std::string, Record::Source> check_xen_images(std::vector<Generation>& generations,
+                                                       const std::optional<Record>& record,
+                                                       const BuildOptions& options,
+                                                       Reporter& reporter) {
+  std::map<std::string, Record::Source> sources;
+  std::map<std::string, std::string> problems;
+  for (auto& generation : generations) {
+    if (!generation.bootspec || !generation.bootspec->xen) continue;
+    const std::string path = generation.xen_efi.path.string();
+    if (!sources.count(path) && !problems.count(path)) {
+      try {
+        sources[path] = check_xen_efi(generation.xen_efi.path, record, options, reporter);
+      } catch (const Error& e) {
+        const std::string message = e.what();
+        problems[path] = message.starts_with(path) ? message : path + ": " + message;
+      }
+    }
+    if (auto problem = problems.find(path); problem != problems.end()) {
+      generation.bootspec.reset();
+      generation.problem = problem->second;
+      continue;
+    }
+    const Record::Source& source = sources[path];
+    generation.xen_efi.stamp = source.stamp;
+    generation.xen_has_config = source.has_config;
+    generation.shared_digest = source.shared_digest;
+  }
+  return sources;
+}
+
+// The record of a run that applied `plan`: each image of ours on the ESP
+// after it, with the stamp and digest it has now, and the xen.efi files
+// checked.
+Record record_after(const Plan& plan, const EspState& state, const ApplyReport& applied,
+                    std::map<std::string, Record::Source> sources) {
+  Record record;
+  record.sources = std::move(sources);
+  for (const auto& [path, origin] : plan.images_after) {
+    if (auto written = applied.images.find(path); written != applied.images.end()) {
+      record.images[path] = {written->second.first, written->second.second, origin.recipe,
+                             origin.config};
+      continue;
+    }
+    auto existing = state.xen_images.find(path);
+    if (existing == state.xen_images.end() || !existing->second.stamp || !existing->second.digest)
+      continue;
+    record.images[path] = {*existing->second.stamp, *existing->second.digest, origin.recipe,
+                           origin.config};
+  }
+  return record;
+}
+
+// The record of the last run, when there is one this version can read.
+std::optional<Record> read_record(const Esp& esp, std::optional<std::string>& text,
+                                  Reporter& reporter) {
+  try {
+    text = esp.read(std::string(layout::kStateFile), 16 << 20);
+  } catch (const Error& e) {
+    reporter.debug(std::string("no usable record: ") + e.what());
+    return std::nullopt;
+  }
+  if (!text) return std::nullopt;
+  auto record = parse_record(*text);
+  if (!record)
+    reporter.debug(std::string(layout::kStateFile) +
+                   ": damaged or of another version; reading everything");
+  return record;
 }
 
 std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
@@ -63,7 +140,8 @@ std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied) 
   for (const auto& change : changes) named.insert(change.name);
   for (const auto& path : applied.written) {
     for (const auto& image : plan.images) {
-      if (image.path != path) continue;
+      const auto* recipe = std::get_if<ImageRecipe>(&image.content);
+      if (image.path != path || !recipe || recipe->sections.empty()) continue;
       std::string stem = fs::path(path).stem().string();
       if (named.insert(stem).second) changes.push_back({'~', stem, "xen image"});
     }
@@ -98,12 +176,16 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     Esp esp(options.esp);
     std::optional<EspLock> lock;
     if (!options.dry_run) lock.emplace(esp, [&](const auto& text) { reporter.warning(text); });
+    std::optional<std::string> record_text;
+    const std::optional<Record> record = read_record(esp, record_text, reporter);
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
-    check_xen_images(generations, reporter);
-    EspState state = read_esp_state(esp, generations, options.retarget_default);
+    auto sources = check_xen_images(generations, record, options, reporter);
+    const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
     PlanOptions plan_options;
     plan_options.retarget_default = options.retarget_default;
+    plan_options.layout = options.layout;
+    plan_options.keep_debug_sections = options.keep_debug_sections;
     Planned planned = make_plan(generations, state, plan_options);
     for (const auto& note : planned.notes) reporter.debug(note);
 
@@ -113,7 +195,14 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     result.entries = plan.entries.size();
     result.default_failure = planned.default_failure;
     if (!options.dry_run) {
-      ApplyReport applied = apply_plan(esp, plan);
+      PeImageMaker maker;
+      ApplyReport applied = apply_plan(esp, plan, maker);
+      const std::string text =
+          render_record(record_after(plan, state, applied, std::move(sources)));
+      if (text != record_text) {
+        esp.write_atomic(std::string(layout::kStateFile), text);
+        reporter.debug("wrote " + std::string(layout::kStateFile));
+      }
       for (const auto& path : applied.written) reporter.debug("wrote " + path);
       for (const auto& path : applied.removed) reporter.debug("removed " + path);
       result.warnings.insert(result.warnings.end(), applied.warnings.begin(),

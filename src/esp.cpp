@@ -201,7 +201,8 @@ Esp::Location Esp::locate(const std::string& path, bool create) const {
   return location;
 }
 
-std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limit) const {
+std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limit,
+                                     FileStamp* stamp) const {
   Location at = locate(path, false);
   if (!at.folder) return std::nullopt;
   UniqueFd file(::openat(at.folder.get(), at.name.c_str(),
@@ -214,10 +215,11 @@ std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limi
   if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
   if (!S_ISREG(st.st_mode))
     throw Error(at.shown, "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
+  if (stamp) *stamp = posix::stamp_of(st);
   return posix::read_all(file.get(), at.shown, limit, "file there");
 }
 
-std::vector<std::pair<std::string, EspFileType>> Esp::list_all(const std::string& dir) const {
+std::vector<EspItem> Esp::list_all(const std::string& dir) const {
   std::vector<std::string> components = split_esp_path(dir);
   UniqueFd folder = open_folders(components, components.size(), false);
   if (!folder) return {};
@@ -226,7 +228,7 @@ std::vector<std::pair<std::string, EspFileType>> Esp::list_all(const std::string
   if (!stream) throw Error(shown, "cannot list folder: " + error_text(errno));
   folder.release();
 
-  std::vector<std::pair<std::string, EspFileType>> items;
+  std::vector<EspItem> items;
   for (;;) {
     errno = 0;
     const dirent* entry = ::readdir(stream.get());
@@ -238,20 +240,36 @@ std::vector<std::pair<std::string, EspFileType>> Esp::list_all(const std::string
       if (errno == ENOENT) continue;
       throw Error(shown_path(root_, dir + "/" + name), "cannot stat: " + error_text(errno));
     }
-    items.emplace_back(std::move(name), type_of(st.st_mode));
+    items.push_back({std::move(name), type_of(st.st_mode), posix::stamp_of(st)});
   }
   if (errno != 0) throw Error(shown, "cannot list folder: " + error_text(errno));
-  std::sort(items.begin(), items.end());
+  std::sort(items.begin(), items.end(),
+            [](const EspItem& a, const EspItem& b) { return a.name < b.name; });
   return items;
 }
 
 std::vector<std::string> Esp::list(const std::string& dir) const {
   std::vector<std::string> names;
-  for (auto& [name, type] : list_all(dir)) {
-    if (type == EspFileType::regular || type == EspFileType::symlink)
-      names.push_back(std::move(name));
+  for (auto& item : list_all(dir)) {
+    if (item.type == EspFileType::regular || item.type == EspFileType::symlink) {
+      names.push_back(std::move(item.name));
+    }
   }
   return names;
+}
+
+EspItem Esp::stat(const std::string& path) const {
+  Location at = locate(path, false);
+  EspItem item{at.name, EspFileType::absent, {}};
+  if (!at.folder) return item;
+  struct stat st {};
+  if (::fstatat(at.folder.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return item;
+    throw Error(at.shown, "cannot stat: " + error_text(errno));
+  }
+  item.type = type_of(st.st_mode);
+  item.stamp = posix::stamp_of(st);
+  return item;
 }
 
 EspFileType Esp::type(const std::string& path) const {
@@ -265,13 +283,18 @@ EspFileType Esp::type(const std::string& path) const {
   return type_of(st.st_mode);
 }
 
-void Esp::write_atomic(const std::string& path, const std::string& bytes) {
+FileStamp Esp::write_atomic(const std::string& path, const std::string& bytes) {
   Location at = locate(path, true);
   Temporary temporary = create_temporary(at.folder.get(), at.name, at.shown);
+  FileStamp stamp;
   try {
     posix::write_all(temporary.fd.get(), bytes, at.shown);
     if (::fsync(temporary.fd.get()) != 0)
       throw Error(at.shown, "cannot flush: " + error_text(errno));
+    struct stat st {};
+    if (::fstat(temporary.fd.get(), &st) != 0)
+      throw Error(at.shown, "cannot stat: " + error_text(errno));
+    stamp = posix::stamp_of(st);
     if (::close(temporary.fd.release()) != 0)
       throw Error(at.shown, "cannot close: " + error_text(errno));
     if (::renameat(at.folder.get(), temporary.name.c_str(), at.folder.get(), at.name.c_str()) !=
@@ -284,6 +307,7 @@ void Esp::write_atomic(const std::string& path, const std::string& bytes) {
     throw;
   }
   flush_folder(at.folder.get(), at.shown_folder);
+  return stamp;
 }
 
 void Esp::remove(const std::string& path) {
@@ -331,7 +355,7 @@ std::string describe(std::chrono::milliseconds duration) {
 
 std::optional<std::string> proc_file(const std::string& path) {
   try {
-    return posix::read_host_file(path);
+    return posix::read_host_file(path, 1 << 20, "file of /proc");
   } catch (const Error&) {
     return std::nullopt;
   }

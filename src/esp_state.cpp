@@ -1,5 +1,6 @@
 // Reading the ESP as the planner needs it (the I/O half of planning).
 #include "limits.hpp"
+#include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/layout.hpp"
@@ -19,53 +20,71 @@ bool written_by_script(const std::string& text) {
   }
 }
 
-// The embedded .config of an image, "" when it has none or is not readable.
-std::string image_config(const Esp& esp, const std::string& path) {
+// An image the record does not vouch for, read once: its digest, its
+// embedded .config, and whether the tool wrote it (a marked .config, or a
+// shared image's name holding its digest).
+void read_image(const Esp& esp, const std::string& path, const std::string& name,
+                ExistingFile& file) {
+  FileStamp stamp;
+  auto bytes = esp.read(path, limits::kEspImageBytes, &stamp);
+  if (!bytes) return;
+  file.stamp = stamp;
+  file.digest = sha256_hex(*bytes);
   try {
-    auto bytes =
-        esp.read(path, limits::kXenImageBytes + limits::kKernelBytes + limits::kInitrdBytes);
-    if (!bytes) return {};
-    auto file = pe::bytes_of(*bytes);
-    auto config = pe::section_contents(file, pe::parse(file), ".config");
-    return std::string(config.begin(), config.end());
+    auto image = pe::bytes_of(*bytes);
+    auto config = pe::section_contents(image, pe::parse(image), ".config");
+    file.text.assign(config.begin(), config.end());
   } catch (const Error&) {
-    return {};
+    // Not an image the tool wrote; the digest still tells whether it is one it would write.
   }
+  auto shared = layout::shared_image_digest(name);
+  file.ours = layout::is_marked(file.text) || (shared && file.digest->starts_with(*shared));
+}
+
+// What the record says of an image whose stamp is the recorded one.
+bool vouched(const std::optional<Record>& record, const std::string& path, const EspItem& item,
+             ExistingFile& file) {
+  if (!record) return false;
+  auto found = record->images.find(path);
+  if (found == record->images.end() || found->second.stamp != item.stamp) return false;
+  file = {found->second.config, true, item.stamp, found->second.digest, found->second.recipe};
+  return true;
 }
 
 }  // namespace
 
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        bool with_loader_conf) {
+                        bool with_loader_conf, const std::optional<Record>& record) {
   EspState state;
   const std::string entries(layout::kEntriesFolder);
-  for (const auto& [name, type] : esp.list_all(entries)) {
-    if (!name.starts_with("xen-") || !name.ends_with(".conf")) continue;
-    const std::string path = entries + "/" + name;
-    ExistingFile& file = state.xen_entries[path];
-    if (type == EspFileType::symlink) {
-      file.ours = true;
-    } else if (type == EspFileType::regular) {
+  for (const EspItem& item : esp.list_all(entries)) {
+    if (!item.name.starts_with("xen-") || !item.name.ends_with(".conf")) continue;
+    const std::string path = entries + "/" + item.name;
+    if (item.type == EspFileType::symlink) {
+      state.xen_entries[path].ours = true;
+    } else if (item.type == EspFileType::regular) {
+      ExistingFile& file = state.xen_entries[path];
+      file.stamp = item.stamp;
       file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
       file.ours = layout::is_marked(file.text) || written_by_script(file.text);
-    } else {
-      state.xen_entries.erase(path);
     }
   }
   const std::string images(layout::kImageFolder);
-  for (const auto& [name, type] : esp.list_all(images)) {
-    const bool image = name.ends_with(".efi");
-    if (!image && !name.ends_with(".cfg")) continue;
-    const std::string path = images + "/" + name;
-    ExistingFile& file = state.xen_images[path];
-    if (type == EspFileType::symlink) {
-      file.ours = true;
-    } else if (type == EspFileType::regular) {
-      file.text =
-          image ? image_config(esp, path) : esp.read(path, limits::kLoaderTextBytes).value_or("");
-      file.ours = layout::is_marked(file.text);
-    } else {
-      state.xen_images.erase(path);
+  for (const EspItem& item : esp.list_all(images)) {
+    const bool image = item.name.ends_with(".efi");
+    if (!image && !item.name.ends_with(".cfg")) continue;
+    const std::string path = images + "/" + item.name;
+    if (item.type == EspFileType::symlink) {
+      state.xen_images[path].ours = true;
+    } else if (item.type == EspFileType::regular) {
+      ExistingFile& file = state.xen_images[path];
+      if (image) {
+        if (!vouched(record, path, item, file)) read_image(esp, path, item.name, file);
+      } else {
+        file.stamp = item.stamp;
+        file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
+        file.ours = layout::is_marked(file.text);
+      }
     }
   }
   for (const std::string& name : esp.list(std::string(layout::kLegacyImageFolder))) {

@@ -76,9 +76,9 @@ std::optional<unsigned> generation_number(const std::string& rest, const LoaderE
 // Host paths of what the bootspec names, resolved under the root.
 void resolve_files(Generation& generation, const fs::path& root) {
   const Bootspec& spec = *generation.bootspec;
-  if (spec.xen) generation.xen_efi = host_path(root, spec.xen->efi_path);
-  generation.kernel_file = host_path(root, spec.kernel);
-  if (spec.initrd) generation.initrd_file = host_path(root, *spec.initrd);
+  if (spec.xen) generation.xen_efi.path = host_path(root, spec.xen->efi_path);
+  generation.kernel_file.path = host_path(root, spec.kernel);
+  if (spec.initrd) generation.initrd_file = HostFile{host_path(root, *spec.initrd), {}};
 }
 
 // The bootspec of `toplevel`, read with its size limit.
@@ -100,10 +100,12 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
 
 // The kernel and initrd that go into the image must be regular files of a
 // sane size: checked here, so that one that is not costs only its generation.
-void check_embedded_files(const Generation& generation) {
-  posix::host_file_size(generation.kernel_file, limits::kKernelBytes, "kernel");
-  if (generation.initrd_file)
-    posix::host_file_size(*generation.initrd_file, limits::kInitrdBytes, "initrd");
+void check_embedded_files(Generation& generation) {
+  HostFile& kernel = generation.kernel_file;
+  kernel.stamp = posix::host_file_stamp(kernel.path, limits::kKernelBytes, "kernel");
+  if (auto& initrd = generation.initrd_file) {
+    initrd->stamp = posix::host_file_stamp(initrd->path, limits::kInitrdBytes, "initrd");
+  }
 }
 
 // Orders names as people count: "generation-2" before "generation-10", and
@@ -180,7 +182,7 @@ fs::path host_path(const fs::path& root, const std::string& path) {
 std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path& root) {
   std::vector<Generation> generations;
   const std::string folder(layout::kEntriesFolder);
-  for (const auto& [name, type] : esp.list_all(folder)) {
+  for (const auto& [name, type, stamp] : esp.list_all(folder)) {
     if (!name.starts_with("nixos-") || !name.ends_with(".conf")) continue;
     Generation generation;
     generation.source = folder + "/" + name;

@@ -3,8 +3,25 @@
 #include <algorithm>
 
 #include "text.hpp"
+#include "xbb/error.hpp"
+#include "xbb/xen_config.hpp"
 
 namespace xbb::layout {
+namespace {
+
+std::string folder_of(const std::string& path) { return path.substr(0, path.rfind('/') + 1); }
+
+bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+}  // namespace
+
+std::optional<Kind> parse_kind(std::string_view name) {
+  if (name == "unified") return Kind::unified;
+  if (name == "shared") return Kind::shared;
+  return std::nullopt;
+}
+
+const char* kind_name(Kind kind) { return kind == Kind::shared ? "shared" : "unified"; }
 
 bool is_marked(std::string_view text) {
   return text.starts_with(kMarker) && text.size() > kMarker.size() &&
@@ -35,8 +52,76 @@ std::string entry_path(const std::string& stem, const std::optional<BootCounter>
   return std::string(kEntriesFolder) + "/" + name.filename();
 }
 
-std::string image_path(const std::string& stem) {
-  return std::string(kImageFolder) + "/" + stem + ".efi";
+EntryFiles entry_files(Kind kind, const std::string& stem, const std::string& version,
+                       const std::string& shared_digest) {
+  const std::string folder = std::string(kImageFolder) + "/";
+  if (kind == Kind::unified) return {folder + stem + ".efi", std::nullopt, std::nullopt};
+  const bool named_version =
+      !version.empty() && version.size() <= 64 &&
+      std::all_of(version.begin(), version.end(), text::is_file_name_character);
+  const std::string image = "xen-" + (named_version ? version + "-" : "") +
+                            shared_digest.substr(0, kDigestLength) + ".efi";
+  const std::string config = stem + ".cfg";
+  return {folder + image, folder + config, image + " -cfg=" + config};
+}
+
+std::optional<std::string> shared_image_digest(std::string_view name) {
+  if (!name.starts_with("xen-") || !name.ends_with(".efi")) return std::nullopt;
+  std::string_view base = name.substr(0, name.size() - 4);
+  if (base.size() < 4 + kDigestLength) return std::nullopt;
+  std::string_view digest = base.substr(base.size() - kDigestLength);
+  if (!std::all_of(digest.begin(), digest.end(), is_lower_hex)) return std::nullopt;
+  if (base.size() > 4 + kDigestLength && base[base.size() - kDigestLength - 1] != '-')
+    return std::nullopt;
+  return std::string(digest);
+}
+
+ConfigLookup config_lookup(const std::string& image_path,
+                           const std::optional<std::string>& options) {
+  const std::string folder = folder_of(image_path);
+  ConfigLookup lookup;
+  if (options) {
+    std::vector<std::string_view> words;
+    std::string_view rest = *options;
+    while (!rest.empty()) {
+      auto [word, after] = text::split_first_word(rest);
+      if (word.empty()) break;
+      words.push_back(word);
+      rest = after;
+    }
+    // The first word is the image name; "--" ends the loader's own options.
+    for (std::size_t i = 1; i < words.size() && words[i] != "--"; ++i) {
+      std::string_view word = words[i];
+      if (word.empty() || (word.front() != '-' && word.front() != '/')) continue;
+      std::string_view option = word.substr(1);
+      std::optional<std::string_view> name;
+      if (option.starts_with("cfg=")) name = option.substr(4);
+      if (option == "cfg" && i + 1 < words.size()) name = words[++i];
+      if (!name) continue;
+      try {
+        lookup.file = esp_path_of_xen_file(std::string(*name), folder);
+      } catch (const Error&) {
+        lookup.file = std::string(*name);  // names no file on the ESP: never found
+      }
+    }
+  }
+  if (lookup.file) return lookup;
+  std::string name = image_path;
+  for (;;) {
+    const std::size_t tail = name.find_last_of(".-_");
+    if (tail == std::string::npos) break;
+    name.resize(tail);
+    lookup.candidates.push_back(name + ".cfg");
+  }
+  return lookup;
+}
+
+std::vector<std::string> files_of(const LoaderEntry& entry) {
+  std::vector<std::string> files;
+  if (!entry.efi || entry.efi->size() < 2 || entry.efi->front() != '/') return files;
+  files.push_back(entry.efi->substr(1));
+  if (auto config = config_lookup(files.front(), entry.options).file) files.push_back(*config);
+  return files;
 }
 
 }  // namespace xbb::layout

@@ -11,6 +11,7 @@
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/report.hpp"
 #include "xbb/verify.hpp"
 
@@ -104,18 +105,20 @@ int verify(const std::filesystem::path& esp_root, bool json) {
 
 int main(int argc, char** argv) {
   po::options_description visible("Options");
-  visible.add_options()
-      ("esp", po::value<std::string>()->value_name("DIR"),
-       "ESP mount point (default: $efiMountPoint, else /boot)")
-      ("root", po::value<std::string>()->default_value("/")->value_name("DIR"),
-       "treat /nix/... paths as under DIR")
-      ("source", po::value<std::string>()->default_value("entries")->value_name("KIND"),
-       "where generations come from: 'entries' (systemd-boot's loader/entries/nixos-*.conf) "
-       "or 'profiles' (/nix/var/nix/profiles, for Lanzaboote)")
-      ("no-default", "leave loader/loader.conf alone")
-      ("json", "print JSON (inspect, verify)")
-      ("help,h", "show this help")
-      ("version", "show the version");
+  visible.add_options()("esp", po::value<std::string>()->value_name("DIR"),
+                        "ESP mount point (default: $efiMountPoint, else /boot)")(
+      "root", po::value<std::string>()->default_value("/")->value_name("DIR"),
+      "treat /nix/... paths as under DIR")(
+      "source", po::value<std::string>()->default_value("entries")->value_name("KIND"),
+      "where generations come from: 'entries' (systemd-boot's loader/entries/nixos-*.conf) "
+      "or 'profiles' (/nix/var/nix/profiles, for Lanzaboote)")(
+      "layout", po::value<std::string>()->default_value("unified")->value_name("KIND"),
+      "how hypervisor images are laid out: 'unified' (one image per entry, its "
+      "configuration embedded) or 'shared' (one image per Xen build, a configuration "
+      "file per entry)")("keep-debug-sections",
+                         "keep the .debug_* sections of xen.efi in the images written")(
+      "no-default", "leave loader/loader.conf alone")("json", "print JSON (inspect, verify)")(
+      "help,h", "show this help")("version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -142,13 +145,15 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  auto args =
+      vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   Command command;
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
     if (command.name == "inspect") {
-      if (command.args.size() != 1) return usage_error("inspect takes one image file", kExitFailure);
+      if (command.args.size() != 1)
+        return usage_error("inspect takes one image file", kExitFailure);
       return inspect(command.args.front(), vm.count("json") > 0);
     }
     if (command.args.size() > (command.name == "verify" ? 0u : 1u)) {
@@ -164,9 +169,9 @@ int main(int argc, char** argv) {
 
   xbb::Verbosity verbosity = xbb::Verbosity::normal;
   if (!command.args.empty() && !xbb::parse_verbosity(command.args.front(), verbosity)) {
-    return usage_error("unknown verbosity '" + command.args.front() +
-                           "': expected quiet, default, info or debug",
-                       kExitUsage);
+    return usage_error(
+        "unknown verbosity '" + command.args.front() + "': expected quiet, default, info or debug",
+        kExitUsage);
   }
 
   xbb::BuildOptions options;
@@ -183,6 +188,19 @@ int main(int argc, char** argv) {
   } else if (source != "entries") {
     return usage_error("unknown source '" + source + "': expected entries or profiles", kExitUsage);
   }
+  const std::string layout = vm["layout"].as<std::string>();
+  if (auto kind = xbb::layout::parse_kind(layout)) {
+    options.layout = *kind;
+  } else {
+    return usage_error("unknown layout '" + layout + "': expected unified or shared", kExitUsage);
+  }
+  if (options.layout == xbb::layout::Kind::shared && options.source == xbb::Source::profiles) {
+    return usage_error(
+        "--source profiles embeds each generation's kernel in its image; it needs "
+        "--layout unified",
+        kExitUsage);
+  }
+  options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   if (command.name == "verify") return verify(options.esp, vm.count("json") > 0);
   options.retarget_default = vm.count("no-default") == 0;
   options.dry_run = command.name == "plan";

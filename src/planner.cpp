@@ -23,7 +23,7 @@ struct Target {
   std::string entry_path;
   LoaderEntry entry;
   std::string entry_text;
-  std::string image_path;
+  layout::EntryFiles files;
   std::string config_text;
 };
 
@@ -67,26 +67,44 @@ XenConfig xen_config_for(const Generation& generation, std::vector<std::string>&
 void check_bootable(const Target& target, const EspState& state) {
   const Generation& generation = *target.generation;
   BootFiles files;
-  files.image_path = target.image_path;
+  files.image_path = target.files.image;
   files.kernel_embedded = generation.embed_kernel;
   files.ramdisk_embedded = generation.embed_kernel && generation.initrd_file.has_value();
   files.is_file = [&state](const std::string& path) { return state.boot_files.count(path) > 0; };
-  auto problems = boot_problems(parse_xen_config(target.config_text, target.image_path), files);
+  auto problems = boot_problems(parse_xen_config(target.config_text, target.files.image), files);
   if (problems.empty()) return;
   std::string reasons;
   for (const auto& problem : problems) reasons += (reasons.empty() ? "" : "; ") + problem;
   throw Error(generation.source, "its Xen configuration would not boot: " + reasons);
 }
 
-ImageRecipe recipe_for(const Generation& generation, const std::string& config_text) {
+// The image a target boots: xen.efi with its configuration (and, for the
+// profiles source, kernel and initrd) embedded; in the shared layout, the
+// plain copy of xen.efi that entries using the same one share.
+ImageRecipe recipe_for(const Target& target, const PlanOptions& options) {
+  const Generation& generation = *target.generation;
   ImageRecipe recipe;
   recipe.xen_efi = generation.xen_efi;
-  recipe.sections.push_back({".config", config_text});
+  recipe.drop_debug_sections = !options.keep_debug_sections;
+  if (options.layout == layout::Kind::shared) return recipe;
+  recipe.sections.push_back({".config", target.config_text});
   if (generation.embed_kernel) {
     recipe.sections.push_back({".kernel", generation.kernel_file});
     if (generation.initrd_file) recipe.sections.push_back({".ramdisk", *generation.initrd_file});
   }
   return recipe;
+}
+
+// Why a generation's xen.efi cannot serve the layout, or nullopt.
+std::optional<std::string> layout_problem(const Generation& generation,
+                                          const PlanOptions& options) {
+  if (options.layout != layout::Kind::shared) return std::nullopt;
+  if (generation.xen_has_config) {
+    return generation.xen_efi.path.string() +
+           ": carries a .config section, which Xen would use instead of the entry's -cfg= "
+           "file; the shared layout needs a xen.efi without one";
+  }
+  return std::nullopt;
 }
 
 // An existing Xen entry, by its stem.
@@ -104,7 +122,7 @@ std::string entry_path_for(const Target& target, const std::optional<BootCounter
   return layout::entry_path(target.stem, counter);
 }
 
-// Which fields differ between the existing entry (and its image's .config)
+// Which fields differ between the existing entry (and its configuration)
 // and the target; empty when nothing does.
 std::string changed_fields(const Target& target, const Existing& existing, const EspState& state) {
   std::vector<std::string> fields;
@@ -116,15 +134,17 @@ std::string changed_fields(const Target& target, const Existing& existing, const
     if (old.machine_id != now.machine_id) fields.push_back("machine-id");
     if (old.sort_key != now.sort_key) fields.push_back("sort-key");
     if (old.efi != now.efi) fields.push_back("efi");
+    if (old.options != now.options) fields.push_back("options");
   } catch (const Error&) {
     fields.push_back("entry");
   }
-  auto image = state.xen_images.find(target.image_path);
-  if (image == state.xen_images.end()) {
-    if (fields.empty() || fields.back() != "efi") fields.push_back("image");
-  } else if (image->second.text != target.config_text) {
+  const std::string& config_path = target.files.config ? *target.files.config : target.files.image;
+  auto config = state.xen_images.find(config_path);
+  if (config == state.xen_images.end()) {
+    if (std::find(fields.begin(), fields.end(), "efi") == fields.end()) fields.push_back("image");
+  } else if (config->second.text != target.config_text) {
     try {
-      auto old = parse_xen_config(image->second.text, target.image_path);
+      auto old = parse_xen_config(config->second.text, config_path);
       auto now = parse_xen_config(target.config_text, "plan");
       for (const char* key : {"options", "kernel", "ramdisk"}) {
         if (old.default_value(key) != now.default_value(key))
@@ -247,22 +267,25 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
                              ": Xen's EFI configuration carries no devicetree; it is left out");
     }
     try {
+      if (auto problem = layout_problem(generation, options)) throw Error(*problem);
       Target target;
       target.generation = &generation;
       target.stem = *stem;
-      target.image_path = layout::image_path(target.stem);
+      target.files = layout::entry_files(options.layout, target.stem,
+                                         spec.xen->version.value_or(""), generation.shared_digest);
       target.config_text = render_xen_config(xen_config_for(generation, out.warnings));
       check_bootable(target, state);
       target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
       target.entry.version = generation.entry.version;
-      target.entry.efi = "/" + target.image_path;
+      target.entry.efi = "/" + target.files.image;
+      target.entry.options = target.files.options;
       target.entry.machine_id = generation.entry.machine_id;
       target.entry.sort_key = generation.entry.sort_key;
       target.entry_text = render_loader_entry(target.entry);
       target.entry_path = entry_path_for(target, generation.counter, existing_for(target.stem));
       out.notes.push_back(label(generation) + ": Xen (bootspec v" +
                           std::to_string(spec.xen->schema) + ") " + spec.xen->efi_path + " -> " +
-                          target.entry_path + ", " + target.image_path);
+                          target.entry_path + ", " + target.files.image);
       targets.push_back(std::move(target));
     } catch (const Error& e) {
       skip(generation, stem, e.what());
@@ -278,11 +301,33 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     xen_menu.push_back(menu_entry(*name, entry));
     xen_stems.push_back(name->stem);
   };
+  // A text is written only when it differs from what is there; an image
+  // only when the record does not vouch that it is made from the same recipe.
+  auto write_text = [&](std::vector<FileWrite>& files, const std::string& path,
+                        const std::string& text,
+                        const std::map<std::string, ExistingFile>& existing_files) {
+    keep_paths.insert(path);
+    auto found = existing_files.find(path);
+    if (found != existing_files.end() && found->second.stamp && found->second.text == text) return;
+    files.push_back({path, text, std::nullopt});
+  };
   for (const auto& target : targets) {
-    plan.images.push_back({target.image_path, recipe_for(*target.generation, target.config_text)});
-    plan.entries.push_back({target.entry_path, target.entry_text});
-    keep_paths.insert(target.entry_path);
-    keep_paths.insert(target.image_path);
+    const std::string& image = target.files.image;
+    if (!keep_paths.count(image)) {
+      ImageRecipe recipe = recipe_for(target, options);
+      const std::string id = recipe_id(recipe);
+      plan.images_after[image] = {id,
+                                  options.layout == layout::Kind::shared ? "" : target.config_text};
+      auto found = state.xen_images.find(image);
+      const ExistingFile* old = found == state.xen_images.end() ? nullptr : &found->second;
+      if (!old || old->recipe != id) {
+        plan.images.push_back({image, std::move(recipe), old ? old->digest : std::nullopt});
+      }
+      keep_paths.insert(image);
+    }
+    if (target.files.config)
+      write_text(plan.images, *target.files.config, target.config_text, state.xen_images);
+    write_text(plan.entries, target.entry_path, target.entry_text, state.xen_entries);
     add_to_menu(target.entry_path, target.entry);
     auto old = existing_for(target.stem);
     if (!old) {
@@ -311,7 +356,15 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     try {
       LoaderEntry entry = parse_loader_entry(file.text, path);
       add_to_menu(path, entry);
-      if (file.ours && entry.efi && entry.efi->size() > 1) keep_paths.insert(entry.efi->substr(1));
+      if (file.ours) {
+        for (const auto& used : layout::files_of(entry)) {
+          keep_paths.insert(used);
+          auto recorded = state.xen_images.find(used);
+          if (recorded != state.xen_images.end() && recorded->second.recipe) {
+            plan.images_after[used] = {*recorded->second.recipe, recorded->second.text};
+          }
+        }
+      }
     } catch (const Error&) {
       out.notes.push_back(path + ": kept unread");
     }

@@ -31,7 +31,7 @@ std::string too_large(std::uint64_t size, std::uint64_t limit, std::string_view 
 // Opens a host file for reading without blocking on a FIFO or taking a
 // terminal, and checks that it is a regular file within `limit`.
 UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
-                      std::uint64_t& size) {
+                      FileStamp& stamp) {
   const std::string shown = path.string();
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd) throw Error(shown, "cannot open: " + error_text(errno));
@@ -39,14 +39,19 @@ UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, st
   if (::fstat(fd.get(), &st) != 0) throw Error(shown, "cannot stat: " + error_text(errno));
   if (!S_ISREG(st.st_mode))
     throw Error(shown, "is " + file_type_name(st.st_mode) + ", not a regular file");
-  size = static_cast<std::uint64_t>(st.st_size);
-  if (size > limit) throw Error(shown, too_large(size, limit, what));
+  stamp = stamp_of(st);
+  if (stamp.size > limit) throw Error(shown, too_large(stamp.size, limit, what));
   return fd;
 }
 
 }  // namespace
 
 std::string error_text(int error_number) { return std::strerror(error_number); }
+
+FileStamp stamp_of(const struct stat& st) {
+  return {static_cast<std::uint64_t>(st.st_size),
+          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
 
 std::string file_type_name(mode_t mode) {
   if (S_ISREG(mode)) return "a regular file";
@@ -91,8 +96,9 @@ std::string read_host_file(
     const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
     std::uint64_t start_bytes,
     const std::function<void(std::string_view, std::uint64_t)>& check_start) {
-  std::uint64_t size = 0;
-  UniqueFd fd = open_regular(path, limit, what, size);
+  FileStamp stamp;
+  UniqueFd fd = open_regular(path, limit, what, stamp);
+  const std::uint64_t size = stamp.size;
   const std::string shown = path.string();
   if (!check_start) return read_all(fd.get(), shown, limit, what);
   std::string bytes(static_cast<std::size_t>(std::min(start_bytes, size)), '\0');
@@ -109,11 +115,11 @@ std::string read_host_file(
   return bytes + read_all(fd.get(), shown, limit - bytes.size(), what);
 }
 
-std::uint64_t host_file_size(const std::filesystem::path& path, std::uint64_t limit,
-                             std::string_view what) {
-  std::uint64_t size = 0;
-  open_regular(path, limit, what, size);
-  return size;
+FileStamp host_file_stamp(const std::filesystem::path& path, std::uint64_t limit,
+                          std::string_view what) {
+  FileStamp stamp;
+  open_regular(path, limit, what, stamp);
+  return stamp;
 }
 
 }  // namespace posix

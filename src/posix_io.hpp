@@ -4,6 +4,7 @@
 // library: every error is an xbb::Error naming `shown`, the path as the user
 // knows it.
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -11,6 +12,8 @@
 #include <functional>
 #include <string>
 #include <string_view>
+
+#include "xbb/plan.hpp"
 
 namespace xbb::posix {
 
@@ -41,9 +44,13 @@ std::string read_host_file(
     std::uint64_t start_bytes = 0,
     const std::function<void(std::string_view, std::uint64_t)>& check_start = {});
 
-// The size of a regular host file, with the same refusals as read_host_file,
-// for checking an input long before it is read.
-std::uint64_t host_file_size(const std::filesystem::path& path, std::uint64_t limit,
-                             std::string_view what);
+// The size and modification time of a regular host file, with the same
+// refusals as read_host_file, for checking an input long before (or instead
+// of) reading it.
+FileStamp host_file_stamp(const std::filesystem::path& path, std::uint64_t limit,
+                          std::string_view what);
+
+// The stamp of a file described by fstat.
+FileStamp stamp_of(const struct stat& st);
 
 }  // namespace xbb::posix

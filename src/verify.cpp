@@ -19,15 +19,44 @@ bool is_xen_entry(const std::string& name) {
   return name.starts_with("xen-") && name.ends_with(".conf");
 }
 
-// The image an entry names ("/EFI/xen/x.efi" -> "EFI/xen/x.efi"), or why none.
-std::optional<std::string> image_of(const std::string& text, const std::string& origin,
-                                    std::string& problem) {
+// An entry's image ("/EFI/xen/x.efi" -> "EFI/xen/x.efi") and options, or
+// nullopt when it has no absolute efi line.
+struct EntryBoot {
+  std::string image;
+  std::optional<std::string> options;
+};
+
+std::optional<EntryBoot> boot_of(const std::string& text, const std::string& origin) {
   LoaderEntry entry = parse_loader_entry(text, origin);
-  if (!entry.efi || entry.efi->size() < 2 || entry.efi->front() != '/') {
-    problem = "no absolute efi line";
-    return std::nullopt;
+  if (!entry.efi || entry.efi->size() < 2 || entry.efi->front() != '/') return std::nullopt;
+  return EntryBoot{entry.efi->substr(1), entry.options};
+}
+
+// The configuration Xen uses for an entry, with where it comes from; or why
+// there is none.
+struct FoundConfig {
+  std::optional<std::string> text;
+  std::string origin;
+  std::string problem;
+};
+
+FoundConfig config_of(const EspSnapshot& snapshot, const EntryBoot& boot,
+                      const EspSnapshot::Image& image) {
+  if (image.config) return {image.config, boot.image + ":.config", ""};
+  const layout::ConfigLookup lookup = layout::config_lookup(boot.image, boot.options);
+  if (lookup.file) {
+    auto found = snapshot.config_files.find(*lookup.file);
+    if (found == snapshot.config_files.end()) {
+      return {std::nullopt, "", "configuration file " + *lookup.file + " (from -cfg=) is missing"};
+    }
+    return {found->second, *lookup.file, ""};
   }
-  return entry.efi->substr(1);
+  for (const auto& candidate : lookup.candidates) {
+    auto found = snapshot.config_files.find(candidate);
+    if (found != snapshot.config_files.end()) return {found->second, candidate, ""};
+  }
+  return {std::nullopt, "",
+          "image /" + boot.image + " has no .config section, and the entry names no -cfg= file"};
 }
 
 EspSnapshot::Image read_image(const std::string& path, const std::string& bytes) {
@@ -75,19 +104,19 @@ std::vector<std::string> check_entry(const EspSnapshot& snapshot, const std::str
                                      const std::string& text) {
   const std::string origin = std::string(layout::kEntriesFolder) + "/" + name;
   try {
-    std::string problem;
-    auto image_path = image_of(text, origin, problem);
-    if (!image_path) return {problem};
-    auto image = snapshot.images.find(*image_path);
-    if (image == snapshot.images.end()) return {"image /" + *image_path + " is missing"};
+    auto boot = boot_of(text, origin);
+    if (!boot) return {"no absolute efi line"};
+    auto image = snapshot.images.find(boot->image);
+    if (image == snapshot.images.end()) return {"image /" + boot->image + " is missing"};
     if (!image->second.problem.empty()) return {image->second.problem};
-    if (!image->second.config) return {"image /" + *image_path + " has no .config section"};
+    const FoundConfig config = config_of(snapshot, *boot, image->second);
+    if (!config.text) return {config.problem};
     BootFiles files;
-    files.image_path = *image_path;
+    files.image_path = boot->image;
     files.kernel_embedded = image->second.kernel;
     files.ramdisk_embedded = image->second.ramdisk;
     files.is_file = [&snapshot](const std::string& path) { return snapshot.files.count(path) > 0; };
-    return boot_problems(parse_xen_config(*image->second.config, *image_path + ":.config"), files);
+    return boot_problems(parse_xen_config(*config.text, config.origin), files);
   } catch (const Error& e) {
     return {e.what()};
   }
@@ -129,7 +158,7 @@ EspSnapshot read_snapshot(const Esp& esp) {
   }
   EspSnapshot snapshot;
   const std::string folder(layout::kEntriesFolder);
-  for (const auto& [name, type] : esp.list_all(folder)) {
+  for (const auto& [name, type, stamp] : esp.list_all(folder)) {
     if (!name.ends_with(".conf")) continue;
     try {
       auto text = esp.read(folder + "/" + name, limits::kLoaderTextBytes);
@@ -138,31 +167,49 @@ EspSnapshot read_snapshot(const Esp& esp) {
       snapshot.unreadable_entries[name] = e.what();
     }
   }
+  auto note_named_files = [&](const std::string& config, const std::string& image) {
+    for (const auto& file : named_files(config, image)) {
+      try {
+        if (esp.type(file) == EspFileType::regular) snapshot.files.insert(file);
+      } catch (const Error&) {
+      }
+    }
+  };
   for (const auto& [name, text] : snapshot.entries) {
     if (!is_xen_entry(name)) continue;
-    std::string problem;
-    std::optional<std::string> path;
+    std::optional<EntryBoot> boot;
     try {
-      path = image_of(text, folder + "/" + name, problem);
+      boot = boot_of(text, folder + "/" + name);
     } catch (const Error&) {
     }
-    if (!path || snapshot.images.count(*path)) continue;
-    try {
-      auto bytes =
-          esp.read(*path, limits::kXenImageBytes + limits::kKernelBytes + limits::kInitrdBytes);
-      if (!bytes) continue;
-      EspSnapshot::Image image = read_image(*path, *bytes);
-      if (image.config) {
-        for (const auto& file : named_files(*image.config, *path)) {
-          try {
-            if (esp.type(file) == EspFileType::regular) snapshot.files.insert(file);
-          } catch (const Error&) {
-          }
-        }
+    if (!boot) continue;
+    if (!snapshot.images.count(boot->image)) {
+      try {
+        auto bytes = esp.read(boot->image, limits::kEspImageBytes);
+        if (!bytes) continue;
+        snapshot.images[boot->image] = read_image(boot->image, *bytes);
+      } catch (const Error& e) {
+        snapshot.images[boot->image] = {e.what(), std::nullopt, false, false};
       }
-      snapshot.images[*path] = std::move(image);
-    } catch (const Error& e) {
-      snapshot.images[*path] = {e.what(), std::nullopt, false, false};
+    }
+    const EspSnapshot::Image& image = snapshot.images[boot->image];
+    if (image.config) {
+      note_named_files(*image.config, boot->image);
+      continue;
+    }
+    const layout::ConfigLookup lookup = layout::config_lookup(boot->image, boot->options);
+    std::vector<std::string> candidates = lookup.candidates;
+    if (lookup.file) candidates = {*lookup.file};
+    for (const auto& candidate : candidates) {
+      try {
+        auto config = esp.read(candidate, limits::kLoaderTextBytes);
+        if (!config) continue;
+        note_named_files(*config, boot->image);
+        snapshot.config_files[candidate] = std::move(*config);
+        break;
+      } catch (const Error&) {
+        break;  // not a file Xen could open either
+      }
     }
   }
   try {

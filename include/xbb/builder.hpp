@@ -7,6 +7,7 @@
 
 #include "xbb/error.hpp"
 #include "xbb/generation.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/plan.hpp"
 #include "xbb/report.hpp"
 
@@ -16,8 +17,10 @@ struct BuildOptions {
   std::filesystem::path esp = "/boot";
   std::filesystem::path root = "/";  // where /nix lives
   Source source = Source::entries;
-  bool retarget_default = true;      // false: --no-default
-  bool dry_run = false;              // `plan`: say what would change, write nothing
+  bool retarget_default = true;                 // false: --no-default
+  bool dry_run = false;                         // `plan`: say what would change, write nothing
+  layout::Kind layout = layout::Kind::unified;  // --layout
+  bool keep_debug_sections = false;             // --keep-debug-sections
 };
 
 // What one run did, for the one-shot command and the daemon alike.

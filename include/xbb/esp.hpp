@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,6 +16,7 @@
 #include "xbb/generation.hpp"
 #include "xbb/image_recipe.hpp"
 #include "xbb/plan.hpp"
+#include "xbb/record.hpp"
 #include "xbb/unique_fd.hpp"
 
 namespace xbb {
@@ -41,6 +43,14 @@ struct EspSpace {
 // The rule above, apart from the system call, so that any values can be tried.
 EspSpace space_from_statvfs(const struct statvfs& stats);
 
+// One name in an ESP folder: its type, and for a regular file its stamp.
+struct EspItem {
+  std::string name;
+  EspFileType type = EspFileType::absent;
+  FileStamp stamp;
+  bool operator==(const EspItem&) const = default;
+};
+
 // The EFI System Partition: every path handed to it is relative to its root,
 // checked (no "/" at the start, no "." or ".." component, every component in
 // [A-Za-z0-9+_.-]) and resolved without following symlinks. Nothing outside
@@ -60,11 +70,13 @@ class Esp {
   // File contents, or nullopt when the file does not exist. Throws Error for a
   // symlink, a non-regular file, a file larger than `limit` bytes (checked
   // before reading) or an I/O error.
-  std::optional<std::string> read(const std::string& path, std::uint64_t limit) const;
+  // When `stamp` is given, it receives the stamp of the file read.
+  std::optional<std::string> read(const std::string& path, std::uint64_t limit,
+                                  FileStamp* stamp = nullptr) const;
 
-  // Everything in a folder with its type (symlinks not followed), sorted by
-  // name; empty when the folder is absent.
-  std::vector<std::pair<std::string, EspFileType>> list_all(const std::string& dir) const;
+  // Everything in a folder with its type (symlinks not followed) and stamp,
+  // sorted by name; empty when the folder is absent.
+  std::vector<EspItem> list_all(const std::string& dir) const;
 
   // Names of the regular files and symlinks in a folder, sorted (empty when
   // the folder is absent). Symlinks are listed so that the planner can see,
@@ -77,8 +89,13 @@ class Esp {
   // Writes to a temporary name in the same folder, flushes, renames over
   // `path`, flushes the folder. Creates missing folders. Never follows a
   // symlink: a symlink at `path` is replaced, not written through.
-  // On failure the temporary is removed and `path` is as it was.
-  void write_atomic(const std::string& path, const std::string& bytes);
+  // On failure the temporary is removed and `path` is as it was. Returns the
+  // stamp of the file written.
+  FileStamp write_atomic(const std::string& path, const std::string& bytes);
+
+  // What is at an ESP path (symlinks not followed), with the stamp of a
+  // regular file.
+  EspItem stat(const std::string& path) const;
 
   // Removes the file (or symlink) and flushes its folder; a missing file is
   // not an error.
@@ -95,7 +112,8 @@ class Esp {
 
  private:
   struct Location;
-  UniqueFd open_folders(const std::vector<std::string>& components, std::size_t count, bool create) const;
+  UniqueFd open_folders(const std::vector<std::string>& components, std::size_t count,
+                        bool create) const;
   Location locate(const std::string& path, bool create) const;
 
   std::filesystem::path root_;
@@ -147,31 +165,36 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // when `with_loader_conf`, "loader/loader.conf" (a loader.conf that cannot be
 // read, such as a symlink or a folder, is reported in loader_conf_problem).
 // Follows no symlink.
+//
+// `record` (the run's record of the images it wrote, when there is a usable
+// one) spares reading: an image whose stamp is the recorded one is taken to
+// be what the record says. Any other image is read once, and its digest
+// kept, so that applying the plan needs not read it again.
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        bool with_loader_conf);
+                        bool with_loader_conf, const std::optional<Record>& record);
 
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed
-  std::vector<std::string> unchanged;  // paths skipped because identical
+  std::vector<std::string> unchanged;  // images made and found equal to what they replace
   std::vector<std::string> removed;    // paths that existed and were removed
   std::vector<std::string> warnings;
+  // Of each image written: its stamp and the SHA-256 of its bytes (for the record).
+  std::map<std::string, std::pair<FileStamp, std::string>> images;
 };
 
-// Applies a plan in the safe order (images, entries, loader.conf, removals),
-// writing only files whose bytes differ. Before writing anything, checks that
-// the ESP has room for every changed file; when short, throws Error saying how
-// many bytes are missing and changes nothing; when the file system reports no
-// size (EspSpace::free_bytes is nullopt), skips the check with a warning.
-// Temporaries left by an earlier interrupted run are removed first. If a write
-// fails part way (e.g. another writer filled the ESP), throws at once: what
-// was written is complete and nothing that depends on the rest was touched.
-//
-// Images are made with build_image. This overload is defined in
-// image_recipe.cpp, beside build_image, so that the one below (apply.cpp) does
-// not depend on the PE writer.
-ApplyReport apply_plan(Esp& esp, const Plan& plan);
-
-// The same with the images made by `build`.
-ApplyReport apply_plan(Esp& esp, const Plan& plan, const ImageBuilder& build);
+// Applies a plan in the safe order (images and configuration files, entries,
+// loader.conf, removals), one file at a time: each image is made, written,
+// flushed and renamed into place before the next is made, so that one image
+// at a time is in memory. An image that replaces a file whose digest the plan
+// gives is made first and compared by digest, and not written when equal.
+// Before writing anything, checks that the ESP has room for the writes, from
+// their sizes (ImageMaker::size); when short, throws Error (kind esp_full)
+// saying how many bytes are missing and changes nothing; when the file system
+// reports no size (EspSpace::free_bytes is nullopt), skips the check with a
+// warning. Temporaries left by an earlier interrupted run are removed first.
+// If a write fails part way (e.g. another writer filled the ESP), throws at
+// once: what was written is complete and nothing that depends on the rest was
+// touched.
+ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker);
 
 }  // namespace xbb

@@ -7,6 +7,7 @@
 
 #include "xbb/bootspec.hpp"
 #include "xbb/loader_entry.hpp"
+#include "xbb/plan.hpp"
 
 namespace xbb {
 
@@ -23,13 +24,19 @@ struct Generation {
   std::string source;                  // where it was found, for messages
   std::optional<unsigned> number;      // generation number, when known
   LoaderEntry entry;                   // the source entry (synthesised for profiles)
-  // Host paths (under --root) of the generation's xen.efi, and of its kernel
+  // Host files (under --root) of the generation's xen.efi, and of its kernel
   // and initrd when they are to be embedded into the image (profiles source:
-  // there are no copies on the ESP to point at).
-  std::filesystem::path xen_efi;
+  // there are no copies on the ESP to point at). Their stamps are set when
+  // the builder checks them.
+  HostFile xen_efi;
   bool embed_kernel = false;
-  std::filesystem::path kernel_file;
-  std::optional<std::filesystem::path> initrd_file;
+  HostFile kernel_file;
+  std::optional<HostFile> initrd_file;
+  // What the builder found of the xen.efi: whether it carries a .config
+  // (then it cannot serve the shared layout), and the SHA-256 of the copy
+  // the shared layout writes (set only for that layout).
+  bool xen_has_config = false;
+  std::string shared_digest;
   std::optional<Bootspec> bootspec;  // absent when it could not be read
   std::string problem;               // why bootspec is absent
 };

@@ -1,6 +1,7 @@
 #pragma once
 
-#include <functional>
+#include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -8,26 +9,40 @@
 
 namespace xbb {
 
-// The bytes of a unified image, made from its recipe, and what the maker had
-// to say about it (e.g. a dropped Authenticode signature).
+// The bytes of an image, made from its recipe, and what the maker had to say
+// about it (e.g. a dropped Authenticode signature).
 struct BuiltImage {
   std::string bytes;
   std::vector<std::string> warnings;
 };
 
-// Turns a recipe into image bytes. apply_plan takes one as a parameter so that
-// applying a plan (ordering, comparing, space checks, writing) does not depend
-// on how images are made: the program uses build_image, tests may use any
-// deterministic function of the recipe.
-using ImageBuilder = std::function<BuiltImage(const ImageRecipe&)>;
+// Makes images from recipes, one at a time. apply_plan takes one as a
+// parameter so that applying a plan (ordering, comparing, space checks,
+// writing) does not depend on how images are made: the program uses
+// PeImageMaker, tests may use any deterministic function of the recipe.
+class ImageMaker {
+ public:
+  virtual ~ImageMaker() = default;
+  // The exact size make() would give, without making the image: the free
+  // space a plan needs is computed from sizes.
+  virtual std::uint64_t size(const ImageRecipe& recipe) = 0;
+  virtual BuiltImage make(const ImageRecipe& recipe) = 0;
+};
 
-// The program's builder: reads the host's xen.efi and every section source
-// named by a path, and adds the sections with pe::add_sections. Throws Error
-// naming the host file that could not be read.
-BuiltImage build_image(const ImageRecipe& recipe);
+// The program's maker: reads the recipe's xen.efi (keeping only the last one
+// read, which the recipes of one run nearly always share) and the host files
+// of its sections, and makes the image with pe::add_sections. Throws Error
+// naming a host file that could not be read.
+class PeImageMaker : public ImageMaker {
+ public:
+  std::uint64_t size(const ImageRecipe& recipe) override;
+  BuiltImage make(const ImageRecipe& recipe) override;
 
-// The same, with the bytes of recipe.xen_efi already read (one read per
-// distinct xen.efi in a run, however many generations share it).
-BuiltImage build_image(const ImageRecipe& recipe, const std::string& xen_efi);
+ private:
+  const std::string& xen_efi(const HostFile& file);
+
+  std::filesystem::path source_path_;
+  std::string source_;
+};
 
 }  // namespace xbb

@@ -3,11 +3,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "xbb/loader_entry.hpp"
 
-// Where the tool's files live on the ESP, how they are named, and how a run
-// tells its own files from files it did not write.
+// Where the tool's files live on the ESP, how they are named, which files an
+// entry owns, how Xen finds an entry's configuration, and how a run tells its
+// own files from files it did not write. The planner, the ESP state reader,
+// `apply` and `verify` ask this module instead of spelling paths themselves.
 namespace xbb::layout {
 
 inline constexpr std::string_view kEntriesFolder = "loader/entries";
@@ -15,11 +18,30 @@ inline constexpr std::string_view kImageFolder = "EFI/xen";
 inline constexpr std::string_view kLoaderConf = "loader/loader.conf";
 // Where the shell script the tool replaces put its images (EFI/nixos/xen-*.efi).
 inline constexpr std::string_view kLegacyImageFolder = "EFI/nixos";
+// What the tool records of the images it wrote, so that a run with nothing to
+// change needs to read none of them (see state.hpp).
+inline constexpr std::string_view kStateFile = "EFI/xen/xen-boot-builder.json";
+
+// How the hypervisor images are laid out.
+enum class Kind {
+  // One image per entry: xen.efi with its configuration embedded as .config
+  // (EFI/xen/xen-<rest>.efi). What Secure Boot needs.
+  unified,
+  // One image per distinct xen.efi (EFI/xen/xen-<version>-<digest>.efi,
+  // without .config) and one configuration file per entry beside it
+  // (EFI/xen/xen-<rest>.cfg), which the entry selects with
+  // `options <image name> -cfg=<file>`.
+  shared,
+};
+
+std::optional<Kind> parse_kind(std::string_view name);  // "unified", "shared"
+const char* kind_name(Kind kind);
 
 // The first line of every text the tool writes (loader entries and Xen
 // configurations, a comment in both formats). A run removes only files that
-// carry it, or that the shell script wrote; anything else in its folders was
-// made by hand and is left alone.
+// carry it (or, for shared images, whose name holds their content's digest),
+// and those the shell script wrote; anything else in its folders was made by
+// hand and is left alone.
 inline constexpr std::string_view kMarker =
     "# Written by xen-boot-builder, which rewrites or removes this file; do not edit.";
 
@@ -32,14 +54,52 @@ bool is_marked(std::string_view text);
 // 255 bytes a FAT file name may have.
 inline constexpr std::size_t kMaxRestLength = 255 - 4 - 11 - 5 - 25;
 
-// "xen-<rest>": the stem of the Xen entry and image made from nixos-<rest>.
-// nullopt, with the reason in `why`, when <rest> cannot be mirrored: empty,
-// longer than kMaxRestLength, or with characters outside [A-Za-z0-9+_.-].
+// "xen-<rest>": the stem of the Xen entry (and of its unified image or
+// configuration file) made from nixos-<rest>. nullopt, with the reason in
+// `why`, when <rest> cannot be mirrored: empty, longer than kMaxRestLength,
+// or with characters outside [A-Za-z0-9+_.-].
 std::optional<std::string> xen_stem(std::string_view rest, std::string& why);
 
-// "loader/entries/<stem>[+<tries>].conf".
+// "loader/entries/<stem>[+<tries>].conf": a counted entry starts with all
+// the tries of the source's counter.
 std::string entry_path(const std::string& stem, const std::optional<BootCounter>& counter);
-// "EFI/xen/<stem>.efi": the unified image of an entry.
-std::string image_path(const std::string& stem);
+
+// The length of the digest in a shared image's name (hex digits of SHA-256).
+inline constexpr std::size_t kDigestLength = 8;
+
+// The files one Xen entry uses, and the options line that selects them.
+struct EntryFiles {
+  std::string image;                   // "EFI/xen/..."
+  std::optional<std::string> config;   // shared: "EFI/xen/<stem>.cfg"
+  std::optional<std::string> options;  // shared: "<image name> -cfg=<stem>.cfg"
+};
+
+// Unified: {EFI/xen/<stem>.efi}. Shared: the image named by `version` (left
+// out when empty or not made of file name characters) and the first
+// kDigestLength hex digits of the SHA-256 of its bytes, `shared_digest`, plus
+// EFI/xen/<stem>.cfg.
+EntryFiles entry_files(Kind kind, const std::string& stem, const std::string& version,
+                       const std::string& shared_digest);
+
+// Whether an EFI/xen file name is a shared image's, and then the digest
+// prefix its name carries.
+std::optional<std::string> shared_image_digest(std::string_view name);
+
+// Where Xen finds the configuration of an entry: the image's embedded
+// .config when it has one; else the file named by -cfg=<file> (or -cfg
+// <file>) in the entry's options, whose first word Xen skips as the image
+// name; else <image name>.cfg beside the image, trying shorter names cut at
+// '.', '-' and '_' ("xen-4.2.efi": xen-4.2.cfg, xen-4.cfg, xen.cfg). Paths
+// are ESP paths.
+struct ConfigLookup {
+  std::optional<std::string> file;      // -cfg= given: the one file Xen opens
+  std::vector<std::string> candidates;  // otherwise, the files Xen tries, in order
+};
+ConfigLookup config_lookup(const std::string& image_path,
+                           const std::optional<std::string>& options);
+
+// The ESP paths an existing entry uses (its image, and its -cfg= file): what
+// stays while the entry stays.
+std::vector<std::string> files_of(const LoaderEntry& entry);
 
 }  // namespace xbb::layout

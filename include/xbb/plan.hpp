@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -10,24 +11,46 @@
 
 namespace xbb {
 
+// A file's size and modification time, as a run saw them: what the record of
+// written images is checked against (see record.hpp).
+struct FileStamp {
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+// A file of the host (a store path under --root) and its stamp when the run
+// checked it.
+struct HostFile {
+  std::filesystem::path path;
+  FileStamp stamp;
+};
+
 // A section to add to a Xen image: literal bytes (.config) or the bytes of a
-// host file (.kernel, .ramdisk), read when the plan is applied.
+// host file (.kernel, .ramdisk), read when the image is made.
 struct SectionSource {
   std::string name;
-  std::variant<std::string, std::filesystem::path> content;
+  std::variant<std::string, HostFile> content;
 };
 
-// How a unified image is made: the host's xen.efi plus sections.
+// How an image is made: the host's xen.efi, its DISCARDABLE .debug_*
+// sections left out unless asked, plus sections (none for a shared image).
 struct ImageRecipe {
-  std::filesystem::path xen_efi;
+  HostFile xen_efi;
   std::vector<SectionSource> sections;
+  bool drop_debug_sections = true;
 };
 
-// One file the run owns, by its path relative to the ESP root
+// One file the run writes, by its path relative to the ESP root
 // ("EFI/xen/xen-generation-42.efi", "loader/entries/xen-generation-42.conf").
 struct FileWrite {
   std::string path;
   std::variant<std::string, ImageRecipe> content;
+  // For an image that replaces a file: the SHA-256 of that file's bytes, so
+  // that applying compares the new image with it without reading it again
+  // (nothing is written when they are equal). Texts are only planned when
+  // they differ from what is there.
+  std::optional<std::string> replaces_digest;
 };
 
 // What `info` reports: +name added, -name removed, ~name changed (detail says
@@ -38,26 +61,41 @@ struct Change {
   std::string detail;
 };
 
-// Everything a run will do to the ESP, in the order it must be done:
-// images, then entries, then loader.conf, then removals.
+// What an image on the ESP is made of, for the record a run keeps of them.
+struct ImageOrigin {
+  std::string recipe;  // recipe_id() of its recipe
+  std::string config;  // its embedded .config ("" for a shared image)
+};
+
+// Everything a run will do to the ESP, in the order it must be done: images
+// and configuration files, then entries, then loader.conf, then removals.
 struct Plan {
-  std::vector<FileWrite> images;
+  std::vector<FileWrite> images;  // images and the configuration files entries name
   std::vector<FileWrite> entries;
   std::optional<std::string> loader_conf;  // new text; nullopt leaves the file alone
   std::vector<std::string> removals;       // ESP-relative paths of stale files
   std::vector<Change> changes;
+  // Every image of ours the ESP holds after the run, with its origin.
+  std::map<std::string, ImageOrigin> images_after;
 };
 
 // A file in one of the tool's folders as a run finds it.
 struct ExistingFile {
-  // An entry's text; for an image, its embedded .config ("" when it has none
-  // or could not be read).
+  // An entry's or configuration file's text; for an image, its embedded
+  // .config ("" when it has none, or was not read).
   std::string text;
   // The tool may replace or remove it: written by the tool (its text carries
-  // layout::kMarker), by the shell script it replaces, or a symlink (which
-  // FAT cannot hold and the tool never follows). Anything else was made by
-  // hand and is left alone.
+  // layout::kMarker, a shared image's name holds its digest, or the record
+  // lists it), by the shell script it replaces, or a symlink (which FAT
+  // cannot hold and the tool never follows). Anything else was made by hand
+  // and is left alone.
   bool ours = false;
+  std::optional<FileStamp> stamp;     // a regular file's size and mtime
+  std::optional<std::string> digest;  // SHA-256 of its bytes, when read or recorded
+  // The recipe it was made from, when the record vouches for the file (its
+  // stamp is the one recorded): then it is not read, and not rebuilt while
+  // the recipe stays the same.
+  std::optional<std::string> recipe;
 };
 
 // What the planner needs to know of the ESP as it is now: one value, read by
@@ -71,5 +109,11 @@ struct EspState {
   std::set<std::string>
       boot_files;  // the source entries' kernels and initrds that are regular files
 };
+
+// A recipe's identity: a digest of the xen.efi's path and stamp, the debug
+// option and every section (its text, or its host file's path and stamp).
+// Equal ids mean equal images: store paths do not change in place, and a
+// file that did would change its stamp.
+std::string recipe_id(const ImageRecipe& recipe);
 
 }  // namespace xbb

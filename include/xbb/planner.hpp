@@ -5,12 +5,15 @@
 #include <vector>
 
 #include "xbb/generation.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/plan.hpp"
 
 namespace xbb {
 
 struct PlanOptions {
   bool retarget_default = true;  // false: --no-default, loader.conf is left alone
+  layout::Kind layout = layout::Kind::unified;
+  bool keep_debug_sections = false;  // --keep-debug-sections
 };
 
 // The plan and what the user should hear about it.
@@ -24,8 +27,13 @@ struct Planned {
 };
 
 // Decides everything a run does, without touching any file: which Xen
-// entries and images to write (with their exact contents or recipes), which
-// stale files to remove, and the loader.conf edit.
+// entries, images and configuration files to write (with their exact
+// contents or recipes) in the layout asked for, which stale files to remove,
+// and the loader.conf edit. Texts are planned only when they differ from the
+// ESP's; images only when the record does not vouch for them (see
+// record.hpp), and then with the digest of what they replace. Switching
+// layouts is one plan: the new files are written before the entries that
+// name them, and the old ones removed last.
 //
 // A generation gets no Xen entry, with a warning naming it and the reason,
 // when its bootspec could not be read, when its name cannot be mirrored, or

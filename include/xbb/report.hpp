@@ -22,10 +22,10 @@ class Reporter {
   Verbosity verbosity() const { return verbosity_; }
   bool at_least(Verbosity level) const { return verbosity_ >= level; }
 
-  void debug(const std::string& line);    // debug only
-  void info(const std::string& line);     // info and debug
-  void progress(const std::string& text); // default and up, no newline
-  void line(const std::string& text);     // default and up
+  void debug(const std::string& line);     // debug only
+  void info(const std::string& line);      // info and debug
+  void progress(const std::string& text);  // default and up, no newline
+  void line(const std::string& text);      // default and up
   void change(char kind, const std::string& name, const std::string& detail);  // info and up
   void warning(const std::string& line);  // all but quiet, on err
   void error(const std::string& line);    // always, on err

@@ -25,7 +25,10 @@ struct EspSnapshot {
   // loader/entries/*.conf: file name -> text, or the reason it could not be read.
   std::map<std::string, std::string> entries;
   std::map<std::string, std::string> unreadable_entries;
-  std::map<std::string, Image> images;     // by ESP path ("EFI/xen/x.efi"); absent: missing
+  std::map<std::string, Image> images;  // by ESP path ("EFI/xen/x.efi"); absent: missing
+  // Configuration files Xen would open for images without .config (-cfg=,
+  // or found beside the image), by ESP path.
+  std::map<std::string, std::string> config_files;
   std::set<std::string> files;             // regular files the configurations name
   std::optional<std::string> loader_conf;  // loader/loader.conf, when present
   std::string loader_conf_problem;         // why it could not be read
@@ -51,10 +54,12 @@ struct Verification {
 EspSnapshot read_snapshot(const Esp& esp);
 
 // Judges every loader/entries/xen-*.conf the way the boot would use it: the
-// image it names exists and is a PE32+ EFI application with a .config that
-// Xen parses, whose default section names a kernel (and ramdisk) present on
-// the ESP or embedded; and that loader.conf's default and preferred values,
-// when they have one, select an entry.
+// image it names exists and is a PE32+ EFI application; Xen finds its
+// configuration (layout::config_lookup: the embedded .config, else the -cfg=
+// file of the entry's options, else a .cfg beside the image) and parses it;
+// its default section names a kernel (and ramdisk) present on the ESP or
+// embedded. And that loader.conf's default and preferred values, when they
+// have one, select an entry.
 Verification verify_snapshot(const EspSnapshot& snapshot);
 
 }  // namespace xbb

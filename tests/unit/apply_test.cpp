@@ -1,3 +1,4 @@
+#include <gtest/gtest.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -8,9 +9,8 @@
 #include <map>
 #include <variant>
 
-#include <gtest/gtest.h>
-
 #include "esp_fixture.hpp"
+#include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 
@@ -28,19 +28,36 @@ using xbb::SectionSource;
 
 // A deterministic stand-in for the PE writer: the real xen.efi followed by
 // each section's name and bytes. Applying a plan only needs the bytes to be a
-// function of the recipe.
+// function of the recipe. It counts the images it makes.
 BuiltImage concatenated_image(const ImageRecipe& recipe) {
-  std::string bytes = read_file(recipe.xen_efi);
+  std::string bytes = read_file(recipe.xen_efi.path);
   for (const SectionSource& section : recipe.sections) {
     bytes += "\n" + section.name + "\n";
     if (const auto* text = std::get_if<std::string>(&section.content)) {
       bytes += *text;
     } else {
-      bytes += read_file(std::get<fs::path>(section.content));
+      bytes += read_file(std::get<xbb::HostFile>(section.content).path);
     }
   }
   return {bytes, {}};
 }
+
+class ConcatenatingMaker : public xbb::ImageMaker {
+ public:
+  std::uint64_t size(const ImageRecipe& recipe) override {
+    return concatenated_image(recipe).bytes.size();
+  }
+  BuiltImage make(const ImageRecipe& recipe) override {
+    ++made;
+    BuiltImage image = concatenated_image(recipe);
+    if (warn) image.warnings.push_back("Authenticode signature dropped");
+    return image;
+  }
+  int made = 0;
+  bool warn = false;
+};
+
+std::string sha256_of(const fs::path& file) { return xbb::sha256_hex(read_file(file)); }
 
 const std::string image_1 = "EFI/xen/xen-generation-1.efi";
 const std::string image_2 = "EFI/xen/xen-generation-2.efi";
@@ -61,15 +78,24 @@ class ApplyTest : public ::testing::Test {
   // entries, a retargeted default, and the stale files of generation 0.
   Plan sample_plan() const {
     Plan plan;
+    const xbb::HostFile xen{xen_efi(), {}};
     plan.images = {
-        {image_1, ImageRecipe{xen_efi(), {{".config", std::string("[global]\ndefault=g1\n")}}}},
-        {image_2, ImageRecipe{xen_efi(),
-                              {{".config", std::string("[global]\ndefault=g2\n")},
-                               {".kernel", host.path() / "bzImage"}}}},
+        {image_1, ImageRecipe{xen, {{".config", std::string("[global]\ndefault=g1\n")}}, true},
+         std::nullopt},
+        {image_2,
+         ImageRecipe{xen,
+                     {{".config", std::string("[global]\ndefault=g2\n")},
+                      {".kernel", xbb::HostFile{host.path() / "bzImage", {}}}},
+                     true},
+         std::nullopt},
     };
     plan.entries = {
-        {entry_1, std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\n")},
-        {entry_2, std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-2.efi\n")},
+        {entry_1,
+         std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\n"),
+         std::nullopt},
+        {entry_2,
+         std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-2.efi\n"),
+         std::nullopt},
     };
     plan.loader_conf = "default xen-generation-2.conf\ntimeout 3\n";
     plan.removals = {stale_legacy, stale_entry};
@@ -92,6 +118,7 @@ class ApplyTest : public ::testing::Test {
     return folder;
   }
 
+  ConcatenatingMaker maker;
   TempDir host;
   TempDir dir;
   fs::path root = made(dir.path() / "esp");
@@ -103,43 +130,70 @@ TEST_F(ApplyTest, FirstRunWritesEverythingThenRemovesStaleFiles) {
   Esp esp(root);
   const Plan plan = sample_plan();
 
-  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+  ApplyReport report = xbb::apply_plan(esp, plan, maker);
 
-  EXPECT_EQ(report.written, (std::vector<std::string>{image_1, image_2, entry_1, entry_2, loader_conf}));
+  EXPECT_EQ(report.written,
+            (std::vector<std::string>{image_1, image_2, entry_1, entry_2, loader_conf}));
   EXPECT_EQ(report.unchanged, std::vector<std::string>{});
   EXPECT_EQ(report.removed, (std::vector<std::string>{stale_legacy, stale_entry}));
   EXPECT_EQ(read_file(root / image_1), expected_image(plan, 0));
   EXPECT_EQ(read_file(root / image_2), expected_image(plan, 1));
   EXPECT_NE(read_file(root / image_2).find("kernel bytes"), std::string::npos);
-  EXPECT_EQ(read_file(root / entry_2), "title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-2.efi\n");
+  EXPECT_EQ(read_file(root / entry_2),
+            "title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-2.efi\n");
   EXPECT_EQ(read_file(root / loader_conf), "default xen-generation-2.conf\ntimeout 3\n");
   EXPECT_FALSE(fs::exists(fs::symlink_status(root / stale_legacy)));
   EXPECT_FALSE(fs::exists(fs::symlink_status(root / stale_entry)));
   EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
+  // Each image is made once: its size came from the maker, not from making it.
+  EXPECT_EQ(maker.made, 2);
+  ASSERT_EQ(report.images.size(), 2u);
+  EXPECT_EQ(report.images.at(image_1).second, sha256_of(root / image_1));
+  EXPECT_EQ(report.images.at(image_1).first.size, fs::file_size(root / image_1));
+  EXPECT_EQ(report.images.at(image_2).first.mtime_ns,
+            lstat_of(root / image_2).st_mtim.tv_sec * 1000000000ll +
+                lstat_of(root / image_2).st_mtim.tv_nsec);
 }
 
-TEST_F(ApplyTest, SecondIdenticalRunWritesNothing) {
+// The planner gives an image that replaces a file the digest of that file:
+// the image is made once, compared, and not written when equal.
+TEST_F(ApplyTest, AnImageEqualToTheFileItReplacesIsNotWritten) {
   write_previous_run(root);
   Esp esp(root);
-  xbb::apply_plan(esp, sample_plan(), concatenated_image);
+  xbb::apply_plan(esp, sample_plan(), maker);
   const Snapshot after_first = snapshot(root);
 
-  ApplyReport report = xbb::apply_plan(esp, sample_plan(), concatenated_image);
+  Plan again = sample_plan();
+  again.images[0].replaces_digest = sha256_of(root / image_1);
+  again.images[1].replaces_digest = sha256_of(root / image_2);
+  again.entries.clear();
+  again.loader_conf.reset();
+  maker.made = 0;
+  ApplyReport report = xbb::apply_plan(esp, again, maker);
 
   EXPECT_EQ(report.written, std::vector<std::string>{});
-  EXPECT_EQ(report.unchanged, (std::vector<std::string>{image_1, image_2, entry_1, entry_2, loader_conf}));
+  EXPECT_EQ(report.unchanged, (std::vector<std::string>{image_1, image_2}));
   EXPECT_EQ(report.removed, std::vector<std::string>{});
+  EXPECT_EQ(maker.made, 2);
   EXPECT_EQ(snapshot(root), after_first);
+
+  again.images[1].replaces_digest = std::string(64, '0');
+  report = xbb::apply_plan(esp, again, maker);
+  EXPECT_EQ(report.written, std::vector<std::string>{image_2});
 }
 
-TEST_F(ApplyTest, OnlyTheChangedFileIsWritten) {
+TEST_F(ApplyTest, OnlyWhatThePlanWritesIsWritten) {
   Esp esp(root);
   Plan plan = sample_plan();
-  xbb::apply_plan(esp, plan, concatenated_image);
+  xbb::apply_plan(esp, plan, maker);
   Snapshot expected = snapshot(root);
 
-  plan.entries[0].content = std::string("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\nsort-key a\n");
-  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+  plan.images.clear();
+  plan.loader_conf.reset();
+  plan.entries.resize(1);
+  plan.entries[0].content = std::string(
+      "title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\nsort-key a\n");
+  ApplyReport report = xbb::apply_plan(esp, plan, maker);
 
   EXPECT_EQ(report.written, std::vector<std::string>{entry_1});
   Snapshot after = snapshot(root);
@@ -155,10 +209,12 @@ TEST_F(ApplyTest, OnlyTheChangedFileIsWritten) {
 // Every change on the ESP as inotify saw it, in order: "<event> <path>".
 class EspWatch {
  public:
-  EspWatch(const fs::path& root, const std::vector<std::string>& folders) : fd_(::inotify_init1(IN_NONBLOCK)) {
+  EspWatch(const fs::path& root, const std::vector<std::string>& folders)
+      : fd_(::inotify_init1(IN_NONBLOCK)) {
     if (fd_ < 0) fail("inotify_init1");
     for (const std::string& folder : folders) {
-      int wd = ::inotify_add_watch(fd_, (root / folder).c_str(), IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE);
+      int wd = ::inotify_add_watch(fd_, (root / folder).c_str(),
+                                   IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE);
       if (wd < 0) fail("inotify_add_watch " + folder);
       folders_[wd] = folder;
     }
@@ -190,7 +246,9 @@ class EspWatch {
   std::map<int, std::string> folders_;
 };
 
-bool is_temporary_event(const std::string& event) { return event.find(".xbb-tmp-") != std::string::npos; }
+bool is_temporary_event(const std::string& event) {
+  return event.find(".xbb-tmp-") != std::string::npos;
+}
 
 TEST_F(ApplyTest, ImagesThenEntriesThenLoaderConfThenRemovalsEachFromAWrittenTemporary) {
   write_previous_run(root);
@@ -198,7 +256,7 @@ TEST_F(ApplyTest, ImagesThenEntriesThenLoaderConfThenRemovalsEachFromAWrittenTem
   Esp esp(root);
   EspWatch watch(root, {"EFI/xen", "EFI/nixos", "loader", "loader/entries"});
 
-  xbb::apply_plan(esp, sample_plan(), concatenated_image);
+  xbb::apply_plan(esp, sample_plan(), maker);
   const std::vector<std::string> events = watch.events();
 
   std::vector<std::string> final_names;
@@ -220,8 +278,10 @@ TEST_F(ApplyTest, ImagesThenEntriesThenLoaderConfThenRemovalsEachFromAWrittenTem
     if (events[i].rfind("moved_to ", 0) != 0) continue;
     const std::string final_path = events[i].substr(std::strlen("moved_to "));
     ASSERT_GE(i, 2u) << events[i];
-    EXPECT_EQ(events[i - 1].rfind("moved_from " + final_path + ".xbb-tmp-", 0), 0u) << events[i - 1];
-    EXPECT_EQ(events[i - 2].rfind("close_write " + final_path + ".xbb-tmp-", 0), 0u) << events[i - 2];
+    EXPECT_EQ(events[i - 1].rfind("moved_from " + final_path + ".xbb-tmp-", 0), 0u)
+        << events[i - 1];
+    EXPECT_EQ(events[i - 2].rfind("close_write " + final_path + ".xbb-tmp-", 0), 0u)
+        << events[i - 2];
   }
 }
 
@@ -233,7 +293,7 @@ TEST_F(ApplyTest, TemporariesOfAnInterruptedRunAreRemoved) {
   write_file(root / "EFI/xen/kept.efi", "not ours to judge");
   Esp esp(root);
 
-  xbb::apply_plan(esp, Plan{}, concatenated_image);
+  xbb::apply_plan(esp, Plan{}, maker);
 
   EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
   EXPECT_EQ(read_file(root / "EFI/xen/kept.efi"), "not ours to judge");
@@ -247,7 +307,7 @@ TEST_F(ApplyTest, SymlinkPlantedAtAnImageNameIsReplacedAndItsTargetUntouched) {
   Esp esp(root);
   const Plan plan = sample_plan();
 
-  xbb::apply_plan(esp, plan, concatenated_image);
+  xbb::apply_plan(esp, plan, maker);
 
   EXPECT_EQ(read_file(outside / "target"), "outside the ESP\n");
   EXPECT_TRUE(S_ISREG(lstat_of(root / image_1).st_mode));
@@ -262,8 +322,9 @@ TEST_F(ApplyTest, SymlinkedEntriesFolderStopsTheRunBeforeAnyWrite) {
   Esp esp(root);
   const Snapshot before = snapshot(root);
 
-  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, sample_plan(), concatenated_image); }),
-            (root / "loader/entries").string() + ": is a symlink; symlinks on the ESP are not followed");
+  EXPECT_EQ(
+      error_from([&] { xbb::apply_plan(esp, sample_plan(), maker); }),
+      (root / "loader/entries").string() + ": is a symlink; symlinks on the ESP are not followed");
 
   EXPECT_EQ(snapshot(root), before);
   EXPECT_TRUE(fs::is_empty(outside / "entries"));
@@ -277,14 +338,16 @@ TEST_F(ApplyTest, InvalidPathAnywhereInThePlanChangesNothing) {
 
   Plan plan = sample_plan();
   plan.removals.push_back("../victim");
-  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, maker); }),
             "ESP path \"../victim\": component \"..\" not allowed");
 
   plan = sample_plan();
-  plan.entries.push_back({"loader/entries/xen-x.conf\ndefault evil", std::string("title x\n")});
-  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
-            "ESP path \"loader/entries/xen-x.conf\\x0adefault evil\": character \"\\x0a\" not allowed "
-            "(only A-Z a-z 0-9 + _ . -)");
+  plan.entries.push_back(
+      {"loader/entries/xen-x.conf\ndefault evil", std::string("title x\n"), std::nullopt});
+  EXPECT_EQ(
+      error_from([&] { xbb::apply_plan(esp, plan, maker); }),
+      "ESP path \"loader/entries/xen-x.conf\\x0adefault evil\": character \"\\x0a\" not allowed "
+      "(only A-Z a-z 0-9 + _ . -)");
 
   EXPECT_EQ(snapshot(root), before);
   EXPECT_EQ(read_file(dir.path() / "victim"), "victim\n");
@@ -295,7 +358,7 @@ TEST_F(ApplyTest, PlanThatWritesAndRemovesTheSamePathIsRefused) {
   Plan plan = sample_plan();
   plan.removals.push_back(entry_1);
 
-  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, maker); }),
             entry_1 + ": the plan both writes and removes this path");
   EXPECT_TRUE(fs::is_empty(root));
 }
@@ -306,26 +369,25 @@ TEST_F(ApplyTest, FolderAtAWrittenNameStopsTheRunBeforeAnyWrite) {
   Esp esp(root);
   const Snapshot before = snapshot(root);
 
-  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, sample_plan(), concatenated_image); }),
+  EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, sample_plan(), maker); }),
             (root / entry_2).string() + ": is not a regular file; refusing to replace it");
   EXPECT_EQ(snapshot(root), before);
 }
 
-TEST_F(ApplyTest, BuilderWarningsAreReportedWithTheImagePath) {
+TEST_F(ApplyTest, MakerWarningsAreReportedWithTheImagePath) {
   Esp esp(root);
-  auto warning_builder = [](const ImageRecipe& recipe) {
-    BuiltImage image = concatenated_image(recipe);
-    image.warnings.push_back("Authenticode signature dropped");
-    return image;
-  };
+  maker.warn = true;
 
-  ApplyReport report = xbb::apply_plan(esp, sample_plan(), warning_builder);
+  ApplyReport report = xbb::apply_plan(esp, sample_plan(), maker);
 
-  EXPECT_EQ(report.warnings, (std::vector<std::string>{image_1 + ": Authenticode signature dropped",
-                                                       image_2 + ": Authenticode signature dropped"}));
+  EXPECT_EQ(report.warnings,
+            (std::vector<std::string>{image_1 + ": Authenticode signature dropped",
+                                      image_2 + ": Authenticode signature dropped"}));
 }
 
-std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) { return (value + unit - 1) / unit * unit; }
+std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
+  return (value + unit - 1) / unit * unit;
+}
 
 TEST_F(ApplyTest, TooLittleSpaceIsRefusedWithTheMissingBytesAndNothingChanges) {
   Tmpfs tmpfs("size=1m");
@@ -339,17 +401,20 @@ TEST_F(ApplyTest, TooLittleSpaceIsRefusedWithTheMissingBytesAndNothingChanges) {
   const std::uint64_t unit = stats.f_frsize;
   const std::uint64_t have = stats.f_bavail * stats.f_frsize;
   std::uint64_t need = 0;
-  for (std::size_t i = 0; i < plan.images.size(); ++i) need += round_up(expected_image(plan, i).size(), unit) + unit;
-  for (const FileWrite& entry : plan.entries) need += round_up(std::get<std::string>(entry.content).size(), unit) + unit;
+  for (std::size_t i = 0; i < plan.images.size(); ++i)
+    need += round_up(expected_image(plan, i).size(), unit) + unit;
+  for (const FileWrite& entry : plan.entries)
+    need += round_up(std::get<std::string>(entry.content).size(), unit) + unit;
   need += round_up(plan.loader_conf->size(), unit) + unit;
   ASSERT_GT(need, have);
   const Snapshot before = snapshot(tmpfs.path());
 
   {
     Esp esp(tmpfs.path());
-    EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
-              "not enough space on " + tmpfs.path().string() + ": need " + std::to_string(need - have) +
-                  " bytes more (have " + std::to_string(have) + ", need " + std::to_string(need) + ")");
+    EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, maker); }),
+              "not enough space on " + tmpfs.path().string() + ": need " +
+                  std::to_string(need - have) + " bytes more (have " + std::to_string(have) +
+                  ", need " + std::to_string(need) + ")");
   }
 
   EXPECT_EQ(snapshot(tmpfs.path()), before);
@@ -362,7 +427,8 @@ TEST_F(ApplyTest, ReplacingFilesNeedsRoomForOneNewFileAtATime) {
   write_file(tmpfs.path() / first, std::string(300000, 'a'));
   write_file(tmpfs.path() / second, std::string(300000, 'b'));
   Plan plan;
-  plan.images = {{first, std::string(300000, 'c')}, {second, std::string(300000, 'd')}};
+  plan.images = {{first, std::string(300000, 'c'), std::nullopt},
+                 {second, std::string(300000, 'd'), std::nullopt}};
   struct statvfs stats {};
   ASSERT_EQ(::statvfs(tmpfs.path().c_str(), &stats), 0);
   const std::uint64_t have = stats.f_bavail * stats.f_frsize;
@@ -371,7 +437,7 @@ TEST_F(ApplyTest, ReplacingFilesNeedsRoomForOneNewFileAtATime) {
   ASSERT_LT(have, 600000u);
 
   Esp esp(tmpfs.path());
-  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+  ApplyReport report = xbb::apply_plan(esp, plan, maker);
 
   EXPECT_EQ(report.written, (std::vector<std::string>{first, second}));
   EXPECT_EQ(read_file(tmpfs.path() / first), std::string(300000, 'c'));
@@ -390,8 +456,9 @@ TEST_F(ApplyTest, SpaceRunningOutMidRunStopsWithoutTemporariesAndKeepsTheEspCons
 
   {
     Esp esp(tmpfs.path());
-    EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, concatenated_image); }),
-              (tmpfs.path() / image_2).string() + ": cannot create temporary file: No space left on device");
+    EXPECT_EQ(error_from([&] { xbb::apply_plan(esp, plan, maker); }),
+              (tmpfs.path() / image_2).string() +
+                  ": cannot create temporary file: No space left on device");
   }
 
   EXPECT_EQ(read_file(tmpfs.path() / image_1), expected_image(plan, 0));
@@ -409,15 +476,17 @@ TEST_F(ApplyTest, RunAfterAFailedRunFinishesTheJob) {
   write_previous_run(tmpfs.path());
   fs::create_directories(tmpfs.path() / "EFI/xen");
   tmpfs.remount("nr_inodes=" + std::to_string(tmpfs.used_inodes() + 1));
-  const Plan plan = sample_plan();
+  Plan plan = sample_plan();
   {
     Esp esp(tmpfs.path());
-    EXPECT_THROW(xbb::apply_plan(esp, plan, concatenated_image), Error);
+    EXPECT_THROW(xbb::apply_plan(esp, plan, maker), Error);
   }
   tmpfs.remount("nr_inodes=1000");
 
+  // The next run's planner finds the first image written, with its digest.
+  plan.images[0].replaces_digest = sha256_of(tmpfs.path() / image_1);
   Esp esp(tmpfs.path());
-  ApplyReport report = xbb::apply_plan(esp, plan, concatenated_image);
+  ApplyReport report = xbb::apply_plan(esp, plan, maker);
 
   EXPECT_EQ(report.unchanged, std::vector<std::string>{image_1});
   EXPECT_EQ(report.written, (std::vector<std::string>{image_2, entry_1, entry_2, loader_conf}));

@@ -212,13 +212,17 @@ TEST_F(EspTest, ListAllGivesEveryNameWithItsType) {
   fs::create_directories(root / "loader/entries/a-folder.conf");
   fs::create_symlink(outside, root / "loader/entries/c.conf");
   ASSERT_EQ(::mkfifo((root / "loader/entries/d.conf").c_str(), 0644), 0);
+  std::vector<std::pair<std::string, xbb::EspFileType>> types;
+  for (const xbb::EspItem& item : esp.list_all("loader/entries"))
+    types.emplace_back(item.name, item.type);
   const std::vector<std::pair<std::string, xbb::EspFileType>> expected = {
       {"a-folder.conf", xbb::EspFileType::folder},
       {"b.conf", xbb::EspFileType::regular},
       {"c.conf", xbb::EspFileType::symlink},
       {"d.conf", xbb::EspFileType::other},
   };
-  EXPECT_EQ(esp.list_all("loader/entries"), expected);
+  EXPECT_EQ(types, expected);
+  EXPECT_EQ(esp.list_all("loader/entries")[1].stamp.size, 1u);
   EXPECT_TRUE(esp.list_all("missing").empty());
 }
 
@@ -489,7 +493,7 @@ TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
   xbb::Generation generation;
   generation.entry.kernel = "/EFI/nixos/kernel-bzImage.efi";
   generation.entry.initrds = {"/EFI/nixos/missing-initrd.efi", "/EFI/nixos/bad name.efi"};
-  xbb::EspState state = xbb::read_esp_state(esp, {generation}, true);
+  xbb::EspState state = xbb::read_esp_state(esp, {generation}, true, std::nullopt);
 
   auto entry = [&](const std::string& name) {
     return state.xen_entries.at("loader/entries/" + name);
@@ -514,18 +518,18 @@ TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
 
 TEST_F(EspTest, StateReportsAnUnusableLoaderConfAndSkipsItWhenAskedTo) {
   fs::create_directories(root / "loader/loader.conf");
-  xbb::EspState state = xbb::read_esp_state(esp, {}, true);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, true, std::nullopt);
   EXPECT_EQ(state.loader_conf, std::nullopt);
   EXPECT_EQ(state.loader_conf_problem,
             (root / "loader/loader.conf").string() + ": is a folder, not a regular file");
 
-  xbb::EspState without = xbb::read_esp_state(esp, {}, false);
+  xbb::EspState without = xbb::read_esp_state(esp, {}, false, std::nullopt);
   EXPECT_EQ(without.loader_conf, std::nullopt);
   EXPECT_EQ(without.loader_conf_problem, "");
 }
 
 TEST_F(EspTest, StateOfAnEmptyEspIsEmpty) {
-  xbb::EspState state = xbb::read_esp_state(esp, {}, true);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, true, std::nullopt);
   EXPECT_TRUE(state.xen_entries.empty());
   EXPECT_TRUE(state.xen_images.empty());
   EXPECT_TRUE(state.legacy_images.empty());

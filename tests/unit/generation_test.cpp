@@ -89,7 +89,7 @@ TEST_F(Discovery, ReadsEachNixosEntryAndItsBootspec) {
   EXPECT_EQ(generations[0].number, 1u);
   ASSERT_TRUE(generations[0].bootspec) << generations[0].problem;
   ASSERT_TRUE(generations[0].bootspec->xen);
-  EXPECT_EQ(generations[0].xen_efi, root_ / "nix/store/ffff-xen/boot/xen.efi");
+  EXPECT_EQ(generations[0].xen_efi.path, root_ / "nix/store/ffff-xen/boot/xen.efi");
   EXPECT_EQ(generations[0].entry.initrds, std::vector<std::string>{"/EFI/nixos/i.efi"});
   ASSERT_TRUE(generations[1].bootspec);
   EXPECT_FALSE(generations[1].bootspec->xen);
@@ -146,7 +146,7 @@ TEST_F(Discovery, ReadsProfilesAndTheirSpecialisations) {
   EXPECT_EQ(generations[0].entry.title, "NixOS");
   EXPECT_EQ(generations[0].entry.version, "Generation 1 NixOS 25.11");
   EXPECT_TRUE(generations[0].embed_kernel);
-  EXPECT_EQ(generations[0].kernel_file, root_ / "nix/store/dddd-linux/bzImage");
+  EXPECT_EQ(generations[0].kernel_file.path, root_ / "nix/store/dddd-linux/bzImage");
   EXPECT_EQ(generations[1].rest, "generation-1-specialisation-debug");
   EXPECT_EQ(generations[1].entry.title, "NixOS (debug)");
   ASSERT_TRUE(generations[1].bootspec) << generations[1].problem;

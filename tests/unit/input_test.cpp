@@ -50,7 +50,7 @@ TEST_F(HostFiles, ReadsARegularFileWithinItsLimit) {
   EXPECT_EQ(posix::read_host_file(file, 2, "bootspec"), "{}");
   EXPECT_EQ(error_of([&] { posix::read_host_file(file, 1, "bootspec"); }),
             file.string() + ": 2 bytes, more than the 1 a bootspec may have");
-  EXPECT_EQ(posix::host_file_size(file, 2, "bootspec"), 2u);
+  EXPECT_EQ(posix::host_file_stamp(file, 2, "bootspec").size, 2u);
 }
 
 // A FIFO would block the run while it holds the ESP lock; a character device
@@ -61,7 +61,7 @@ TEST_F(HostFiles, RefusesFifosDevicesAndFoldersAtOnce) {
             (folder_ / "fifo").string() + ": is a FIFO, not a regular file");
   EXPECT_EQ(error_of([&] { posix::read_host_file("/dev/zero", 1 << 20, "Xen image"); }),
             "/dev/zero: is a character device, not a regular file");
-  EXPECT_EQ(error_of([&] { posix::host_file_size(folder_, 1 << 20, "kernel"); }),
+  EXPECT_EQ(error_of([&] { posix::host_file_stamp(folder_, 1 << 20, "kernel"); }),
             folder_.string() + ": is a folder, not a regular file");
   EXPECT_NE(
       error_of([&] { posix::read_host_file(folder_ / "missing", 1, "x"); }).find("cannot open"),
@@ -115,7 +115,62 @@ TEST(Layout, DerivesNamesThatFitFat) {
   EXPECT_EQ(layout::xen_stem("a;b", why), std::nullopt);
   EXPECT_EQ(layout::entry_path("xen-abc", std::nullopt), "loader/entries/xen-abc.conf");
   EXPECT_EQ(layout::entry_path("xen-abc", BootCounter{2, 1}), "loader/entries/xen-abc+3.conf");
-  EXPECT_EQ(layout::image_path("xen-abc"), "EFI/xen/xen-abc.efi");
+}
+
+TEST(Layout, NamesTheFilesOfAnEntryInEachLayout) {
+  const std::string digest = "3fa9c2d1" + std::string(56, '0');
+  auto unified = layout::entry_files(layout::Kind::unified, "xen-abc", "4.17.7", digest);
+  EXPECT_EQ(unified.image, "EFI/xen/xen-abc.efi");
+  EXPECT_EQ(unified.config, std::nullopt);
+  EXPECT_EQ(unified.options, std::nullopt);
+  auto shared = layout::entry_files(layout::Kind::shared, "xen-abc", "4.17.7", digest);
+  EXPECT_EQ(shared.image, "EFI/xen/xen-4.17.7-3fa9c2d1.efi");
+  EXPECT_EQ(shared.config, "EFI/xen/xen-abc.cfg");
+  EXPECT_EQ(shared.options, "xen-4.17.7-3fa9c2d1.efi -cfg=xen-abc.cfg");
+  // A version that is no file name is left out of it.
+  EXPECT_EQ(layout::entry_files(layout::Kind::shared, "xen-abc", "", digest).image,
+            "EFI/xen/xen-3fa9c2d1.efi");
+  EXPECT_EQ(layout::entry_files(layout::Kind::shared, "xen-abc", "4.17 (x)", digest).image,
+            "EFI/xen/xen-3fa9c2d1.efi");
+}
+
+TEST(Layout, RecognisesSharedImageNames) {
+  EXPECT_EQ(layout::shared_image_digest("xen-4.17.7-3fa9c2d1.efi"), "3fa9c2d1");
+  EXPECT_EQ(layout::shared_image_digest("xen-3fa9c2d1.efi"), "3fa9c2d1");
+  EXPECT_EQ(layout::shared_image_digest("xen-generation-42.efi"), std::nullopt);
+  EXPECT_EQ(layout::shared_image_digest("xen-4.17.73fa9c2d1.efi"), std::nullopt);
+  EXPECT_EQ(layout::shared_image_digest("xen-4.17.7-3FA9C2D1.efi"), std::nullopt);
+  EXPECT_EQ(layout::shared_image_digest("xen-abc.cfg"), std::nullopt);
+}
+
+// Xen's own rules (xen/common/efi/boot.c): the first word of the load
+// options is the image name; -cfg=<file> or -cfg <file> names the
+// configuration, relative to the image's folder; without one, <image>.cfg
+// and shorter names cut at '.', '-' and '_' are tried.
+TEST(Layout, FindsTheConfigurationAsXenDoes) {
+  auto given = layout::config_lookup("EFI/xen/xen-4.17.7-3fa9c2d1.efi", "xen.efi -cfg=xen-abc.cfg");
+  EXPECT_EQ(given.file, "EFI/xen/xen-abc.cfg");
+  EXPECT_EQ(layout::config_lookup("EFI/xen/x.efi", "any -basevideo -cfg ..\\nixos\\a.cfg").file,
+            "EFI/nixos/a.cfg");
+  EXPECT_EQ(layout::config_lookup("EFI/xen/x.efi", "-cfg=skipped.cfg").file, std::nullopt)
+      << "the first word is the image name";
+  EXPECT_EQ(layout::config_lookup("EFI/xen/x.efi", "x -- -cfg=a.cfg").file, std::nullopt);
+  auto searched = layout::config_lookup("EFI/xen/xen-4.2-unstable.efi", std::nullopt);
+  EXPECT_EQ(searched.file, std::nullopt);
+  EXPECT_EQ(searched.candidates,
+            (std::vector<std::string>{"EFI/xen/xen-4.2-unstable.cfg", "EFI/xen/xen-4.2.cfg",
+                                      "EFI/xen/xen-4.cfg", "EFI/xen/xen.cfg"}));
+}
+
+TEST(Layout, AnEntryUsesItsImageAndItsConfigurationFile) {
+  LoaderEntry entry;
+  entry.efi = "/EFI/xen/xen-4.17.7-3fa9c2d1.efi";
+  entry.options = "xen-4.17.7-3fa9c2d1.efi -cfg=xen-abc.cfg";
+  EXPECT_EQ(layout::files_of(entry),
+            (std::vector<std::string>{"EFI/xen/xen-4.17.7-3fa9c2d1.efi", "EFI/xen/xen-abc.cfg"}));
+  entry.options.reset();
+  EXPECT_EQ(layout::files_of(entry), std::vector<std::string>{"EFI/xen/xen-4.17.7-3fa9c2d1.efi"});
+  EXPECT_EQ(layout::files_of(LoaderEntry{}), std::vector<std::string>{});
 }
 
 TEST(Layout, TellsItsOwnTextsByTheirFirstLine) {

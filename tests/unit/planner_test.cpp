@@ -32,7 +32,8 @@ Generation generation(const std::string& rest, unsigned number, bool xen = true)
   spec.kernel_params = {"loglevel=4", "gen=" + std::to_string(number)};
   if (xen) spec.xen = XenExtension{2, kXen, {"dom0_mem=4096M", "console=com1"}, {}, {}};
   g.bootspec = spec;
-  g.xen_efi = "/host" + kXen;
+  g.xen_efi = HostFile{"/host" + kXen, {2867200, 1700000000000000000}};
+  g.shared_digest = "3fa9c2d1" + std::string(56, 'e');
   return g;
 }
 
@@ -52,8 +53,15 @@ EspState esp(std::optional<std::string> loader_conf = std::nullopt) {
   return state;
 }
 
-ExistingFile ours(const std::string& text) { return {kMarker + "\n" + text, true}; }
-ExistingFile by_hand(const std::string& text) { return {text, false}; }
+const FileStamp kStamp{100, 1700000000000000000};
+
+ExistingFile ours(const std::string& text) {
+  return {kMarker + "\n" + text, true, kStamp, std::nullopt, std::nullopt};
+}
+ExistingFile by_hand(const std::string& text) {
+  return {text, false, kStamp, std::nullopt, std::nullopt};
+}
+ExistingFile symlink() { return {"", true, std::nullopt, std::nullopt, std::nullopt}; }
 
 const FileWrite* find(const std::vector<FileWrite>& files, const std::string& path) {
   auto it =
@@ -67,19 +75,32 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
 
 Planned plan(const std::vector<Generation>& gens, const EspState& state = esp(),
              bool retarget = true) {
-  return make_plan(gens, state, PlanOptions{retarget});
+  return make_plan(gens, state, PlanOptions{retarget, layout::Kind::unified, false});
+}
+
+Planned plan_shared(const std::vector<Generation>& gens, const EspState& state = esp()) {
+  return make_plan(gens, state, PlanOptions{true, layout::Kind::shared, false});
 }
 
 std::string config_of(const FileWrite& image) {
   return std::get<std::string>(std::get<ImageRecipe>(image.content).sections[0].content);
 }
 
-// The state a run that wrote `first` leaves behind (entries and image configurations).
+// The state a run that applied `first` leaves behind, as the next run reads
+// it: its texts, and its images as the record vouches for them.
 EspState after(const Planned& first, EspState state = esp()) {
-  for (const auto& entry : first.plan.entries)
-    state.xen_entries[entry.path] = {std::get<std::string>(entry.content), true};
-  for (const auto& image : first.plan.images)
-    state.xen_images[image.path] = {config_of(image), true};
+  for (const auto& entry : first.plan.entries) {
+    state.xen_entries[entry.path] = {std::get<std::string>(entry.content), true, kStamp,
+                                     std::nullopt, std::nullopt};
+  }
+  for (const auto& file : first.plan.images) {
+    if (const auto* text = std::get_if<std::string>(&file.content)) {
+      state.xen_images[file.path] = {*text, true, kStamp, std::nullopt, std::nullopt};
+    }
+  }
+  for (const auto& [path, origin] : first.plan.images_after) {
+    state.xen_images[path] = {origin.config, true, kStamp, std::string(64, 'd'), origin.recipe};
+  }
   if (first.plan.loader_conf) state.loader_conf = first.plan.loader_conf;
   return state;
 }
@@ -99,7 +120,8 @@ TEST(Planner, WritesEntryAndUnifiedImageForAXenGeneration) {
   const FileWrite* image = find(result.plan.images, "EFI/xen/xen-generation-42.efi");
   ASSERT_NE(image, nullptr);
   const auto& recipe = std::get<ImageRecipe>(image->content);
-  EXPECT_EQ(recipe.xen_efi, "/host" + kXen);
+  EXPECT_EQ(recipe.xen_efi.path, "/host" + kXen);
+  EXPECT_TRUE(recipe.drop_debug_sections);
   ASSERT_EQ(recipe.sections.size(), 1u);
   EXPECT_EQ(recipe.sections[0].name, ".config");
   EXPECT_EQ(config_of(*image), kMarker +
@@ -171,8 +193,8 @@ TEST(Planner, LeavesHandMadeFilesAloneWithOneWarning) {
 
 TEST(Planner, RemovesAStaleSymlinkAndReplacesOneAtItsOwnName) {
   EspState state = esp();
-  state.xen_entries["loader/entries/xen-generation-9.conf"] = {"", true};
-  state.xen_entries["loader/entries/xen-generation-2.conf"] = {"", true};
+  state.xen_entries["loader/entries/xen-generation-9.conf"] = symlink();
+  state.xen_entries["loader/entries/xen-generation-2.conf"] = symlink();
   auto result = plan({generation("generation-2", 2)}, state);
   EXPECT_TRUE(contains(result.plan.removals, "loader/entries/xen-generation-9.conf"));
   EXPECT_NE(find(result.plan.entries, "loader/entries/xen-generation-2.conf"), nullptr);
@@ -383,13 +405,12 @@ TEST(Planner, KeepsTheCounterOfAnUnchangedCountedEntry) {
   auto g = generation("abc", 7);
   g.counter = BootCounter{3, std::nullopt};
   Planned first = plan({g});
-  EspState state = esp();
-  state.xen_entries["loader/entries/xen-abc+1-2.conf"] = {
-      std::get<std::string>(first.plan.entries[0].content), true};
-  state.xen_images["EFI/xen/xen-abc.efi"] = {config_of(first.plan.images[0]), true};
+  EspState state = after(first);
+  state.xen_entries["loader/entries/xen-abc+1-2.conf"] =
+      state.xen_entries.at("loader/entries/xen-abc+3.conf");
+  state.xen_entries.erase("loader/entries/xen-abc+3.conf");
   auto result = plan({g}, state);
-  ASSERT_EQ(result.plan.entries.size(), 1u);
-  EXPECT_EQ(result.plan.entries[0].path, "loader/entries/xen-abc+1-2.conf");
+  EXPECT_TRUE(result.plan.entries.empty()) << "unchanged: neither rewritten nor renamed";
   EXPECT_TRUE(result.plan.removals.empty());
   EXPECT_TRUE(result.plan.changes.empty());
 }
@@ -419,19 +440,146 @@ TEST(Planner, WarnsAboutInitrdsXenCannotLoad) {
 TEST(Planner, EmbedsKernelAndInitrdForProfileGenerations) {
   auto g = generation("generation-4", 4);
   g.embed_kernel = true;
-  g.kernel_file = "/host/nix/store/dddd-linux-6.12.7/bzImage";
-  g.initrd_file = "/host/nix/store/bbbb-initrd/initrd";
+  g.kernel_file = HostFile{"/host/nix/store/dddd-linux-6.12.7/bzImage", {10, 1}};
+  g.initrd_file = HostFile{"/host/nix/store/bbbb-initrd/initrd", {20, 2}};
   auto result = plan({g}, EspState{});
   ASSERT_EQ(result.plan.images.size(), 1u);
   const auto& recipe = std::get<ImageRecipe>(result.plan.images[0].content);
   ASSERT_EQ(recipe.sections.size(), 3u);
   EXPECT_EQ(recipe.sections[1].name, ".kernel");
-  EXPECT_EQ(std::get<std::filesystem::path>(recipe.sections[1].content), g.kernel_file);
+  EXPECT_EQ(std::get<HostFile>(recipe.sections[1].content).path, g.kernel_file.path);
   EXPECT_EQ(recipe.sections[2].name, ".ramdisk");
   EXPECT_EQ(config_of(result.plan.images[0]),
             kMarker +
                 "\n[global]\ndefault=nixos\n\n[nixos]\noptions=dom0_mem=4096M console=com1\n"
                 "kernel=bzImage init=/nix/store/aaaa-nixos-system/init loglevel=4 gen=4\n");
+}
+
+// --- what an unchanged run does, and what makes it do more ------------------------------
+
+TEST(Planner, ARunWithNothingToChangePlansNoWrite) {
+  const std::vector<Generation> gens = {generation("generation-1", 1),
+                                        generation("generation-2", 2)};
+  EspState state = after(plan(gens, esp("default nixos-generation-2.conf\n")));
+  auto again = plan(gens, state);
+  EXPECT_TRUE(again.plan.images.empty());
+  EXPECT_TRUE(again.plan.entries.empty());
+  EXPECT_FALSE(again.plan.loader_conf);
+  EXPECT_TRUE(again.plan.removals.empty());
+  EXPECT_TRUE(again.plan.changes.empty());
+  EXPECT_EQ(again.plan.images_after.size(), 2u);
+}
+
+TEST(Planner, AnImageTheRecordDoesNotVouchForIsPlannedWithTheDigestItReplaces) {
+  const std::vector<Generation> gens = {generation("generation-1", 1)};
+  EspState state = after(plan(gens));
+  ExistingFile& image = state.xen_images.at("EFI/xen/xen-generation-1.efi");
+  image.recipe.reset();
+  image.digest = "f00d";
+  auto again = plan(gens, state);
+  ASSERT_EQ(again.plan.images.size(), 1u);
+  EXPECT_EQ(again.plan.images[0].replaces_digest, "f00d");
+  EXPECT_TRUE(again.plan.entries.empty());
+}
+
+TEST(Planner, ANewXenEfiOrKernelStampRebuildsTheImage) {
+  auto g = generation("generation-1", 1);
+  EspState state = after(plan({g}));
+  auto newer = g;
+  newer.xen_efi.stamp.mtime_ns += 1;
+  ASSERT_EQ(plan({newer}, state).plan.images.size(), 1u);
+  auto embedded = g;
+  embedded.embed_kernel = true;
+  embedded.kernel_file = HostFile{"/host/k", {10, 1}};
+  EspState embedded_state = after(plan({embedded}, EspState{}), EspState{});
+  EXPECT_TRUE(plan({embedded}, embedded_state).plan.images.empty());
+  embedded.kernel_file.stamp.size = 11;
+  EXPECT_EQ(plan({embedded}, embedded_state).plan.images.size(), 1u);
+}
+
+TEST(Planner, AChangedEntryTextIsTheOnlyWrite) {
+  auto g = generation("generation-1", 1);
+  EspState state = after(plan({g}));
+  g.entry.version = "Generation 1 NixOS 26.05";
+  auto again = plan({g}, state);
+  EXPECT_TRUE(again.plan.images.empty());
+  ASSERT_EQ(again.plan.entries.size(), 1u);
+  EXPECT_NE(std::get<std::string>(again.plan.entries[0].content).find("26.05"), std::string::npos);
+}
+
+TEST(Planner, KeepsDebugSectionsOnlyWhenAsked) {
+  auto result = make_plan({generation("generation-1", 1)}, esp(),
+                          PlanOptions{true, layout::Kind::unified, true});
+  ASSERT_EQ(result.plan.images.size(), 1u);
+  EXPECT_FALSE(std::get<ImageRecipe>(result.plan.images[0].content).drop_debug_sections);
+}
+
+// --- the shared layout --------------------------------------------------------------------
+
+TEST(Planner, SharedLayoutWritesOneImageAndAConfigurationPerEntry) {
+  auto result = plan_shared({generation("generation-1", 1), generation("generation-2", 2)});
+  ASSERT_EQ(result.plan.images.size(), 3u);
+  const FileWrite* image = find(result.plan.images, "EFI/xen/xen-3fa9c2d1.efi");
+  ASSERT_NE(image, nullptr) << "v2 without a version: the name is the digest alone";
+  EXPECT_TRUE(std::get<ImageRecipe>(image->content).sections.empty());
+  const FileWrite* config = find(result.plan.images, "EFI/xen/xen-generation-2.cfg");
+  ASSERT_NE(config, nullptr);
+  EXPECT_NE(std::get<std::string>(config->content).find("gen=2"), std::string::npos);
+  EXPECT_TRUE(std::get<std::string>(config->content).starts_with(kMarker + "\n"));
+  const FileWrite* entry = find(result.plan.entries, "loader/entries/xen-generation-2.conf");
+  ASSERT_NE(entry, nullptr);
+  EXPECT_NE(std::get<std::string>(entry->content)
+                .find("efi /EFI/xen/xen-3fa9c2d1.efi\noptions xen-3fa9c2d1.efi "
+                      "-cfg=xen-generation-2.cfg\n"),
+            std::string::npos);
+  EXPECT_EQ(result.plan.images_after.size(), 1u);
+  EXPECT_EQ(result.plan.images_after.at("EFI/xen/xen-3fa9c2d1.efi").config, "");
+}
+
+TEST(Planner, SharedLayoutNamesTheImageByVersionAndRefusesAXenEfiWithAConfig) {
+  auto named = generation("generation-1", 1);
+  named.bootspec->xen->version = "4.17.7";
+  auto with_config = generation("generation-2", 2);
+  with_config.xen_has_config = true;
+  auto result = plan_shared({named, with_config});
+  EXPECT_NE(find(result.plan.images, "EFI/xen/xen-4.17.7-3fa9c2d1.efi"), nullptr);
+  EXPECT_EQ(result.plan.entries.size(), 1u);
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_NE(result.warnings[0].find("carries a .config section"), std::string::npos)
+      << result.warnings[0];
+  EXPECT_TRUE(result.default_failure) << "generation 2 is the default";
+  EXPECT_EQ(plan({with_config}).plan.entries.size(), 1u) << "the unified layout replaces it";
+}
+
+TEST(Planner, SwitchingLayoutsWritesTheNewFilesAndRemovesTheOldOnesLast) {
+  const std::vector<Generation> gens = {generation("generation-1", 1),
+                                        generation("generation-2", 2)};
+  EspState unified = after(plan(gens));
+  auto to_shared = plan_shared(gens, unified);
+  EXPECT_EQ(to_shared.plan.images.size(), 3u);
+  EXPECT_EQ(to_shared.plan.entries.size(), 2u);
+  EXPECT_EQ(to_shared.plan.removals, (std::vector<std::string>{"EFI/xen/xen-generation-1.efi",
+                                                               "EFI/xen/xen-generation-2.efi"}));
+  ASSERT_EQ(to_shared.plan.changes.size(), 2u);
+  EXPECT_EQ(to_shared.plan.changes[0].detail, "efi, options");
+
+  EspState shared = after(to_shared, unified);
+  for (const auto& path : to_shared.plan.removals) shared.xen_images.erase(path);
+  EXPECT_TRUE(plan_shared(gens, shared).plan.images.empty());
+  auto back = plan(gens, shared);
+  EXPECT_EQ(back.plan.images.size(), 2u);
+  EXPECT_EQ(back.plan.removals,
+            (std::vector<std::string>{"EFI/xen/xen-3fa9c2d1.efi", "EFI/xen/xen-generation-1.cfg",
+                                      "EFI/xen/xen-generation-2.cfg"}));
+}
+
+TEST(Planner, KeepsTheImageAndConfigurationOfAKeptSharedEntry) {
+  const std::vector<Generation> gens = {generation("generation-1", 1),
+                                        generation("generation-2", 2)};
+  EspState shared = after(plan_shared(gens));
+  auto result = plan_shared({broken("generation-1", 1), generation("generation-2", 2)}, shared);
+  EXPECT_TRUE(result.plan.removals.empty());
+  EXPECT_TRUE(result.plan.images_after.count("EFI/xen/xen-3fa9c2d1.efi"));
 }
 
 }  // namespace

@@ -1,0 +1,37 @@
+#include "xbb/digest.hpp"
+
+#include <openssl/evp.h>
+
+#include "hex.hpp"
+#include "xbb/error.hpp"
+
+namespace xbb {
+
+Sha256::Sha256() : context_(EVP_MD_CTX_new()) {
+  if (context_ == nullptr ||
+      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(context_), EVP_sha256(), nullptr) != 1) {
+    throw Error("SHA-256: cannot initialise libcrypto's digest");
+  }
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_)); }
+
+Sha256& Sha256::update(std::string_view bytes) {
+  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), bytes.data(), bytes.size()) != 1) {
+    throw Error("SHA-256: digest update failed");
+  }
+  return *this;
+}
+
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), digest, &size) != 1) {
+    throw Error("SHA-256: digest final failed");
+  }
+  return hex_bytes(digest, size);
+}
+
+std::string sha256_hex(std::string_view bytes) { return Sha256().update(bytes).hex(); }
+
+}  // namespace xbb
