@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -306,12 +308,14 @@ std::string describe(std::chrono::milliseconds duration) {
   return std::to_string(duration.count()) + " ms";
 }
 
+// A file of /proc (its size says nothing: read to the end), or nullopt when
+// it cannot be read.
 std::optional<std::string> proc_file(const std::string& path) {
-  try {
-    return posix::read_host_file(path);
-  } catch (const Error&) {
-    return std::nullopt;
-  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in.bad()) return std::nullopt;
+  return text;
 }
 
 // A process's command line (its arguments joined by spaces), or its command
