@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -353,6 +355,8 @@ std::string describe(std::chrono::milliseconds duration) {
   return std::to_string(duration.count()) + " ms";
 }
 
+// A file of /proc (its size says nothing: it is read to the end, up to a
+// mebibyte), or nullopt when it cannot be read.
 std::optional<std::string> proc_file(const std::string& path) {
   try {
     return posix::read_host_file(path, 1 << 20, "file of /proc");
