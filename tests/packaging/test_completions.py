@@ -1,6 +1,7 @@
 """The shell completions offer the subcommands, the verbosity words, the
 options and their values: bash's by driving its completion function as bash
-does on TAB, fish's through `complete -C`, zsh's by loading it with compinit."""
+does on TAB, fish's through `complete -C`, zsh's by typing TAB into an
+interactive zsh (zsh_complete.zsh)."""
 
 import os
 import tempfile
@@ -142,18 +143,45 @@ class Fish(unittest.TestCase):
 
 
 class Zsh(unittest.TestCase):
+    def complete(self, line):
+        """The words zsh offers on TAB after `line` (file names without their folder)."""
+        with tempfile.TemporaryDirectory(prefix="xbb-zsh-") as home:
+            out = Path(home) / "offered"
+            result = run(
+                ["zsh", "-f", Path(__file__).with_name("zsh_complete.zsh"), out, ZSH_COMPLETION.parent, line],
+                env={**os.environ, "HOME": home},
+            )
+            self.assertEqual(result.returncode, 0, describe(result))
+            self.assertTrue(out.exists(), f"zsh completed nothing for {line!r}")
+            offered = out.read_text().splitlines()
+        self.assertEqual(offered[-1:], ["--done--"], f"zsh did not finish completing {line!r}")
+        return sorted(set(offered[:-1]))
+
     def test_syntax(self):
         result = run(["zsh", "-n", ZSH_COMPLETION])
         self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""), describe(result))
 
-    def test_compinit_registers_it_for_the_program(self):
-        with tempfile.TemporaryDirectory(prefix="xbb-zsh-") as home:
-            script = (
-                f"fpath=({ZSH_COMPLETION.parent} $fpath); autoload -Uz compinit; "
-                f"compinit -u -d {home}/zcompdump; print -r -- $_comps[xen-boot-builder]"
-            )
-            result = run(["zsh", "-f", "-c", script], env={**os.environ, "HOME": home})
-        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "_xen-boot-builder\n", ""), describe(result))
+    def test_first_word_is_a_subcommand_or_a_verbosity(self):
+        self.assertEqual(self.complete("xen-boot-builder "), sorted(COMMANDS + VERBOSITIES))
+
+    def test_verbosity_after_build_plan_and_watch(self):
+        for command in ["build", "plan", "watch"]:
+            with self.subTest(command=command):
+                self.assertEqual(self.complete(f"xen-boot-builder {command} "), sorted(VERBOSITIES))
+        self.assertEqual(self.complete("xen-boot-builder build info "), [])
+
+    def test_options(self):
+        self.assertEqual(self.complete("xen-boot-builder --"), sorted(OPTIONS))
+
+    def test_option_values(self):
+        self.assertEqual(self.complete("xen-boot-builder --source "), ["entries", "profiles"])
+        self.assertEqual(self.complete("xen-boot-builder --source="), ["entries", "profiles"])
+        self.assertEqual(self.complete("xen-boot-builder --layout "), ["shared", "unified"])
+
+    def test_esp_completes_folders_and_inspect_files(self):
+        with FolderWithAFileAndAFolder() as folder:
+            self.assertEqual(self.complete(f"xen-boot-builder --esp {folder}/esp"), ["esp-folder"])
+            self.assertEqual(self.complete(f"xen-boot-builder inspect {folder}/esp"), ["esp-file", "esp-folder"])
 
 
 if __name__ == "__main__":
