@@ -1,4 +1,9 @@
 # xen-boot-builder as a Nix package: `pkgs.callPackage ./nix/package.nix { }`.
+#
+# nixpkgs' CMake hooks configure a Release build with the GNUInstallDirs
+# paths pointing into $out, build with Ninja and run `cmake --install`: the
+# project's install rules put the program, the man page, the systemd units
+# and the shell completions in place, so there is no installPhase here.
 {
   lib,
   stdenv,
@@ -8,15 +13,31 @@
   boost,
   nlohmann_json,
   elfutils,
+  zlib,
   openssl,
-  gtest,
   systemdLibs,
+  gtest,
+  gbenchmark,
+  python3,
 }:
 
 stdenv.mkDerivation {
   pname = "xen-boot-builder";
   version = "0.1.0";
-  src = lib.cleanSource ./..;
+
+  src = lib.fileset.toSource {
+    root = ./..;
+    fileset = lib.fileset.unions [
+      ../CMakeLists.txt
+      ../completions
+      ../fixtures
+      ../include
+      ../man
+      ../src
+      ../systemd
+      ../tests
+    ];
+  };
 
   nativeBuildInputs = [
     cmake
@@ -24,19 +45,36 @@ stdenv.mkDerivation {
     pkg-config
   ];
   buildInputs = [
-    boost
-    nlohmann_json
-    elfutils
-    openssl
-    gtest
-    systemdLibs
+    boost # program_options: the command line
+    nlohmann_json # bootspec documents, --json output
+    elfutils # libelf: ELF (multiboot) Xen images
+    zlib # gzip-compressed ELF Xen images
+    openssl # libcrypto: SHA-256 of images and recipes
+    systemdLibs # libsystemd: sd_notify for the watch daemon
   ];
 
-  installPhase = ''
-    runHook preInstall
-    install -Dm755 xen-boot-builder $out/bin/xen-boot-builder
-    install -Dm644 ../man/xen-boot-builder.1 $out/share/man/man1/xen-boot-builder.1
-    runHook postInstall
+  cmakeFlags = [
+    # Units in the package, for systemd.packages (the hook's default prefix
+    # is $out already; this says where they go).
+    (lib.cmakeFeature "XBB_SYSTEMD_UNIT_DIR" "${placeholder "out"}/lib/systemd/system")
+  ];
+
+  # Tests need GoogleTest and Python; the benchmark target, built with them,
+  # needs Google Benchmark. None of it is needed by the program.
+  doCheck = true;
+  checkInputs = [
+    gtest
+    gbenchmark
+  ];
+  nativeCheckInputs = [ python3 ];
+  # Every test that needs no more than the build inputs: the tests labelled
+  # needs-deps want what the repository's .ci/setup provides (Debian's Xen
+  # images, root for tmpfs mounts, QEMU, binutils, groff, systemd-analyze,
+  # nix, zsh, fish) and are left out here.
+  checkPhase = ''
+    runHook preCheck
+    ctest --output-on-failure --label-exclude needs-deps
+    runHook postCheck
   '';
 
   meta = {

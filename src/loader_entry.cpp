@@ -121,8 +121,8 @@ unsigned BootCounter::total() const {
 std::string EntryName::filename() const {
   std::string name = stem;
   if (counter) {
-    name += "+" + padded(counter->left, counter->left_width);
-    if (counter->done) name += "-" + padded(*counter->done, counter->done_width);
+    name.append("+").append(padded(counter->left, counter->left_width));
+    if (counter->done) name.append("-").append(padded(*counter->done, counter->done_width));
   }
   return name + std::string(kSuffix);
 }
