@@ -419,7 +419,7 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
   return holder;
 }
 
-EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds timeout)
+EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds timeout, Mode mode)
     : fd_(esp.open_root()) {
   using clock = std::chrono::steady_clock;
   constexpr auto poll_interval = std::chrono::milliseconds(100);
@@ -427,7 +427,7 @@ EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds 
   const auto deadline = clock::now() + timeout;
   bool told = false;
   for (;;) {
-    if (::flock(fd_.get(), LOCK_EX | LOCK_NB) == 0) return;
+    if (::flock(fd_.get(), (mode == Mode::shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) return;
     if (errno == EINTR) continue;
     if (errno != EWOULDBLOCK) throw Error(shown, "cannot lock: " + error_text(errno));
     if (!told && on_wait) {

@@ -109,7 +109,10 @@ nlohmann::json pe_flag_names(std::uint32_t characteristics) {
 
 std::string joined(const nlohmann::json& names) {
   std::string text;
-  for (const auto& name : names) text += (text.empty() ? "" : ",") + name.get<std::string>();
+  for (const auto& name : names) {
+    if (!text.empty()) text += ',';
+    text += name.get<std::string>();
+  }
   return text;
 }
 

@@ -99,7 +99,11 @@ void set_value(LoaderEntry& entry, std::string_view key, std::string_view value)
   } else if (key == "initrd") {
     entry.initrds.push_back(std::move(text));
   } else if (key == "options") {
-    entry.options = entry.options ? *entry.options + " " + text : text;
+    if (entry.options) {
+      entry.options->append(1, ' ').append(text);
+    } else {
+      entry.options = std::move(text);
+    }
   }
 }
 

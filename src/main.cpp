@@ -72,6 +72,9 @@ int inspect(const std::string& path, bool json) {
 int verify(const std::filesystem::path& esp_root, bool json) {
   try {
     xbb::Esp esp(esp_root);
+    xbb::EspLock lock(
+        esp, [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
+        std::chrono::seconds(60), xbb::EspLock::Mode::shared);
     xbb::Verification result = xbb::verify_snapshot(xbb::read_snapshot(esp));
     if (json) {
       nlohmann::json out = {{"ok", result.ok()},

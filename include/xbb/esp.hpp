@@ -137,8 +137,13 @@ class EspLock {
   // holder is not listed in /proc/locks). At the timeout throws Error "<esp>:
   // another xen-boot-builder run holds the lock; gave up after N s", followed
   // by " (process <pid> (<command line>))" when the holder is known.
+  //
+  // A build takes the lock exclusive; `verify` takes it shared, so that it
+  // never reads an ESP half way through a build, and several can read at once.
+  enum class Mode { exclusive, shared };
   explicit EspLock(Esp& esp, const WaitNotice& on_wait = {},
-                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
+                   std::chrono::milliseconds timeout = std::chrono::seconds(60),
+                   Mode mode = Mode::exclusive);
 
   // Unlocks explicitly, so that the lock is released even when a forked child
   // still holds a copy of the descriptor.

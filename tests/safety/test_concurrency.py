@@ -10,7 +10,8 @@ started then, and the first is released a moment later.
 
 A third test holds the lock from this (Python) process: the run says that it
 waits and for which process, writes nothing meanwhile, and finishes once the
-lock is released."""
+lock is released. A fourth does the same to `verify`, which takes the lock
+shared: it never reads an ESP that a build is changing."""
 
 import fcntl
 import os
@@ -130,6 +131,27 @@ class ConcurrencyTest(unittest.TestCase):
         tree = snapshot(esp)
         self.assertEqual(temporaries(tree), [])
         self.assertEqual(tree_difference(final_files(tree), self.expected), [])
+
+
+    def test_verify_waits_for_a_build_to_release_the_lock(self):
+        esp = self.folder / "verified"
+        copy_tree(self.pristine, esp)
+        self.assertEqual(run_tool(self.root, esp).returncode, 0)
+        folder = os.open(esp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            env = dict(os.environ, NO_COLOR="1")
+            verify = subprocess.Popen([str(binary()), "--esp", str(esp), "verify"], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env)
+            waiting = verify.stderr.readline()
+            self.assertIsNone(verify.poll(), "verify ended while a build held the lock: " + waiting)
+            self.assertEqual(waiting.partition(" (")[0],
+                             f"xen-boot-builder: waiting for the lock on {esp} held by process {os.getpid()}")
+        finally:
+            os.close(folder)
+        result = finish(verify)
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertIn("all bootable", result.stdout)
 
 
 def finish_within(process, seconds):

@@ -467,6 +467,30 @@ TEST_F(EspTest, SecondLockWaitsForTheFirstAndThenProceeds) {
   EXPECT_EQ(exit_code_of(child), 0);
 }
 
+// verify reads under a shared lock: several readers at once, never while a
+// build holds it, and a build waits for them.
+TEST_F(EspTest, SharedLocksCoexistAndExcludeABuild) {
+  using Mode = EspLock::Mode;
+  auto kind_of = [&](Mode mode) {
+    try {
+      EspLock lock(esp, {}, 100ms, mode);
+    } catch (const Error& e) {
+      return e.kind();
+    }
+    return xbb::ErrorKind::failed;  // taken: no error
+  };
+  {
+    EspLock reader(esp, {}, 100ms, Mode::shared);
+    EspLock other_reader(esp, {}, 100ms, Mode::shared);
+    EXPECT_EQ(kind_of(Mode::exclusive), xbb::ErrorKind::lock_timeout);
+  }
+  {
+    EspLock builder(esp);
+    EXPECT_EQ(kind_of(Mode::shared), xbb::ErrorKind::lock_timeout);
+  }
+  EXPECT_EQ(kind_of(Mode::exclusive), xbb::ErrorKind::failed) << "free again";
+}
+
 std::string marked(const std::string& text) {
   return std::string(xbb::layout::kMarker) + "\n" + text;
 }

@@ -41,11 +41,13 @@ TEST(LoaderConfValue, BootCountingLoaderConf) {
 }
 
 TEST(LoaderConfValue, LastLineWins) {
-  EXPECT_EQ(xbb::loader_conf_value("default a.conf\ntimeout 3\ndefault b.conf\n", "default"), "b.conf");
+  EXPECT_EQ(xbb::loader_conf_value("default a.conf\ntimeout 3\ndefault b.conf\n", "default"),
+            "b.conf");
 }
 
 TEST(LoaderConfValue, CrlfTabsAndTrailingBlanks) {
-  EXPECT_EQ(xbb::loader_conf_value("timeout 5\r\n  default\t nixos-a.conf \t\r\n", "default"), "nixos-a.conf");
+  EXPECT_EQ(xbb::loader_conf_value("timeout 5\r\n  default\t nixos-a.conf \t\r\n", "default"),
+            "nixos-a.conf");
 }
 
 TEST(LoaderConfValue, KeysAreWholeWordsAndCaseSensitive) {
@@ -59,14 +61,17 @@ TEST(LoaderConfValue, KeyWithoutValueIsSkippedAsSystemdBootSkipsIt) {
   EXPECT_FALSE(xbb::loader_conf_value("default\n", "default").has_value());
 }
 
-TEST(LoaderConfValue, EmptyText) { EXPECT_FALSE(xbb::loader_conf_value("", "default").has_value()); }
+TEST(LoaderConfValue, EmptyText) {
+  EXPECT_FALSE(xbb::loader_conf_value("", "default").has_value());
+}
 
 // --- retarget_loader_conf -----------------------------------------------------------
 
 TEST(RetargetLoaderConf, GenerationNamedDefault) {
   std::vector<std::string> seen;
-  EXPECT_EQ(retarget("timeout 5\ndefault nixos-generation-42.conf\nconsole-mode keep\neditor 0\n", &seen),
-            "timeout 5\ndefault xen-generation-42.conf\nconsole-mode keep\neditor 0\n");
+  EXPECT_EQ(
+      retarget("timeout 5\ndefault nixos-generation-42.conf\nconsole-mode keep\neditor 0\n", &seen),
+      "timeout 5\ndefault xen-generation-42.conf\nconsole-mode keep\neditor 0\n");
   EXPECT_EQ(seen, std::vector<std::string>{"nixos-generation-42.conf"});
 }
 
@@ -81,8 +86,9 @@ TEST(RetargetLoaderConf, GlobDefault) {
 
 TEST(RetargetLoaderConf, PreferredAndDefault) {
   std::vector<std::string> seen;
-  EXPECT_EQ(retarget("timeout 5\npreferred nixos-0b4e.conf\ndefault nixos-*\nconsole-mode keep\n", &seen),
-            "timeout 5\npreferred xen-0b4e.conf\ndefault xen-*\nconsole-mode keep\n");
+  EXPECT_EQ(
+      retarget("timeout 5\npreferred nixos-0b4e.conf\ndefault nixos-*\nconsole-mode keep\n", &seen),
+      "timeout 5\npreferred xen-0b4e.conf\ndefault xen-*\nconsole-mode keep\n");
   EXPECT_EQ(seen, (std::vector<std::string>{"nixos-0b4e.conf", "nixos-*"}));
 }
 
@@ -104,7 +110,8 @@ TEST(RetargetLoaderConf, KeepsSpacingAroundTheValue) {
 
 TEST(RetargetLoaderConf, ValueIsTheRestOfTheLine) {
   std::vector<std::string> seen;
-  EXPECT_EQ(retarget("default nixos-a.conf # not a comment\n", &seen), "default xen-a.conf # not a comment\n");
+  EXPECT_EQ(retarget("default nixos-a.conf # not a comment\n", &seen),
+            "default xen-a.conf # not a comment\n");
   EXPECT_EQ(seen, std::vector<std::string>{"nixos-a.conf # not a comment"});
 }
 
@@ -131,7 +138,8 @@ TEST(RetargetLoaderConf, TouchesOnlyDefaultAndPreferredKeys) {
 }
 
 TEST(RetargetLoaderConf, EveryDefaultLineIsRetargeted) {
-  EXPECT_EQ(retarget("default nixos-a.conf\ndefault nixos-b.conf\n"), "default xen-a.conf\ndefault xen-b.conf\n");
+  EXPECT_EQ(retarget("default nixos-a.conf\ndefault nixos-b.conf\n"),
+            "default xen-a.conf\ndefault xen-b.conf\n");
 }
 
 TEST(RetargetLoaderConf, EmptyText) { EXPECT_EQ(retarget(""), ""); }
@@ -144,12 +152,15 @@ TEST(RetargetLoaderConf, RejectsReplacementsThatBreakTheFile) {
       {"", "is empty"},
   };
   for (const auto& [replacement, problem] : replacements) {
-    auto fn = [&replacement](std::string_view) -> std::optional<std::string> { return replacement; };
+    auto fn = [&replacement = replacement](std::string_view) -> std::optional<std::string> {
+      return replacement;
+    };
     try {
       xbb::retarget_loader_conf("timeout 5\npreferred nixos-a.conf\n", fn);
       ADD_FAILURE() << "accepted a replacement that " << problem;
     } catch (const xbb::Error& error) {
-      EXPECT_EQ(std::string(error.what()), std::string("loader.conf: line 2: new preferred value ") + problem);
+      EXPECT_EQ(std::string(error.what()),
+                std::string("loader.conf: line 2: new preferred value ") + problem);
     }
   }
 }

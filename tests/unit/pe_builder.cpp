@@ -97,7 +97,7 @@ std::vector<std::uint8_t> build_pe(const SyntheticPe& spec) {
       string_offset = static_cast<std::uint32_t>(strings.size());
       strings.insert(strings.end(), name.begin(), name.end());
       strings.push_back(0);
-      header_names.push_back("/" + std::to_string(string_offset));
+      header_names.push_back(std::string("/").append(std::to_string(string_offset)));
     } else {
       header_names.push_back(name);
     }
