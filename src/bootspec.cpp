@@ -18,6 +18,7 @@ constexpr const char* kSpecialisationV1 = "org.nixos.specialisation.v1";
 constexpr const char* kSystemdBoot = "org.nixos.systemd-boot";
 constexpr const char* kXenV1 = "org.xenproject.bootspec.v1";
 constexpr const char* kXenV2 = "org.xenproject.bootspec.v2";
+constexpr const char* kLanzaboote = "org.nix-community.lanzaboote";
 
 using text::line_break_problem;
 
@@ -186,6 +187,15 @@ Bootspec read_document(const Object& document, bool with_specialisations) {
     read_systemd_boot(*systemd_boot, spec);
   }
   spec.xen = read_xen(document);
+  const Json& json = document.json();
+  if (auto lanzaboote = json.find(kLanzaboote);
+      lanzaboote != json.end() && lanzaboote->is_object()) {
+    auto key = lanzaboote->find("sort_key");
+    if (key != lanzaboote->end() && key->is_string() &&
+        !line_break_problem(key->get<std::string>())) {
+      spec.lanzaboote_sort_key = key->get<std::string>();
+    }
+  }
   if (with_specialisations) {
     if (auto specialisations = document.optional_object(kSpecialisationV1)) {
       read_specialisations(*specialisations, spec);

@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "embed.hpp"
 #include "limits.hpp"
 #include "posix_io.hpp"
 #include "xbb/digest.hpp"
@@ -181,11 +182,29 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     auto sources = check_xen_images(generations, record, options, reporter);
+    std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
+    if (options.layout == layout::Kind::self_contained) {
+      scratch.emplace();
+      prepare_embedded_files(generations, options.root, *scratch);
+    }
+    if (options.lanzaboote) {
+      for (auto& generation : generations) {
+        if (!generation.bootspec) continue;
+        generation.entry.sort_key = generation.bootspec->lanzaboote_sort_key.value_or("lanza");
+      }
+    }
     const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
     PlanOptions plan_options;
     plan_options.retarget_default = options.retarget_default;
     plan_options.layout = options.layout;
     plan_options.keep_debug_sections = options.keep_debug_sections;
+    plan_options.lanzaboote = options.lanzaboote;
+    if (options.ucode) {
+      plan_options.ucode =
+          HostFile{*options.ucode,
+                   posix::host_file_stamp(*options.ucode, limits::kKernelBytes, "microcode"),
+                   {}};
+    }
     Planned planned = make_plan(generations, state, plan_options);
     for (const auto& note : planned.notes) reporter.debug(note);
 

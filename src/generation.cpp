@@ -78,7 +78,7 @@ void resolve_files(Generation& generation, const fs::path& root) {
   const Bootspec& spec = *generation.bootspec;
   if (spec.xen) generation.xen_efi.path = host_path(root, spec.xen->efi_path);
   generation.kernel_file.path = host_path(root, spec.kernel);
-  if (spec.initrd) generation.initrd_file = HostFile{host_path(root, *spec.initrd), {}};
+  if (spec.initrd) generation.initrd_file = HostFile{host_path(root, *spec.initrd), {}, {}};
 }
 
 // The bootspec of `toplevel`, read with its size limit.
@@ -95,16 +95,6 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
   } catch (const Error& e) {
     generation.bootspec.reset();
     generation.problem = e.what();
-  }
-}
-
-// The kernel and initrd that go into the image must be regular files of a
-// sane size: checked here, so that one that is not costs only its generation.
-void check_embedded_files(Generation& generation) {
-  HostFile& kernel = generation.kernel_file;
-  kernel.stamp = posix::host_file_stamp(kernel.path, limits::kKernelBytes, "kernel");
-  if (auto& initrd = generation.initrd_file) {
-    initrd->stamp = posix::host_file_stamp(initrd->path, limits::kInitrdBytes, "initrd");
   }
 }
 
@@ -225,7 +215,6 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
   generation.rest = (profile.empty() ? "" : profile + "-") + "generation-" + std::to_string(number);
   generation.source = link;
   generation.number = number;
-  generation.embed_kernel = true;
   std::string title = "NixOS" + (profile.empty() ? std::string() : " [" + profile + "]");
   try {
     generation.bootspec = read_bootspec(root, link);
@@ -239,7 +228,6 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
     g.entry.sort_key = g.bootspec->sort_key;
     try {
       resolve_files(g, root);
-      check_embedded_files(g);
     } catch (const Error& e) {
       g.bootspec.reset();
       g.problem = e.what();

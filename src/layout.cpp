@@ -16,12 +16,23 @@ bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= '
 }  // namespace
 
 std::optional<Kind> parse_kind(std::string_view name) {
-  if (name == "unified") return Kind::unified;
-  if (name == "shared") return Kind::shared;
+  for (Kind kind : {Kind::unified, Kind::shared, Kind::self_contained}) {
+    if (name == kind_name(kind)) return kind;
+  }
   return std::nullopt;
 }
 
-const char* kind_name(Kind kind) { return kind == Kind::shared ? "shared" : "unified"; }
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::shared:
+      return "shared";
+    case Kind::self_contained:
+      return "self-contained";
+    case Kind::unified:
+      break;
+  }
+  return "unified";
+}
 
 bool is_marked(std::string_view text) {
   return text.starts_with(kMarker) && text.size() > kMarker.size() &&
@@ -55,7 +66,7 @@ std::string entry_path(const std::string& stem, const std::optional<BootCounter>
 EntryFiles entry_files(Kind kind, const std::string& stem, const std::string& version,
                        const std::string& shared_digest) {
   const std::string folder = std::string(kImageFolder) + "/";
-  if (kind == Kind::unified) return {folder + stem + ".efi", std::nullopt, std::nullopt};
+  if (kind != Kind::shared) return {folder + stem + ".efi", std::nullopt, std::nullopt};
   const bool named_version =
       !version.empty() && version.size() <= 64 &&
       std::all_of(version.begin(), version.end(), text::is_file_name_character);

@@ -115,11 +115,17 @@ int main(int argc, char** argv) {
       "source", po::value<std::string>()->default_value("entries")->value_name("KIND"),
       "where generations come from: 'entries' (systemd-boot's loader/entries/nixos-*.conf) "
       "or 'profiles' (/nix/var/nix/profiles, for Lanzaboote)")(
-      "layout", po::value<std::string>()->default_value("unified")->value_name("KIND"),
+      "layout", po::value<std::string>()->value_name("KIND"),
       "how hypervisor images are laid out: 'unified' (one image per entry, its "
-      "configuration embedded) or 'shared' (one image per Xen build, a configuration "
-      "file per entry)")("keep-debug-sections",
-                         "keep the .debug_* sections of xen.efi in the images written")(
+      "configuration embedded; the default), 'shared' (one image per Xen build, a "
+      "configuration file per entry) or 'self-contained' (one image per entry carrying its "
+      "kernel and initrd too; the default with --source profiles)")(
+      "ucode", po::value<std::string>()->value_name("FILE"),
+      "microcode that self-contained images embed as .ucode")(
+      "lanzaboote",
+      "for Lanzaboote machines: generations from the system profiles, self-contained "
+      "images, loader.conf and Lanzaboote's folders left alone")(
+      "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")("json", "print JSON (inspect, verify)")(
       "help,h", "show this help")("version", "show the version");
   po::options_description hidden;
@@ -191,21 +197,35 @@ int main(int argc, char** argv) {
   } else if (source != "entries") {
     return usage_error("unknown source '" + source + "': expected entries or profiles", kExitUsage);
   }
-  const std::string layout = vm["layout"].as<std::string>();
-  if (auto kind = xbb::layout::parse_kind(layout)) {
+  options.lanzaboote = vm.count("lanzaboote") > 0;
+  if (options.lanzaboote) options.source = xbb::Source::profiles;
+  using Kind = xbb::layout::Kind;
+  options.layout = options.source == xbb::Source::profiles ? Kind::self_contained : Kind::unified;
+  if (vm.count("layout")) {
+    const std::string layout = vm["layout"].as<std::string>();
+    auto kind = xbb::layout::parse_kind(layout);
+    if (!kind) {
+      return usage_error(
+          "unknown layout '" + layout + "': expected unified, shared or self-contained",
+          kExitUsage);
+    }
     options.layout = *kind;
-  } else {
-    return usage_error("unknown layout '" + layout + "': expected unified or shared", kExitUsage);
   }
-  if (options.layout == xbb::layout::Kind::shared && options.source == xbb::Source::profiles) {
+  if (options.source == xbb::Source::profiles && options.layout != Kind::self_contained) {
     return usage_error(
-        "--source profiles embeds each generation's kernel in its image; it needs "
-        "--layout unified",
+        "generations from the profiles have no kernel or initrd on the ESP to point at; they "
+        "need --layout self-contained",
         kExitUsage);
+  }
+  if (vm.count("ucode")) {
+    if (options.layout != Kind::self_contained) {
+      return usage_error("--ucode: only self-contained images embed microcode", kExitUsage);
+    }
+    options.ucode = vm["ucode"].as<std::string>();
   }
   options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   if (command.name == "verify") return verify(options.esp, vm.count("json") > 0);
-  options.retarget_default = vm.count("no-default") == 0;
+  options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
   options.dry_run = command.name == "plan";
 
   xbb::Reporter reporter(verbosity, std::cout, std::cerr, xbb::colour_allowed(STDOUT_FILENO),

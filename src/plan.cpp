@@ -11,6 +11,11 @@ void add(Sha256& hash, std::string_view field) {
 }
 
 void add(Sha256& hash, const HostFile& file) {
+  if (!file.digest.empty()) {
+    add(hash, "content");
+    add(hash, file.digest);
+    return;
+  }
   add(hash, file.path.string());
   add(hash, std::to_string(file.stamp.size));
   add(hash, std::to_string(file.stamp.mtime_ns));

@@ -31,7 +31,12 @@ std::string label(const Generation& generation) { return "nixos-" + generation.r
 
 std::string file_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
-XenConfig xen_config_for(const Generation& generation, std::vector<std::string>& warnings) {
+bool embeds_kernel(const PlanOptions& options) {
+  return options.layout == layout::Kind::self_contained;
+}
+
+XenConfig xen_config_for(const Generation& generation, const PlanOptions& options,
+                         std::vector<std::string>& warnings) {
   const Bootspec& spec = *generation.bootspec;
   XenConfig config;
   config.section = kConfigSection;
@@ -39,12 +44,7 @@ XenConfig xen_config_for(const Generation& generation, std::vector<std::string>&
   config.kernel_params.push_back("init=" + spec.init);
   config.kernel_params.insert(config.kernel_params.end(), spec.kernel_params.begin(),
                               spec.kernel_params.end());
-  if (generation.embed_kernel) {
-    if (spec.initrd_secrets) {
-      throw Error(label(generation),
-                  "has initrd secrets, which only systemd-boot's installer can add; "
-                  "use --source entries");
-    }
+  if (embeds_kernel(options)) {
     // The kernel= line stays: it carries dom0's command line. Its file name
     // is not opened, the embedded .kernel section is used instead.
     config.kernel = fs::path(spec.kernel).filename().string();
@@ -64,12 +64,12 @@ XenConfig xen_config_for(const Generation& generation, std::vector<std::string>&
 }
 
 // Refuses a configuration `verify` would call not bootable, with its reasons.
-void check_bootable(const Target& target, const EspState& state) {
+void check_bootable(const Target& target, const EspState& state, const PlanOptions& options) {
   const Generation& generation = *target.generation;
   BootFiles files;
   files.image_path = target.files.image;
-  files.kernel_embedded = generation.embed_kernel;
-  files.ramdisk_embedded = generation.embed_kernel && generation.initrd_file.has_value();
+  files.kernel_embedded = embeds_kernel(options);
+  files.ramdisk_embedded = embeds_kernel(options) && generation.initrd_file.has_value();
   files.is_file = [&state](const std::string& path) { return state.boot_files.count(path) > 0; };
   auto problems = boot_problems(parse_xen_config(target.config_text, target.files.image), files);
   if (problems.empty()) return;
@@ -78,9 +78,10 @@ void check_bootable(const Target& target, const EspState& state) {
   throw Error(generation.source, "its Xen configuration would not boot: " + reasons);
 }
 
-// The image a target boots: xen.efi with its configuration (and, for the
-// profiles source, kernel and initrd) embedded; in the shared layout, the
-// plain copy of xen.efi that entries using the same one share.
+// The image a target boots: xen.efi with its configuration (and, in the
+// self-contained layout, kernel, initrd and microcode) embedded; in the
+// shared layout, the plain copy of xen.efi that entries using the same one
+// share.
 ImageRecipe recipe_for(const Target& target, const PlanOptions& options) {
   const Generation& generation = *target.generation;
   ImageRecipe recipe;
@@ -88,9 +89,10 @@ ImageRecipe recipe_for(const Target& target, const PlanOptions& options) {
   recipe.drop_debug_sections = !options.keep_debug_sections;
   if (options.layout == layout::Kind::shared) return recipe;
   recipe.sections.push_back({".config", target.config_text});
-  if (generation.embed_kernel) {
+  if (embeds_kernel(options)) {
     recipe.sections.push_back({".kernel", generation.kernel_file});
     if (generation.initrd_file) recipe.sections.push_back({".ramdisk", *generation.initrd_file});
+    if (options.ucode) recipe.sections.push_back({".ucode", *options.ucode});
   }
   return recipe;
 }
@@ -273,8 +275,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       target.stem = *stem;
       target.files = layout::entry_files(options.layout, target.stem,
                                          spec.xen->version.value_or(""), generation.shared_digest);
-      target.config_text = render_xen_config(xen_config_for(generation, out.warnings));
-      check_bootable(target, state);
+      target.config_text = render_xen_config(xen_config_for(generation, options, out.warnings));
+      check_bootable(target, state, options);
       target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
       target.entry.version = generation.entry.version;
       target.entry.efi = "/" + target.files.image;
@@ -377,7 +379,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       foreign.push_back(path);
     }
   }
-  for (const auto& path : state.legacy_images) {
+  for (const auto& path : options.lanzaboote ? std::vector<std::string>{} : state.legacy_images) {
     if (!keep_paths.count(path)) plan.removals.push_back(path);
   }
   if (!foreign.empty()) {

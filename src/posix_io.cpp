@@ -80,7 +80,7 @@ std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std:
   }
 }
 
-void write_all(int fd, const std::string& bytes, const std::string& shown) {
+void write_all(int fd, std::string_view bytes, const std::string& shown) {
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);

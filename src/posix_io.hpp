@@ -29,7 +29,7 @@ std::string file_type_name(mode_t mode);
 std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what);
 
 // Writes every byte, retrying on EINTR and partial writes.
-void write_all(int fd, const std::string& bytes, const std::string& shown);
+void write_all(int fd, std::string_view bytes, const std::string& shown);
 
 // Reads a regular file of the host (not of the ESP: symlinks are followed, as
 // for any other input such as a /nix/store path). Refuses, before reading,

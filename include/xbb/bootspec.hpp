@@ -39,6 +39,9 @@ struct Bootspec {
   std::optional<std::string> initrd_secrets;
   // org.nixos.systemd-boot
   std::optional<std::string> sort_key;
+  // org.nix-community.lanzaboote sort_key, read only when it is a one-line
+  // string (nothing else in that extension matters here).
+  std::optional<std::string> lanzaboote_sort_key;
   std::optional<std::string> devicetree;
   // org.xenproject.bootspec.v2 / v1; absent when the generation has no Xen
   std::optional<XenExtension> xen;

@@ -21,6 +21,10 @@ struct BuildOptions {
   bool dry_run = false;                         // `plan`: say what would change, write nothing
   layout::Kind layout = layout::Kind::unified;  // --layout
   bool keep_debug_sections = false;             // --keep-debug-sections
+  std::optional<std::filesystem::path> ucode;   // --ucode (host path)
+  // --lanzaboote: the sort key of Lanzaboote's entries (its bootspec
+  // extension's, "lanza" by default), nothing written in its folders.
+  bool lanzaboote = false;
 };
 
 // What one run did, for the one-shot command and the daemon alike.

@@ -24,12 +24,11 @@ struct Generation {
   std::string source;                  // where it was found, for messages
   std::optional<unsigned> number;      // generation number, when known
   LoaderEntry entry;                   // the source entry (synthesised for profiles)
-  // Host files (under --root) of the generation's xen.efi, and of its kernel
-  // and initrd when they are to be embedded into the image (profiles source:
-  // there are no copies on the ESP to point at). Their stamps are set when
-  // the builder checks them.
+  // Host files (under --root) of the generation's xen.efi, and of the
+  // kernel and initrd a self-contained image embeds. Their stamps are set
+  // when the builder checks them; an initrd with secrets is replaced by the
+  // builder's private copy with the secrets appended.
   HostFile xen_efi;
-  bool embed_kernel = false;
   HostFile kernel_file;
   std::optional<HostFile> initrd_file;
   // What the builder found of the xen.efi: whether it carries a .config

@@ -32,9 +32,15 @@ enum class Kind {
   // (EFI/xen/xen-<rest>.cfg), which the entry selects with
   // `options <image name> -cfg=<file>`.
   shared,
+  // One image per entry that carries everything it boots: .config, and
+  // dom0's kernel and initrd (and microcode when given) as .kernel, .ramdisk
+  // and .ucode; its configuration names no file. What a signed image needs
+  // under Secure Boot, since Xen verifies no file it reads.
+  self_contained,
 };
 
-std::optional<Kind> parse_kind(std::string_view name);  // "unified", "shared"
+// "unified", "shared", "self-contained".
+std::optional<Kind> parse_kind(std::string_view name);
 const char* kind_name(Kind kind);
 
 // The first line of every text the tool writes (loader entries and Xen
@@ -74,7 +80,7 @@ struct EntryFiles {
   std::optional<std::string> options;  // shared: "<image name> -cfg=<stem>.cfg"
 };
 
-// Unified: {EFI/xen/<stem>.efi}. Shared: the image named by `version` (left
+// Unified and self-contained: {EFI/xen/<stem>.efi}. Shared: the image named by `version` (left
 // out when empty or not made of file name characters) and the first
 // kDigestLength hex digits of the SHA-256 of its bytes, `shared_digest`, plus
 // EFI/xen/<stem>.cfg.

@@ -24,6 +24,10 @@ struct FileStamp {
 struct HostFile {
   std::filesystem::path path;
   FileStamp stamp;
+  // The SHA-256 of its content, for a file made during the run (an initrd
+  // with its secrets appended): its identity in a recipe, in place of its
+  // path and stamp.
+  std::string digest;
 };
 
 // A section to add to a Xen image: literal bytes (.config) or the bytes of a
@@ -111,7 +115,8 @@ struct EspState {
 };
 
 // A recipe's identity: a digest of the xen.efi's path and stamp, the debug
-// option and every section (its text, or its host file's path and stamp).
+// option and every section (its text, or its host file's path and stamp, or
+// digest when it has one).
 // Equal ids mean equal images: store paths do not change in place, and a
 // file that did would change its stamp.
 std::string recipe_id(const ImageRecipe& recipe);

@@ -14,6 +14,10 @@ struct PlanOptions {
   bool retarget_default = true;  // false: --no-default, loader.conf is left alone
   layout::Kind layout = layout::Kind::unified;
   bool keep_debug_sections = false;  // --keep-debug-sections
+  std::optional<HostFile> ucode;     // --ucode: microcode a self-contained image embeds
+  // --lanzaboote: EFI/nixos belongs to Lanzaboote, which deletes what it
+  // did not write; the shell script's images there are not ours to remove.
+  bool lanzaboote = false;
 };
 
 // The plan and what the user should hear about it.

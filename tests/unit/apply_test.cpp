@@ -78,14 +78,14 @@ class ApplyTest : public ::testing::Test {
   // entries, a retargeted default, and the stale files of generation 0.
   Plan sample_plan() const {
     Plan plan;
-    const xbb::HostFile xen{xen_efi(), {}};
+    const xbb::HostFile xen{xen_efi(), {}, {}};
     plan.images = {
         {image_1, ImageRecipe{xen, {{".config", std::string("[global]\ndefault=g1\n")}}, true},
          std::nullopt},
         {image_2,
          ImageRecipe{xen,
                      {{".config", std::string("[global]\ndefault=g2\n")},
-                      {".kernel", xbb::HostFile{host.path() / "bzImage", {}}}},
+                      {".kernel", xbb::HostFile{host.path() / "bzImage", {}, {}}}},
                      true},
          std::nullopt},
     };

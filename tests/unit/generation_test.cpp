@@ -145,7 +145,6 @@ TEST_F(Discovery, ReadsProfilesAndTheirSpecialisations) {
   EXPECT_EQ(generations[0].rest, "generation-1");
   EXPECT_EQ(generations[0].entry.title, "NixOS");
   EXPECT_EQ(generations[0].entry.version, "Generation 1 NixOS 25.11");
-  EXPECT_TRUE(generations[0].embed_kernel);
   EXPECT_EQ(generations[0].kernel_file.path, root_ / "nix/store/dddd-linux/bzImage");
   EXPECT_EQ(generations[1].rest, "generation-1-specialisation-debug");
   EXPECT_EQ(generations[1].entry.title, "NixOS (debug)");
@@ -153,20 +152,6 @@ TEST_F(Discovery, ReadsProfilesAndTheirSpecialisations) {
   EXPECT_EQ(generations[1].bootspec->init, "/nix/store/eeee-system-debug/init");
   EXPECT_EQ(generations[2].rest, "lab-generation-2");
   EXPECT_EQ(generations[2].entry.title, "NixOS [lab]");
-}
-
-TEST_F(Discovery, RefusesAKernelToEmbedThatIsNotARegularFile) {
-  write("nix/store/aaaa-system-1/boot.json", boot_json("/nix/store/aaaa-system-1", true));
-  write("nix/store/bbbb-initrd/initrd", "initrd");
-  fs::create_directories(root_ / "nix/store/dddd-linux");
-  ASSERT_EQ(::mkfifo((root_ / "nix/store/dddd-linux/bzImage").c_str(), 0644), 0);
-  fs::create_directories(root_ / "nix/var/nix/profiles");
-  fs::create_symlink("/nix/store/aaaa-system-1", root_ / "nix/var/nix/profiles/system-1-link");
-  auto generations = generations_from_profiles(root_);
-  ASSERT_EQ(generations.size(), 1u);
-  EXPECT_FALSE(generations[0].bootspec);
-  EXPECT_EQ(generations[0].problem,
-            (root_ / "nix/store/dddd-linux/bzImage").string() + ": is a FIFO, not a regular file");
 }
 
 // Every way an entry can fail to name its generation costs only that entry.

@@ -32,7 +32,7 @@ Generation generation(const std::string& rest, unsigned number, bool xen = true)
   spec.kernel_params = {"loglevel=4", "gen=" + std::to_string(number)};
   if (xen) spec.xen = XenExtension{2, kXen, {"dom0_mem=4096M", "console=com1"}, {}, {}};
   g.bootspec = spec;
-  g.xen_efi = HostFile{"/host" + kXen, {2867200, 1700000000000000000}};
+  g.xen_efi = HostFile{"/host" + kXen, {2867200, 1700000000000000000}, {}};
   g.shared_digest = "3fa9c2d1" + std::string(56, 'e');
   return g;
 }
@@ -73,13 +73,21 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
   return std::find(list.begin(), list.end(), item) != list.end();
 }
 
+PlanOptions options_for(layout::Kind kind, bool retarget = true, bool keep_debug = false) {
+  PlanOptions options;
+  options.retarget_default = retarget;
+  options.layout = kind;
+  options.keep_debug_sections = keep_debug;
+  return options;
+}
+
 Planned plan(const std::vector<Generation>& gens, const EspState& state = esp(),
              bool retarget = true) {
-  return make_plan(gens, state, PlanOptions{retarget, layout::Kind::unified, false});
+  return make_plan(gens, state, options_for(layout::Kind::unified, retarget, false));
 }
 
 Planned plan_shared(const std::vector<Generation>& gens, const EspState& state = esp()) {
-  return make_plan(gens, state, PlanOptions{true, layout::Kind::shared, false});
+  return make_plan(gens, state, options_for(layout::Kind::shared, true, false));
 }
 
 std::string config_of(const FileWrite& image) {
@@ -437,22 +445,36 @@ TEST(Planner, WarnsAboutInitrdsXenCannotLoad) {
   EXPECT_NE(result.warnings[0].find("/EFI/nixos/extra-initrd.efi"), std::string::npos);
 }
 
-TEST(Planner, EmbedsKernelAndInitrdForProfileGenerations) {
+TEST(Planner, SelfContainedImagesEmbedKernelInitrdAndMicrocode) {
   auto g = generation("generation-4", 4);
-  g.embed_kernel = true;
-  g.kernel_file = HostFile{"/host/nix/store/dddd-linux-6.12.7/bzImage", {10, 1}};
-  g.initrd_file = HostFile{"/host/nix/store/bbbb-initrd/initrd", {20, 2}};
-  auto result = plan({g}, EspState{});
+  g.kernel_file = HostFile{"/host/nix/store/dddd-linux-6.12.7/bzImage", {10, 1}, {}};
+  g.initrd_file = HostFile{"/host/nix/store/bbbb-initrd/initrd", {20, 2}, {}};
+  PlanOptions options = options_for(layout::Kind::self_contained, true, false);
+  options.ucode = HostFile{"/host/ucode.bin", {30, 3}, {}};
+  auto result = make_plan({g}, EspState{}, options);
   ASSERT_EQ(result.plan.images.size(), 1u);
   const auto& recipe = std::get<ImageRecipe>(result.plan.images[0].content);
-  ASSERT_EQ(recipe.sections.size(), 3u);
+  ASSERT_EQ(recipe.sections.size(), 4u);
   EXPECT_EQ(recipe.sections[1].name, ".kernel");
   EXPECT_EQ(std::get<HostFile>(recipe.sections[1].content).path, g.kernel_file.path);
   EXPECT_EQ(recipe.sections[2].name, ".ramdisk");
+  EXPECT_EQ(recipe.sections[3].name, ".ucode");
+  EXPECT_EQ(std::get<HostFile>(recipe.sections[3].content).path, "/host/ucode.bin");
   EXPECT_EQ(config_of(result.plan.images[0]),
             kMarker +
                 "\n[global]\ndefault=nixos\n\n[nixos]\noptions=dom0_mem=4096M console=com1\n"
                 "kernel=bzImage init=/nix/store/aaaa-nixos-system/init loglevel=4 gen=4\n");
+  EXPECT_TRUE(result.warnings.empty()) << "the source entry's files are not used";
+}
+
+TEST(Planner, LanzabooteModeLeavesEfiNixosAlone) {
+  EspState state = esp();
+  state.legacy_images = {"EFI/nixos/xen-generation-2.efi"};
+  PlanOptions options = options_for(layout::Kind::self_contained, false, false);
+  options.lanzaboote = true;
+  auto result = make_plan({generation("generation-2", 2)}, state, options);
+  EXPECT_TRUE(result.plan.removals.empty());
+  EXPECT_FALSE(result.plan.loader_conf);
 }
 
 // --- what an unchanged run does, and what makes it do more ------------------------------
@@ -489,12 +511,20 @@ TEST(Planner, ANewXenEfiOrKernelStampRebuildsTheImage) {
   newer.xen_efi.stamp.mtime_ns += 1;
   ASSERT_EQ(plan({newer}, state).plan.images.size(), 1u);
   auto embedded = g;
-  embedded.embed_kernel = true;
-  embedded.kernel_file = HostFile{"/host/k", {10, 1}};
-  EspState embedded_state = after(plan({embedded}, EspState{}), EspState{});
-  EXPECT_TRUE(plan({embedded}, embedded_state).plan.images.empty());
+  embedded.kernel_file = HostFile{"/host/k", {10, 1}, {}};
+  const PlanOptions self_contained = options_for(layout::Kind::self_contained, true, false);
+  EspState embedded_state = after(make_plan({embedded}, EspState{}, self_contained), EspState{});
+  EXPECT_TRUE(make_plan({embedded}, embedded_state, self_contained).plan.images.empty());
   embedded.kernel_file.stamp.size = 11;
-  EXPECT_EQ(plan({embedded}, embedded_state).plan.images.size(), 1u);
+  EXPECT_EQ(make_plan({embedded}, embedded_state, self_contained).plan.images.size(), 1u);
+  // An initrd made during the run (secrets appended) is known by its digest.
+  embedded.initrd_file = HostFile{"/tmp/xen-boot-builder-a/initrd-0", {50, 9}, "aaaa"};
+  EspState with_secrets = after(make_plan({embedded}, EspState{}, self_contained), EspState{});
+  embedded.initrd_file = HostFile{"/tmp/xen-boot-builder-b/initrd-0", {50, 10}, "aaaa"};
+  EXPECT_TRUE(make_plan({embedded}, with_secrets, self_contained).plan.images.empty())
+      << "another private copy of the same bytes";
+  embedded.initrd_file->digest = "bbbb";
+  EXPECT_EQ(make_plan({embedded}, with_secrets, self_contained).plan.images.size(), 1u);
 }
 
 TEST(Planner, AChangedEntryTextIsTheOnlyWrite) {
@@ -509,7 +539,7 @@ TEST(Planner, AChangedEntryTextIsTheOnlyWrite) {
 
 TEST(Planner, KeepsDebugSectionsOnlyWhenAsked) {
   auto result = make_plan({generation("generation-1", 1)}, esp(),
-                          PlanOptions{true, layout::Kind::unified, true});
+                          options_for(layout::Kind::unified, true, true));
   ASSERT_EQ(result.plan.images.size(), 1u);
   EXPECT_FALSE(std::get<ImageRecipe>(result.plan.images[0].content).drop_debug_sections);
 }

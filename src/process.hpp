@@ -1,0 +1,24 @@
+#pragma once
+
+// Running another program (the initrd secrets tool, sbsign, sbverify):
+// never through a shell, with the arguments given one by one. Internal to
+// the library.
+
+#include <string>
+#include <vector>
+
+namespace xbb {
+
+struct ProgramResult {
+  int status = 0;      // the exit status; 128 + signal number when killed by one
+  std::string output;  // what it wrote on stdout and stderr, up to 64 KiB
+};
+
+// Runs argv[0] (a path, or a name looked up in PATH) with argv, waits for it
+// and returns how it ended. Throws Error when it cannot be started.
+ProgramResult run_program(const std::vector<std::string>& argv);
+
+// The last line of a program's output, for one-line messages ("" when none).
+std::string last_line(const std::string& output);
+
+}  // namespace xbb
