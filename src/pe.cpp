@@ -1048,4 +1048,35 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   return result;
 }
 
+namespace {
+
+std::vector<std::uint8_t> with_checksum(std::vector<std::uint8_t> file) {
+  const Image image = parse(file);
+  store32(file.data() + image.optional_header_offset + kOptCheckSum, compute_checksum(file, image));
+  return file;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> without_signature(std::span<const std::uint8_t> file) {
+  const Image image = parse(file);
+  if (!image.is_signed()) return {file.begin(), file.end()};
+  const DataDirectory& table = image.data_directories[kDirectorySecurity];
+  if (std::uint64_t{table.virtual_address} + table.size != file.size()) {
+    throw Error(
+        at(table.virtual_address) +
+        "the certificate table is not at the end of the file; cannot take the signature off");
+  }
+  std::vector<std::uint8_t> out(file.begin(), file.begin() + table.virtual_address);
+  std::memset(out.data() + directory_entry_offset(image, kDirectorySecurity), 0,
+              kDataDirectorySize);
+  return with_checksum(std::move(out));
+}
+
+std::vector<std::uint8_t> padded_for_signing(std::span<const std::uint8_t> file) {
+  std::vector<std::uint8_t> out(file.begin(), file.end());
+  out.resize(align_up(out.size(), 8), 0);
+  return with_checksum(std::move(out));
+}
+
 }  // namespace xbb::pe

@@ -230,6 +230,19 @@ std::uint64_t next_section_vma(const Image& image);
 // the firmware and signing tools compute it.
 std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image);
 
+// The image as it was before it was signed: the certificate table cut off the
+// end, the security directory zeroed and the checksum recomputed. A signer
+// (sbsign) appends the table at a quadword boundary, so an unsigned image
+// padded to 8 bytes and signed gives this back exactly. An unsigned image is
+// returned as it is. Throws Error when the certificate table is not at the
+// end of the file.
+std::vector<std::uint8_t> without_signature(std::span<const std::uint8_t> file);
+
+// The image padded with zeros to a multiple of 8 bytes, its checksum
+// recomputed: what is signed, so that without_signature of the signed image
+// gives it back.
+std::vector<std::uint8_t> padded_for_signing(std::span<const std::uint8_t> file);
+
 // The build id Xen reports: the 16-byte signature of the CodeView (RSDS)
 // record the debug directory points at, as lowercase hex in file byte order.
 // Empty when there is none.

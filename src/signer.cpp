@@ -1,0 +1,42 @@
+#include "xbb/signer.hpp"
+
+#include "embed.hpp"
+#include "posix_io.hpp"
+#include "process.hpp"
+#include "xbb/error.hpp"
+
+namespace xbb {
+namespace {
+
+// A key or certificate: a few KB.
+constexpr std::uint64_t kKeyFileBytes = 1 << 20;
+
+void run_checked(const std::vector<std::string>& argv, const std::string& what) {
+  const ProgramResult result = run_program(argv);
+  if (result.status == 0) return;
+  const std::string said = last_line(result.output);
+  throw Error(what + " failed (" + argv[0] + ", exit status " + std::to_string(result.status) +
+              ")" + (said.empty() ? "" : ": " + said));
+}
+
+}  // namespace
+
+SbsignSigner::SbsignSigner(std::optional<std::filesystem::path> key, std::filesystem::path cert)
+    : key_(std::move(key)), cert_(std::move(cert)) {
+  if (key_) posix::host_file_stamp(*key_, kKeyFileBytes, "signing key");
+  identity_ = sha256_of_file(cert_, kKeyFileBytes);
+}
+
+void SbsignSigner::sign(const std::string& input, const std::string& output) const {
+  if (!key_) throw Error("signing needs a key (--sign-key)");
+  run_checked(
+      {"sbsign", "--key", key_->string(), "--cert", cert_.string(), "--output", output, input},
+      "signing");
+  check(output);
+}
+
+void SbsignSigner::check(const std::string& path) const {
+  run_checked({"sbverify", "--cert", cert_.string(), path}, "checking the signature");
+}
+
+}  // namespace xbb
