@@ -13,8 +13,15 @@
 # systemd-boot's installer are kept if you define them with lib.mkForce as
 # well: definitions of equal priority are concatenated.
 #
-# Lanzaboote never runs extraInstallCommands: there, enable the daemon
-# (watch.enable) with extraArgs = [ "--source" "profiles" ].
+# Lanzaboote never runs extraInstallCommands, and offers no hook of its own
+# for others: its module sets boot.loader.external.installHook to its own
+# script, which this module could only replace whole (and re-create for each
+# Lanzaboote release). So with Lanzaboote the package's path unit runs
+# xen-boot-builder --lanzaboote after every change of the system profiles
+# (the daemon instead with watch.enable): it writes only EFI/xen and
+# loader/entries/xen-*.conf, which Lanzaboote never touches, so the order of
+# the two installers does not matter. Its images are self-contained (kernel
+# and initrd inside) and signed with Lanzaboote's db key.
 {
   config,
   lib,
@@ -34,7 +41,6 @@ let
     mkIf
     mkMerge
     mkOption
-    optional
     types
     ;
 
@@ -43,12 +49,34 @@ let
   esp = config.boot.loader.efi.efiSysMountPoint;
   lanzaboote = (config.boot ? lanzaboote) && config.boot.lanzaboote.enable;
 
+  signed = cfg.signing.keyFile != null && cfg.signing.certFile != null;
+
   # The options every run gets, before the subcommand.
-  args = [
-    "--layout"
-    cfg.layout
-  ]
-  ++ cfg.extraArgs;
+  args =
+    (if lanzaboote then [ "--lanzaboote" ] else [ "--layout" cfg.layout ])
+    ++ lib.optionals signed [
+      "--sign-key"
+      (toString cfg.signing.keyFile)
+      "--sign-cert"
+      (toString cfg.signing.certFile)
+    ]
+    ++ cfg.extraArgs;
+
+  # What a unit of the package runs here, with this machine's ESP.
+  serviceFor = command: {
+    environment.efiMountPoint = esp;
+    unitConfig.RequiresMountsFor = [ esp ];
+    serviceConfig = {
+      ExecStart = [
+        ""
+        (utils.escapeSystemdExecArgs ([ (getExe cfg.package) ] ++ args ++ command))
+      ];
+      ReadWritePaths = [
+        ""
+        esp
+      ];
+    };
+  };
 in
 {
   options.virtualisation.xen.bootBuilder = {
@@ -91,13 +119,39 @@ in
       type = types.enum [
         "unified"
         "shared"
+        "self-contained"
       ];
       default = "unified";
       description = ''
-        `unified`: one image per entry, xen.efi with its configuration inside
-        (what Secure Boot needs). `shared`: one xen.efi per Xen build and a
-        configuration file per entry, which takes far less room on the ESP.
+        `unified`: one image per entry, xen.efi with its configuration inside.
+        `shared`: one xen.efi per Xen build and a configuration file per
+        entry, which takes far less room on the ESP. `self-contained`: one
+        image per entry carrying its configuration, dom0's kernel and initrd:
+        with signing, what Secure Boot needs, since Xen verifies no file it
+        reads. With Lanzaboote the layout is always self-contained.
       '';
+    };
+
+    signing = {
+      keyFile = mkOption {
+        type = types.nullOr types.path;
+        default = if lanzaboote then "${config.boot.lanzaboote.pkiBundle}/keys/db/db.key" else null;
+        defaultText = literalExpression ''
+          if Lanzaboote is enabled then "''${config.boot.lanzaboote.pkiBundle}/keys/db/db.key" else null
+        '';
+        description = ''
+          Key (PEM) that signs every image, with sbsign, for Secure Boot. It
+          is read in place, never copied. Set with certFile.
+        '';
+      };
+      certFile = mkOption {
+        type = types.nullOr types.path;
+        default = if lanzaboote then "${config.boot.lanzaboote.pkiBundle}/keys/db/db.pem" else null;
+        defaultText = literalExpression ''
+          if Lanzaboote is enabled then "''${config.boot.lanzaboote.pkiBundle}/keys/db/db.pem" else null
+        '';
+        description = "Certificate (PEM) of signing.keyFile; each image is checked against it.";
+      };
     };
 
     extraArgs = mkOption {
@@ -120,15 +174,16 @@ in
   config = mkIf cfg.enable (mkMerge [
     {
       environment.systemPackages = [ cfg.package ];
-      warnings = optional (lanzaboote && !cfg.watch.enable) ''
-        Lanzaboote never runs systemd-boot's extraInstallCommands, so
-        xen-boot-builder does not run: set
-        virtualisation.xen.bootBuilder.watch.enable = true and
-        virtualisation.xen.bootBuilder.extraArgs = [ "--source" "profiles" ].
-      '';
+      systemd.packages = [ cfg.package ];
+      assertions = [
+        {
+          assertion = (cfg.signing.keyFile == null) == (cfg.signing.certFile == null);
+          message = "virtualisation.xen.bootBuilder.signing: set both keyFile and certFile, or neither.";
+        }
+      ];
     }
 
-    (mkIf (!cfg.watch.enable) {
+    (mkIf (!cfg.watch.enable && !lanzaboote) {
       # Run by systemd-boot's installer after it has written its entries, with
       # the ESP in efiMountPoint: the way the script was called.
       boot.loader.systemd-boot.extraInstallCommands = mkForce ''
@@ -137,33 +192,30 @@ in
       '';
     })
 
+    (mkIf (!cfg.watch.enable && lanzaboote) {
+      # The package's path unit and one-shot service, with a drop-in for this
+      # machine: the ESP, the options, Lanzaboote's signing key.
+      systemd.paths.xen-boot-builder-update.wantedBy = [ "multi-user.target" ];
+      systemd.services.xen-boot-builder-update = serviceFor [ cfg.verbosity ];
+    })
+
     (mkIf cfg.watch.enable {
       # The daemon does the work; systemd-boot's installer runs none of it.
-      boot.loader.systemd-boot.extraInstallCommands = mkForce "";
+      boot.loader.systemd-boot.extraInstallCommands = mkIf (!lanzaboote) (mkForce "");
 
-      # The package's unit, with its sandbox, plus a drop-in for this machine:
-      # the ESP to use and write, the options, and a reload command that exists
-      # on NixOS (systemd looks the unit's plain `kill` up in /usr/bin and
-      # /bin, which NixOS does not fill).
-      systemd.packages = [ cfg.package ];
-      systemd.services.xen-boot-builder = {
+      # The package's unit, with its sandbox, plus a drop-in for this machine
+      # (serviceFor), and a reload command that exists on NixOS (systemd looks
+      # the unit's plain `kill` up in /usr/bin and /bin, which NixOS does not
+      # fill).
+      systemd.services.xen-boot-builder = lib.recursiveUpdate (serviceFor [
+        "watch"
+        cfg.verbosity
+      ]) {
         wantedBy = [ "multi-user.target" ];
-        environment.efiMountPoint = esp;
-        unitConfig.RequiresMountsFor = [ esp ];
-        serviceConfig = {
-          ExecStart = [
-            ""
-            (utils.escapeSystemdExecArgs ([ (getExe cfg.package) ] ++ args ++ [ "watch" cfg.verbosity ]))
-          ];
-          ExecReload = [
-            ""
-            "${pkgs.coreutils}/bin/kill -HUP $MAINPID"
-          ];
-          ReadWritePaths = [
-            ""
-            esp
-          ];
-        };
+        serviceConfig.ExecReload = [
+          ""
+          "${pkgs.coreutils}/bin/kill -HUP $MAINPID"
+        ];
       };
     })
   ]);

@@ -12,6 +12,7 @@
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
 #include "xbb/layout.hpp"
+#include "xbb/signer.hpp"
 #include "xbb/report.hpp"
 #include "xbb/verify.hpp"
 
@@ -69,13 +70,17 @@ int inspect(const std::string& path, bool json) {
   }
 }
 
-int verify(const std::filesystem::path& esp_root, bool json) {
+int verify(const std::filesystem::path& esp_root, const std::optional<std::filesystem::path>& sign_cert,
+           bool json) {
   try {
+    std::optional<xbb::SbsignSigner> checker;
+    if (sign_cert) checker.emplace(std::nullopt, *sign_cert);
     xbb::Esp esp(esp_root);
     xbb::EspLock lock(
         esp, [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
         std::chrono::seconds(60), xbb::EspLock::Mode::shared);
-    xbb::Verification result = xbb::verify_snapshot(xbb::read_snapshot(esp));
+    xbb::Verification result =
+        xbb::verify_snapshot(xbb::read_snapshot(esp, checker ? &*checker : nullptr));
     if (json) {
       nlohmann::json out = {{"ok", result.ok()},
                             {"loader_conf", result.loader_conf_problems},
@@ -122,6 +127,11 @@ int main(int argc, char** argv) {
       "kernel and initrd too; the default with --source profiles)")(
       "ucode", po::value<std::string>()->value_name("FILE"),
       "microcode that self-contained images embed as .ucode")(
+      "sign-key", po::value<std::string>()->value_name("FILE"),
+      "sign every image with this key (PEM), with sbsign")(
+      "sign-cert", po::value<std::string>()->value_name("FILE"),
+      "the certificate (PEM) of --sign-key; with verify, check every image's signature "
+      "against it")(
       "lanzaboote",
       "for Lanzaboote machines: generations from the system profiles, self-contained "
       "images, loader.conf and Lanzaboote's folders left alone")(
@@ -224,7 +234,20 @@ int main(int argc, char** argv) {
     options.ucode = vm["ucode"].as<std::string>();
   }
   options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
-  if (command.name == "verify") return verify(options.esp, vm.count("json") > 0);
+  if (vm.count("sign-cert")) options.sign_cert = vm["sign-cert"].as<std::string>();
+  if (command.name == "verify") return verify(options.esp, options.sign_cert, vm.count("json") > 0);
+  if (vm.count("sign-key")) {
+    if (!options.sign_cert) return usage_error("--sign-key needs --sign-cert", kExitUsage);
+    if (options.layout == Kind::shared) {
+      return usage_error(
+          "signing needs images that carry their configuration: --layout unified or "
+          "self-contained",
+          kExitUsage);
+    }
+    options.sign_key = vm["sign-key"].as<std::string>();
+  } else if (options.sign_cert) {
+    return usage_error("--sign-cert needs --sign-key (verify --sign-cert only checks)", kExitUsage);
+  }
   options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
   options.dry_run = command.name == "plan";
 

@@ -28,6 +28,8 @@ std::string recipe_id(const ImageRecipe& recipe) {
   add(hash, "xen.efi");
   add(hash, recipe.xen_efi);
   add(hash, recipe.drop_debug_sections ? "drop-debug" : "keep-debug");
+  add(hash, "signer");
+  add(hash, recipe.signer);
   for (const SectionSource& section : recipe.sections) {
     add(hash, section.name);
     if (const auto* text = std::get_if<std::string>(&section.content)) {

@@ -2,7 +2,13 @@
 
 #include <algorithm>
 
+#include <fcntl.h>
+
+#include "embed.hpp"
 #include "limits.hpp"
+#include "posix_io.hpp"
+#include "xbb/signer.hpp"
+#include "xbb/unique_fd.hpp"
 #include "xbb/boot_menu.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
@@ -109,6 +115,7 @@ std::vector<std::string> check_entry(const EspSnapshot& snapshot, const std::str
     auto image = snapshot.images.find(boot->image);
     if (image == snapshot.images.end()) return {"image /" + boot->image + " is missing"};
     if (!image->second.problem.empty()) return {image->second.problem};
+    if (!image->second.signature_problem.empty()) return {image->second.signature_problem};
     const FoundConfig config = config_of(snapshot, *boot, image->second);
     if (!config.text) return {config.problem};
     BootFiles files;
@@ -152,7 +159,24 @@ bool Verification::ok() const {
                      [](const EntryCheck& check) { return check.problems.empty(); });
 }
 
-EspSnapshot read_snapshot(const Esp& esp) {
+// The signature check of an image, run on a private copy of its bytes (the
+// checker is another program; it never opens a path on the ESP).
+std::string signature_problem(const Signer& checker, const std::string& path, const std::string& bytes) {
+  PrivateFolder folder;
+  const std::filesystem::path copy = folder.path() / "image.efi";
+  try {
+    UniqueFd fd(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd) throw Error(copy.string(), "cannot create: " + posix::error_text(errno));
+    posix::write_all(fd.get(), bytes, copy.string());
+    fd.reset();
+    checker.check(copy.string());
+    return {};
+  } catch (const Error& e) {
+    return path + ": " + e.what();
+  }
+}
+
+EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
   if (esp.type("loader") != EspFileType::folder) {
     throw Error(esp.root().string(), "not an ESP: it has no loader/ folder");
   }
@@ -188,8 +212,11 @@ EspSnapshot read_snapshot(const Esp& esp) {
         auto bytes = esp.read(boot->image, limits::kEspImageBytes);
         if (!bytes) continue;
         snapshot.images[boot->image] = read_image(boot->image, *bytes);
+        if (checker) {
+          snapshot.images[boot->image].signature_problem = signature_problem(*checker, boot->image, *bytes);
+        }
       } catch (const Error& e) {
-        snapshot.images[boot->image] = {e.what(), std::nullopt, false, false};
+        snapshot.images[boot->image] = {e.what(), std::nullopt, false, false, ""};
       }
     }
     const EspSnapshot::Image& image = snapshot.images[boot->image];

@@ -25,6 +25,10 @@ struct BuildOptions {
   // --lanzaboote: the sort key of Lanzaboote's entries (its bootspec
   // extension's, "lanza" by default), nothing written in its folders.
   bool lanzaboote = false;
+  // --sign-key, --sign-cert: images are signed and checked before they go
+  // into place.
+  std::optional<std::filesystem::path> sign_key;
+  std::optional<std::filesystem::path> sign_cert;
 };
 
 // What one run did, for the one-shot command and the daemon alike.

@@ -43,6 +43,9 @@ struct ImageRecipe {
   HostFile xen_efi;
   std::vector<SectionSource> sections;
   bool drop_debug_sections = true;
+  // Signed by the signer of this identity (Signer::identity()); empty:
+  // unsigned. A signed image is padded for signing (pe::padded_for_signing).
+  std::string signer;
 };
 
 // One file the run writes, by its path relative to the ESP root
@@ -95,7 +98,9 @@ struct ExistingFile {
   // and is left alone.
   bool ours = false;
   std::optional<FileStamp> stamp;     // a regular file's size and mtime
-  std::optional<std::string> digest;  // SHA-256 of its bytes, when read or recorded
+  // SHA-256 of its bytes (of what was signed, for a signed image), when read
+  // or recorded.
+  std::optional<std::string> digest;
   // The recipe it was made from, when the record vouches for the file (its
   // stamp is the one recorded): then it is not read, and not rebuilt while
   // the recipe stays the same.
@@ -115,8 +120,8 @@ struct EspState {
 };
 
 // A recipe's identity: a digest of the xen.efi's path and stamp, the debug
-// option and every section (its text, or its host file's path and stamp, or
-// digest when it has one).
+// option, the signer and every section (its text, or its host file's path
+// and stamp, or digest when it has one).
 // Equal ids mean equal images: store paths do not change in place, and a
 // file that did would change its stamp.
 std::string recipe_id(const ImageRecipe& recipe);

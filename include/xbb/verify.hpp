@@ -12,6 +12,7 @@
 namespace xbb {
 
 class Esp;
+class Signer;
 
 // What verify reads of the ESP. Paths are relative to its root.
 struct EspSnapshot {
@@ -21,6 +22,8 @@ struct EspSnapshot {
     std::optional<std::string> config;  // its .config section
     bool kernel = false;                // it carries a .kernel section
     bool ramdisk = false;               // it carries a .ramdisk section
+    // Why its signature does not check out, when signatures are checked.
+    std::string signature_problem;
   };
   // loader/entries/*.conf: file name -> text, or the reason it could not be read.
   std::map<std::string, std::string> entries;
@@ -49,9 +52,10 @@ struct Verification {
 
 // Reads what verify_snapshot needs: every loader entry, the image each Xen
 // entry names (its headers and sections), the files their configurations
-// name, and loader.conf. Follows no symlink. Throws Error when the folder is
-// not an ESP (no loader/ folder).
-EspSnapshot read_snapshot(const Esp& esp);
+// name, and loader.conf. Follows no symlink. With a `checker`, also checks
+// each image's signature (`verify --sign-cert`). Throws Error when the folder
+// is not an ESP (no loader/ folder).
+EspSnapshot read_snapshot(const Esp& esp, const Signer* checker = nullptr);
 
 // Judges every loader/entries/xen-*.conf the way the boot would use it: the
 // image it names exists and is a PE32+ EFI application; Xen finds its

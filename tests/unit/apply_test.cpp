@@ -80,13 +80,13 @@ class ApplyTest : public ::testing::Test {
     Plan plan;
     const xbb::HostFile xen{xen_efi(), {}, {}};
     plan.images = {
-        {image_1, ImageRecipe{xen, {{".config", std::string("[global]\ndefault=g1\n")}}, true},
+        {image_1, ImageRecipe{xen, {{".config", std::string("[global]\ndefault=g1\n")}}, true, ""},
          std::nullopt},
         {image_2,
          ImageRecipe{xen,
                      {{".config", std::string("[global]\ndefault=g2\n")},
                       {".kernel", xbb::HostFile{host.path() / "bzImage", {}, {}}}},
-                     true},
+                     true, ""},
          std::nullopt},
     };
     plan.entries = {
