@@ -96,6 +96,7 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
                     std::map<std::string, Record::Source> sources) {
   Record record;
   record.sources = std::move(sources);
+  record.foreign = plan.foreign;
   for (const auto& [path, origin] : plan.images_after) {
     if (auto written = applied.images.find(path); written != applied.images.end()) {
       record.images[path] = {written->second.first, written->second.second, origin.recipe,

@@ -113,6 +113,7 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       }
     }
   }
+  if (record) state.reported_foreign.insert(record->foreign.begin(), record->foreign.end());
   if (with_loader_conf) {
     try {
       state.loader_conf = esp.read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);

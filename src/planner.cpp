@@ -382,10 +382,17 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   for (const auto& path : options.lanzaboote ? std::vector<std::string>{} : state.legacy_images) {
     if (!keep_paths.count(path)) plan.removals.push_back(path);
   }
-  if (!foreign.empty()) {
-    out.warnings.push_back("left alone " + std::to_string(foreign.size()) +
-                           " file(s) that xen-boot-builder did not write: " + join_paths(foreign));
+  // Said once: files already reported by an earlier run are only noted.
+  std::vector<std::string> new_foreign;
+  for (const auto& path : foreign) {
+    if (!state.reported_foreign.count(path)) new_foreign.push_back(path);
   }
+  if (!new_foreign.empty()) {
+    out.warnings.push_back("left alone " + std::to_string(new_foreign.size()) +
+                           " file(s) that xen-boot-builder did not write: " + join_paths(new_foreign));
+  }
+  if (!foreign.empty()) out.notes.push_back("left alone, not written by xen-boot-builder: " + join_paths(foreign));
+  plan.foreign = std::move(foreign);
 
   if (options.retarget_default && !state.loader_conf_problem.empty()) {
     out.warnings.push_back(std::string(layout::kLoaderConf) + ": " + state.loader_conf_problem +

@@ -39,6 +39,7 @@ std::optional<Record> parse_record(std::string_view text) {
                               source.at("shared_digest").get<std::string>(),
                               source.at("shared_drops_debug").get<bool>()};
     }
+    for (const auto& path : json.at("foreign")) record.foreign.push_back(path.get<std::string>());
     return record;
   } catch (const Error&) {
     return std::nullopt;
@@ -64,8 +65,8 @@ std::string render_record(const Record& record) {
     entry["shared_drops_debug"] = source.shared_drops_debug;
     sources[path] = std::move(entry);
   }
-  Json json = {
-      {"format", kFormat}, {"version", kRecordVersion}, {"images", images}, {"sources", sources}};
+  Json json = {{"format", kFormat},   {"version", kRecordVersion},     {"images", images},
+               {"sources", sources}, {"foreign", record.foreign}};
   std::string text = "{\n";
   bool first = true;
   for (const auto& [key, value] : json.items()) {

@@ -84,6 +84,8 @@ struct Plan {
   std::vector<Change> changes;
   // Every image of ours the ESP holds after the run, with its origin.
   std::map<std::string, ImageOrigin> images_after;
+  // Files in the tool's folders that it did not write, left alone.
+  std::vector<std::string> foreign;
 };
 
 // A file in one of the tool's folders as a run finds it.
@@ -117,6 +119,8 @@ struct EspState {
   std::string loader_conf_problem;                  // why an existing loader.conf is not usable
   std::set<std::string>
       boot_files;  // the source entries' kernels and initrds that are regular files
+  // Files left alone that an earlier run already warned about (the record).
+  std::set<std::string> reported_foreign;
 };
 
 // A recipe's identity: a digest of the xen.efi's path and stamp, the debug

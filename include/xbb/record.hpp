@@ -21,6 +21,7 @@ struct Record {
     std::string digest;  // SHA-256 of its bytes
     std::string recipe;  // recipe_id() of what it was made from
     std::string config;  // its embedded .config ("" for a shared image)
+    bool operator==(const Image&) const = default;
   };
   struct Source {
     FileStamp stamp;
@@ -29,9 +30,12 @@ struct Record {
     // copy left out the debug sections; empty when not computed.
     std::string shared_digest;
     bool shared_drops_debug = true;
+    bool operator==(const Source&) const = default;
   };
   std::map<std::string, Image> images;    // by ESP path
   std::map<std::string, Source> sources;  // xen.efi files checked, by host path
+  // Files in the tool's folders it did not write, once warned about.
+  std::vector<std::string> foreign;
 
   bool operator==(const Record&) const = default;
 };

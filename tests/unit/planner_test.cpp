@@ -199,6 +199,21 @@ TEST(Planner, LeavesHandMadeFilesAloneWithOneWarning) {
       "EFI/xen/my-xen.efi, EFI/xen/my.cfg");
 }
 
+TEST(Planner, WarnsOnceAboutHandMadeFiles) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-custom.conf"] = by_hand("title mine\nefi /EFI/xen/my-xen.efi\n");
+  state.xen_images["EFI/xen/my-xen.efi"] = by_hand("");
+  state.reported_foreign = {"EFI/xen/my-xen.efi"};
+  auto result = plan({generation("generation-2", 2)}, state);
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_EQ(result.warnings[0],
+            "left alone 1 file(s) that xen-boot-builder did not write: loader/entries/xen-custom.conf");
+  EXPECT_EQ(result.plan.foreign,
+            (std::vector<std::string>{"loader/entries/xen-custom.conf", "EFI/xen/my-xen.efi"}));
+  state.reported_foreign.insert("loader/entries/xen-custom.conf");
+  EXPECT_TRUE(plan({generation("generation-2", 2)}, state).warnings.empty());
+}
+
 TEST(Planner, RemovesAStaleSymlinkAndReplacesOneAtItsOwnName) {
   EspState state = esp();
   state.xen_entries["loader/entries/xen-generation-9.conf"] = symlink();
