@@ -26,6 +26,10 @@ PROGRESS_LINE = "Installing Xen Project Hypervisor boot entries...done."
 # The first line of every entry and configuration the tool writes (README,
 # "What it writes"): how it tells its own files from hand-made ones.
 MARKER = "# Written by xen-boot-builder, which rewrites or removes this file; do not edit."
+# The record a run keeps of the images it wrote (issue 9, the fast path): a
+# cache whose content depends on the mtimes of the files it describes, so
+# two ESPs built apart differ in it and nowhere else.
+RECORD = "EFI/xen/xen-boot-builder.json"
 
 
 # ---------------------------------------------------------------- roots
@@ -318,6 +322,13 @@ def snapshot_esp(esp):
     return snapshot
 
 
+def without_record(snapshot):
+    """A snapshot (path -> anything) without the run's record: for comparing
+    ESPs made by different runs, whose records differ by the mtimes they
+    hold."""
+    return {path: state for path, state in snapshot.items() if path != RECORD}
+
+
 def read_entry_pairs(root, name):
     return parse_loader_entry((root.esp / "loader/entries" / name).read_text())
 
@@ -357,6 +368,36 @@ def section_headers(image):
         if len(fields) >= 7 and fields[0].isdigit():
             headers[fields[1]] = (int(fields[2], 16), int(fields[3], 16))
     return headers
+
+
+def pe_header(image):
+    """The numeric fields of the PE optional header as binutils' `objdump -p`
+    prints them (name -> int)."""
+    result = subprocess.run(["objdump", "-p", str(image)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objdump -p {image} failed: {result.stderr}")
+    fields = {}
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0][:1].isupper() and words[0].isalnum():
+            try:
+                fields.setdefault(words[0], int(words[1], 16))
+            except ValueError:
+                pass
+    return fields
+
+
+def strip_debug(test, image):
+    """`objcopy --strip-debug` of a PE image, in a folder removed when `test`
+    ends: the independent oracle for images without their .debug_* sections."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-stripped-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    out = folder / Path(image).name
+    result = subprocess.run(["objcopy", "--strip-debug", str(image), str(out)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objcopy --strip-debug {image} failed: {result.stderr}")
+    return out
 
 
 def pe_subsystem(image):
