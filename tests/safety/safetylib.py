@@ -20,6 +20,10 @@ import espcheck
 
 TEMPORARY_MARKER = ".xbb-tmp-"
 CRASH_STATUS = 137
+# The record a run keeps of the images it wrote: a cache holding their mtimes,
+# so two runs that write the same bytes at different times leave different
+# records. Compared through record_problems, never byte for byte.
+RECORD = "EFI/xen/xen-boot-builder.json"
 
 SOURCE_DIR = Path(os.environ.get("XBB_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 DEPS_DIR = Path(os.environ.get("XBB_DEPS_DIR", SOURCE_DIR / ".cache" / "deps"))
@@ -134,6 +138,37 @@ def snapshot(folder):
 def final_files(tree):
     """A snapshot without temporaries."""
     return {path: value for path, value in tree.items() if not is_temporary(path)}
+
+
+def without_record(tree):
+    """A snapshot without the record (see RECORD)."""
+    return {path: value for path, value in tree.items() if path != RECORD}
+
+
+def record_problems(esp):
+    """What is wrong with the record on `esp`: it must be complete JSON (it
+    is written to a temporary and renamed like everything else), and it may
+    vouch only for what it describes: an image it lists whose size and mtime
+    are still the recorded ones (then the tool trusts the entry without
+    reading the file) must have the recorded SHA-256."""
+    path = Path(esp) / RECORD
+    if not path.exists():
+        return []
+    try:
+        images = json.loads(path.read_text())["images"]
+        problems = []
+        for image, recorded in images.items():
+            file = Path(esp) / image
+            if not file.is_file() or file.is_symlink():
+                continue
+            info = file.stat()
+            if (info.st_size, info.st_mtime_ns) != (recorded["size"], recorded["mtime_ns"]):
+                continue
+            if hashlib.sha256(file.read_bytes()).hexdigest() != recorded["digest"]:
+                problems.append(f"{RECORD} vouches for {image} (same size and mtime) with a digest it does not have")
+        return problems
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return [f"{RECORD} is not a complete record: {error!r}"]
 
 
 def temporaries(tree):

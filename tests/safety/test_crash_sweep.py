@@ -10,6 +10,12 @@ each simulated crash the ESP must still boot:
 (d) a complete run from there reaches the same ESP as an uninterrupted run,
     with no temporaries left.
 
+The run's record of the images it wrote holds their mtimes, so it is never
+the same twice: (c) and (d) leave it out of their comparisons, and instead it
+must be complete JSON and vouch only for images it describes (same size and
+mtime as recorded means the recorded digest), after the crash and after the
+run that follows.
+
 Three runs are swept: an update with generation-named entries (one
 generation added, one removed, one with new Xen parameters, one with a new
 kernel); the same with content-addressed entries, boot counting and
@@ -25,8 +31,9 @@ import time
 import unittest
 
 import espcheck
-from safetylib import (CRASH_STATUS, HashUpdate, Migration, Update, copy_tree, crashpoint, describe, final_files, run_tool,
-                       scratch_folder, snapshot, temporaries, tree_difference, xen_bootable)
+from safetylib import (CRASH_STATUS, RECORD, HashUpdate, Migration, Update, copy_tree, crashpoint, describe, final_files,
+                       record_problems, run_tool, scratch_folder, snapshot, temporaries, tree_difference,
+                       without_record, xen_bootable)
 
 
 def read_trace(path):
@@ -122,14 +129,17 @@ class CrashSweepTest(unittest.TestCase):
             self.assertNotIn(path, self.before_tree)
             self.assertIn(path, after)
         self.assertEqual(temporaries(after), [])
+        self.assertIn(RECORD, after)
+        self.assertEqual(record_problems(esp), [])
 
     def crash_problems(self, esp, after_tree, must_boot):
         problems = [f"(a) {problem}" for problem in espcheck.default_problems(esp)]
         for ident in sorted(must_boot - xen_bootable(esp)):
             problems.append(f"(b) {ident} does not boot: {espcheck.entry_problems(esp).get(ident, 'missing')}")
-        for path, state in final_files(snapshot(esp)).items():
+        for path, state in without_record(final_files(snapshot(esp))).items():
             if state != self.before_tree.get(path) and state != after_tree.get(path):
                 problems.append(f"(c) {path} matches neither its version before nor after the run")
+        problems += [f"(c) {problem}" for problem in record_problems(esp)]
         return problems
 
     def recovery_problems(self, esp, after_tree):
@@ -137,7 +147,11 @@ class CrashSweepTest(unittest.TestCase):
         if result.returncode != 0:
             return ["(d) the run after the crash failed: " + describe(result)]
         tree = snapshot(esp)
-        problems = [f"(d) {line}" for line in tree_difference(final_files(tree), final_files(after_tree))]
+        problems = [f"(d) {line}" for line in tree_difference(without_record(final_files(tree)),
+                                                              without_record(final_files(after_tree)))]
+        if RECORD not in tree:
+            problems.append(f"(d) no {RECORD}")
+        problems += [f"(d) {problem}" for problem in record_problems(esp)]
         problems += [f"(d) temporary left: {path}" for path in temporaries(tree)]
         return problems
 
