@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import struct
@@ -265,6 +266,46 @@ def run_bounded_on_root(root, *argv):
     return run_bounded("--root", root.path, "--esp", root.esp, *argv)
 
 
+class TracedCall:
+    """One system call as strace printed it: its name, its string arguments
+    (paths, in order), the rest of its arguments as text, and its result."""
+
+    def __init__(self, name, strings, arguments, result):
+        self.name = name
+        self.strings = strings
+        self.arguments = arguments
+        self.result = result
+
+    def __repr__(self):
+        return f"{self.name}({self.arguments}) = {self.result}"
+
+
+TRACE_LINE = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
+TRACE_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlinkat,unlink"):
+    """Run the tool on a mkroot root under strace (following threads and
+    children), tracing `calls`: the completed process and the calls that
+    returned, in order. Fails the test when strace itself fails to start."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-trace-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    trace = folder / "trace"
+    result = subprocess.run(
+        ["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(trace),
+         str(BINARY), "--root", str(root.path), "--esp", str(root.esp), *map(str, argv)],
+        capture_output=True, text=True, check=False, env=tool_environment(), timeout=300,
+    )
+    test.assertTrue(trace.is_file(), "strace wrote no trace: " + describe(result))
+    traced = []
+    for line in trace.read_text().splitlines():
+        match = TRACE_LINE.match(line)
+        if match:
+            name, arguments, value = match.groups()
+            traced.append(TracedCall(name, TRACE_STRING.findall(arguments), arguments, int(value)))
+    return result, traced
+
+
 def warnings_of(result):
     """The text of each `warning:` line the run printed."""
     return [line[len("warning: "):] for line in result.stderr.splitlines() if line.startswith("warning: ")]
@@ -400,6 +441,39 @@ def strip_debug(test, image):
     return out
 
 
+def assert_same_build_id(test, image, source):
+    """Debian's Xen images start .buildid with their one debug directory entry
+    (28 bytes; PointerToRawData, the file offset of the CodeView record, at
+    bytes 24..28), followed by that 0x19-byte record. Moving section data (a
+    new section header, left out debug sections) moves the record; the entry
+    must follow it. Every other byte is the source's."""
+    source_buildid, image_buildid = extract_section(source, ".buildid"), extract_section(image, ".buildid")
+    test.assertEqual(image_buildid[:24], source_buildid[:24])
+    test.assertEqual(image_buildid[28:], source_buildid[28:])
+    record = source_buildid[28:28 + 0x19]
+    test.assertTrue(record.startswith(b"RSDS"))
+    offset = int.from_bytes(image_buildid[24:28], "little")
+    test.assertEqual(Path(image).read_bytes()[offset:offset + len(record)], record)
+
+
+def assert_sections_of_stripped(test, image, source, added=()):
+    """`image` has the sections of `objcopy --strip-debug` of `source`, in
+    its order, with the same sizes, addresses and bytes (but .buildid's
+    pointer to its record, see assert_same_build_id), then `added`. Returns
+    the stripped copy."""
+    stripped = strip_debug(test, source)
+    kept = section_headers(stripped)
+    image_sections = section_headers(image)
+    test.assertEqual(list(image_sections), [*kept, *added])
+    test.assertEqual({name: image_sections[name] for name in kept}, kept)
+    for name in kept:
+        if name != ".buildid":
+            test.assertEqual(extract_section(image, name), extract_section(stripped, name), name)
+    if ".buildid" in kept:
+        assert_same_build_id(test, image, stripped)
+    return stripped
+
+
 def pe_subsystem(image):
     """The Subsystem field as binutils' `objdump -p` reads it."""
     result = subprocess.run(["objdump", "-p", str(image)], capture_output=True, text=True, check=False)
@@ -479,3 +553,46 @@ def rewrite_bootspec(root, entry, change):
     change(document)
     path.chmod(0o644)
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def use_xen_efi(root, entry, source, name, version=None):
+    """Put `source` in the root's store as /nix/store/<hash>-<name>/boot/xen.efi
+    and point the entry's bootspec (v1 and v2) at it, with `version` as v2's
+    version when given (a new Xen build for that generation). Returns the
+    store path."""
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:32]
+    store_path = f"/nix/store/{digest}-{name}/boot/xen.efi"
+    target = root.store_path(store_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    target.chmod(0o444)
+
+    def change(document):
+        document["org.xenproject.bootspec.v1"]["xen"] = store_path
+        if "org.xenproject.bootspec.v2" in document:
+            document["org.xenproject.bootspec.v2"]["efiPath"] = store_path
+            if version is not None:
+                document["org.xenproject.bootspec.v2"]["version"] = version
+
+    rewrite_bootspec(root, entry, change)
+    return store_path
+
+
+def xen_efi_with_config(test, source, config_text):
+    """A copy of `source` with a .config section added by binutils' objcopy
+    (at the end of Debian's 4.17 image), in a folder removed when `test`
+    ends: a xen.efi that already carries a configuration."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-configured-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    config, out = folder / "config", folder / "xen.efi"
+    config.write_text(config_text)
+    result = subprocess.run(
+        ["objcopy", f"--add-section=.config={config}",
+         "--set-section-flags=.config=contents,alloc,load,readonly,data",
+         "--change-section-address=.config=0xffff82d041000000", str(source), str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"objcopy could not add .config to {source}: {result.stderr}")
+    test.assertIn(".config", section_headers(out))
+    return out
