@@ -334,13 +334,15 @@ def matching_entries(pattern, idents):
                   or fnmatch.fnmatchcase(i.removesuffix(".conf"), pattern))
 
 
-def default_problems(esp):
-    """What is wrong with the default entry choice (empty when it boots)."""
+def default_problems(esp, status=None):
+    """What is wrong with the default entry choice (empty when it boots).
+    `status`: entry_problems(esp), when the caller has it already."""
     try:
         settings = loader_settings(esp)
     except NotBootable as problem:
         return [str(problem)]
-    status = entry_problems(esp)
+    if status is None:
+        status = entry_problems(esp)
     problems = []
     chosen = None
     if settings["preferred"] is not None:

@@ -16,11 +16,14 @@ must be complete JSON and vouch only for images it describes (same size and
 mtime as recorded means the recorded digest), after the crash and after the
 run that follows.
 
-Three runs are swept: an update with generation-named entries (one
+Six runs are swept: an update with generation-named entries (one
 generation added, one removed, one with new Xen parameters, one with a new
 kernel); the same with content-addressed entries, boot counting and
-`preferred`; and the first run on an ESP laid out by the shell script (images
-in EFI/nixos, moved to EFI/xen).
+`preferred`; an update in the shared layout that also brings a new Xen build
+and collects the last generations of an old one (an image added, one
+removed); the switch from the unified layout to the shared one and back; and
+the first run on an ESP laid out by the shell script (images in EFI/nixos,
+moved to EFI/xen).
 """
 
 import os
@@ -31,9 +34,9 @@ import time
 import unittest
 
 import espcheck
-from safetylib import (CRASH_STATUS, RECORD, HashUpdate, Migration, Update, copy_tree, crashpoint, describe, final_files,
-                       record_problems, run_tool, scratch_folder, snapshot, temporaries, tree_difference,
-                       without_record, xen_bootable)
+from safetylib import (CRASH_STATUS, RECORD, HashUpdate, Migration, SharedToUnified, SharedUpdate, UnifiedToShared, Update,
+                       copy_tree, crashpoint, describe, final_files, record_problems, run_tool, scratch_folder,
+                       snapshot, temporaries, tree_difference, without_record, xen_bootable)
 
 
 def read_trace(path):
@@ -108,8 +111,8 @@ class CrashSweepTest(unittest.TestCase):
         copy_tree(self.before, esp)
         count_file = self.folder / "count"
         trace_file = self.folder / "trace"
-        result = run_tool(self.update.root, esp, preload_env={"XBB_CRASH_COUNT": count_file,
-                                                              "XBB_CRASH_TRACE": trace_file})
+        result = run_tool(self.update.root, esp, extra_args=self.update.RUN_ARGS,
+                          preload_env={"XBB_CRASH_COUNT": count_file, "XBB_CRASH_TRACE": trace_file})
         self.assertEqual(result.returncode, 0, "complete update run failed: " + describe(result))
         calls = int(count_file.read_text().split()[0])
         return esp, calls, read_trace(trace_file)
@@ -133,17 +136,19 @@ class CrashSweepTest(unittest.TestCase):
         self.assertEqual(record_problems(esp), [])
 
     def crash_problems(self, esp, after_tree, must_boot):
-        problems = [f"(a) {problem}" for problem in espcheck.default_problems(esp)]
-        for ident in sorted(must_boot - xen_bootable(esp)):
-            problems.append(f"(b) {ident} does not boot: {espcheck.entry_problems(esp).get(ident, 'missing')}")
-        for path, state in without_record(final_files(snapshot(esp))).items():
+        status = espcheck.entry_problems(esp)
+        problems = [f"(a) {problem}" for problem in espcheck.default_problems(esp, status)]
+        for ident in sorted(must_boot - xen_bootable(esp, status)):
+            problems.append(f"(b) {ident} does not boot: {status.get(ident, 'missing')}")
+        tree = snapshot(esp)
+        for path, state in without_record(final_files(tree)).items():
             if state != self.before_tree.get(path) and state != after_tree.get(path):
                 problems.append(f"(c) {path} matches neither its version before nor after the run")
-        problems += [f"(c) {problem}" for problem in record_problems(esp)]
+        problems += [f"(c) {problem}" for problem in record_problems(esp, tree)]
         return problems
 
     def recovery_problems(self, esp, after_tree):
-        result = run_tool(self.update.root, esp)
+        result = run_tool(self.update.root, esp, extra_args=self.update.RUN_ARGS)
         if result.returncode != 0:
             return ["(d) the run after the crash failed: " + describe(result)]
         tree = snapshot(esp)
@@ -151,7 +156,7 @@ class CrashSweepTest(unittest.TestCase):
                                                               without_record(final_files(after_tree)))]
         if RECORD not in tree:
             problems.append(f"(d) no {RECORD}")
-        problems += [f"(d) {problem}" for problem in record_problems(esp)]
+        problems += [f"(d) {problem}" for problem in record_problems(esp, tree)]
         problems += [f"(d) temporary left: {path}" for path in temporaries(tree)]
         return problems
 
@@ -160,6 +165,15 @@ class CrashSweepTest(unittest.TestCase):
 
     def test_content_addressed_entries_with_boot_counting(self):
         self.sweep(HashUpdate)
+
+    def test_update_in_the_shared_layout_with_a_new_xen_build(self):
+        self.sweep(SharedUpdate)
+
+    def test_switch_from_unified_to_shared(self):
+        self.sweep(UnifiedToShared)
+
+    def test_switch_from_shared_to_unified(self):
+        self.sweep(SharedToUnified)
 
     def test_migration_from_the_shell_scripts_layout(self):
         self.sweep(Migration)
@@ -177,7 +191,7 @@ class CrashSweepTest(unittest.TestCase):
         for k in range(1, calls + 1):
             esp = self.folder / f"crash-{k}"
             copy_tree(self.before, esp)
-            result = run_tool(self.update.root, esp, preload_env={"XBB_CRASH_AT": k})
+            result = run_tool(self.update.root, esp, extra_args=self.update.RUN_ARGS, preload_env={"XBB_CRASH_AT": k})
             if result.returncode not in (CRASH_STATUS, 0):
                 problems = ["the crashed run exited " + describe(result)]
             else:
