@@ -268,13 +268,16 @@ def run_bounded_on_root(root, *argv):
 
 class TracedCall:
     """One system call as strace printed it: its name, its string arguments
-    (paths, in order), the rest of its arguments as text, and its result."""
+    (paths, in order), the rest of its arguments as text, and its result;
+    with strace -y, `fd_paths` are the paths of its file descriptor
+    arguments, in order."""
 
     def __init__(self, name, strings, arguments, result):
         self.name = name
         self.strings = strings
         self.arguments = arguments
         self.result = result
+        self.fd_paths = TRACE_FD_PATH.findall(arguments)
 
     def __repr__(self):
         return f"{self.name}({self.arguments}) = {self.result}"
@@ -282,18 +285,22 @@ class TracedCall:
 
 TRACE_LINE = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
 TRACE_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+TRACE_FD_PATH = re.compile(r"(?<![\w\"])-?\d+<([^>]*)>")
 
 
-def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlinkat,unlink"):
+def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlinkat,unlink", fd_paths=False):
     """Run the tool on a mkroot root under strace (following threads and
-    children), tracing `calls`: the completed process and the calls that
-    returned, in order. Fails the test when strace itself fails to start."""
+    children), tracing `calls` (with the paths of file descriptors when
+    `fd_paths`: strace -y): the completed process and the calls that
+    returned, in order. `argv` may start with options for the tool; `--root`
+    and `--esp` are given unless argv holds `verify`, which takes only --esp."""
     folder = Path(tempfile.mkdtemp(prefix="xbb-trace-"))
     test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
     trace = folder / "trace"
+    where = ["--esp", str(root.esp)] if "verify" in argv else ["--root", str(root.path), "--esp", str(root.esp)]
     result = subprocess.run(
-        ["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(trace),
-         str(BINARY), "--root", str(root.path), "--esp", str(root.esp), *map(str, argv)],
+        ["strace", "-f", "-qq", *(["-y"] if fd_paths else []), "-e", f"trace={calls}", "-o", str(trace),
+         str(BINARY), *where, *map(str, argv)],
         capture_output=True, text=True, check=False, env=tool_environment(), timeout=300,
     )
     test.assertTrue(trace.is_file(), "strace wrote no trace: " + describe(result))

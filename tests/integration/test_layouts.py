@@ -167,7 +167,10 @@ class SharedLayout(LayoutTestCase):
         self.build_layout(root, "shared")
         image = self.check_shared(root, root.xen_entries(), root.manifest["xen_version"])
         self.assertEqual(len(root.xen_entries()), 6)
-        assert_sections_of_stripped(self, image, root.store_path(root.manifest["xen_efi"]))
+        source = root.store_path(root.manifest["xen_efi"])
+        assert_sections_of_stripped(self, image, source)
+        # Debian's 4.17 image has no debug sections: its copy is the xen.efi itself.
+        self.assertEqual(sha256_file(image), sha256_file(source))
         default = root.manifest["default_entry"]
         retargeted = root.manifest["loader_conf"].replace(f"default {default}",
                                                           f"default xen-{default.removeprefix('nixos-')}")
