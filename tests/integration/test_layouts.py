@@ -9,7 +9,8 @@ independent reader the crash tests use: the first word of the options
 skipped, -cfg= relative to the image's folder, an embedded .config winning),
 images are checked against objcopy --strip-debug, and files outside the
 tool's folders stay untouched. Switching layouts takes one run each way, and
-images no entry uses any more go only after their entries."""
+images no entry uses any more go only after their entries. --layout takes
+only those two names, and the shared layout not with --source profiles."""
 
 import hashlib
 import json
@@ -256,7 +257,7 @@ class SwitchingLayouts(LayoutTestCase):
         build(self, root)
         self.check_unified(root, root.xen_entries())
         before = snapshot_esp(root.esp)
-        result, events = self.switch(root, "shared")
+        _, events = self.switch(root, "shared")
         self.check_shared(root, root.xen_entries(), root.manifest["xen_version"])
         self.check_removed_after_entries(events, [entry["xen_image"] for entry in root.xen_entries()])
         self.check_untouched_outside(before, snapshot_esp(root.esp))
@@ -266,11 +267,29 @@ class SwitchingLayouts(LayoutTestCase):
         self.build_layout(root, "shared")
         image = self.check_shared(root, root.xen_entries(), root.manifest["xen_version"])
         before = snapshot_esp(root.esp)
-        result, events = self.switch(root, "unified")
+        _, events = self.switch(root, "unified")
         self.check_unified(root, root.xen_entries())
         self.check_removed_after_entries(
             events, [image.name, *(f"xen-{entry['rest']}.cfg" for entry in root.xen_entries())])
         self.check_untouched_outside(before, snapshot_esp(root.esp))
+
+
+class LayoutOption(ToolTestCase):
+    def assert_usage_error(self, *argv):
+        root = make_root(self, "--generations", "1")
+        before = snapshot_esp(root.esp)
+        result = run_on_root(root, *argv, "info")
+        self.assertEqual(result.returncode, 2, describe(result))
+        self.assertEqual(snapshot_esp(root.esp), before)
+        return result
+
+    def test_unknown_layout_is_a_usage_error(self):
+        result = self.assert_usage_error("--layout", "split")
+        self.assertIn("split", result.stderr)
+
+    def test_profiles_source_needs_the_unified_layout(self):
+        result = self.assert_usage_error("--source", "profiles", "--layout", "shared")
+        self.assertIn("--layout unified", result.stderr)
 
 
 class StaleSharedImages(LayoutTestCase):
