@@ -212,7 +212,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     const Plan& plan = planned.plan;
     result.warnings = planned.warnings;
     result.changes = plan.changes;
-    result.entries = plan.entries.size();
+    result.entries = planned.xen_entries;
     result.default_failure = planned.default_failure;
     if (!options.dry_run) {
       PeImageMaker maker;
@@ -236,8 +236,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       if (plan.loader_conf) reporter.debug("would rewrite loader/loader.conf");
       for (const auto& path : plan.removals) reporter.debug("would remove " + path);
     }
-    finish(plan.entries.empty() ? "none found." : "done.");
-    if (plan.entries.empty() && !reporter.at_least(Verbosity::debug)) {
+    finish(result.entries == 0 ? "none found." : "done.");
+    if (result.entries == 0 && !reporter.at_least(Verbosity::debug)) {
       reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
     }
     for (const auto& warning : result.warnings) reporter.warning(warning);

@@ -294,6 +294,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     }
   }
 
+  out.xen_entries = targets.size();
   std::set<std::string> keep_paths;  // files that stay: targets and what kept entries use
   std::vector<MenuEntry> xen_menu;   // the Xen entries after the run, as systemd-boot lists them
   std::vector<std::string> xen_stems;

@@ -26,6 +26,9 @@ struct Planned {
   Plan plan;
   std::vector<std::string> warnings;  // one line each, naming the generation
   std::vector<std::string> notes;     // every decision, for the debug verbosity
+  // The generations that have their Xen entry after the plan is applied
+  // (written or already as it should be).
+  std::size_t xen_entries = 0;
   // The generation systemd-boot boots by default, when it could not get its
   // Xen entry: the run must fail.
   std::optional<std::string> default_failure;

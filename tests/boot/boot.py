@@ -447,7 +447,8 @@ def xen_version(text: str) -> str | None:
 def assert_booted(result: BootResult, expect_entry: str | None = None,
                   expect_xen_cmdline_contains: list[str] = (),
                   expect_dom0_cmdline_contains: list[str] = (),
-                  expect_builtin_config: bool = True) -> None:
+                  expect_builtin_config: bool = True,
+                  expect_config_from_option: bool = False) -> None:
     """Raises BootError, with the tail of the serial log, unless the boot
     reached /init's marker and showed every expected fact:
     - expect_entry: the entry systemd-boot says it started
@@ -455,7 +456,11 @@ def assert_booted(result: BootResult, expect_entry: str | None = None,
       ignored on both sides);
     - Xen's `(XEN) Command line:` holds every expect_xen_cmdline_contains word;
     - dom0's `Kernel command line:` holds every expect_dom0_cmdline_contains word;
-    - expect_builtin_config: Xen read the `.config` section embedded in its image.
+    - expect_builtin_config: Xen read the `.config` section embedded in its image;
+    - expect_config_from_option: Xen read the file its -cfg= load option
+      names: it printed neither 'Using builtin config file' nor 'Using
+      configuration file' (which it prints only for a file found by the
+      image's name; the file -cfg= names is read without a word).
     """
     text = result.text
     if not result.booted:
@@ -466,6 +471,10 @@ def assert_booted(result: BootResult, expect_entry: str | None = None,
             _fail(result, f"systemd-boot started entry {entry!r}, expected {expect_entry!r}")
     if expect_builtin_config and "Using builtin config file" not in text:
         _fail(result, "Xen did not say 'Using builtin config file'")
+    if expect_config_from_option:
+        for message in ("Using builtin config file", "Using configuration file"):
+            if message in text:
+                _fail(result, f"Xen said '{message}': it did not read the file -cfg= names")
     _expect_words(result, "Xen", xen_command_line(text), expect_xen_cmdline_contains)
     _expect_words(result, "dom0", dom0_command_line(text), expect_dom0_cmdline_contains)
 

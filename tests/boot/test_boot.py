@@ -145,13 +145,18 @@ class BootTest(unittest.TestCase):
                 return entry
         raise AssertionError(f"manifest has no generation {generation} specialisation {specialisation}")
 
-    def assert_booted_system(self, result: boot.BootResult, system: dict, xen: str = "4.17") -> None:
+    def assert_booted_system(self, result: boot.BootResult, system: dict, xen: str = "4.17",
+                             shared: bool = False) -> None:
+        """The boot reached /init through `system`'s Xen entry, with its Xen
+        and dom0 parameters, reading its configuration from the image's
+        .config, or (`shared`) from the file its -cfg= option names."""
         boot.assert_booted(
             result,
             expect_entry=system["xen_entry"],
             expect_xen_cmdline_contains=system["xen_params"],
             expect_dom0_cmdline_contains=[f"init={system['init']}", *system["kernel_params"]],
-            expect_builtin_config=True,
+            expect_builtin_config=not shared,
+            expect_config_from_option=shared,
         )
         version = boot.xen_version(result.text)
         self.assertTrue(version and version.startswith(xen + "."), f"Xen {version}, expected {xen}.x")
@@ -218,11 +223,42 @@ class BootTest(unittest.TestCase):
         self.assert_booted_system(self.boot_esp(), special)
 
     def test_unified_generation_default_xen_4_20(self) -> None:
+        """Debian 13's 4.20 image, written without its nine .debug_* sections
+        (the default): the stripped image boots."""
         manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.20")
         self.run_tool()
-        self.assert_booted_system(
-            self.boot_esp(), self.system(manifest, manifest["default_generation"]), xen="4.20"
-        )
+        system = self.system(manifest, manifest["default_generation"])
+        image = self.esp / entry_field(self.esp / "loader/entries" / system["xen_entry"], "efi").lstrip("/")
+        source_sections, sections = pe_section_sizes(boot.xen_efi("4.20")), pe_section_sizes(image)
+        self.assertTrue(any(name.startswith(".debug_") for name in source_sections))
+        self.assertEqual([name for name in sections if name.startswith(".debug_")], [], f"{image}: {sections}")
+        self.assertEqual(set(sections), {name for name in source_sections if not name.startswith(".debug_")}
+                         | {".config"})
+        self.assertLess(image.stat().st_size, boot.xen_efi("4.20").stat().st_size // 8)
+        self.assert_booted_system(self.boot_esp(), system, xen="4.20")
+
+    def test_shared_layout_older_generation(self) -> None:
+        """Two entries share one image, each with its own configuration file;
+        the older one, chosen in loader.conf, boots with its own dom0 command
+        line (generation=1, which only its configuration carries)."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2")
+        self.run_tool("--layout", "shared")
+        older, newer = self.system(manifest, 1), self.system(manifest, 2)
+        images = sorted((self.esp / "EFI/xen").glob("*.efi"))
+        self.assertEqual(len(images), 1, images)
+        self.assertNotIn(".config", pe_section_sizes(images[0]))
+        for system in (older, newer):
+            entry = self.esp / "loader/entries" / system["xen_entry"]
+            self.assertEqual(entry_field(entry, "efi"), f"/EFI/xen/{images[0].name}")
+            config = f"xen-{system['rest']}.cfg"
+            self.assertEqual(entry_field(entry, "options"), f"{images[0].name} -cfg={config}")
+            self.assertTrue((self.esp / "EFI/xen" / config).is_file(), config)
+        self.assertIn("generation=1", older["kernel_params"])
+        self.assertNotIn("generation=1", newer["kernel_params"])
+        boot.set_loader_option(self.esp, "default", older["xen_entry"])
+        result = self.boot_esp()
+        self.assert_booted_system(result, older, shared=True)
+        self.assertNotIn("generation=2", boot.dom0_command_line(result.text).split())
 
     def test_negative_control_missing_kernel(self) -> None:
         """The check can fail: with the kernel named by the default entry's

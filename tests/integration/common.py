@@ -6,6 +6,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import struct
@@ -26,6 +27,10 @@ PROGRESS_LINE = "Installing Xen Project Hypervisor boot entries...done."
 # The first line of every entry and configuration the tool writes (README,
 # "What it writes"): how it tells its own files from hand-made ones.
 MARKER = "# Written by xen-boot-builder, which rewrites or removes this file; do not edit."
+# The record a run keeps of the images it wrote (issue 9, the fast path): a
+# cache whose content depends on the mtimes of the files it describes, so
+# two ESPs built apart differ in it and nowhere else.
+RECORD = "EFI/xen/xen-boot-builder.json"
 
 
 # ---------------------------------------------------------------- roots
@@ -261,6 +266,53 @@ def run_bounded_on_root(root, *argv):
     return run_bounded("--root", root.path, "--esp", root.esp, *argv)
 
 
+class TracedCall:
+    """One system call as strace printed it: its name, its string arguments
+    (paths, in order), the rest of its arguments as text, and its result;
+    with strace -y, `fd_paths` are the paths of its file descriptor
+    arguments, in order."""
+
+    def __init__(self, name, strings, arguments, result):
+        self.name = name
+        self.strings = strings
+        self.arguments = arguments
+        self.result = result
+        self.fd_paths = TRACE_FD_PATH.findall(arguments)
+
+    def __repr__(self):
+        return f"{self.name}({self.arguments}) = {self.result}"
+
+
+TRACE_LINE = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
+TRACE_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+TRACE_FD_PATH = re.compile(r"(?<![\w\"])-?\d+<([^>]*)>")
+
+
+def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlinkat,unlink", fd_paths=False):
+    """Run the tool on a mkroot root under strace (following threads and
+    children), tracing `calls` (with the paths of file descriptors when
+    `fd_paths`: strace -y): the completed process and the calls that
+    returned, in order. `argv` may start with options for the tool; `--root`
+    and `--esp` are given unless argv holds `verify`, which takes only --esp."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-trace-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    trace = folder / "trace"
+    where = ["--esp", str(root.esp)] if "verify" in argv else ["--root", str(root.path), "--esp", str(root.esp)]
+    result = subprocess.run(
+        ["strace", "-f", "-qq", *(["-y"] if fd_paths else []), "-e", f"trace={calls}", "-o", str(trace),
+         str(BINARY), *where, *map(str, argv)],
+        capture_output=True, text=True, check=False, env=tool_environment(), timeout=300,
+    )
+    test.assertTrue(trace.is_file(), "strace wrote no trace: " + describe(result))
+    traced = []
+    for line in trace.read_text().splitlines():
+        match = TRACE_LINE.match(line)
+        if match:
+            name, arguments, value = match.groups()
+            traced.append(TracedCall(name, TRACE_STRING.findall(arguments), arguments, int(value)))
+    return result, traced
+
+
 def warnings_of(result):
     """The text of each `warning:` line the run printed."""
     return [line[len("warning: "):] for line in result.stderr.splitlines() if line.startswith("warning: ")]
@@ -318,6 +370,13 @@ def snapshot_esp(esp):
     return snapshot
 
 
+def without_record(snapshot):
+    """A snapshot (path -> anything) without the run's record: for comparing
+    ESPs made by different runs, whose records differ by the mtimes they
+    hold."""
+    return {path: state for path, state in snapshot.items() if path != RECORD}
+
+
 def read_entry_pairs(root, name):
     return parse_loader_entry((root.esp / "loader/entries" / name).read_text())
 
@@ -357,6 +416,69 @@ def section_headers(image):
         if len(fields) >= 7 and fields[0].isdigit():
             headers[fields[1]] = (int(fields[2], 16), int(fields[3], 16))
     return headers
+
+
+def pe_header(image):
+    """The numeric fields of the PE optional header as binutils' `objdump -p`
+    prints them (name -> int)."""
+    result = subprocess.run(["objdump", "-p", str(image)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objdump -p {image} failed: {result.stderr}")
+    fields = {}
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0][:1].isupper() and words[0].isalnum():
+            try:
+                fields.setdefault(words[0], int(words[1], 16))
+            except ValueError:
+                pass
+    return fields
+
+
+def strip_debug(test, image):
+    """`objcopy --strip-debug` of a PE image, in a folder removed when `test`
+    ends: the independent oracle for images without their .debug_* sections."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-stripped-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    out = folder / Path(image).name
+    result = subprocess.run(["objcopy", "--strip-debug", str(image), str(out)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(f"objcopy --strip-debug {image} failed: {result.stderr}")
+    return out
+
+
+def assert_same_build_id(test, image, source):
+    """Debian's Xen images start .buildid with their one debug directory entry
+    (28 bytes; PointerToRawData, the file offset of the CodeView record, at
+    bytes 24..28), followed by that 0x19-byte record. Moving section data (a
+    new section header, left out debug sections) moves the record; the entry
+    must follow it. Every other byte is the source's."""
+    source_buildid, image_buildid = extract_section(source, ".buildid"), extract_section(image, ".buildid")
+    test.assertEqual(image_buildid[:24], source_buildid[:24])
+    test.assertEqual(image_buildid[28:], source_buildid[28:])
+    record = source_buildid[28:28 + 0x19]
+    test.assertTrue(record.startswith(b"RSDS"))
+    offset = int.from_bytes(image_buildid[24:28], "little")
+    test.assertEqual(Path(image).read_bytes()[offset:offset + len(record)], record)
+
+
+def assert_sections_of_stripped(test, image, source, added=()):
+    """`image` has the sections of `objcopy --strip-debug` of `source`, in
+    its order, with the same sizes, addresses and bytes (but .buildid's
+    pointer to its record, see assert_same_build_id), then `added`. Returns
+    the stripped copy."""
+    stripped = strip_debug(test, source)
+    kept = section_headers(stripped)
+    image_sections = section_headers(image)
+    test.assertEqual(list(image_sections), [*kept, *added])
+    test.assertEqual({name: image_sections[name] for name in kept}, kept)
+    for name in kept:
+        if name != ".buildid":
+            test.assertEqual(extract_section(image, name), extract_section(stripped, name), name)
+    if ".buildid" in kept:
+        assert_same_build_id(test, image, stripped)
+    return stripped
 
 
 def pe_subsystem(image):
@@ -438,3 +560,46 @@ def rewrite_bootspec(root, entry, change):
     change(document)
     path.chmod(0o644)
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def use_xen_efi(root, entry, source, name, version=None):
+    """Put `source` in the root's store as /nix/store/<hash>-<name>/boot/xen.efi
+    and point the entry's bootspec (v1 and v2) at it, with `version` as v2's
+    version when given (a new Xen build for that generation). Returns the
+    store path."""
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:32]
+    store_path = f"/nix/store/{digest}-{name}/boot/xen.efi"
+    target = root.store_path(store_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    target.chmod(0o444)
+
+    def change(document):
+        document["org.xenproject.bootspec.v1"]["xen"] = store_path
+        if "org.xenproject.bootspec.v2" in document:
+            document["org.xenproject.bootspec.v2"]["efiPath"] = store_path
+            if version is not None:
+                document["org.xenproject.bootspec.v2"]["version"] = version
+
+    rewrite_bootspec(root, entry, change)
+    return store_path
+
+
+def xen_efi_with_config(test, source, config_text):
+    """A copy of `source` with a .config section added by binutils' objcopy
+    (at the end of Debian's 4.17 image), in a folder removed when `test`
+    ends: a xen.efi that already carries a configuration."""
+    folder = Path(tempfile.mkdtemp(prefix="xbb-configured-"))
+    test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+    config, out = folder / "config", folder / "xen.efi"
+    config.write_text(config_text)
+    result = subprocess.run(
+        ["objcopy", f"--add-section=.config={config}",
+         "--set-section-flags=.config=contents,alloc,load,readonly,data",
+         "--change-section-address=.config=0xffff82d041000000", str(source), str(out)],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"objcopy could not add .config to {source}: {result.stderr}")
+    test.assertIn(".config", section_headers(out))
+    return out

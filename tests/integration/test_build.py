@@ -10,14 +10,18 @@ from pathlib import Path
 
 from common import (
     PROGRESS_LINE,
+    RECORD,
     XEN_420_EFI,
     ToolTestCase,
+    assert_same_build_id,
+    assert_sections_of_stripped,
     build,
     describe,
     expected_xen_config,
     expected_xen_entry,
     extract_section,
     make_root,
+    pe_header,
     read_entry_pairs,
     rewrite_bootspec,
     run_on_root,
@@ -34,8 +38,11 @@ from common import (
 XEN_417_CONFIG_VMA = 0xFFFF82D041000000
 # Debian 13's xen-4.20-amd64.efi has no .pad and nine .debug_* sections after
 # .reloc; ImageBase + SizeOfImage, the next 2 MiB boundary past the last of
-# them (boot-test.md: boots there).
+# them (boot-test.md: boots there), when they are kept.
 XEN_420_CONFIG_VMA = 0xFFFF82D042400000
+# Without them (the default), the next 2 MiB boundary past .reloc, which ends
+# at 0xffff82d0409497a8.
+XEN_420_STRIPPED_CONFIG_VMA = 0xFFFF82D040A00000
 
 
 def change_lines(stdout, kind):
@@ -133,21 +140,10 @@ class XenImages(ToolTestCase):
             self.assertEqual(extract_section(image, name), extract_section(source, name), name)
 
     def test_debug_directory_still_finds_the_build_id(self):
-        # Debian's 4.17 image starts .buildid with its one debug directory entry
-        # (28 bytes; PointerToRawData, the file offset of the CodeView record,
-        # at bytes 24..28), followed by that 0x19-byte record. Adding a section
-        # header may move section data; the entry must follow it.
         root = make_root(self, "--generations", "1")
         build(self, root)
         source = root.store_path(root.manifest["xen_efi"])
-        image = root.esp / "EFI/xen/xen-generation-1.efi"
-        source_buildid, image_buildid = extract_section(source, ".buildid"), extract_section(image, ".buildid")
-        self.assertEqual(image_buildid[:24], source_buildid[:24])
-        self.assertEqual(image_buildid[28:], source_buildid[28:])
-        record = source_buildid[28:28 + 0x19]
-        self.assertTrue(record.startswith(b"RSDS"))
-        offset = int.from_bytes(image_buildid[24:28], "little")
-        self.assertEqual(image.read_bytes()[offset:offset + len(record)], record)
+        assert_same_build_id(self, root.esp / "EFI/xen/xen-generation-1.efi", source)
 
     def test_config_section_lands_at_the_end_of_debians_417_image(self):
         root = make_root(self, "--generations", "1")
@@ -155,14 +151,34 @@ class XenImages(ToolTestCase):
         headers = section_headers(root.esp / "EFI/xen/xen-generation-1.efi")
         self.assertEqual(headers[".config"][1], XEN_417_CONFIG_VMA)
 
-    def test_xen_420_image_keeps_its_debug_sections_and_gets_config_after_them(self):
+    def test_xen_420_image_leaves_out_its_debug_sections_and_gets_config_after_reloc(self):
         self.assertTrue(XEN_420_EFI.is_file(), f"missing real input {XEN_420_EFI} (run .ci/setup)")
         root = make_root(self, "--generations", "1", "--xen-efi", str(XEN_420_EFI))
         build(self, root)
         image = root.esp / "EFI/xen/xen-generation-1.efi"
+        self.assertTrue(any(name.startswith(".debug_") for name in section_headers(XEN_420_EFI)))
+        stripped = assert_sections_of_stripped(self, image, XEN_420_EFI, added=[".config"])
+        image_sections = section_headers(image)
+        self.assertEqual(image_sections[".config"][1], XEN_420_STRIPPED_CONFIG_VMA)
+        self.assertEqual(extract_section(image, ".config").decode(), expected_xen_config(root.entry(1)))
+        source_header, image_header = pe_header(stripped), pe_header(image)
+        for field in ("AddressOfEntryPoint", "ImageBase", "SectionAlignment", "FileAlignment", "SizeOfCode",
+                      "SizeOfUninitializedData", "Subsystem"):
+            self.assertEqual(image_header[field], source_header[field], field)
+        config_raw_size = -(-image_sections[".config"][0] // image_header["FileAlignment"]) * image_header["FileAlignment"]
+        self.assertEqual(image_header["SizeOfInitializedData"], source_header["SizeOfInitializedData"] + config_raw_size)
+        self.assertEqual(image_header["SizeOfImage"], XEN_420_STRIPPED_CONFIG_VMA + 0x200000 - image_header["ImageBase"])
+
+    def test_xen_420_image_keeps_its_debug_sections_when_asked_and_gets_config_after_them(self):
+        self.assertTrue(XEN_420_EFI.is_file(), f"missing real input {XEN_420_EFI} (run .ci/setup)")
+        root = make_root(self, "--generations", "1", "--xen-efi", str(XEN_420_EFI))
+        build(self, root, "info", "--keep-debug-sections")
+        image = root.esp / "EFI/xen/xen-generation-1.efi"
         source_sections, image_sections = section_headers(XEN_420_EFI), section_headers(image)
+        self.assertEqual(list(image_sections), [*source_sections, ".config"])
         self.assertEqual({name: image_sections[name] for name in source_sections}, source_sections)
-        self.assertEqual(set(image_sections) - set(source_sections), {".config"})
+        for name in (".text", ".reloc", ".debug_info", ".debug_aranges"):
+            self.assertEqual(extract_section(image, name), extract_section(XEN_420_EFI, name), name)
         self.assertEqual(image_sections[".config"][1], XEN_420_CONFIG_VMA)
         self.assertEqual(extract_section(image, ".config").decode(), expected_xen_config(root.entry(1)))
 
@@ -215,7 +231,8 @@ class Bootspecs(ToolTestCase):
         after = snapshot_esp(root.esp)
         self.assertEqual(set(after), set(before))
         changed = {path for path in before if before[path] != after[path]}
-        self.assertEqual(changed, {"EFI/xen/xen-generation-2.efi"})
+        # The record follows the image it describes.
+        self.assertEqual(changed, {"EFI/xen/xen-generation-2.efi", RECORD})
         expected = expected_xen_config(dict(second, xen_params=new_params))
         self.assertEqual(extract_section(root.esp / "EFI/xen/xen-generation-2.efi", ".config").decode(), expected)
 

@@ -15,6 +15,7 @@ from common import (
     make_root,
     rewrite_bootspec,
     snapshot_esp,
+    without_record,
 )
 
 ROOT_OPTIONS = ("--generations", "3")
@@ -76,9 +77,11 @@ def names_field(message, field):
 
 
 def files_not_of(snapshot, stem):
+    """Contents of the files whose names do not hold `stem`, but the record,
+    which differs between ESPs built at different times."""
     return {
         path: state[2]
-        for path, state in snapshot.items()
+        for path, state in without_record(snapshot).items()
         if stem not in path.rsplit("/", 1)[-1]
     }
 

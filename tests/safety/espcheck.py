@@ -10,16 +10,24 @@ xen-boot-builder (none of its code, none of its parsers).
   `.conf`.
 - An entry with `efi` boots that EFI program: it must be a complete PE image
   (headers and every section's raw data inside the file).
+- Xen takes the entry's `options` as its load options and skips their first
+  word (the image name). Of the words after it, one starting with `-` or `/`
+  is an option (`-cfg=<file>`, or `-cfg <file>`, names the configuration
+  file), any other names the configuration section.
 - Xen reads its configuration from the image's `.config` section (extracted
-  here with binutils' objcopy): the section named by the entry's `options`
-  (the word after the image name) or else by `[global] default=`; its
-  `kernel=`, `ramdisk=`, `xsm=`, `ucode=` and `dtb=` files must exist. A path
-  starting with a backslash is relative to the ESP root, any other relative to
-  the image's folder.
+  here with binutils' objcopy) when there is one, whatever `-cfg` says; else
+  from the `-cfg` file; else from the first of `<image name>.cfg` and the
+  shorter names cut at `.`, `-` and `_` (`xen-4.2.efi`: `xen-4.2.cfg`,
+  `xen-4.cfg`, `xen.cfg`) that exists. Configuration files are found in the
+  image's folder. The section used is the one the options name, else
+  `[global] default=`; its `kernel=`, `ramdisk=`, `xsm=`, `ucode=` and `dtb=`
+  files must exist. A path starting with a backslash is relative to the ESP
+  root, any other relative to the image's folder.
 - A `linux` entry must have its `linux` and every `initrd` file.
 
-Only the unified image layout (configuration inside the image) is covered.
-FAT's case-insensitivity is not modelled: names must match exactly.
+Both image layouts are covered: unified (configuration inside each image) and
+shared (one image without `.config`, a configuration file per entry named by
+`-cfg=`). FAT's case-insensitivity is not modelled: names must match exactly.
 
 As a program: `espcheck.py ESP` prints the problems and the bootable entries,
 and exits 1 when there is a problem.
@@ -43,7 +51,8 @@ PE32_PLUS_MAGIC = 0x20B
 PE32_MAGIC = 0x10B
 SECTION_HEADER_SIZE = 40
 
-# The .config of an image, by the image's sha256: objcopy runs once per image.
+# The .config of an image (None when it has none), by the image's sha256:
+# objcopy runs once per image.
 _config_cache = {}
 
 
@@ -142,18 +151,20 @@ def pe_sections(data, name):
 
 
 def image_config(path):
-    """The `.config` section of a checked PE image, as text."""
+    """The `.config` section of a checked PE image, as text; None when it has
+    no `.config`."""
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    cached = _config_cache.get(digest)
-    if isinstance(cached, NotBootable):
-        raise cached
-    if cached is not None:
+    if digest in _config_cache:
+        cached = _config_cache[digest]
+        if isinstance(cached, NotBootable):
+            raise cached
         return cached
     try:
         names = pe_sections(data, str(path))
         if ".config" not in names:
-            raise NotBootable(f"{path}: no .config section")
+            _config_cache[digest] = None
+            return None
         with tempfile.TemporaryDirectory(prefix="espcheck-") as scratch:
             out = Path(scratch) / "config"
             result = subprocess.run(
@@ -189,24 +200,66 @@ def config_sections(text):
     return sections
 
 
-def chosen_section(sections, options, where):
+def load_options(options):
+    """(configuration file, section) named by Xen's load options, each None
+    when not given. The first word is the image name, which Xen skips."""
     words = options.split()
-    # The first word is the image name, which Xen skips; the next non-option
-    # word names the section.
-    for word in words[1:]:
-        if not word.startswith("-"):
-            return word
-    default = sections.get("global", {}).get("default")
-    if not default:
-        raise NotBootable(f"{where}: .config has no [global] default=")
-    return default
+    config_file = section = None
+    index = 1
+    while index < len(words):
+        word = words[index]
+        if word[0] in "-/":
+            if word[1:].startswith("cfg="):
+                config_file = word[5:]
+            elif word[1:] == "cfg" and index + 1 < len(words):
+                index += 1
+                config_file = words[index]
+        else:
+            section = word
+        index += 1
+    return config_file, section
+
+
+def name_candidates(image):
+    """The configuration files Xen tries beside an image when no -cfg is
+    given: the name cut at its last `.`, `-` or `_`, again and again, each
+    with `.cfg` added."""
+    name = image.name
+    candidates = []
+    while True:
+        cut = max(name.rfind("."), name.rfind("-"), name.rfind("_"))
+        if cut < 0:
+            return candidates
+        name = name[:cut]
+        candidates.append(name + ".cfg")
+
+
+def xen_configuration(esp, image, config_file, where):
+    """(text, where it came from): the configuration Xen would use."""
+    embedded = image_config(image)
+    if embedded is not None:
+        return embedded, ".config"
+    image_folder = image.parent.relative_to(esp)
+    if config_file is not None:
+        path = esp_file(esp, config_file, image_folder)
+        require_file(path, f"{where}: -cfg=")
+        return path.read_text(errors="replace"), config_file
+    for candidate in name_candidates(image):
+        path = Path(esp) / image_folder / candidate
+        if path.is_file() and not path.is_symlink():
+            return path.read_text(errors="replace"), candidate
+    raise NotBootable(f"{where}: {image.name} has no .config, no -cfg= and no configuration file beside it")
 
 
 def check_xen_image(esp, image, options, where):
-    sections = config_sections(image_config(image))
-    name = chosen_section(sections, options, where)
+    config_file, chosen = load_options(options)
+    text, origin = xen_configuration(esp, image, config_file, where)
+    sections = config_sections(text)
+    name = chosen or sections.get("global", {}).get("default")
+    if not name:
+        raise NotBootable(f"{where}: {origin} has no [global] default=")
     if name not in sections:
-        raise NotBootable(f"{where}: .config has no section [{name}]")
+        raise NotBootable(f"{where}: {origin} has no section [{name}]")
     section = sections[name]
     if "kernel" not in section:
         raise NotBootable(f"{where}: section [{name}] has no kernel=")
@@ -281,13 +334,15 @@ def matching_entries(pattern, idents):
                   or fnmatch.fnmatchcase(i.removesuffix(".conf"), pattern))
 
 
-def default_problems(esp):
-    """What is wrong with the default entry choice (empty when it boots)."""
+def default_problems(esp, status=None):
+    """What is wrong with the default entry choice (empty when it boots).
+    `status`: entry_problems(esp), when the caller has it already."""
     try:
         settings = loader_settings(esp)
     except NotBootable as problem:
         return [str(problem)]
-    status = entry_problems(esp)
+    if status is None:
+        status = entry_problems(esp)
     problems = []
     chosen = None
     if settings["preferred"] is not None:

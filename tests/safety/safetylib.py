@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,10 @@ import espcheck
 
 TEMPORARY_MARKER = ".xbb-tmp-"
 CRASH_STATUS = 137
+# The record a run keeps of the images it wrote: a cache holding their mtimes,
+# so two runs that write the same bytes at different times leave different
+# records. Compared through record_problems, never byte for byte.
+RECORD = "EFI/xen/xen-boot-builder.json"
 
 SOURCE_DIR = Path(os.environ.get("XBB_SOURCE_DIR", Path(__file__).resolve().parents[2]))
 DEPS_DIR = Path(os.environ.get("XBB_DEPS_DIR", SOURCE_DIR / ".cache" / "deps"))
@@ -136,6 +141,39 @@ def final_files(tree):
     return {path: value for path, value in tree.items() if not is_temporary(path)}
 
 
+def without_record(tree):
+    """A snapshot without the record (see RECORD)."""
+    return {path: value for path, value in tree.items() if path != RECORD}
+
+
+def record_problems(esp, tree=None):
+    """What is wrong with the record on `esp`: it must be complete JSON (it
+    is written to a temporary and renamed like everything else), and it may
+    vouch only for what it describes: an image it lists whose size and mtime
+    are still the recorded ones (then the tool trusts the entry without
+    reading the file) must have the recorded SHA-256. `tree`: snapshot(esp),
+    when the caller has it already (its digests are used)."""
+    path = Path(esp) / RECORD
+    if not path.exists():
+        return []
+    try:
+        images = json.loads(path.read_text())["images"]
+        problems = []
+        for image, recorded in images.items():
+            file = Path(esp) / image
+            if not file.is_file() or file.is_symlink():
+                continue
+            info = file.stat()
+            if (info.st_size, info.st_mtime_ns) != (recorded["size"], recorded["mtime_ns"]):
+                continue
+            digest = tree[image][1] if tree is not None else hashlib.sha256(file.read_bytes()).hexdigest()
+            if digest != recorded["digest"]:
+                problems.append(f"{RECORD} vouches for {image} (same size and mtime) with a digest it does not have")
+        return problems
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return [f"{RECORD} is not a complete record: {error!r}"]
+
+
 def temporaries(tree):
     return sorted(path for path in tree if is_temporary(path))
 
@@ -157,8 +195,12 @@ def copy_tree(source, destination):
     shutil.copytree(source, destination, symlinks=True)
 
 
-def xen_bootable(esp):
-    return {ident for ident in espcheck.bootable_entries(esp) if ident.startswith("xen-")}
+def xen_bootable(esp, status=None):
+    """Ids of the Xen entries that boot; `status`: espcheck.entry_problems(esp),
+    when the caller has it already."""
+    if status is None:
+        status = espcheck.entry_problems(esp)
+    return {ident for ident, problem in status.items() if problem is None and ident.startswith("xen-")}
 
 
 # ---------------------------------------------------------------- the update
@@ -180,18 +222,22 @@ class Update:
     What the update must do, for the tests to check that it did it:
     `before_xen` and `after_xen` (ids of the Xen entries that boot before and
     after), `rewritten` (images whose bytes change), `removed` and `added`
-    (ESP paths)."""
+    (ESP paths). The tool runs with FIRST_RUN_ARGS before the update and with
+    RUN_ARGS for it."""
 
     GENERATIONS = 7
     NEW_PARAMS = 3
     NEW_KERNEL = 5
     MKROOT_OPTIONS = ()
+    FIRST_RUN_ARGS = ()
+    RUN_ARGS = ()
 
     def __init__(self, test, folder):
         self.test = test
         self.folder = Path(folder)
         self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS),
                               *self.MKROOT_OPTIONS)
+        self.prepare_root()
         self.esp = self.root.esp
         self.entries = self.esp / "loader/entries"
         newest = self.root.entry(self.GENERATIONS)
@@ -204,7 +250,7 @@ class Update:
         (self.entries / newest["entry"]).unlink()
         newest_initrd.unlink()
         self.set_default(self.root.entry(self.GENERATIONS - 1)["entry_id"])
-        first = run_tool(self.root, self.esp)
+        first = run_tool(self.root, self.esp, extra_args=self.FIRST_RUN_ARGS)
         test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
         self.after_first_run()
 
@@ -213,10 +259,11 @@ class Update:
         newest_initrd.write_bytes(newest_initrd_bytes)
         self.set_default(newest["entry_id"])
 
-        # Garbage collection of generation 1.
-        oldest = self.root.entry(1)
-        (self.entries / oldest["entry"]).unlink()
-        self.esp_file(oldest["initrd"]).unlink()
+        # Garbage collection of the oldest generations.
+        for generation in self.COLLECTED:
+            oldest = self.root.entry(generation)
+            (self.entries / oldest["entry"]).unlink()
+            self.esp_file(oldest["initrd"]).unlink()
 
         self.change_xen_params(self.root.entry(self.NEW_PARAMS))
         self.change_kernel(self.root.entry(self.NEW_KERNEL))
@@ -233,6 +280,9 @@ class Update:
 
     def image(self, generation):
         return f"EFI/xen/{self.root.entry(generation)['xen_image']}"
+
+    def prepare_root(self):
+        pass
 
     def after_first_run(self):
         pass
@@ -256,14 +306,16 @@ class Update:
         path = self.entries / entry["entry"]
         path.write_text(re.sub(r"(?m)^linux .*$", f"linux {NEW_KERNEL}", path.read_text()))
 
+    COLLECTED = (1,)
+
     @property
     def before_xen(self):
-        # Generation 1's initrd was collected with it: its Xen entry no longer boots.
-        return {self.xen_ids[n] for n in range(2, self.GENERATIONS)}
+        # The collected generations' initrds went with them: their Xen entries no longer boot.
+        return {self.xen_ids[n] for n in range(1, self.GENERATIONS) if n not in self.COLLECTED}
 
     @property
     def after_xen(self):
-        return {self.xen_ids[n] for n in range(2, self.GENERATIONS + 1)}
+        return {self.xen_ids[n] for n in range(1, self.GENERATIONS + 1) if n not in self.COLLECTED}
 
     @property
     def rewritten(self):
@@ -271,7 +323,7 @@ class Update:
 
     @property
     def removed(self):
-        return [self.image(1)]
+        return [self.image(n) for n in self.COLLECTED]
 
     @property
     def added(self):
@@ -330,6 +382,140 @@ class HashUpdate(Update):
         return [self.image(self.GENERATIONS), f"EFI/xen/{self.changed_kernel_id.removesuffix('.conf')}.efi"]
 
 
+def xen_build(root, entry, build):
+    """Gives the entry's generation a xen.efi of its own Xen build number
+    `build`: Debian's 4.17 image with another COFF TimeDateStamp (and no
+    checksum, which PE allows), so that its bytes, and its shared image, are
+    its own. Points its bootspec (v1 and v2) at it."""
+    data = bytearray(XEN_417_EFI.read_bytes())
+    (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
+    struct.pack_into("<I", data, pe_offset + 8, 0x5EED0000 + build)  # COFF TimeDateStamp
+    struct.pack_into("<I", data, pe_offset + 24 + 64, 0)  # optional header CheckSum
+    store_path = f"/nix/store/{hashlib.sha256(bytes(data)).hexdigest()[:32]}-xen-4.17.7-build-{build}/boot/xen.efi"
+    target = root.store_path(store_path)
+    if not target.exists():
+        target.parent.mkdir(parents=True)
+        target.write_bytes(bytes(data))
+        target.chmod(0o444)
+    boot_json = root.store_path(entry["toplevel"]) / "boot.json"
+    document = json.loads(boot_json.read_text())
+    document["org.xenproject.bootspec.v1"]["xen"] = store_path
+    document["org.xenproject.bootspec.v2"]["efiPath"] = store_path
+    boot_json.chmod(0o644)
+    boot_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    boot_json.chmod(0o444)
+    return target
+
+
+def shared_image(version, xen_efi):
+    """The ESP path of the shared layout's image of a xen.efi without debug
+    sections, which is a byte-for-byte copy: xen-<version>-<8 hex of its
+    SHA-256>.efi."""
+    return f"EFI/xen/xen-{version}-{hashlib.sha256(Path(xen_efi).read_bytes()).hexdigest()[:8]}.efi"
+
+
+class SharedUpdate(Update):
+    """The update in the shared layout, with new Xen builds: generation 1
+    boots Xen build A, 2 and 3 build B, the new generation 4 build C. The
+    first run (generations 1..3) writes images A and B and a .cfg per entry;
+    the update collects generation 1 (image A is then used by no entry and
+    goes, after its entry), changes 2's Xen parameters and 3's kernel (their
+    .cfg files change, images stay), and adds 4 with image C."""
+
+    GENERATIONS = 4
+    NEW_PARAMS = 2
+    NEW_KERNEL = 3
+    FIRST_RUN_ARGS = ("--layout", "shared")
+    RUN_ARGS = ("--layout", "shared")
+    BUILDS = {1: 1, 2: 2, 3: 2, 4: 3}
+
+    def prepare_root(self):
+        self.xen_efis = {n: xen_build(self.root, self.root.entry(n), build) for n, build in self.BUILDS.items()}
+
+    def image(self, generation):
+        return shared_image(self.root.manifest["xen_version"], self.xen_efis[generation])
+
+    def config(self, generation):
+        return f"EFI/xen/xen-{self.root.entry(generation)['rest']}.cfg"
+
+    @property
+    def rewritten(self):
+        return [self.config(self.NEW_PARAMS), self.config(self.NEW_KERNEL)]
+
+    @property
+    def removed(self):
+        return [self.image(1), *(self.config(n) for n in self.COLLECTED)]
+
+    @property
+    def added(self):
+        return [self.image(self.GENERATIONS), self.config(self.GENERATIONS)]
+
+
+class LayoutSwitch:
+    """One run switching an ESP from one layout to the other (FIRST_RUN_ARGS
+    to RUN_ARGS) with nothing else changed: every entry is rewritten to name
+    the new files, the new files are added and the old ones removed, and
+    every Xen entry boots throughout."""
+
+    GENERATIONS = 2
+    FIRST_RUN_ARGS = ()
+    RUN_ARGS = ()
+
+    def __init__(self, test, folder):
+        self.folder = Path(folder)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        first = run_tool(self.root, self.root.esp, extra_args=self.FIRST_RUN_ARGS)
+        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.before = self.folder / "before"
+        copy_tree(self.root.esp, self.before)
+        self.entries = self.root.manifest["entries"]
+        self.ids = {entry["xen_entry"] for entry in self.entries}
+
+    @property
+    def before_xen(self):
+        return self.ids
+
+    @property
+    def after_xen(self):
+        return self.ids
+
+    @property
+    def rewritten(self):
+        return [f"loader/entries/{entry_id}" for entry_id in sorted(self.ids)]
+
+    def unified_files(self):
+        return [f"EFI/xen/{entry['xen_image']}" for entry in self.entries]
+
+    def shared_files(self):
+        image = shared_image(self.root.manifest["xen_version"], self.root.store_path(self.root.manifest["xen_efi"]))
+        return [image, *(f"EFI/xen/xen-{entry['rest']}.cfg" for entry in self.entries)]
+
+
+class UnifiedToShared(LayoutSwitch):
+    RUN_ARGS = ("--layout", "shared")
+
+    @property
+    def removed(self):
+        return self.unified_files()
+
+    @property
+    def added(self):
+        return self.shared_files()
+
+
+class SharedToUnified(LayoutSwitch):
+    FIRST_RUN_ARGS = ("--layout", "shared")
+    RUN_ARGS = ("--layout", "unified")
+
+    @property
+    def removed(self):
+        return self.shared_files()
+
+    @property
+    def added(self):
+        return self.unified_files()
+
+
 class Migration:
     """An ESP as the shell script left it: Xen entries `xen-<rest>.conf`
     whose images are `EFI/nixos/xen-<rest>.efi` (made here by moving a real
@@ -339,6 +525,7 @@ class Migration:
     old images, with every entry bootable throughout."""
 
     GENERATIONS = 3
+    RUN_ARGS = ()
 
     def __init__(self, test, folder):
         self.folder = Path(folder)

@@ -1,7 +1,8 @@
 """The independent ESP checker the crash tests rely on: it must find what
 would not boot, or the sweep would hold vacuously. An ESP made by a real run
-is damaged one way at a time."""
+is damaged one way at a time, in the unified layout and in the shared one."""
 
+import re
 import shutil
 import unittest
 
@@ -45,7 +46,8 @@ class EspCheckTest(unittest.TestCase):
     def test_image_without_configuration(self):
         shutil.copyfile(XEN_417_EFI, self.esp / "EFI/xen/xen-generation-1.efi")
         self.assertNotIn("xen-generation-1.conf", espcheck.bootable_entries(self.esp))
-        self.assertTrue(any("no .config section" in p for p in espcheck.problems(self.esp)))
+        self.assertTrue(any("has no .config, no -cfg= and no configuration file beside it" in p
+                            for p in espcheck.problems(self.esp)))
 
     def test_missing_ramdisk_and_kernel(self):
         entry = self.root.entry(1)
@@ -89,6 +91,92 @@ class EspCheckTest(unittest.TestCase):
     def test_missing_loader_conf(self):
         (self.esp / "loader/loader.conf").unlink()
         self.assertEqual(espcheck.default_problems(self.esp), ["loader/loader.conf is missing or not a regular file"])
+
+
+class SharedLayoutTest(unittest.TestCase):
+    """An ESP in the shared layout: one image without .config, a
+    configuration file per entry named by `options <image> -cfg=<file>`.
+    Beside it, the unified ESP of the same root, for an image with .config."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.holder = unittest.TestCase()
+        cls.folder = scratch_folder(cls.holder, "xbb-espcheck-shared-")
+        cls.root = make_root(cls.holder, cls.folder / "root", "--generations", "2")
+        cls.unified = cls.folder / "unified"
+        copy_tree(cls.root.esp, cls.unified)
+        for esp, layout in ((cls.unified, "unified"), (cls.root.esp, "shared")):
+            result = run_tool(cls.root, esp, extra_args=("--layout", layout))
+            if result.returncode != 0:
+                raise AssertionError(f"{layout} run failed: " + describe(result))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.holder.doCleanups()
+
+    def setUp(self):
+        self.esp = self.folder / f"esp-{self._testMethodName}"
+        copy_tree(self.root.esp, self.esp)
+        self.addCleanup(shutil.rmtree, self.esp)
+        images = sorted((self.esp / "EFI/xen").glob("xen-*.efi"))
+        self.assertEqual(len(images), 1, "the shared layout wrote more than one image")
+        self.image = images[0]
+
+    def entry(self, generation):
+        return self.esp / f"loader/entries/xen-generation-{generation}.conf"
+
+    def set_options(self, generation, options):
+        path = self.entry(generation)
+        text = re.sub(r"(?m)^options .*\n", "", path.read_text())
+        path.write_text(text + (f"options {options}\n" if options is not None else ""))
+
+    def xen_bootable(self):
+        return {ident for ident in espcheck.bootable_entries(self.esp) if ident.startswith("xen-")}
+
+    def test_a_complete_shared_esp_has_no_problem(self):
+        self.assertEqual(espcheck.problems(self.esp), [])
+        self.assertEqual(self.xen_bootable(), {"xen-generation-1.conf", "xen-generation-2.conf"})
+        self.assertIn(f"options {self.image.name} -cfg=xen-generation-1.cfg", self.entry(1).read_text())
+
+    def test_missing_configuration_file(self):
+        (self.esp / "EFI/xen/xen-generation-1.cfg").unlink()
+        self.assertEqual(self.xen_bootable(), {"xen-generation-2.conf"})
+        self.assertTrue(any("-cfg=" in p and "does not exist" in p for p in espcheck.problems(self.esp)))
+
+    def test_configuration_file_is_what_is_checked(self):
+        config = self.esp / "EFI/xen/xen-generation-1.cfg"
+        config.write_text(re.sub(r"(?m)^kernel=\S+", r"kernel=\\EFI\\nixos\\gone.efi", config.read_text()))
+        self.assertEqual(self.xen_bootable(), {"xen-generation-2.conf"})
+        self.assertTrue(any("kernel=" in p and "gone.efi" in p for p in espcheck.problems(self.esp)))
+
+    def test_embedded_configuration_wins_over_the_cfg_option(self):
+        shutil.copyfile(self.unified / "EFI/xen/xen-generation-1.efi", self.image)
+        for generation in (1, 2):
+            config = self.esp / f"EFI/xen/xen-generation-{generation}.cfg"
+            config.write_text(re.sub(r"(?m)^kernel=\S+", r"kernel=\\EFI\\nixos\\gone.efi", config.read_text()))
+        self.assertEqual(self.xen_bootable(), {"xen-generation-1.conf", "xen-generation-2.conf"})
+
+    def test_the_first_word_of_the_options_is_skipped(self):
+        self.set_options(1, "-cfg=xen-generation-1.cfg")
+        self.assertEqual(self.xen_bootable(), {"xen-generation-2.conf"})
+        self.assertTrue(any("no configuration file beside it" in p for p in espcheck.problems(self.esp)))
+
+    def test_cfg_option_as_two_words(self):
+        self.set_options(1, f"{self.image.name} -cfg xen-generation-1.cfg")
+        self.set_options(2, f"{self.image.name} -cfg xen-generation-9.cfg")
+        self.assertEqual(self.xen_bootable(), {"xen-generation-1.conf"})
+
+    def test_a_word_that_is_no_option_names_the_section(self):
+        self.set_options(1, f"{self.image.name} -cfg=xen-generation-1.cfg nixos")
+        self.set_options(2, f"{self.image.name} -cfg=xen-generation-2.cfg other")
+        self.assertEqual(self.xen_bootable(), {"xen-generation-1.conf"})
+        self.assertTrue(any("has no section [other]" in p for p in espcheck.problems(self.esp)))
+
+    def test_without_cfg_a_file_named_after_the_image_is_used(self):
+        self.set_options(1, None)
+        self.assertEqual(self.xen_bootable(), {"xen-generation-2.conf"})
+        shutil.copyfile(self.esp / "EFI/xen/xen-generation-1.cfg", self.esp / "EFI/xen/xen.cfg")
+        self.assertEqual(self.xen_bootable(), {"xen-generation-1.conf", "xen-generation-2.conf"})
 
 
 if __name__ == "__main__":
