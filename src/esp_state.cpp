@@ -39,8 +39,8 @@ void read_image(const Esp& esp, const std::string& path, const std::string& name
     // run makes before signing.
     if (parsed.is_signed()) {
       const auto unsigned_bytes = pe::without_signature(image);
-      file.digest = sha256_hex(std::string_view(reinterpret_cast<const char*>(unsigned_bytes.data()),
-                                                unsigned_bytes.size()));
+      file.digest = sha256_hex(std::string_view(
+          reinterpret_cast<const char*>(unsigned_bytes.data()), unsigned_bytes.size()));
     }
   } catch (const Error&) {
     // Not an image the tool wrote; the digest still tells whether it is one it would write.

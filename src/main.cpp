@@ -12,8 +12,8 @@
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
 #include "xbb/layout.hpp"
-#include "xbb/signer.hpp"
 #include "xbb/report.hpp"
+#include "xbb/signer.hpp"
 #include "xbb/verify.hpp"
 
 namespace po = boost::program_options;
@@ -70,8 +70,8 @@ int inspect(const std::string& path, bool json) {
   }
 }
 
-int verify(const std::filesystem::path& esp_root, const std::optional<std::filesystem::path>& sign_cert,
-           bool json) {
+int verify(const std::filesystem::path& esp_root,
+           const std::optional<std::filesystem::path>& sign_cert, bool json) {
   try {
     std::optional<xbb::SbsignSigner> checker;
     if (sign_cert) checker.emplace(std::nullopt, *sign_cert);
@@ -131,10 +131,9 @@ int main(int argc, char** argv) {
       "sign every image with this key (PEM), with sbsign")(
       "sign-cert", po::value<std::string>()->value_name("FILE"),
       "the certificate (PEM) of --sign-key; with verify, check every image's signature "
-      "against it")(
-      "lanzaboote",
-      "for Lanzaboote machines: generations from the system profiles, self-contained "
-      "images, loader.conf and Lanzaboote's folders left alone")(
+      "against it")("lanzaboote",
+                    "for Lanzaboote machines: generations from the system profiles, self-contained "
+                    "images, loader.conf and Lanzaboote's folders left alone")(
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")("json", "print JSON (inspect, verify)")(
       "help,h", "show this help")("version", "show the version");
@@ -200,7 +199,9 @@ int main(int argc, char** argv) {
   } else if (const char* mount = std::getenv("efiMountPoint"); mount && *mount) {
     options.esp = mount;
   }
-  options.root = vm["root"].as<std::string>();
+  // Absolute, so that host paths (in the record, in messages) do not depend
+  // on the working folder.
+  options.root = std::filesystem::absolute(vm["root"].as<std::string>());
   const std::string source = vm["source"].as<std::string>();
   if (source == "profiles") {
     options.source = xbb::Source::profiles;

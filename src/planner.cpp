@@ -212,6 +212,20 @@ RetargetFn retarget_to(const SourceMenu& sources, const std::vector<MenuEntry>& 
   };
 }
 
+// The Xen version that names each xen.efi's shared image: the version a v2
+// bootspec gives for it (a v1 bootspec gives none), the same for every
+// generation that uses that xen.efi, so that it gets one image.
+std::map<std::filesystem::path, std::string> xen_versions(
+    const std::vector<Generation>& generations) {
+  std::map<std::filesystem::path, std::string> versions;
+  for (const auto& generation : generations) {
+    if (!generation.bootspec || !generation.bootspec->xen || !generation.bootspec->xen->version)
+      continue;
+    versions.emplace(generation.xen_efi.path, *generation.bootspec->xen->version);
+  }
+  return versions;
+}
+
 std::string join_paths(const std::vector<std::string>& paths) {
   std::string joined;
   for (const auto& path : paths) joined += (joined.empty() ? "" : ", ") + path;
@@ -240,6 +254,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       options.retarget_default ? state.loader_conf : std::nullopt;
   const Generation* by_default = default_generation(sources, loader_conf);
 
+  const auto versions = xen_versions(generations);
   std::vector<Target> targets;
   std::set<std::string> kept;  // stems of generations we could not rebuild: left as they are
   auto skip = [&](const Generation& generation, const std::optional<std::string>& stem,
@@ -273,8 +288,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       Target target;
       target.generation = &generation;
       target.stem = *stem;
+      const auto version = versions.find(generation.xen_efi.path);
       target.files = layout::entry_files(options.layout, target.stem,
-                                         spec.xen->version.value_or(""), generation.shared_digest);
+                                         version == versions.end() ? "" : version->second,
+                                         generation.shared_digest);
       target.config_text = render_xen_config(xen_config_for(generation, options, out.warnings));
       check_bootable(target, state, options);
       target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
@@ -306,12 +323,21 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   };
   // A text is written only when it differs from what is there; an image
   // only when the record does not vouch that it is made from the same recipe.
+  // A file made by hand at one of the tool's own names is replaced: the
+  // entry needs that name. Said, since it is the one exception to leaving
+  // such files alone.
+  std::vector<std::string> replaced_by_hand;
+  auto note_replaced = [&](const std::string& path, const ExistingFile* old) {
+    if (old && old->stamp && !old->ours) replaced_by_hand.push_back(path);
+  };
   auto write_text = [&](std::vector<FileWrite>& files, const std::string& path,
                         const std::string& text,
                         const std::map<std::string, ExistingFile>& existing_files) {
     keep_paths.insert(path);
     auto found = existing_files.find(path);
-    if (found != existing_files.end() && found->second.stamp && found->second.text == text) return;
+    const ExistingFile* old = found == existing_files.end() ? nullptr : &found->second;
+    if (old && old->stamp && old->text == text) return;
+    note_replaced(path, old);
     files.push_back({path, text, std::nullopt});
   };
   for (const auto& target : targets) {
@@ -324,6 +350,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       auto found = state.xen_images.find(image);
       const ExistingFile* old = found == state.xen_images.end() ? nullptr : &found->second;
       if (!old || old->recipe != id) {
+        note_replaced(image, old);
         plan.images.push_back({image, std::move(recipe), old ? old->digest : std::nullopt});
       }
       keep_paths.insert(image);
@@ -339,6 +366,12 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       std::string detail = changed_fields(target, *old, state);
       if (!detail.empty()) plan.changes.push_back({'~', target.stem, detail});
     }
+  }
+
+  if (!replaced_by_hand.empty()) {
+    out.warnings.push_back("replacing " + std::to_string(replaced_by_hand.size()) +
+                           " file(s) that xen-boot-builder did not write, at names it writes: " +
+                           join_paths(replaced_by_hand));
   }
 
   std::vector<std::string> foreign;
@@ -389,10 +422,12 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     if (!state.reported_foreign.count(path)) new_foreign.push_back(path);
   }
   if (!new_foreign.empty()) {
-    out.warnings.push_back("left alone " + std::to_string(new_foreign.size()) +
-                           " file(s) that xen-boot-builder did not write: " + join_paths(new_foreign));
+    out.warnings.push_back(
+        "left alone " + std::to_string(new_foreign.size()) +
+        " file(s) that xen-boot-builder did not write: " + join_paths(new_foreign));
   }
-  if (!foreign.empty()) out.notes.push_back("left alone, not written by xen-boot-builder: " + join_paths(foreign));
+  if (!foreign.empty())
+    out.notes.push_back("left alone, not written by xen-boot-builder: " + join_paths(foreign));
   plan.foreign = std::move(foreign);
 
   if (options.retarget_default && !state.loader_conf_problem.empty()) {

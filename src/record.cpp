@@ -65,8 +65,11 @@ std::string render_record(const Record& record) {
     entry["shared_drops_debug"] = source.shared_drops_debug;
     sources[path] = std::move(entry);
   }
-  Json json = {{"format", kFormat},   {"version", kRecordVersion},     {"images", images},
-               {"sources", sources}, {"foreign", record.foreign}};
+  Json json = {{"format", kFormat},
+               {"version", kRecordVersion},
+               {"images", images},
+               {"sources", sources},
+               {"foreign", record.foreign}};
   std::string text = "{\n";
   bool first = true;
   for (const auto& [key, value] : json.items()) {

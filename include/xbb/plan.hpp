@@ -99,7 +99,7 @@ struct ExistingFile {
   // cannot hold and the tool never follows). Anything else was made by hand
   // and is left alone.
   bool ours = false;
-  std::optional<FileStamp> stamp;     // a regular file's size and mtime
+  std::optional<FileStamp> stamp;  // a regular file's size and mtime
   // SHA-256 of its bytes (of what was signed, for a signed image), when read
   // or recorded.
   std::optional<std::string> digest;

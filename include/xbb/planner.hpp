@@ -15,7 +15,7 @@ struct PlanOptions {
   layout::Kind layout = layout::Kind::unified;
   bool keep_debug_sections = false;  // --keep-debug-sections
   std::optional<HostFile> ucode;     // --ucode: microcode a self-contained image embeds
-  std::string signer;  // Signer::identity() of --sign-key/--sign-cert; "": unsigned
+  std::string signer;                // Signer::identity() of --sign-key/--sign-cert; "": unsigned
   // --lanzaboote: EFI/nixos belongs to Lanzaboote, which deletes what it
   // did not write; the shell script's images there are not ours to remove.
   bool lanzaboote = false;

@@ -201,17 +201,42 @@ TEST(Planner, LeavesHandMadeFilesAloneWithOneWarning) {
 
 TEST(Planner, WarnsOnceAboutHandMadeFiles) {
   EspState state = esp();
-  state.xen_entries["loader/entries/xen-custom.conf"] = by_hand("title mine\nefi /EFI/xen/my-xen.efi\n");
+  state.xen_entries["loader/entries/xen-custom.conf"] =
+      by_hand("title mine\nefi /EFI/xen/my-xen.efi\n");
   state.xen_images["EFI/xen/my-xen.efi"] = by_hand("");
   state.reported_foreign = {"EFI/xen/my-xen.efi"};
   auto result = plan({generation("generation-2", 2)}, state);
   ASSERT_EQ(result.warnings.size(), 1u);
-  EXPECT_EQ(result.warnings[0],
-            "left alone 1 file(s) that xen-boot-builder did not write: loader/entries/xen-custom.conf");
+  EXPECT_EQ(
+      result.warnings[0],
+      "left alone 1 file(s) that xen-boot-builder did not write: loader/entries/xen-custom.conf");
   EXPECT_EQ(result.plan.foreign,
             (std::vector<std::string>{"loader/entries/xen-custom.conf", "EFI/xen/my-xen.efi"}));
   state.reported_foreign.insert("loader/entries/xen-custom.conf");
   EXPECT_TRUE(plan({generation("generation-2", 2)}, state).warnings.empty());
+}
+
+TEST(Planner, SaysWhenItReplacesAHandMadeFileAtOneOfItsNames) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-generation-2.conf"] = by_hand("title mine\n");
+  state.xen_images["EFI/xen/xen-generation-2.efi"] = by_hand("");
+  auto result = plan({generation("generation-2", 2)}, state);
+  EXPECT_EQ(result.plan.entries.size(), 1u);
+  EXPECT_EQ(result.plan.images.size(), 1u);
+  ASSERT_EQ(result.warnings.size(), 1u);
+  EXPECT_EQ(result.warnings[0],
+            "replacing 2 file(s) that xen-boot-builder did not write, at names it writes: "
+            "EFI/xen/xen-generation-2.efi, loader/entries/xen-generation-2.conf");
+}
+
+TEST(Planner, SharedImagesOfOneXenEfiHaveOneNameWhateverTheBootspecVersion) {
+  auto v1 = generation("generation-1", 1);
+  v1.bootspec->xen->schema = 1;
+  auto v2 = generation("generation-2", 2);
+  v2.bootspec->xen->version = "4.17.7";
+  auto result = plan_shared({v1, v2});
+  EXPECT_EQ(result.plan.images_after.size(), 1u);
+  EXPECT_NE(find(result.plan.images, "EFI/xen/xen-4.17.7-3fa9c2d1.efi"), nullptr);
 }
 
 TEST(Planner, RemovesAStaleSymlinkAndReplacesOneAtItsOwnName) {

@@ -9,10 +9,14 @@ namespace {
 
 Record sample() {
   Record record;
-  record.images["EFI/xen/xen-generation-1.efi"] = {{2867200, 1764650000123456789}, std::string(64, 'a'),
-                                                   std::string(64, 'b'), "[global]\ndefault=nixos\n"};
-  record.images["EFI/xen/xen-4.17.7-3fa9c2d1.efi"] = {{2500000, 1}, std::string(64, 'c'), std::string(64, 'd'), ""};
-  record.sources["/nix/store/x-xen/boot/xen.efi"] = {{2867000, 2}, false, std::string(64, 'e'), true};
+  record.images["EFI/xen/xen-generation-1.efi"] = {{2867200, 1764650000123456789},
+                                                   std::string(64, 'a'),
+                                                   std::string(64, 'b'),
+                                                   "[global]\ndefault=nixos\n"};
+  record.images["EFI/xen/xen-4.17.7-3fa9c2d1.efi"] = {
+      {2500000, 1}, std::string(64, 'c'), std::string(64, 'd'), ""};
+  record.sources["/nix/store/x-xen/boot/xen.efi"] = {
+      {2867000, 2}, false, std::string(64, 'e'), true};
   record.foreign = {"loader/entries/xen-custom.conf"};
   return record;
 }
