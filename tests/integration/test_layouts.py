@@ -287,9 +287,11 @@ class LayoutOption(ToolTestCase):
         result = self.assert_usage_error("--layout", "split")
         self.assertIn("split", result.stderr)
 
-    def test_profiles_source_needs_the_unified_layout(self):
-        result = self.assert_usage_error("--source", "profiles", "--layout", "shared")
-        self.assertIn("--layout unified", result.stderr)
+    def test_profiles_source_needs_the_self_contained_layout(self):
+        for layout in ("shared", "unified"):
+            with self.subTest(layout=layout):
+                result = self.assert_usage_error("--source", "profiles", "--layout", layout)
+                self.assertIn("--layout self-contained", result.stderr)
 
 
 class StaleSharedImages(LayoutTestCase):
