@@ -239,14 +239,25 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   const Generation* by_default = default_generation(sources, loader_conf);
 
   std::vector<Target> targets;
-  std::set<std::string> kept;  // stems of generations we could not rebuild: left as they are
+  // Generations we could not rebuild, by stem, with their outcome: their Xen
+  // entries stay as they are.
+  std::map<std::string, std::size_t> kept;
   auto skip = [&](const Generation& generation, const std::optional<std::string>& stem,
                   const std::string& why) {
     out.warnings.push_back(label(generation) + ": skipped: " + why);
-    if (stem) kept.insert(*stem);
+    out.generations.back().status = GenerationOutcome::Status::skipped;
+    out.generations.back().reason = why;
+    if (stem) kept[*stem] = out.generations.size() - 1;
     if (&generation == by_default) out.default_failure = label(generation);
   };
   for (const auto& generation : generations) {
+    GenerationOutcome& outcome = out.generations.emplace_back();
+    outcome.label = label(generation);
+    outcome.source = generation.source;
+    outcome.number = generation.number;
+    outcome.is_default = &generation == by_default;
+    if (generation.bootspec && generation.bootspec->xen)
+      outcome.xen_efi = generation.bootspec->xen->efi_path;
     std::string why;
     const std::optional<std::string> stem = layout::xen_stem(generation.rest, why);
     if (!stem) {
@@ -259,7 +270,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     }
     const Bootspec& spec = *generation.bootspec;
     if (!spec.xen) {
-      out.notes.push_back(label(generation) + ": its bootspec has no Xen extension, no Xen entry");
+      outcome.reason = "its bootspec has no Xen extension";
+      out.notes.push_back(label(generation) + ": " + outcome.reason + ", no Xen entry");
       continue;
     }
     if (spec.devicetree || generation.entry.devicetree) {
@@ -286,6 +298,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       out.notes.push_back(label(generation) + ": Xen (bootspec v" +
                           std::to_string(spec.xen->schema) + ") " + spec.xen->efi_path + " -> " +
                           target.entry_path + ", " + target.files.image);
+      outcome.status = GenerationOutcome::Status::xen_entry;
+      outcome.entry = target.entry_path;
+      outcome.files = {target.files.image};
+      if (target.files.config) outcome.files.push_back(*target.files.config);
       targets.push_back(std::move(target));
     } catch (const Error& e) {
       skip(generation, stem, e.what());
@@ -342,7 +358,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   for (const auto& [path, file] : state.xen_entries) {
     if (keep_paths.count(path)) continue;
     auto name = parse_entry_name(file_name(path));
-    const bool is_kept = name && kept.count(name->stem) > 0;
+    auto kept_by = name ? kept.find(name->stem) : kept.end();
+    const bool is_kept = kept_by != kept.end();
     if (file.ours && !is_kept) {
       plan.removals.push_back(path);
       const bool rebuilt = std::any_of(targets.begin(), targets.end(), [&](const Target& t) {
@@ -356,6 +373,12 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     try {
       LoaderEntry entry = parse_loader_entry(file.text, path);
       add_to_menu(path, entry);
+      if (is_kept && file.ours) {
+        GenerationOutcome& outcome = out.generations[kept_by->second];
+        outcome.entry = path;
+        outcome.files = layout::files_of(entry);
+        outcome.installed = true;
+      }
       if (file.ours) {
         for (const auto& used : layout::files_of(entry)) {
           keep_paths.insert(used);
@@ -383,6 +406,16 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   if (!foreign.empty()) {
     out.warnings.push_back("left alone " + std::to_string(foreign.size()) +
                            " file(s) that xen-boot-builder did not write: " + join_paths(foreign));
+  }
+
+  std::set<std::string> writes;
+  for (const auto& file : plan.images) writes.insert(file.path);
+  for (const auto& file : plan.entries) writes.insert(file.path);
+  for (auto& outcome : out.generations) {
+    if (outcome.status != GenerationOutcome::Status::xen_entry) continue;
+    outcome.installed = !writes.count(*outcome.entry) &&
+                        std::none_of(outcome.files.begin(), outcome.files.end(),
+                                     [&](const std::string& file) { return writes.count(file); });
   }
 
   if (options.retarget_default && !state.loader_conf_problem.empty()) {
