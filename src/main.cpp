@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -12,8 +13,10 @@
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
 #include "xbb/layout.hpp"
+#include "xbb/output.hpp"
 #include "xbb/report.hpp"
 #include "xbb/verify.hpp"
+#include "xbb/watch.hpp"
 
 namespace po = boost::program_options;
 
@@ -24,7 +27,8 @@ constexpr int kExitUsage = 2;
 
 const char* const kUsage =
     "Usage: xen-boot-builder [options] <quiet|default|info|debug>\n"
-    "       xen-boot-builder [options] build|plan [quiet|default|info|debug]\n"
+    "       xen-boot-builder [options] build|plan|watch [quiet|default|info|debug]\n"
+    "       xen-boot-builder [options] list\n"
     "       xen-boot-builder [--esp DIR] [--json] verify\n"
     "       xen-boot-builder [--json] inspect IMAGE\n"
     "\n"
@@ -34,9 +38,13 @@ const char* const kUsage =
     "Commands:\n"
     "  build        write the Xen entries and images (the default)\n"
     "  plan         show what build would change; write nothing\n"
+    "  list         show each generation with its Xen entry and files, or why it\n"
+    "               has none, and which one is the default\n"
     "  verify       check that every Xen entry on the ESP is bootable\n"
     "  inspect      show the sections, build id and embedded configuration of a\n"
     "               PE (xen.efi) or ELF (multiboot) Xen image\n"
+    "  watch        run as a daemon: build whenever the system profiles or\n"
+    "               systemd-boot's entries change (SIGHUP: build now)\n"
     "\n";
 
 struct Command {
@@ -51,17 +59,14 @@ int usage_error(const std::string& message, int status) {
 }
 
 bool is_command(const std::string& word) {
-  return word == "build" || word == "plan" || word == "verify" || word == "inspect";
+  return word == "build" || word == "plan" || word == "verify" || word == "inspect" ||
+         word == "list" || word == "watch";
 }
 
 int inspect(const std::string& path, bool json) {
   try {
     xbb::InspectReport report = xbb::inspect_file(path);
-    if (json) {
-      std::cout << report.json.dump(2) << "\n";
-    } else {
-      std::cout << report.text;
-    }
+    std::cout << (json ? xbb::inspect_json(report).dump(2) + "\n" : report.text);
     return 0;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -73,27 +78,7 @@ int verify(const std::filesystem::path& esp_root, bool json) {
   try {
     xbb::Esp esp(esp_root);
     xbb::Verification result = xbb::verify_snapshot(xbb::read_snapshot(esp));
-    if (json) {
-      nlohmann::json out = {{"ok", result.ok()},
-                            {"loader_conf", result.loader_conf_problems},
-                            {"entries", nlohmann::json::array()}};
-      for (const auto& check : result.entries) {
-        out["entries"].push_back({{"entry", check.entry}, {"problems", check.problems}});
-      }
-      std::cout << out.dump(2) << "\n";
-    } else {
-      for (const auto& check : result.entries) {
-        if (check.problems.empty()) std::cout << "ok      " << check.entry << "\n";
-        for (const auto& problem : check.problems) {
-          std::cout << "BROKEN  " << check.entry << ": " << problem << "\n";
-        }
-      }
-      for (const auto& problem : result.loader_conf_problems) {
-        std::cout << "BROKEN  loader.conf: " << problem << "\n";
-      }
-      std::cout << result.entries.size() << " Xen entries checked, "
-                << (result.ok() ? "all bootable" : "some NOT bootable") << "\n";
-    }
+    std::cout << (json ? xbb::verify_json(result).dump(2) + "\n" : xbb::verify_text(result));
     return result.ok() ? 0 : kExitFailure;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -117,8 +102,11 @@ int main(int argc, char** argv) {
       "configuration embedded) or 'shared' (one image per Xen build, a configuration "
       "file per entry)")("keep-debug-sections",
                          "keep the .debug_* sections of xen.efi in the images written")(
-      "no-default", "leave loader/loader.conf alone")("json", "print JSON (inspect, verify)")(
-      "help,h", "show this help")("version", "show the version");
+      "no-default", "leave loader/loader.conf alone")(
+      "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
+      "watch: wait until nothing changed for MS milliseconds before building")(
+      "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
+      "version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -156,7 +144,8 @@ int main(int argc, char** argv) {
         return usage_error("inspect takes one image file", kExitFailure);
       return inspect(command.args.front(), vm.count("json") > 0);
     }
-    if (command.args.size() > (command.name == "verify" ? 0u : 1u)) {
+    const bool takes_verbosity = command.name != "verify" && command.name != "list";
+    if (command.args.size() > (takes_verbosity ? 1u : 0u)) {
       return usage_error("too many arguments for " + command.name, kExitFailure);
     }
   } else {
@@ -165,6 +154,14 @@ int main(int argc, char** argv) {
                          kExitFailure);
     }
     command.args = args;
+  }
+
+  const bool json = vm.count("json") > 0;
+  if (json && command.name != "plan" && command.name != "list" && command.name != "verify") {
+    return usage_error("--json: only plan, list, verify and inspect print JSON", kExitUsage);
+  }
+  if (!vm["debounce"].defaulted() && command.name != "watch") {
+    return usage_error("--debounce: only watch waits for changes", kExitUsage);
   }
 
   xbb::Verbosity verbosity = xbb::Verbosity::normal;
@@ -201,11 +198,27 @@ int main(int argc, char** argv) {
         kExitUsage);
   }
   options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
-  if (command.name == "verify") return verify(options.esp, vm.count("json") > 0);
+  if (command.name == "verify") return verify(options.esp, json);
   options.retarget_default = vm.count("no-default") == 0;
-  options.dry_run = command.name == "plan";
+  if (command.name == "watch") {
+    xbb::WatchOptions watch;
+    watch.build = options;
+    watch.verbosity = verbosity;
+    watch.debounce = std::chrono::milliseconds(vm["debounce"].as<unsigned>());
+    return xbb::watch(watch);
+  }
+  options.dry_run = command.name == "plan" || command.name == "list";
 
-  xbb::Reporter reporter(verbosity, std::cout, std::cerr, xbb::colour_allowed(STDOUT_FILENO),
-                         xbb::colour_allowed(STDERR_FILENO));
-  return xbb::run_build(options, reporter).exit_status();
+  // With --json (and for list) stdout carries only the document; errors go to
+  // stderr.
+  const bool document = json || command.name == "list";
+  xbb::Reporter reporter(document ? xbb::Verbosity::quiet : verbosity, std::cout, std::cerr,
+                         xbb::colour_allowed(STDOUT_FILENO), xbb::colour_allowed(STDERR_FILENO));
+  const xbb::RunResult result = xbb::run_build(options, reporter);
+  if (command.name == "list") {
+    std::cout << (json ? xbb::list_json(result).dump(2) + "\n" : xbb::list_text(result));
+    return result.error ? kExitFailure : 0;
+  }
+  if (json) std::cout << xbb::plan_json(result).dump(2) << "\n";
+  return result.exit_status();
 }
