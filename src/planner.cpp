@@ -185,6 +185,28 @@ std::optional<std::string> default_value(const std::optional<std::string>& loade
   return loader_conf_value(*loader_conf, "default");
 }
 
+// The source entries and, after them, the existing Xen entries made from
+// them (each with the generation it was made from): the entries of
+// systemd-boot's menu that lead to a generation. A loader.conf retargeted by
+// an earlier run names a Xen entry.
+SourceMenu known_menu(const SourceMenu& sources, const std::vector<Generation>& generations,
+                      const EspState& state) {
+  SourceMenu menu = sources;
+  for (const auto& [path, file] : state.xen_entries) {
+    auto name = parse_entry_name(file_name(path));
+    if (!name) continue;
+    auto made_from = std::find_if(generations.begin(), generations.end(),
+                                  [&](const auto& g) { return "xen-" + g.rest == name->stem; });
+    if (made_from == generations.end()) continue;
+    try {
+      menu.entries.push_back(menu_entry(*name, parse_loader_entry(file.text, path)));
+      menu.generations.push_back(&*made_from);
+    } catch (const Error&) {
+    }
+  }
+  return menu;
+}
+
 // The generation systemd-boot boots when nobody picks one.
 const Generation* default_generation(const SourceMenu& menu,
                                      const std::optional<std::string>& loader_conf) {
@@ -236,7 +258,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   const SourceMenu sources = source_menu(generations);
   const std::optional<std::string> loader_conf =
       options.retarget_default ? state.loader_conf : std::nullopt;
-  const Generation* by_default = default_generation(sources, loader_conf);
+  const Generation* by_default =
+      default_generation(known_menu(sources, generations, state), loader_conf);
 
   std::vector<Target> targets;
   // Generations we could not rebuild, by stem, with their outcome: their Xen

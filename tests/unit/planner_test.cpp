@@ -619,6 +619,20 @@ TEST(PlannerOutcome, TheDefaultIsTheGenerationSystemdBootPicks) {
   EXPECT_FALSE(result.generations[1].is_default);
 }
 
+TEST(PlannerOutcome, ALoaderConfRetargetedToAXenEntryNamesItsGeneration) {
+  const std::vector<Generation> gens = {generation("generation-1", 1),
+                                        generation("generation-2", 2)};
+  auto first = plan(gens, esp("default nixos-generation-1.conf\n"));
+  ASSERT_EQ(first.plan.loader_conf, "default xen-generation-1.conf\n");
+  EspState retargeted = after(first, esp("default nixos-generation-1.conf\n"));
+  auto second = plan(gens, retargeted);
+  EXPECT_TRUE(second.generations[0].is_default);
+  EXPECT_FALSE(second.generations[1].is_default);
+  auto broken_default =
+      plan({broken("generation-1", 1), generation("generation-2", 2)}, retargeted);
+  EXPECT_EQ(broken_default.default_failure, "nixos-generation-1");
+}
+
 TEST(PlannerOutcome, AnEntryIsInstalledOnceARunWroteItAndItsImage) {
   const std::vector<Generation> gens = {generation("generation-1", 1)};
   auto second = plan(gens, after(plan(gens)));
