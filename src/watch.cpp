@@ -259,6 +259,22 @@ std::string seconds_text(milliseconds wait) {
   return std::to_string(count) + " s";
 }
 
+// A build on a folder without loader/ (systemd-boot's installer made it on
+// the ESP) would write into whatever file system holds the mount point: an
+// ESP that is not mounted. The daemon, which builds whenever the mount table
+// changes, waits for it instead.
+RunResult build_on_esp(const BuildOptions& options, Reporter& reporter) {
+  std::error_code error;
+  if (fs::is_directory(options.esp, error) && !fs::is_directory(options.esp / "loader", error)) {
+    RunResult refused;
+    refused.error = ErrorKind::esp_missing;
+    refused.error_message =
+        options.esp.string() + ": no loader/ folder: not an ESP, or the ESP is not mounted";
+    return refused;
+  }
+  return run_build(options, reporter);
+}
+
 int fail(Log& log, const std::string& what) {
   log.write(LOG_ERR, "error: watch: " + what + ": " + std::strerror(errno));
   return 1;
@@ -371,7 +387,7 @@ int watch(const WatchOptions& options) {
       {
         watchdog.ping();
         RunPinger pinger(watchdog);
-        result = run_build(options.build, reporter);
+        result = build_on_esp(options.build, reporter);
       }
       watchdog.ping();
       std::string summary = run_summary(result);

@@ -26,7 +26,9 @@ struct WatchOptions {
 // and from the ESP's parent, so that a folder created later, removed and made
 // again, or replaced by a mount (a change of /proc/self/mountinfo) is watched
 // again. Runs a build at start, then whenever a change there calls for one
-// (calls_for_run) and nothing changed for `debounce`; at once on SIGHUP.
+// (calls_for_run) and nothing changed for `debounce`; at once on SIGHUP. An
+// ESP folder without loader/ (not mounted) is not built on: the run fails
+// with esp_missing.
 // Logs one line per run on stderr (run_summary), with journald priority
 // prefixes when stderr is the journal, and tells systemd (sd_notify):
 // READY=1 after the first run, STATUS= after each, WATCHDOG=1 at half the

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import unittest
 from pathlib import Path
 
@@ -165,6 +166,57 @@ class Watch(ToolTestCase):
         count = len(daemon.statuses())
         third.put_back()
         daemon.wait_status(count, "the new generation", lambda s: "+xen-generation-3" in s)
+        self.assertEqual(daemon.stop(), 0, daemon.describe())
+
+    def test_an_esp_unmounted_is_not_built_on_and_an_esp_mounted_again_or_over_is_watched(self):
+        self.assertEqual(os.geteuid(), 0, "this test mounts tmpfs file systems")
+        root = copy_root(self, self.template)
+        third = Generation(root, 3).take()
+        content = root.path / "esp-content"
+        root.esp.rename(content)
+        root.esp.mkdir()
+        staging = root.path / "staging"
+        staging.mkdir()
+
+        def mount_esp():
+            # Filled before it appears at the ESP's path, as a mount does.
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "xbb-esp", staging], check=True)
+            shutil.copytree(content, staging, symlinks=True, dirs_exist_ok=True)
+            subprocess.run(["mount", "--move", staging, root.esp], check=True)
+
+        mount_esp()
+        self.addCleanup(lambda: os.path.ismount(root.esp) and subprocess.run(["umount", root.esp], check=False))
+        daemon = self.start(root)
+        shutil.rmtree(content)
+        shutil.copytree(root.esp, content, symlinks=True)
+        before = len(daemon.statuses())
+        subprocess.run(["umount", root.esp], check=True)
+        status = daemon.wait_status(before, "a run after the unmount")
+        self.assertEqual(
+            status,
+            f"error: run failed (esp-missing): {root.esp}: no loader/ folder: not an ESP, or the ESP is "
+            "not mounted; next try in 1 s",
+        )
+        self.assertEqual(list(root.esp.iterdir()), [], "it wrote into the mount point")
+        # Generation 3 comes while the ESP is away; its entry is on the ESP
+        # mounted again.
+        os.symlink(third.target, third.link)
+        (content / "loader/entries" / third.entry.name).write_text(third.text)
+        count = len(daemon.statuses())
+        mount_esp()
+        status = daemon.wait_status(count, "a run on the ESP mounted again", lambda s: not s.startswith("error"))
+        self.assertEqual(status, "1 added: +xen-generation-3 (3 Xen entries)")
+        # Another file system mounted over it, where systemd-boot's entry of
+        # generation 1 is gone: no inotify event tells, the mount table does.
+        daemon.wait_quiet(3 * DEBOUNCE_MS / 1000)
+        shutil.rmtree(content)
+        shutil.copytree(root.esp, content, symlinks=True)
+        (content / "loader/entries" / root.entry(1)["entry"]).unlink()
+        count = len(daemon.statuses())
+        mount_esp()
+        self.addCleanup(lambda: os.path.ismount(root.esp) and subprocess.run(["umount", root.esp], check=False))
+        status = daemon.wait_status(count, "a run on the ESP mounted over")
+        self.assertEqual(status, "1 removed: -xen-generation-1 (2 Xen entries)")
         self.assertEqual(daemon.stop(), 0, daemon.describe())
 
     def test_an_entries_folder_removed_and_made_again_is_watched_again(self):
