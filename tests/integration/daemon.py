@@ -4,6 +4,7 @@ stderr in a file read while it runs. Every wait is bounded by a deadline and
 polls; nothing sleeps longer than one poll interval."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -22,12 +23,14 @@ DEBOUNCE_MS = 200
 class Daemon:
     """One `watch` process. `messages` holds every notification datagram as a
     list of its KEY=VALUE lines, in arrival order. With `journal`, stderr is
-    taken for the journal (JOURNAL_STREAM names its file)."""
+    taken for the journal (JOURNAL_STREAM names its file). `prefix` (a list,
+    or a function of the folder that holds the notification socket, giving
+    one) runs the daemon through other programs."""
 
-    def __init__(self, test, argv, env=None, prefix=(), pass_fds=(), journal=False):
+    def __init__(self, test, argv, env=None, prefix=(), pass_fds=(), journal=False, umask=-1):
         self.test = test
         folder = Path(tempfile.mkdtemp(prefix="xbb-daemon-"))
-        test.addCleanup(lambda: subprocess.run(["rm", "-rf", str(folder)], check=False))
+        test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
         self.socket_path = folder / "notify.sock"
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.socket.bind(str(self.socket_path))
@@ -43,6 +46,8 @@ class Daemon:
                 # What systemd sets when stderr is connected to the journal.
                 info = os.fstat(stderr.fileno())
                 environment["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
+            if callable(prefix):
+                prefix = prefix(folder)
             self.process = subprocess.Popen(
                 [*prefix, str(BINARY), *map(str, argv)],
                 stdin=subprocess.DEVNULL,
@@ -50,7 +55,11 @@ class Daemon:
                 stderr=stderr,
                 env=environment,
                 pass_fds=pass_fds,
+                umask=umask,
             )
+        # The daemon's process: this one, unless `prefix` runs it as a child
+        # (then the caller sets it).
+        self.pid = self.process.pid
         test.addCleanup(self.kill)
 
     # ------------------------------------------------------------ reading
@@ -125,7 +134,7 @@ class Daemon:
     # ------------------------------------------------------------ signals
 
     def signal(self, number):
-        os.kill(self.process.pid, number)
+        os.kill(self.pid, number)
 
     def stop(self):
         """SIGTERM, then the exit status (bounded wait)."""
@@ -143,3 +152,37 @@ class Daemon:
 
 def watch_argv(root, *options, debounce=DEBOUNCE_MS, verbosity="info"):
     return ["--root", root.path, "--esp", root.esp, "--debounce", debounce, *options, "watch", verbosity]
+
+
+PROFILES = "nix/var/nix/profiles"
+
+
+def profile_link(root, number):
+    """The system profile's link of generation `number`."""
+    return root.path / PROFILES / f"system-{number}-link"
+
+
+class Generation:
+    """A generation's two traces, as NixOS leaves them: its profile link and
+    systemd-boot's entry. take() removes both (what garbage collection and
+    systemd-boot's installer do); put_back() writes them as nix-env and
+    systemd-boot's installer do (a link, an entry written to a temporary name
+    and renamed)."""
+
+    def __init__(self, root, number):
+        self.root = root
+        self.link = profile_link(root, number)
+        self.target = os.readlink(self.link)
+        self.entry = root.esp / "loader/entries" / root.entry(number)["entry"]
+        self.text = self.entry.read_text()
+
+    def take(self):
+        self.link.unlink()
+        self.entry.unlink()
+        return self
+
+    def put_back(self):
+        os.symlink(self.target, self.link)
+        temporary = self.entry.with_name(self.entry.name + ".tmp")
+        temporary.write_text(self.text)
+        temporary.rename(self.entry)

@@ -12,45 +12,9 @@ import shutil
 import signal
 import subprocess
 import unittest
-from pathlib import Path
 
 from common import ToolTestCase, make_root, make_template_root, copy_root, xen_entry_files
-from daemon import DEBOUNCE_MS, Daemon, watch_argv
-
-PROFILES = "nix/var/nix/profiles"
-
-
-def profile_link(root, number, profile=None):
-    if profile:
-        return root.path / PROFILES / "system-profiles" / f"{profile}-{number}-link"
-    return root.path / PROFILES / f"system-{number}-link"
-
-
-class Generation:
-    """A generation's two traces, as NixOS leaves them: its profile link and
-    systemd-boot's entry. take() removes both (what garbage collection and
-    systemd-boot's installer do); put_back() writes them as nix-env and
-    systemd-boot's installer do (a link, an entry written to a temporary name
-    and renamed)."""
-
-    def __init__(self, root, number):
-        self.root = root
-        self.link = profile_link(root, number)
-        self.target = os.readlink(self.link)
-        self.entry = root.esp / "loader/entries" / root.entry(number)["entry"]
-        self.text = self.entry.read_text()
-
-    def take(self):
-        self.link.unlink()
-        self.entry.unlink()
-        return self
-
-    def put_back(self):
-        os.symlink(self.target, self.link)
-        temporary = self.entry.with_name(self.entry.name + ".tmp")
-        temporary.write_text(self.text)
-        temporary.rename(self.entry)
-
+from daemon import DEBOUNCE_MS, PROFILES, Daemon, Generation, profile_link, watch_argv
 
 class Watch(ToolTestCase):
     @classmethod
