@@ -342,9 +342,151 @@ bool is_journal_stream(const char* journal_stream, dev_t device, ino_t inode) {
   return dev == device && ino == inode;
 }
 
+namespace {
+
+// The event loop: builds when due, and waits for signals, changes, the due
+// time and the watchdog.
+class Daemon {
+ public:
+  Daemon(const WatchOptions& options, Log& log, UniqueFd signals, UniqueFd inotify, UniqueFd mounts)
+      : options_(options),
+        log_(log),
+        signals_(std::move(signals)),
+        inotify_(std::move(inotify)),
+        mounts_(std::move(mounts)),
+        watches_(inotify_.get(), chains_for(options.build)),
+        reporter_(options.verbosity, log) {
+    watches_.resolve();
+    if (options_.verbosity >= Verbosity::info) {
+      std::string folders;
+      for (const auto& folder : watches_.watched())
+        folders += (folders.empty() ? "" : ", ") + folder;
+      log_.write(LOG_INFO, "watching " + folders);
+    }
+  }
+
+  // Until SIGTERM or SIGINT; returns 0 then, 1 when poll() fails.
+  int run() {
+    while (!stop_signal_) {
+      if (due_ && Clock::now() >= *due_) {
+        build();
+      } else if (!wait()) {
+        return fail(log_, "poll");
+      }
+    }
+    sd_notify(0, "STOPPING=1");
+    if (options_.verbosity >= Verbosity::normal) {
+      log_.write(LOG_INFO, *stop_signal_ == SIGINT ? "stopping on SIGINT" : "stopping on SIGTERM");
+    }
+    return 0;
+  }
+
+ private:
+  // One build, its line and STATUS=, and the next try after a failure.
+  void build() {
+    due_.reset();
+    at_once_ = false;
+    RunResult result;
+    {
+      watchdog_.ping();
+      RunPinger pinger(watchdog_);
+      result = build_on_esp(options_.build, reporter_);
+    }
+    watchdog_.ping();
+    std::string summary = run_summary(result);
+    if (result.error) {
+      backoff_ = next_backoff(backoff_);
+      due_ = Clock::now() + backoff_;
+      summary += "; next try in " + seconds_text(backoff_);
+    } else {
+      backoff_ = milliseconds(0);
+    }
+    const bool failed = result.exit_status() != 0;
+    if (failed || options_.verbosity >= Verbosity::normal)
+      log_.write(failed ? LOG_ERR : LOG_INFO, summary);
+    sd_notify(0, ((ready_ ? "" : "READY=1\n") + ("STATUS=" + summary)).c_str());
+    ready_ = true;
+    // The build may have made a watched folder (loader/entries).
+    if (watches_.resolve() && !due_) due_ = Clock::now() + options_.debounce;
+  }
+
+  // Waits for a signal, a change, the due time or the next watchdog ping,
+  // and takes in what came. False when poll() fails.
+  bool wait() {
+    const Clock::time_point now = Clock::now();
+    std::optional<Clock::time_point> wake = due_;
+    if (auto ping = watchdog_.next(); ping && (!wake || *ping < *wake)) wake = ping;
+    int timeout = -1;
+    if (wake) {
+      const auto wait = std::chrono::ceil<milliseconds>(*wake - now).count();
+      timeout = static_cast<int>(std::clamp<long long>(wait, 0, 1 << 30));
+    }
+    struct pollfd fds[3] = {
+        {signals_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {mounts_.get(), POLLPRI, 0}};
+    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) return false;
+    const Clock::time_point woke = Clock::now();
+    watchdog_.ping_if_due(woke);
+    if (fds[0].revents & POLLIN) read_signals(woke);
+    bool changed = false;
+    if (fds[1].revents & POLLIN) changed |= read_changes();
+    // The mount table changed: the ESP may have been mounted or unmounted.
+    if (fds[2].revents & (POLLPRI | POLLERR)) changed |= watches_.resolve();
+    // A quiet period starts again with each change, unless a build is due at once.
+    if (changed && !at_once_) due_ = woke + options_.debounce;
+    return true;
+  }
+
+  void read_signals(Clock::time_point now) {
+    struct signalfd_siginfo info {};
+    while (::read(signals_.get(), &info, sizeof info) == sizeof info) {
+      if (info.ssi_signo == SIGHUP) {
+        due_ = now;
+        at_once_ = true;
+      } else {
+        stop_signal_ = static_cast<int>(info.ssi_signo);
+      }
+    }
+  }
+
+  // Reads every inotify event queued; whether they call for a build.
+  bool read_changes() {
+    alignas(struct inotify_event) char buffer[64 * 1024];
+    bool run = false;
+    bool resolve = false;
+    for (;;) {
+      const ssize_t size = ::read(inotify_.get(), buffer, sizeof buffer);
+      if (size <= 0) break;
+      for (ssize_t offset = 0; offset < size;) {
+        const auto* event = reinterpret_cast<const struct inotify_event*>(buffer + offset);
+        const Watches::Meaning meaning = watches_.meaning(*event);
+        run |= meaning.run;
+        resolve |= meaning.resolve;
+        offset += static_cast<ssize_t>(sizeof(struct inotify_event) + event->len);
+      }
+    }
+    if (resolve) run |= watches_.resolve();
+    return run;
+  }
+
+  const WatchOptions& options_;
+  Log& log_;
+  UniqueFd signals_;
+  UniqueFd inotify_;
+  UniqueFd mounts_;
+  Watches watches_;
+  Watchdog watchdog_;
+  LogReporter reporter_;
+  std::optional<Clock::time_point> due_ = Clock::now();  // the first build, at once
+  bool at_once_ = true;                                  // due_ was set by the start or SIGHUP
+  milliseconds backoff_{0};
+  bool ready_ = false;
+  std::optional<int> stop_signal_;
+};
+
+}  // namespace
+
 int watch(const WatchOptions& options) {
   Log log(stderr_is_journal());
-
   // Signals are read from a descriptor in the loop; the second thread
   // inherits the mask, so it never takes one.
   sigset_t signals;
@@ -355,109 +497,13 @@ int watch(const WatchOptions& options) {
   if (!signal_fd) return fail(log, "signalfd");
   UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
   if (!inotify) return fail(log, "inotify_init1");
-  // Changes of the mount table (the ESP mounted or unmounted) make it
-  // readable with POLLPRI.
+  // A change of the mount table makes it readable with POLLPRI.
   UniqueFd mounts(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
   if (!mounts) {
     log.write(LOG_WARNING, std::string("warning: /proc/self/mountinfo: ") + std::strerror(errno) +
                                "; a remounted ESP is noticed only with the next change");
   }
-
-  Watches watches(inotify.get(), chains_for(options.build));
-  watches.resolve();
-  Watchdog watchdog;
-  LogReporter reporter(options.verbosity, log);
-  if (options.verbosity >= Verbosity::info) {
-    std::string folders;
-    for (const auto& folder : watches.watched()) folders += (folders.empty() ? "" : ", ") + folder;
-    log.write(LOG_INFO, "watching " + folders);
-  }
-
-  std::optional<Clock::time_point> due = Clock::now();  // the first run, at once
-  bool at_once = true;                                  // due was set by a start or SIGHUP
-  milliseconds backoff{0};
-  bool ready = false;
-  std::optional<int> stop_signal;
-  while (!stop_signal) {
-    Clock::time_point now = Clock::now();
-    if (due && now >= *due) {
-      due.reset();
-      at_once = false;
-      RunResult result;
-      {
-        watchdog.ping();
-        RunPinger pinger(watchdog);
-        result = build_on_esp(options.build, reporter);
-      }
-      watchdog.ping();
-      std::string summary = run_summary(result);
-      if (result.error) {
-        backoff = next_backoff(backoff);
-        due = Clock::now() + backoff;
-        summary += "; next try in " + seconds_text(backoff);
-      } else {
-        backoff = milliseconds(0);
-      }
-      const bool failed = result.exit_status() != 0;
-      if (failed || options.verbosity >= Verbosity::normal)
-        log.write(failed ? LOG_ERR : LOG_INFO, summary);
-      sd_notify(0, ((ready ? "" : "READY=1\n") + ("STATUS=" + summary)).c_str());
-      ready = true;
-      // The run may have made a watched folder (loader/entries).
-      if (watches.resolve() && !due) due = Clock::now() + options.debounce;
-      continue;
-    }
-
-    int timeout = -1;
-    std::optional<Clock::time_point> wake = due;
-    if (auto ping = watchdog.next(); ping && (!wake || *ping < *wake)) wake = ping;
-    if (wake) {
-      const auto wait = std::chrono::ceil<milliseconds>(*wake - now).count();
-      timeout = static_cast<int>(std::clamp<long long>(wait, 0, 1 << 30));
-    }
-    struct pollfd fds[3] = {
-        {signal_fd.get(), POLLIN, 0}, {inotify.get(), POLLIN, 0}, {mounts.get(), POLLPRI, 0}};
-    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) return fail(log, "poll");
-    now = Clock::now();
-    watchdog.ping_if_due(now);
-
-    bool changed = false;
-    if (fds[0].revents & POLLIN) {
-      struct signalfd_siginfo info {};
-      while (::read(signal_fd.get(), &info, sizeof info) == sizeof info) {
-        if (info.ssi_signo == SIGHUP) {
-          due = now;
-          at_once = true;
-        } else {
-          stop_signal = static_cast<int>(info.ssi_signo);
-        }
-      }
-    }
-    if (fds[1].revents & POLLIN) {
-      alignas(struct inotify_event) char buffer[64 * 1024];
-      bool resolve = false;
-      for (;;) {
-        const ssize_t size = ::read(inotify.get(), buffer, sizeof buffer);
-        if (size <= 0) break;
-        for (ssize_t offset = 0; offset < size;) {
-          const auto* event = reinterpret_cast<const struct inotify_event*>(buffer + offset);
-          const Watches::Meaning meaning = watches.meaning(*event);
-          changed |= meaning.run;
-          resolve |= meaning.resolve;
-          offset += static_cast<ssize_t>(sizeof(struct inotify_event) + event->len);
-        }
-      }
-      if (resolve) changed |= watches.resolve();
-    }
-    if (fds[2].revents & (POLLPRI | POLLERR)) changed |= watches.resolve();
-    if (changed && !at_once) due = now + options.debounce;
-  }
-
-  sd_notify(0, "STOPPING=1");
-  if (options.verbosity >= Verbosity::normal) {
-    log.write(LOG_INFO, *stop_signal == SIGINT ? "stopping on SIGINT" : "stopping on SIGTERM");
-  }
-  return 0;
+  return Daemon(options, log, std::move(signal_fd), std::move(inotify), std::move(mounts)).run();
 }
 
 }  // namespace xbb
