@@ -34,12 +34,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static void die(const char *what, int error) {
+static void die(const char* what, int error) {
   fprintf(stderr, "syscall_filter: %s: %s\n", what, strerror(error));
   exit(125);
 }
 
-static void check(int result, const char *what) {
+static void check(int result, const char* what) {
   if (result < 0) die(what, -result);
 }
 
@@ -49,13 +49,13 @@ static scmp_filter_ctx new_filter(uint32_t default_action) {
   return filter;
 }
 
-static void load(scmp_filter_ctx filter, const char *what) {
+static void load(scmp_filter_ctx filter, const char* what) {
   check(seccomp_load(filter), what);
   seccomp_release(filter);
 }
 
-static void allow_list(const char *path) {
-  FILE *file = fopen(path, "r");
+static void allow_list(const char* path) {
+  FILE* file = fopen(path, "r");
   if (!file) die(path, errno);
   scmp_filter_ctx filter = new_filter(SCMP_ACT_ERRNO(EPERM));
   char name[128];
@@ -77,7 +77,7 @@ static void address_families(void) {
 }
 
 static void namespaces(void) {
-  static const scmp_datum_t flags[] = {CLONE_NEWNS,  CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
+  static const scmp_datum_t flags[] = {CLONE_NEWNS,   CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC,
                                        CLONE_NEWUSER, CLONE_NEWPID,    CLONE_NEWNET, CLONE_NEWTIME};
   scmp_filter_ctx filter = new_filter(SCMP_ACT_ALLOW);
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; ++i) {
@@ -111,7 +111,7 @@ static void memory_deny_write_execute(void) {
   load(filter, "MemoryDenyWriteExecute");
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: syscall_filter ALLOW-LIST-FILE PROGRAM [ARGUMENT...]\n");
     return 125;
