@@ -18,6 +18,7 @@
   systemdLibs,
   gtest,
   gbenchmark,
+  libseccomp,
   python3,
 }:
 
@@ -60,11 +61,13 @@ stdenv.mkDerivation {
   ];
 
   # Tests need GoogleTest and Python; the benchmark target, built with them,
-  # needs Google Benchmark. None of it is needed by the program.
+  # needs Google Benchmark, and the sandboxed daemon test's system call
+  # filter libseccomp. None of it is needed by the program.
   doCheck = true;
   checkInputs = [
     gtest
     gbenchmark
+    libseccomp
   ];
   nativeCheckInputs = [ python3 ];
   # Every test that needs no more than the build inputs: the tests labelled

@@ -1,5 +1,6 @@
 #include "xbb/builder.hpp"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <set>
@@ -212,8 +213,15 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     const Plan& plan = planned.plan;
     result.warnings = planned.warnings;
     result.changes = plan.changes;
-    result.entries = planned.xen_entries;
     result.default_failure = planned.default_failure;
+    result.generations = std::move(planned.generations);
+    const std::size_t built = static_cast<std::size_t>(std::count_if(
+        result.generations.begin(), result.generations.end(), [](const GenerationOutcome& g) {
+          return g.status == GenerationOutcome::Status::xen_entry;
+        }));
+    result.entries = static_cast<std::size_t>(
+        std::count_if(result.generations.begin(), result.generations.end(),
+                      [](const GenerationOutcome& g) { return g.entry.has_value(); }));
     if (!options.dry_run) {
       PeImageMaker maker;
       ApplyReport applied = apply_plan(esp, plan, maker);
@@ -231,13 +239,15 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       result.written = std::move(applied.written);
       result.removed = std::move(applied.removed);
     } else {
-      for (const auto& file : plan.images) reporter.debug("would write (if changed) " + file.path);
-      for (const auto& file : plan.entries) reporter.debug("would write (if changed) " + file.path);
-      if (plan.loader_conf) reporter.debug("would rewrite loader/loader.conf");
-      for (const auto& path : plan.removals) reporter.debug("would remove " + path);
+      for (const auto& file : plan.images) result.written.push_back(file.path);
+      for (const auto& file : plan.entries) result.written.push_back(file.path);
+      if (plan.loader_conf) result.written.emplace_back(layout::kLoaderConf);
+      result.removed = plan.removals;
+      for (const auto& path : result.written) reporter.debug("would write (if changed) " + path);
+      for (const auto& path : result.removed) reporter.debug("would remove " + path);
     }
-    finish(result.entries == 0 ? "none found." : "done.");
-    if (result.entries == 0 && !reporter.at_least(Verbosity::debug)) {
+    finish(built == 0 ? "none found." : "done.");
+    if (built == 0 && !reporter.at_least(Verbosity::debug)) {
       reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
     }
     for (const auto& warning : result.warnings) reporter.warning(warning);

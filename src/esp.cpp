@@ -177,7 +177,10 @@ struct Esp::Location {
 
 Esp::Esp(fs::path root) : root_(std::move(root)) {
   root_fd_ = UniqueFd(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd_) throw Error(root_.string(), "cannot open the ESP: " + error_text(errno));
+  if (!root_fd_) {
+    throw Error(root_.string(), "cannot open the ESP: " + error_text(errno),
+                ErrorKind::esp_missing);
+  }
 }
 
 UniqueFd Esp::open_folders(const std::vector<std::string>& components, std::size_t count,

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -12,9 +13,11 @@
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
 #include "xbb/layout.hpp"
+#include "xbb/output.hpp"
 #include "xbb/report.hpp"
 #include "xbb/signer.hpp"
 #include "xbb/verify.hpp"
+#include "xbb/watch.hpp"
 
 namespace po = boost::program_options;
 
@@ -25,7 +28,8 @@ constexpr int kExitUsage = 2;
 
 const char* const kUsage =
     "Usage: xen-boot-builder [options] <quiet|default|info|debug>\n"
-    "       xen-boot-builder [options] build|plan [quiet|default|info|debug]\n"
+    "       xen-boot-builder [options] build|plan|watch [quiet|default|info|debug]\n"
+    "       xen-boot-builder [options] list\n"
     "       xen-boot-builder [--esp DIR] [--json] verify\n"
     "       xen-boot-builder [--json] inspect IMAGE\n"
     "\n"
@@ -35,9 +39,13 @@ const char* const kUsage =
     "Commands:\n"
     "  build        write the Xen entries and images (the default)\n"
     "  plan         show what build would change; write nothing\n"
+    "  list         show each generation with its Xen entry and files, or why it\n"
+    "               has none, and which one is the default\n"
     "  verify       check that every Xen entry on the ESP is bootable\n"
     "  inspect      show the sections, build id and embedded configuration of a\n"
     "               PE (xen.efi) or ELF (multiboot) Xen image\n"
+    "  watch        run as a daemon: build whenever the system profiles or\n"
+    "               systemd-boot's entries change (SIGHUP: build now)\n"
     "\n";
 
 struct Command {
@@ -52,17 +60,14 @@ int usage_error(const std::string& message, int status) {
 }
 
 bool is_command(const std::string& word) {
-  return word == "build" || word == "plan" || word == "verify" || word == "inspect";
+  return word == "build" || word == "plan" || word == "verify" || word == "inspect" ||
+         word == "list" || word == "watch";
 }
 
 int inspect(const std::string& path, bool json) {
   try {
     xbb::InspectReport report = xbb::inspect_file(path);
-    if (json) {
-      std::cout << report.json.dump(2) << "\n";
-    } else {
-      std::cout << report.text;
-    }
+    std::cout << (json ? xbb::inspect_json(report).dump(2) + "\n" : report.text);
     return 0;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -81,27 +86,7 @@ int verify(const std::filesystem::path& esp_root,
         std::chrono::seconds(60), xbb::EspLock::Mode::shared);
     xbb::Verification result =
         xbb::verify_snapshot(xbb::read_snapshot(esp, checker ? &*checker : nullptr));
-    if (json) {
-      nlohmann::json out = {{"ok", result.ok()},
-                            {"loader_conf", result.loader_conf_problems},
-                            {"entries", nlohmann::json::array()}};
-      for (const auto& check : result.entries) {
-        out["entries"].push_back({{"entry", check.entry}, {"problems", check.problems}});
-      }
-      std::cout << out.dump(2) << "\n";
-    } else {
-      for (const auto& check : result.entries) {
-        if (check.problems.empty()) std::cout << "ok      " << check.entry << "\n";
-        for (const auto& problem : check.problems) {
-          std::cout << "BROKEN  " << check.entry << ": " << problem << "\n";
-        }
-      }
-      for (const auto& problem : result.loader_conf_problems) {
-        std::cout << "BROKEN  loader.conf: " << problem << "\n";
-      }
-      std::cout << result.entries.size() << " Xen entries checked, "
-                << (result.ok() ? "all bootable" : "some NOT bootable") << "\n";
-    }
+    std::cout << (json ? xbb::verify_json(result).dump(2) + "\n" : xbb::verify_text(result));
     return result.ok() ? 0 : kExitFailure;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -135,8 +120,11 @@ int main(int argc, char** argv) {
                     "for Lanzaboote machines: generations from the system profiles, self-contained "
                     "images, loader.conf and Lanzaboote's folders left alone")(
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
-      "no-default", "leave loader/loader.conf alone")("json", "print JSON (inspect, verify)")(
-      "help,h", "show this help")("version", "show the version");
+      "no-default", "leave loader/loader.conf alone")(
+      "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
+      "watch: wait until nothing changed for MS milliseconds before building")(
+      "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
+      "version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -174,7 +162,8 @@ int main(int argc, char** argv) {
         return usage_error("inspect takes one image file", kExitFailure);
       return inspect(command.args.front(), vm.count("json") > 0);
     }
-    if (command.args.size() > (command.name == "verify" ? 0u : 1u)) {
+    const bool takes_verbosity = command.name != "verify" && command.name != "list";
+    if (command.args.size() > (takes_verbosity ? 1u : 0u)) {
       return usage_error("too many arguments for " + command.name, kExitFailure);
     }
   } else {
@@ -183,6 +172,14 @@ int main(int argc, char** argv) {
                          kExitFailure);
     }
     command.args = args;
+  }
+
+  const bool json = vm.count("json") > 0;
+  if (json && command.name != "plan" && command.name != "list" && command.name != "verify") {
+    return usage_error("--json: only plan, list, verify and inspect print JSON", kExitUsage);
+  }
+  if (!vm["debounce"].defaulted() && command.name != "watch") {
+    return usage_error("--debounce: only watch waits for changes", kExitUsage);
   }
 
   xbb::Verbosity verbosity = xbb::Verbosity::normal;
@@ -236,7 +233,7 @@ int main(int argc, char** argv) {
   }
   options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   if (vm.count("sign-cert")) options.sign_cert = vm["sign-cert"].as<std::string>();
-  if (command.name == "verify") return verify(options.esp, options.sign_cert, vm.count("json") > 0);
+  if (command.name == "verify") return verify(options.esp, options.sign_cert, json);
   if (vm.count("sign-key")) {
     if (!options.sign_cert) return usage_error("--sign-key needs --sign-cert", kExitUsage);
     if (options.layout == Kind::shared) {
@@ -250,9 +247,25 @@ int main(int argc, char** argv) {
     return usage_error("--sign-cert needs --sign-key (verify --sign-cert only checks)", kExitUsage);
   }
   options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
-  options.dry_run = command.name == "plan";
+  if (command.name == "watch") {
+    xbb::WatchOptions watch;
+    watch.build = options;
+    watch.verbosity = verbosity;
+    watch.debounce = std::chrono::milliseconds(vm["debounce"].as<unsigned>());
+    return xbb::watch(watch);
+  }
+  options.dry_run = command.name == "plan" || command.name == "list";
 
-  xbb::Reporter reporter(verbosity, std::cout, std::cerr, xbb::colour_allowed(STDOUT_FILENO),
-                         xbb::colour_allowed(STDERR_FILENO));
-  return xbb::run_build(options, reporter).exit_status();
+  // With --json (and for list) stdout carries only the document; errors go to
+  // stderr.
+  const bool document = json || command.name == "list";
+  xbb::Reporter reporter(document ? xbb::Verbosity::quiet : verbosity, std::cout, std::cerr,
+                         xbb::colour_allowed(STDOUT_FILENO), xbb::colour_allowed(STDERR_FILENO));
+  const xbb::RunResult result = xbb::run_build(options, reporter);
+  if (command.name == "list") {
+    std::cout << (json ? xbb::list_json(result).dump(2) + "\n" : xbb::list_text(result));
+    return result.error ? kExitFailure : 0;
+  }
+  if (json) std::cout << xbb::plan_json(result).dump(2) << "\n";
+  return result.exit_status();
 }

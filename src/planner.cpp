@@ -187,6 +187,28 @@ std::optional<std::string> default_value(const std::optional<std::string>& loade
   return loader_conf_value(*loader_conf, "default");
 }
 
+// The source entries and, after them, the existing Xen entries made from
+// them (each with the generation it was made from): the entries of
+// systemd-boot's menu that lead to a generation. A loader.conf retargeted by
+// an earlier run names a Xen entry.
+SourceMenu known_menu(const SourceMenu& sources, const std::vector<Generation>& generations,
+                      const EspState& state) {
+  SourceMenu menu = sources;
+  for (const auto& [path, file] : state.xen_entries) {
+    auto name = parse_entry_name(file_name(path));
+    if (!name) continue;
+    auto made_from = std::find_if(generations.begin(), generations.end(),
+                                  [&](const auto& g) { return "xen-" + g.rest == name->stem; });
+    if (made_from == generations.end()) continue;
+    try {
+      menu.entries.push_back(menu_entry(*name, parse_loader_entry(file.text, path)));
+      menu.generations.push_back(&*made_from);
+    } catch (const Error&) {
+    }
+  }
+  return menu;
+}
+
 // The generation systemd-boot boots when nobody picks one.
 const Generation* default_generation(const SourceMenu& menu,
                                      const std::optional<std::string>& loader_conf) {
@@ -252,18 +274,30 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   const SourceMenu sources = source_menu(generations);
   const std::optional<std::string> loader_conf =
       options.retarget_default ? state.loader_conf : std::nullopt;
-  const Generation* by_default = default_generation(sources, loader_conf);
+  const Generation* by_default =
+      default_generation(known_menu(sources, generations, state), loader_conf);
 
   const auto versions = xen_versions(generations);
   std::vector<Target> targets;
-  std::set<std::string> kept;  // stems of generations we could not rebuild: left as they are
+  // Generations we could not rebuild, by stem, with their outcome: their Xen
+  // entries stay as they are.
+  std::map<std::string, std::size_t> kept;
   auto skip = [&](const Generation& generation, const std::optional<std::string>& stem,
                   const std::string& why) {
     out.warnings.push_back(label(generation) + ": skipped: " + why);
-    if (stem) kept.insert(*stem);
+    out.generations.back().status = GenerationOutcome::Status::skipped;
+    out.generations.back().reason = why;
+    if (stem) kept[*stem] = out.generations.size() - 1;
     if (&generation == by_default) out.default_failure = label(generation);
   };
   for (const auto& generation : generations) {
+    GenerationOutcome& outcome = out.generations.emplace_back();
+    outcome.label = label(generation);
+    outcome.source = generation.source;
+    outcome.number = generation.number;
+    outcome.is_default = &generation == by_default;
+    if (generation.bootspec && generation.bootspec->xen)
+      outcome.xen_efi = generation.bootspec->xen->efi_path;
     std::string why;
     const std::optional<std::string> stem = layout::xen_stem(generation.rest, why);
     if (!stem) {
@@ -276,7 +310,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     }
     const Bootspec& spec = *generation.bootspec;
     if (!spec.xen) {
-      out.notes.push_back(label(generation) + ": its bootspec has no Xen extension, no Xen entry");
+      outcome.reason = "its bootspec has no Xen extension";
+      out.notes.push_back(label(generation) + ": " + outcome.reason + ", no Xen entry");
       continue;
     }
     if (spec.devicetree || generation.entry.devicetree) {
@@ -305,13 +340,16 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       out.notes.push_back(label(generation) + ": Xen (bootspec v" +
                           std::to_string(spec.xen->schema) + ") " + spec.xen->efi_path + " -> " +
                           target.entry_path + ", " + target.files.image);
+      outcome.status = GenerationOutcome::Status::xen_entry;
+      outcome.entry = target.entry_path;
+      outcome.files = {target.files.image};
+      if (target.files.config) outcome.files.push_back(*target.files.config);
       targets.push_back(std::move(target));
     } catch (const Error& e) {
       skip(generation, stem, e.what());
     }
   }
 
-  out.xen_entries = targets.size();
   std::set<std::string> keep_paths;  // files that stay: targets and what kept entries use
   std::vector<MenuEntry> xen_menu;   // the Xen entries after the run, as systemd-boot lists them
   std::vector<std::string> xen_stems;
@@ -378,7 +416,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   for (const auto& [path, file] : state.xen_entries) {
     if (keep_paths.count(path)) continue;
     auto name = parse_entry_name(file_name(path));
-    const bool is_kept = name && kept.count(name->stem) > 0;
+    auto kept_by = name ? kept.find(name->stem) : kept.end();
+    const bool is_kept = kept_by != kept.end();
     if (file.ours && !is_kept) {
       plan.removals.push_back(path);
       const bool rebuilt = std::any_of(targets.begin(), targets.end(), [&](const Target& t) {
@@ -392,6 +431,12 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     try {
       LoaderEntry entry = parse_loader_entry(file.text, path);
       add_to_menu(path, entry);
+      if (is_kept && file.ours) {
+        GenerationOutcome& outcome = out.generations[kept_by->second];
+        outcome.entry = path;
+        outcome.files = layout::files_of(entry);
+        outcome.installed = true;
+      }
       if (file.ours) {
         for (const auto& used : layout::files_of(entry)) {
           keep_paths.insert(used);
@@ -429,6 +474,16 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   if (!foreign.empty())
     out.notes.push_back("left alone, not written by xen-boot-builder: " + join_paths(foreign));
   plan.foreign = std::move(foreign);
+
+  std::set<std::string> writes;
+  for (const auto& file : plan.images) writes.insert(file.path);
+  for (const auto& file : plan.entries) writes.insert(file.path);
+  for (auto& outcome : out.generations) {
+    if (outcome.status != GenerationOutcome::Status::xen_entry) continue;
+    outcome.installed = !writes.count(*outcome.entry) &&
+                        std::none_of(outcome.files.begin(), outcome.files.end(),
+                                     [&](const std::string& file) { return writes.count(file); });
+  }
 
   if (options.retarget_default && !state.loader_conf_problem.empty()) {
     out.warnings.push_back(std::string(layout::kLoaderConf) + ": " + state.loader_conf_problem +

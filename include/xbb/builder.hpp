@@ -9,6 +9,7 @@
 #include "xbb/generation.hpp"
 #include "xbb/layout.hpp"
 #include "xbb/plan.hpp"
+#include "xbb/planner.hpp"
 #include "xbb/report.hpp"
 
 namespace xbb {
@@ -35,9 +36,13 @@ struct BuildOptions {
 struct RunResult {
   std::vector<Change> changes;        // done, or for `plan` to be done
   std::vector<std::string> warnings;  // one line each
-  std::vector<std::string> written;   // ESP paths whose bytes changed
-  std::vector<std::string> removed;   // ESP paths removed
-  std::size_t entries = 0;            // Xen entries the ESP has after the run
+  // ESP paths whose bytes changed, and removed. For `plan`: the paths it
+  // would write (an image may then turn out equal to the file it replaces,
+  // and is not written) and remove.
+  std::vector<std::string> written;
+  std::vector<std::string> removed;
+  std::size_t entries = 0;  // generations with a Xen entry after the run (built or kept)
+  std::vector<GenerationOutcome> generations;  // what became of each generation found
   // The generation systemd-boot boots by default, when it got no Xen entry.
   std::optional<std::string> default_failure;
   // Why the run stopped before its end (the ESP is then unchanged or consistent).

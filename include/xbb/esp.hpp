@@ -62,7 +62,7 @@ struct EspItem {
 // an error; a symlink at a final name is never read or written through.
 class Esp {
  public:
-  // Throws Error when the root cannot be opened as a folder.
+  // Throws Error (kind esp_missing) when the root cannot be opened as a folder.
   explicit Esp(std::filesystem::path root);
 
   const std::filesystem::path& root() const { return root_; }

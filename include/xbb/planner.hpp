@@ -21,14 +21,34 @@ struct PlanOptions {
   bool lanzaboote = false;
 };
 
+// What a run makes of one generation: what `list` shows.
+struct GenerationOutcome {
+  enum class Status {
+    xen_entry,  // it has its Xen entry after the run
+    no_xen,     // its bootspec has no Xen extension
+    skipped,    // it could not get its Xen entry (see `reason`); an existing one is kept
+  };
+  std::string label;   // "nixos-<rest>"
+  std::string source;  // where it was found
+  std::optional<unsigned> number;
+  Status status = Status::no_xen;
+  std::string reason;  // why it has no (new) Xen entry; "" for xen_entry
+  // Its Xen entry after the run ("loader/entries/xen-<rest>.conf"), planned
+  // or, for a skipped generation, the one kept; and the ESP files it uses
+  // (its image, and its configuration file in the shared layout).
+  std::optional<std::string> entry;
+  std::vector<std::string> files;
+  std::string xen_efi;      // the xen.efi its bootspec names ("" without one)
+  bool is_default = false;  // systemd-boot boots it when nobody picks an entry
+  bool installed = false;   // its entry and files are on the ESP already: nothing to write for it
+};
+
 // The plan and what the user should hear about it.
 struct Planned {
   Plan plan;
-  std::vector<std::string> warnings;  // one line each, naming the generation
-  std::vector<std::string> notes;     // every decision, for the debug verbosity
-  // The generations that have their Xen entry after the plan is applied
-  // (written or already as it should be).
-  std::size_t xen_entries = 0;
+  std::vector<GenerationOutcome> generations;  // one per generation, in the order given
+  std::vector<std::string> warnings;           // one line each, naming the generation
+  std::vector<std::string> notes;              // every decision, for the debug verbosity
   // The generation systemd-boot boots by default, when it could not get its
   // Xen entry: the run must fail.
   std::optional<std::string> default_failure;

@@ -388,6 +388,12 @@ class Output(ToolTestCase):
         result = build(self, root, "default")
         self.assertEqual(result.stdout, PROGRESS_LINE + "\n", describe(result))
 
+    def test_a_run_with_nothing_to_change_still_says_done(self):
+        root = make_root(self, "--generations", "2")
+        build(self, root, "default")
+        again = build(self, root, "default")
+        self.assertEqual(again.stdout, PROGRESS_LINE + "\n", describe(again))
+
     def test_quiet_prints_nothing(self):
         root = make_root(self, "--generations", "2", "--missing-bootspec", "1")
         result = build(self, root, "quiet")

@@ -47,6 +47,24 @@ class Plan(ToolTestCase):
         self.assertIn("No change", result.stdout.splitlines())
 
 
+class OptionsForOneCommand(ToolTestCase):
+    def test_json_only_where_a_document_is_printed(self):
+        root = make_root(self, "--generations", "1")
+        before = snapshot_esp(root.esp)
+        for argv in (["--json", "build"], ["--json", "info"], ["--json", "watch"]):
+            with self.subTest(argv=argv):
+                result = run_on_root(root, *argv)
+                self.assertEqual(result.returncode, 2, describe(result))
+                self.assertIn("--json: only plan, list, verify and inspect print JSON", result.stderr)
+        self.assertEqual(snapshot_esp(root.esp), before)
+
+    def test_debounce_only_for_watch(self):
+        root = make_root(self, "--generations", "1")
+        result = run_on_root(root, "--debounce", "10", "build")
+        self.assertEqual(result.returncode, 2, describe(result))
+        self.assertIn("--debounce: only watch waits for changes", result.stderr)
+
+
 class Build(ToolTestCase):
     def test_build_subcommand_does_what_the_drop_in_form_does(self):
         options = ("--scheme", "hash", "--generations", "2", "--specialisation", "debug")

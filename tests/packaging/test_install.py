@@ -1,6 +1,7 @@
 """`cmake --install` puts every file where packagers and the tools that read
-them look: the program, its man page, the systemd units and the completions
-for bash, zsh and fish; the units start the installed program."""
+them look: the program, its man page and the JSON Schemas of its --json
+output, the systemd units and the completions for bash, zsh and fish; the
+units start the installed program."""
 
 import os
 import re
@@ -26,6 +27,10 @@ UPDATE_PATH = f"{UNITDIR}/xen-boot-builder-update.path"
 BASH_COMPLETION = f"{DATADIR}/bash-completion/completions/xen-boot-builder"
 ZSH_COMPLETION = f"{DATADIR}/zsh/site-functions/_xen-boot-builder"
 FISH_COMPLETION = f"{DATADIR}/fish/vendor_completions.d/xen-boot-builder.fish"
+JSON_SCHEMAS = {
+    f"{DATADIR}/xen-boot-builder/json/{command}.schema.json": f"man/json/{command}.schema.json"
+    for command in ["plan", "list", "verify", "inspect"]
+}
 
 
 class Install(unittest.TestCase):
@@ -46,7 +51,7 @@ class Install(unittest.TestCase):
     def test_install_succeeds(self):
         self.assertEqual(self.result.returncode, 0, describe(self.result))
 
-    def test_installs_exactly_the_program_man_page_units_and_completions(self):
+    def test_installs_exactly_the_program_man_page_json_schemas_units_and_completions(self):
         installed = {
             "/" + str(path.relative_to(self.destdir))
             for path in self.destdir.rglob("*")
@@ -63,6 +68,7 @@ class Install(unittest.TestCase):
                 BASH_COMPLETION,
                 ZSH_COMPLETION,
                 FISH_COMPLETION,
+                *JSON_SCHEMAS,
             },
         )
 
@@ -73,9 +79,10 @@ class Install(unittest.TestCase):
         self.assertEqual(result.returncode, 0, describe(result))
         self.assertEqual(result.stdout, f"xen-boot-builder {VERSION}\n")
 
-    def test_man_page_and_completions_are_the_sources(self):
+    def test_man_page_json_schemas_and_completions_are_the_sources(self):
         for installed, source in [
             (MAN_PAGE, "man/xen-boot-builder.1"),
+            *JSON_SCHEMAS.items(),
             (BASH_COMPLETION, "completions/xen-boot-builder.bash"),
             (ZSH_COMPLETION, "completions/_xen-boot-builder"),
             (FISH_COMPLETION, "completions/xen-boot-builder.fish"),

@@ -104,6 +104,12 @@ TEST(Esp, RefusesAMissingRoot) {
   const fs::path missing = dir.path() / "no-esp";
   EXPECT_EQ(error_from([&] { Esp esp(missing); }),
             missing.string() + ": cannot open the ESP: No such file or directory");
+  try {
+    Esp esp(missing);
+    FAIL() << "opened a missing ESP";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), xbb::ErrorKind::esp_missing);
+  }
 }
 
 TEST_F(EspTest, WriteAtomicCreatesFoldersAndFile) {

@@ -652,5 +652,84 @@ TEST(Planner, KeepsTheImageAndConfigurationOfAKeptSharedEntry) {
   EXPECT_TRUE(result.plan.images_after.count("EFI/xen/xen-3fa9c2d1.efi"));
 }
 
+// What `list` shows of each generation, in the order found.
+TEST(PlannerOutcome, SaysOfEachGenerationItsEntryOrWhyItHasNone) {
+  auto no_xen = generation("generation-2", 2, false);
+  auto result = plan({broken("generation-1", 1), no_xen, generation("generation-3", 3)},
+                     esp("default nixos-generation-3.conf\n"));
+  ASSERT_EQ(result.generations.size(), 3u);
+  const GenerationOutcome& skipped = result.generations[0];
+  EXPECT_EQ(skipped.label, "nixos-generation-1");
+  EXPECT_EQ(skipped.status, GenerationOutcome::Status::skipped);
+  EXPECT_EQ(skipped.reason, "/nix/store/x/boot.json: cannot open");
+  EXPECT_FALSE(skipped.entry) << "no Xen entry to keep";
+  EXPECT_EQ(result.generations[1].status, GenerationOutcome::Status::no_xen);
+  EXPECT_EQ(result.generations[1].reason, "its bootspec has no Xen extension");
+  EXPECT_FALSE(result.generations[1].entry);
+  EXPECT_EQ(result.generations[1].xen_efi, "");
+  const GenerationOutcome& built = result.generations[2];
+  EXPECT_EQ(built.status, GenerationOutcome::Status::xen_entry);
+  EXPECT_EQ(built.reason, "");
+  EXPECT_EQ(built.source, "loader/entries/nixos-generation-3.conf");
+  EXPECT_EQ(built.number, 3u);
+  EXPECT_EQ(built.entry, "loader/entries/xen-generation-3.conf");
+  EXPECT_EQ(built.files, (std::vector<std::string>{"EFI/xen/xen-generation-3.efi"}));
+  EXPECT_EQ(built.xen_efi, kXen);
+  EXPECT_FALSE(built.installed) << "nothing is on the ESP yet";
+  EXPECT_EQ(std::count_if(result.generations.begin(), result.generations.end(),
+                          [](const GenerationOutcome& g) { return g.is_default; }),
+            1);
+  EXPECT_TRUE(built.is_default);
+}
+
+TEST(PlannerOutcome, TheDefaultIsTheGenerationSystemdBootPicks) {
+  auto result = plan({generation("generation-1", 1), generation("generation-2", 2)},
+                     esp("default nixos-generation-1.conf\n"));
+  EXPECT_TRUE(result.generations[0].is_default);
+  EXPECT_FALSE(result.generations[1].is_default);
+}
+
+TEST(PlannerOutcome, ALoaderConfRetargetedToAXenEntryNamesItsGeneration) {
+  const std::vector<Generation> gens = {generation("generation-1", 1),
+                                        generation("generation-2", 2)};
+  auto first = plan(gens, esp("default nixos-generation-1.conf\n"));
+  ASSERT_EQ(first.plan.loader_conf, "default xen-generation-1.conf\n");
+  EspState retargeted = after(first, esp("default nixos-generation-1.conf\n"));
+  auto second = plan(gens, retargeted);
+  EXPECT_TRUE(second.generations[0].is_default);
+  EXPECT_FALSE(second.generations[1].is_default);
+  auto broken_default =
+      plan({broken("generation-1", 1), generation("generation-2", 2)}, retargeted);
+  EXPECT_EQ(broken_default.default_failure, "nixos-generation-1");
+}
+
+TEST(PlannerOutcome, AnEntryIsInstalledOnceARunWroteItAndItsImage) {
+  const std::vector<Generation> gens = {generation("generation-1", 1)};
+  auto second = plan(gens, after(plan(gens)));
+  EXPECT_TRUE(second.generations[0].installed);
+  EspState image_gone = after(plan(gens));
+  image_gone.xen_images.erase("EFI/xen/xen-generation-1.efi");
+  EXPECT_FALSE(plan(gens, image_gone).generations[0].installed);
+}
+
+TEST(PlannerOutcome, SharedLayoutListsTheImageAndTheConfigurationFile) {
+  auto result = plan_shared({generation("generation-1", 1)});
+  EXPECT_EQ(result.generations[0].files,
+            (std::vector<std::string>{"EFI/xen/xen-3fa9c2d1.efi", "EFI/xen/xen-generation-1.cfg"}));
+}
+
+TEST(PlannerOutcome, ASkippedGenerationShowsTheEntryItKeeps) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-generation-1.conf"] =
+      ours("title NixOS (with Xen Hypervisor)\nefi /EFI/xen/xen-generation-1.efi\n");
+  state.xen_images["EFI/xen/xen-generation-1.efi"] = ours("[global]\n");
+  auto result = plan({broken("generation-1", 1), generation("generation-2", 2)}, state);
+  const GenerationOutcome& kept = result.generations[0];
+  EXPECT_EQ(kept.status, GenerationOutcome::Status::skipped);
+  EXPECT_EQ(kept.entry, "loader/entries/xen-generation-1.conf");
+  EXPECT_EQ(kept.files, (std::vector<std::string>{"EFI/xen/xen-generation-1.efi"}));
+  EXPECT_TRUE(kept.installed);
+}
+
 }  // namespace
 }  // namespace xbb
