@@ -16,7 +16,8 @@ _xen_boot_builder() {
 
   local commands="build plan verify inspect watch list"
   local verbosities="quiet default info debug"
-  local options="--esp --root --source --layout --debounce --no-default --json --help --version"
+  local options="--esp --root --source --layout --ucode --sign-key --sign-cert --lanzaboote
+    --keep-debug-sections --debounce --no-default --json --help --version"
 
   COMPREPLY=()
   case $prev in
@@ -30,7 +31,12 @@ _xen_boot_builder() {
       return
       ;;
     --layout)
-      mapfile -t COMPREPLY < <(compgen -W "unified shared" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "unified shared self-contained" -- "$cur")
+      return
+      ;;
+    --ucode | --sign-key | --sign-cert)
+      compopt -o filenames 2>/dev/null
+      mapfile -t COMPREPLY < <(compgen -f -- "$cur")
       return
       ;;
     --debounce)
@@ -49,7 +55,7 @@ _xen_boot_builder() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=${COMP_WORDS[i]}
     case $word in
-      --esp | --root | --source | --layout | --debounce)
+      --esp | --root | --source | --layout | --ucode | --sign-key | --sign-cert | --debounce)
         [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++))
         ((i++))
         ;;
