@@ -17,12 +17,18 @@ OPTIONS = [
     "--root",
     "--source",
     "--layout",
+    "--ucode",
+    "--sign-key",
+    "--sign-cert",
+    "--lanzaboote",
+    "--keep-debug-sections",
     "--debounce",
     "--no-default",
     "--json",
     "--help",
     "--version",
 ]
+LAYOUTS = ["self-contained", "shared", "unified"]
 
 
 def run(argv, **kwargs):

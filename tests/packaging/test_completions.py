@@ -8,7 +8,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from common import COMMANDS, OPTIONS, SOURCE_DIR, VERBOSITIES, describe, run
+from common import COMMANDS, LAYOUTS, OPTIONS, SOURCE_DIR, VERBOSITIES, describe, run
 
 BASH_COMPLETION = SOURCE_DIR / "completions" / "xen-boot-builder.bash"
 ZSH_COMPLETION = SOURCE_DIR / "completions" / "_xen-boot-builder"
@@ -79,7 +79,7 @@ class Bash(unittest.TestCase):
         # `--source=p`, which bash splits at the `=` (COMP_WORDBREAKS).
         self.assertEqual(self.complete("--source", "=", "p"), ["profiles"])
         self.assertEqual(self.complete("--source", "="), ["entries", "profiles"])
-        self.assertEqual(self.complete("--layout", ""), ["shared", "unified"])
+        self.assertEqual(self.complete("--layout", ""), LAYOUTS)
         self.assertEqual(self.complete("build", "--layout", "u"), ["unified"])
 
     def test_esp_and_root_complete_folders_only(self):
@@ -131,7 +131,7 @@ class Fish(unittest.TestCase):
 
     def test_option_values(self):
         self.assertEqual(self.complete("xen-boot-builder --source "), ["entries", "profiles"])
-        self.assertEqual(self.complete("xen-boot-builder --layout="), ["--layout=shared", "--layout=unified"])
+        self.assertEqual(self.complete("xen-boot-builder --layout="), [f"--layout={layout}" for layout in LAYOUTS])
 
     def test_esp_completes_folders_and_inspect_files(self):
         with FolderWithAFileAndAFolder() as folder:
@@ -176,7 +176,7 @@ class Zsh(unittest.TestCase):
     def test_option_values(self):
         self.assertEqual(self.complete("xen-boot-builder --source "), ["entries", "profiles"])
         self.assertEqual(self.complete("xen-boot-builder --source="), ["entries", "profiles"])
-        self.assertEqual(self.complete("xen-boot-builder --layout "), ["shared", "unified"])
+        self.assertEqual(self.complete("xen-boot-builder --layout "), LAYOUTS)
 
     def test_esp_completes_folders_and_inspect_files(self):
         with FolderWithAFileAndAFolder() as folder:

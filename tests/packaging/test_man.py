@@ -4,7 +4,7 @@ the subcommands, options and verbosity words that `--help` prints."""
 import re
 import unittest
 
-from common import BINARY, SOURCE_DIR, describe, run
+from common import BINARY, OPTIONS, SOURCE_DIR, describe, run
 
 MAN_PAGE = SOURCE_DIR / "man" / "xen-boot-builder.1"
 
@@ -59,6 +59,11 @@ class ManCoversHelp(unittest.TestCase):
         documented = {option for tag in self.tags.get("OPTIONS", []) for option in OPTION.findall(tag)}
         self.assertIn("--help", options)
         self.assertEqual(documented, options)
+
+    def test_the_completion_tests_know_every_option(self):
+        # test_completions checks that each completion offers OPTIONS: this
+        # keeps that list the one --help prints.
+        self.assertEqual(set(OPTIONS), set(OPTION.findall(self.help.split("Options:\n", 1)[1])) - {"-h"})
 
     def test_every_command_has_a_paragraph_and_every_paragraph_a_command(self):
         block = self.help.split("Commands:\n", 1)[1].split("\n\n", 1)[0]
