@@ -28,10 +28,11 @@ std::string too_large(std::uint64_t size, std::uint64_t limit, std::string_view 
          std::string(what) + " may have";
 }
 
-// Opens a host file for reading without blocking on a FIFO or taking a
-// terminal, and checks that it is a regular file within `limit`.
-UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
-                      FileStamp& stamp) {
+}  // namespace
+
+// Without blocking on a FIFO or taking a terminal.
+UniqueFd open_host_file(const std::filesystem::path& path, std::uint64_t limit,
+                        std::string_view what, FileStamp& stamp) {
   const std::string shown = path.string();
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd) throw Error(shown, "cannot open: " + error_text(errno));
@@ -43,8 +44,6 @@ UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, st
   if (stamp.size > limit) throw Error(shown, too_large(stamp.size, limit, what));
   return fd;
 }
-
-}  // namespace
 
 std::string error_text(int error_number) { return std::strerror(error_number); }
 
@@ -80,7 +79,7 @@ std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std:
   }
 }
 
-void write_all(int fd, const std::string& bytes, const std::string& shown) {
+void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown) {
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -92,12 +91,42 @@ void write_all(int fd, const std::string& bytes, const std::string& shown) {
   }
 }
 
+void write_all_at(int fd, std::uint64_t offset, std::span<const std::uint8_t> bytes,
+                  const std::string& shown) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n >= 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (errno != EINTR) {
+      throw Error(shown, "cannot write: " + error_text(errno));
+    }
+  }
+}
+
+std::size_t read_at(int fd, std::uint64_t offset, std::span<std::uint8_t> buffer,
+                    const std::string& shown) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    ssize_t n =
+        ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
+    if (n == 0) break;
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (errno != EINTR) {
+      throw Error(shown, "cannot read: " + error_text(errno));
+    }
+  }
+  return done;
+}
+
 std::string read_host_file(
     const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
     std::uint64_t start_bytes,
     const std::function<void(std::string_view, std::uint64_t)>& check_start) {
   FileStamp stamp;
-  UniqueFd fd = open_regular(path, limit, what, stamp);
+  UniqueFd fd = open_host_file(path, limit, what, stamp);
   const std::uint64_t size = stamp.size;
   const std::string shown = path.string();
   if (!check_start) return read_all(fd.get(), shown, limit, what);
@@ -118,7 +147,7 @@ std::string read_host_file(
 FileStamp host_file_stamp(const std::filesystem::path& path, std::uint64_t limit,
                           std::string_view what) {
   FileStamp stamp;
-  open_regular(path, limit, what, stamp);
+  open_host_file(path, limit, what, stamp);
   return stamp;
 }
 

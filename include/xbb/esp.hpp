@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "xbb/byte_sink.hpp"
 #include "xbb/generation.hpp"
 #include "xbb/image_recipe.hpp"
 #include "xbb/plan.hpp"
@@ -49,6 +50,28 @@ struct EspItem {
   EspFileType type = EspFileType::absent;
   FileStamp stamp;
   bool operator==(const EspItem&) const = default;
+};
+
+// The temporary file Esp::write_atomic fills: bytes are appended, and those
+// already written may be written again (write_at), never beyond them, so that
+// the file has no hole.
+class EspFile : public FileSink {
+ public:
+  void write(std::span<const std::uint8_t> bytes) override;
+  void write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) override;
+  // Bytes written so far.
+  std::uint64_t size() const { return size_; }
+  // Reads the file back from its start into `sink`, in chunks: a digest of
+  // what the file holds, after any write_at, without holding it.
+  void read_back(ByteSink& sink) const;
+
+ private:
+  friend class Esp;
+  EspFile(int fd, std::string shown) : fd_(fd), shown_(std::move(shown)) {}
+
+  int fd_;
+  std::string shown_;  // the final path, for errors
+  std::uint64_t size_ = 0;
 };
 
 // The EFI System Partition: every path handed to it is relative to its root,
@@ -92,6 +115,12 @@ class Esp {
   // On failure the temporary is removed and `path` is as it was. Returns the
   // stamp of the file written.
   FileStamp write_atomic(const std::string& path, const std::string& bytes);
+
+  // The same, with the contents written by `fill` into the temporary (created
+  // O_EXCL | O_NOFOLLOW, its name carrying temporary_marker), so that a file
+  // of any size is written without being held. When `fill` throws, the
+  // temporary is removed and the error passes on.
+  FileStamp write_atomic(const std::string& path, const std::function<void(EspFile& file)>& fill);
 
   // What is at an ESP path (symlinks not followed), with the stamp of a
   // regular file.
