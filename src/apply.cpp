@@ -81,17 +81,24 @@ std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& pa
   throw Error((esp.root() / path).string(), "is not a regular file; refusing to replace it");
 }
 
-BuiltImage make_image(ImageMaker& maker, const FileWrite& file,
-                      std::vector<std::string>& warnings) {
-  BuiltImage image = maker.make(std::get<ImageRecipe>(file.content));
-  for (const std::string& warning : image.warnings) warnings.push_back(file.path + ": " + warning);
-  image.warnings.clear();
-  return image;
-}
+// The SHA-256 of the bytes streamed into it, and their count.
+class DigestSink : public ByteSink {
+ public:
+  void write(std::span<const std::uint8_t> bytes) override {
+    hash_.update({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+    size_ += bytes.size();
+  }
+  std::string hex() { return hash_.hex(); }
+  std::uint64_t size() const { return size_; }
+
+ private:
+  Sha256 hash_;
+  std::uint64_t size_ = 0;
+};
 
 // What the plan writes, each with its size. An image that replaces a file of
-// known digest is made once here to compare: when equal it is not written
-// (and its bytes are dropped at once, one image at a time).
+// known digest is streamed through SHA-256 here to compare (nothing written,
+// nothing held): when equal it is not written.
 std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, ImageMaker& maker,
                                          ApplyReport& report) {
   std::vector<PendingWrite> pending;
@@ -101,13 +108,13 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
       if (const auto* text = std::get_if<std::string>(&file.content)) {
         write.size = text->size();
       } else if (write.old_size && file.replaces_digest) {
-        std::vector<std::string> ignored;  // said again when the image is made to be written
-        BuiltImage image = make_image(maker, file, ignored);
-        if (sha256_hex(image.bytes) == *file.replaces_digest) {
+        DigestSink digest;
+        maker.stream(std::get<ImageRecipe>(file.content), digest);
+        if (digest.hex() == *file.replaces_digest) {
           report.unchanged.push_back(file.path);
           continue;
         }
-        write.size = image.bytes.size();
+        write.size = digest.size();
       } else {
         write.size = maker.size(std::get<ImageRecipe>(file.content));
       }
@@ -119,6 +126,23 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
                        replaced_size(esp, loader_conf_path)});
   }
   return pending;
+}
+
+// Writes an image by streaming it into the temporary, and reads the temporary
+// back for the digest the record keeps: the CheckSum is written last, so the
+// bytes are only final in the file. Returns the stamp and digest.
+std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
+                                              const ImageRecipe& recipe, ImageMaker& maker,
+                                              std::vector<std::string>& warnings) {
+  std::string digest;
+  const FileStamp stamp = esp.write_atomic(path, [&](EspFile& file) {
+    for (const std::string& warning : maker.write(recipe, file))
+      warnings.push_back(path + ": " + warning);
+    DigestSink written;
+    file.read_back(written);
+    digest = written.hex();
+  });
+  return {stamp, digest};
 }
 
 std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
@@ -174,9 +198,8 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker) {
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
       esp.write_atomic(write.path, *text);
     } else {
-      const BuiltImage image = make_image(maker, *write.file, report.warnings);
-      const FileStamp stamp = esp.write_atomic(write.path, image.bytes);
-      report.images[write.path] = {stamp, sha256_hex(image.bytes)};
+      report.images[write.path] = write_image(
+          esp, write.path, std::get<ImageRecipe>(write.file->content), maker, report.warnings);
     }
     report.written.push_back(write.path);
   }

@@ -18,7 +18,6 @@ namespace {
 
 using namespace esp_test;
 using xbb::ApplyReport;
-using xbb::BuiltImage;
 using xbb::Error;
 using xbb::Esp;
 using xbb::FileWrite;
@@ -28,8 +27,11 @@ using xbb::SectionSource;
 
 // A deterministic stand-in for the PE writer: the real xen.efi followed by
 // each section's name and bytes. Applying a plan only needs the bytes to be a
-// function of the recipe. It counts the images it makes.
-BuiltImage concatenated_image(const ImageRecipe& recipe) {
+// function of the recipe. Like the PE writer, it gives its bytes in pieces,
+// and write() puts the first bytes last (as the CheckSum is), so that what
+// reaches the file differs from what was appended. It counts the images it
+// makes (written or streamed).
+std::string concatenated_image(const ImageRecipe& recipe) {
   std::string bytes = read_file(recipe.xen_efi.path);
   for (const SectionSource& section : recipe.sections) {
     bytes += "\n" + section.name + "\n";
@@ -39,19 +41,37 @@ BuiltImage concatenated_image(const ImageRecipe& recipe) {
       bytes += read_file(std::get<xbb::HostFile>(section.content).path);
     }
   }
-  return {bytes, {}};
+  return bytes;
+}
+
+std::span<const std::uint8_t> span_of(std::string_view bytes) {
+  return {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()};
+}
+
+void stream_in_pieces(std::string_view bytes, xbb::ByteSink& sink) {
+  constexpr std::size_t piece = 4093;
+  for (std::size_t offset = 0; offset < bytes.size(); offset += piece)
+    sink.write(span_of(bytes.substr(offset, piece)));
 }
 
 class ConcatenatingMaker : public xbb::ImageMaker {
  public:
   std::uint64_t size(const ImageRecipe& recipe) override {
-    return concatenated_image(recipe).bytes.size();
+    return concatenated_image(recipe).size();
   }
-  BuiltImage make(const ImageRecipe& recipe) override {
+  std::vector<std::string> write(const ImageRecipe& recipe, xbb::FileSink& file) override {
     ++made;
-    BuiltImage image = concatenated_image(recipe);
-    if (warn) image.warnings.push_back("Authenticode signature dropped");
-    return image;
+    const std::string image = concatenated_image(recipe);
+    const std::size_t head = std::min<std::size_t>(image.size(), 8);
+    file.write(span_of(std::string(head, '?')));
+    stream_in_pieces(std::string_view(image).substr(head), file);
+    file.write_at(0, span_of(std::string_view(image).substr(0, head)));
+    if (warn) return {"Authenticode signature dropped"};
+    return {};
+  }
+  void stream(const ImageRecipe& recipe, xbb::ByteSink& sink) override {
+    ++made;
+    stream_in_pieces(concatenated_image(recipe), sink);
   }
   int made = 0;
   bool warn = false;
@@ -110,7 +130,7 @@ class ApplyTest : public ::testing::Test {
   }
 
   static std::string expected_image(const Plan& plan, std::size_t index) {
-    return concatenated_image(std::get<ImageRecipe>(plan.images.at(index).content)).bytes;
+    return concatenated_image(std::get<ImageRecipe>(plan.images.at(index).content));
   }
 
   static fs::path made(const fs::path& folder) {
@@ -156,7 +176,7 @@ TEST_F(ApplyTest, FirstRunWritesEverythingThenRemovesStaleFiles) {
 }
 
 // The planner gives an image that replaces a file the digest of that file:
-// the image is made once, compared, and not written when equal.
+// the image is streamed once through SHA-256, and not written when equal.
 TEST_F(ApplyTest, AnImageEqualToTheFileItReplacesIsNotWritten) {
   write_previous_run(root);
   Esp esp(root);
