@@ -217,10 +217,12 @@ struct ApplyReport {
 };
 
 // Applies a plan in the safe order (images and configuration files, entries,
-// loader.conf, removals), one file at a time: each image is made, written,
-// flushed and renamed into place before the next is made, so that one image
-// at a time is in memory. An image that replaces a file whose digest the plan
-// gives is made first and compared by digest, and not written when equal.
+// loader.conf, removals), one file at a time: each image is streamed into its
+// temporary (ImageMaker::write), flushed and renamed into place before the
+// next is made, so that no image is ever held whole. An image that replaces a
+// file whose digest the plan gives is first streamed through SHA-256
+// (ImageMaker::stream), and not written when the digests are equal. The digest
+// in ApplyReport::images is read back from the file written.
 // Before writing anything, checks that the ESP has room for the writes, from
 // their sizes (ImageMaker::size); when short, throws Error (kind esp_full)
 // saying how many bytes are missing and changes nothing; when the file system
