@@ -28,6 +28,24 @@ std::string too_large(std::uint64_t size, std::uint64_t limit, std::string_view 
          std::string(what) + " may have";
 }
 
+// Appends the rest of the file to `bytes`, retrying on EINTR; more than
+// `limit` bytes in all is an error.
+void append_all(int fd, std::string& bytes, const std::string& shown, std::uint64_t limit,
+                std::string_view what) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0) {
+      bytes.append(buffer, static_cast<std::size_t>(n));
+      if (bytes.size() > limit) throw Error(shown, too_large(bytes.size(), limit, what));
+    } else if (n == 0) {
+      return;
+    } else if (errno != EINTR) {
+      throw Error(shown, "cannot read: " + error_text(errno));
+    }
+  }
+}
+
 }  // namespace
 
 // Without blocking on a FIFO or taking a terminal.
@@ -65,18 +83,8 @@ std::string file_type_name(mode_t mode) {
 
 std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what) {
   std::string bytes;
-  char buffer[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      bytes.append(buffer, static_cast<std::size_t>(n));
-      if (bytes.size() > limit) throw Error(shown, too_large(bytes.size(), limit, what));
-    } else if (n == 0) {
-      return bytes;
-    } else if (errno != EINTR) {
-      throw Error(shown, "cannot read: " + error_text(errno));
-    }
-  }
+  append_all(fd, bytes, shown, limit, what);
+  return bytes;
 }
 
 void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown) {
@@ -129,8 +137,14 @@ std::string read_host_file(
   UniqueFd fd = open_host_file(path, limit, what, stamp);
   const std::uint64_t size = stamp.size;
   const std::string shown = path.string();
-  if (!check_start) return read_all(fd.get(), shown, limit, what);
-  std::string bytes(static_cast<std::size_t>(std::min(start_bytes, size)), '\0');
+  // One buffer of the file's size: the whole file is held once, never copied.
+  std::string bytes;
+  bytes.reserve(static_cast<std::size_t>(size));
+  if (!check_start) {
+    append_all(fd.get(), bytes, shown, limit, what);
+    return bytes;
+  }
+  bytes.resize(static_cast<std::size_t>(std::min(start_bytes, size)));
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
@@ -141,7 +155,8 @@ std::string read_host_file(
   }
   bytes.resize(done);
   check_start(bytes, size);
-  return bytes + read_all(fd.get(), shown, limit - bytes.size(), what);
+  append_all(fd.get(), bytes, shown, limit, what);
+  return bytes;
 }
 
 FileStamp host_file_stamp(const std::filesystem::path& path, std::uint64_t limit,
