@@ -539,11 +539,14 @@ std::string sha256_streamed(const fs::path& file) {
 
 // Issue 9 and 11: an image is never held whole. With a 200 MiB ramdisk,
 // writing the image and then comparing it with the file written (the digest
-// path) keeps the peak RSS of the process (a forked child, whose peak is reset
-// before it starts) far below the ramdisk's size.
+// path) raises the peak RSS of the process (a forked child, whose peak is
+// reset to its RSS before it starts) by far less than the ramdisk's size.
+// The rise is what is bounded, not the peak: the child starts with the RSS of
+// the test process that forked it, which a sanitizer's shadow memory and
+// earlier tests in the same process make large.
 TEST_F(ApplyTest, PeakMemoryStaysFarBelowAnImageWithA200MiBRamdisk) {
   constexpr std::uint64_t kRamdiskBytes = 200ull << 20;
-  constexpr std::uint64_t kPeakLimitKib = 64 << 10;
+  constexpr std::uint64_t kRiseLimitKib = 64 << 10;
   const fs::path initrd = host.path() / "initrd";
   write_file(initrd, "initrd start");
   fs::resize_file(initrd, kRamdiskBytes);  // sparse
@@ -607,7 +610,7 @@ TEST_F(ApplyTest, PeakMemoryStaysFarBelowAnImageWithA200MiBRamdisk) {
   EXPECT_EQ(size, fs::file_size(root / image_1));
   EXPECT_EQ(digest, sha256_streamed(root / image_1));
   EXPECT_EQ(unchanged, 1u);
-  EXPECT_LT(peak_kib, kPeakLimitKib);
+  EXPECT_LT(peak_kib - start_kib, kRiseLimitKib);
   EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
 }
 
