@@ -238,9 +238,9 @@ class Output {
   const std::vector<std::string>& warnings() const;
 
   // Writes the output into `file` with one pass over `contents` (the bytes of
-  // `sections`, in the same order): every byte in order, with the CheckSum
-  // field zero, then the CheckSum over FileSink::write_at, since it sums
-  // everything after it.
+  // `sections`, in the same order): every byte in order with the CheckSum
+  // field zero, then, since the CheckSum sums the whole file, the CheckSum
+  // over FileSink::write_at.
   void write(const std::vector<SectionContents>& contents, FileSink& file) const;
 
   // Streams the output into `sink` strictly in order (for a digest, where
