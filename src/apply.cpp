@@ -7,6 +7,7 @@
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
+#include "xbb/signer.hpp"
 
 namespace xbb {
 
@@ -25,7 +26,13 @@ struct PendingWrite {
   const FileWrite* file = nullptr;  // nullptr: loader.conf
   std::uint64_t size = 0;
   std::optional<std::uint64_t> old_size;
+  std::uint64_t input_size = 0;  // a signed image's unsigned input, on the ESP while it is signed
 };
+
+// What signing adds to an image at most: its certificate table (a PKCS#7
+// signature with the certificate, about 2 KB for one RSA-2048 certificate),
+// with room for long chains.
+constexpr std::uint64_t kSignatureRoom = 64 << 10;
 
 std::string folder_of(const std::string& path) {
   std::size_t slash = path.rfind('/');
@@ -81,17 +88,25 @@ std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& pa
   throw Error((esp.root() / path).string(), "is not a regular file; refusing to replace it");
 }
 
-BuiltImage make_image(ImageMaker& maker, const FileWrite& file,
-                      std::vector<std::string>& warnings) {
-  BuiltImage image = maker.make(std::get<ImageRecipe>(file.content));
-  for (const std::string& warning : image.warnings) warnings.push_back(file.path + ": " + warning);
-  image.warnings.clear();
-  return image;
-}
+// The SHA-256 of the bytes streamed into it, and their count.
+class DigestSink : public ByteSink {
+ public:
+  void write(std::span<const std::uint8_t> bytes) override {
+    hash_.update({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+    size_ += bytes.size();
+  }
+  std::string hex() { return hash_.hex(); }
+  std::uint64_t size() const { return size_; }
+
+ private:
+  Sha256 hash_;
+  std::uint64_t size_ = 0;
+};
 
 // What the plan writes, each with its size. An image that replaces a file of
-// known digest is made once here to compare: when equal it is not written
-// (and its bytes are dropped at once, one image at a time).
+// known digest is streamed through SHA-256 here to compare (nothing written,
+// nothing held): when equal it is not written. A signed image is always
+// written: the bytes it replaces do not tell who signed them.
 std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, ImageMaker& maker,
                                          ApplyReport& report) {
   std::vector<PendingWrite> pending;
@@ -100,16 +115,22 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
       PendingWrite write{file.path, &file, 0, replaced_size(esp, file.path)};
       if (const auto* text = std::get_if<std::string>(&file.content)) {
         write.size = text->size();
-      } else if (write.old_size && file.replaces_digest) {
-        std::vector<std::string> ignored;  // said again when the image is made to be written
-        BuiltImage image = make_image(maker, file, ignored);
-        if (sha256_hex(image.bytes) == *file.replaces_digest) {
+      } else if (write.old_size && file.replaces_digest &&
+                 std::get<ImageRecipe>(file.content).signer.empty()) {
+        DigestSink digest;
+        maker.stream(std::get<ImageRecipe>(file.content), digest);
+        if (digest.hex() == *file.replaces_digest) {
           report.unchanged.push_back(file.path);
           continue;
         }
-        write.size = image.bytes.size();
+        write.size = digest.size();
       } else {
         write.size = maker.size(std::get<ImageRecipe>(file.content));
+      }
+      if (const auto* recipe = std::get_if<ImageRecipe>(&file.content);
+          recipe && !recipe->signer.empty()) {
+        write.input_size = write.size;
+        write.size += kSignatureRoom;
       }
       pending.push_back(std::move(write));
     }
@@ -121,13 +142,53 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
   return pending;
 }
 
+// Writes an image by streaming it into the temporary, and reads the temporary
+// back for the digest the record keeps: the CheckSum is written last, so the
+// bytes are only final in the file. A signed image is written so into a
+// first temporary, signed into a second, and renamed into place; its digest
+// is that of what was signed. Returns the stamp and digest.
+std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
+                                              const ImageRecipe& recipe, ImageMaker& maker,
+                                              const Signer* signer,
+                                              std::vector<std::string>& warnings) {
+  std::string digest;
+  const auto fill = [&](EspFile& file) {
+    for (const std::string& warning : maker.write(recipe, file))
+      warnings.push_back(path + ": " + warning);
+    DigestSink written;
+    file.read_back(written);
+    digest = written.hex();
+  };
+  if (recipe.signer.empty()) return {esp.write_atomic(path, fill), digest};
+  const FileStamp stamp = esp.write_atomic_through(path, fill, [&](int input, int output) {
+    try {
+      signer->sign(input, output);
+    } catch (const Error& e) {
+      throw Error((esp.root() / path).string(), e.what());
+    }
+  });
+  return {stamp, digest};
+}
+
+// Every signed image in the plan is signed by `signer`.
+void check_signer(const Esp& esp, const Plan& plan, const Signer* signer) {
+  for (const FileWrite& file : plan.images) {
+    const auto* recipe = std::get_if<ImageRecipe>(&file.content);
+    if (!recipe || recipe->signer.empty()) continue;
+    if (!signer || signer->identity() != recipe->signer)
+      throw Error((esp.root() / file.path).string(),
+                  "the plan signs this image with a key the run was not given");
+  }
+}
+
 std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
   return (value + unit - 1) / unit * unit;
 }
 
 // The space the writes need at their peak. Files are written one at a time:
 // while one is written its old version (if any) still takes its space, and
-// is freed by the rename. Sizes count in whole allocation units (clusters on
+// is freed by the rename; a signed image's unsigned input takes its space
+// too until the signed image is in place. Sizes count in whole allocation units (clusters on
 // FAT), plus one unit of margin for folder growth per file; removals, which
 // come last, are not counted as freeing anything. A file system that reports
 // no size cannot be checked: the run goes on with a warning.
@@ -145,7 +206,8 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
   std::uint64_t needed = 0;
   for (const PendingWrite& file : pending) {
     const std::uint64_t size = round_up(file.size, unit) + unit;
-    needed = std::max(needed, in_use + size);
+    const std::uint64_t input = file.input_size ? round_up(file.input_size, unit) + unit : 0;
+    needed = std::max(needed, in_use + size + input);
     const std::uint64_t freed = file.old_size ? round_up(*file.old_size, unit) + unit : 0;
     in_use = in_use + size > freed ? in_use + size - freed : 0;
   }
@@ -160,8 +222,9 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
 
 }  // namespace
 
-ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker) {
+ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Signer* signer) {
   check_paths(plan);
+  check_signer(esp, plan, signer);
   remove_leftover_temporaries(esp, plan);
 
   ApplyReport report;
@@ -174,9 +237,9 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker) {
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
       esp.write_atomic(write.path, *text);
     } else {
-      const BuiltImage image = make_image(maker, *write.file, report.warnings);
-      const FileStamp stamp = esp.write_atomic(write.path, image.bytes);
-      report.images[write.path] = {stamp, sha256_hex(image.bytes)};
+      report.images[write.path] = write_image(
+          esp, write.path, std::get<ImageRecipe>(write.file->content), maker, signer,
+          report.warnings);
     }
     report.written.push_back(write.path);
   }

@@ -14,6 +14,7 @@
 #include "xbb/pe.hpp"
 #include "xbb/planner.hpp"
 #include "xbb/record.hpp"
+#include "xbb/signer.hpp"
 
 namespace fs = std::filesystem;
 
@@ -195,8 +196,11 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
         generation.entry.sort_key = generation.bootspec->lanzaboote_sort_key.value_or("lanza");
       }
     }
+    std::optional<SbsignSigner> signer;
+    if (options.sign_key) signer.emplace(*options.sign_key, options.sign_cert.value_or(""));
     const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
     PlanOptions plan_options;
+    if (signer) plan_options.signer = signer->identity();
     plan_options.retarget_default = options.retarget_default;
     plan_options.layout = options.layout;
     plan_options.keep_debug_sections = options.keep_debug_sections;
@@ -224,7 +228,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
                       [](const GenerationOutcome& g) { return g.entry.has_value(); }));
     if (!options.dry_run) {
       PeImageMaker maker;
-      ApplyReport applied = apply_plan(esp, plan, maker);
+      ApplyReport applied = apply_plan(esp, plan, maker, signer ? &*signer : nullptr);
       const std::string text =
           render_record(record_after(plan, state, applied, std::move(sources)));
       if (text != record_text) {

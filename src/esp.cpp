@@ -31,6 +31,8 @@ using posix::error_text;
 
 constexpr std::size_t max_component_length = 255;
 constexpr int folder_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+// What EspFile::read_back reads at a time.
+constexpr std::uint64_t read_chunk_bytes = 1 << 20;
 
 // The path in double quotes, with anything unprintable as \xNN, so that the
 // error message stays one readable line whatever the path holds.
@@ -141,7 +143,7 @@ Temporary create_temporary(int folder, const std::string& final_name, const std:
   for (int attempt = 0; attempt < 16; ++attempt) {
     std::string name = final_name + Esp::temporary_marker + random_suffix();
     UniqueFd fd(
-        ::openat(folder, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+        ::openat(folder, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (fd) return {std::move(fd), name};
     if (errno != EEXIST) throw Error(shown, "cannot create temporary file: " + error_text(errno));
   }
@@ -287,12 +289,49 @@ EspFileType Esp::type(const std::string& path) const {
   return type_of(st.st_mode);
 }
 
+void EspFile::write(std::span<const std::uint8_t> bytes) {
+  posix::write_all(fd_, bytes, shown_);
+  size_ += bytes.size();
+}
+
+void EspFile::write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) {
+  if (offset > size_ || bytes.size() > size_ - offset) {
+    throw Error(shown_, "cannot rewrite " + std::to_string(bytes.size()) + " bytes at offset " +
+                            std::to_string(offset) + ": only " + std::to_string(size_) +
+                            " bytes are written");
+  }
+  posix::write_all_at(fd_, offset, bytes, shown_);
+}
+
+void EspFile::read_back(ByteSink& sink) const {
+  std::vector<std::uint8_t> buffer(static_cast<std::size_t>(std::min(size_, read_chunk_bytes)));
+  for (std::uint64_t done = 0; done < size_;) {
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size_ - done));
+    const std::size_t got = posix::read_at(fd_, done, std::span(buffer).first(want), shown_);
+    if (got == 0) {
+      throw Error(shown_, "the temporary file holds " + std::to_string(done) + " bytes, " +
+                              std::to_string(size_) + " were written");
+    }
+    sink.write(std::span(buffer).first(got));
+    done += got;
+  }
+}
+
 FileStamp Esp::write_atomic(const std::string& path, const std::string& bytes) {
+  return write_atomic(path, [&](EspFile& file) {
+    file.write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+  });
+}
+
+FileStamp Esp::write_atomic(const std::string& path,
+                            const std::function<void(EspFile& file)>& fill) {
   Location at = locate(path, true);
   Temporary temporary = create_temporary(at.folder.get(), at.name, at.shown);
   FileStamp stamp;
   try {
-    posix::write_all(temporary.fd.get(), bytes, at.shown);
+    EspFile file(temporary.fd.get(), at.shown);
+    fill(file);
     if (::fsync(temporary.fd.get()) != 0)
       throw Error(at.shown, "cannot flush: " + error_text(errno));
     struct stat st {};
@@ -311,6 +350,26 @@ FileStamp Esp::write_atomic(const std::string& path, const std::string& bytes) {
     throw;
   }
   flush_folder(at.folder.get(), at.shown_folder);
+  return stamp;
+}
+
+FileStamp Esp::write_atomic_through(const std::string& path,
+                                    const std::function<void(EspFile& input)>& fill,
+                                    const std::function<void(int input, int output)>& make) {
+  Location at = locate(path, true);
+  Temporary input = create_temporary(at.folder.get(), at.name, at.shown);
+  FileStamp stamp;
+  try {
+    EspFile file(input.fd.get(), at.shown);
+    fill(file);
+    stamp = write_atomic(path, [&](EspFile& output) { make(input.fd.get(), output.fd_); });
+  } catch (...) {
+    ::unlinkat(at.folder.get(), input.name.c_str(), 0);
+    throw;
+  }
+  if (::unlinkat(at.folder.get(), input.name.c_str(), 0) != 0) {
+    throw Error(at.shown, "cannot remove temporary file " + input.name + ": " + error_text(errno));
+  }
   return stamp;
 }
 

@@ -35,13 +35,6 @@ void read_image(const Esp& esp, const std::string& path, const std::string& name
     const pe::Image parsed = pe::parse(image);
     auto config = pe::section_contents(image, parsed, ".config");
     file.text.assign(config.begin(), config.end());
-    // A signed image is compared by what was signed, since that is what a
-    // run makes before signing.
-    if (parsed.is_signed()) {
-      const auto unsigned_bytes = pe::without_signature(image);
-      file.digest = sha256_hex(std::string_view(
-          reinterpret_cast<const char*>(unsigned_bytes.data()), unsigned_bytes.size()));
-    }
   } catch (const Error&) {
     // Not an image the tool wrote; the digest still tells whether it is one it would write.
   }

@@ -1,11 +1,12 @@
 #include "xbb/image_recipe.hpp"
 
+#include <algorithm>
 #include <variant>
 
 #include "limits.hpp"
 #include "posix_io.hpp"
 #include "xbb/error.hpp"
-#include "xbb/pe.hpp"
+#include "xbb/unique_fd.hpp"
 
 namespace xbb {
 namespace {
@@ -14,57 +15,143 @@ std::uint64_t limit_of(const SectionSource& source) {
   return source.name == ".kernel" ? limits::kKernelBytes : limits::kInitrdBytes;
 }
 
-std::vector<std::uint8_t> section_bytes(const SectionSource& source) {
-  if (const auto* text = std::get_if<std::string>(&source.content))
-    return {text->begin(), text->end()};
-  const std::string bytes = posix::read_host_file(std::get<HostFile>(source.content).path,
-                                                  limit_of(source), source.name.substr(1));
-  return {bytes.begin(), bytes.end()};
-}
-
 std::uint64_t section_size(const SectionSource& source) {
   if (const auto* text = std::get_if<std::string>(&source.content)) return text->size();
   const HostFile& file = std::get<HostFile>(source.content);
   return posix::host_file_stamp(file.path, limit_of(source), source.name.substr(1)).size;
 }
 
+// The contents of an image's new sections: texts of the recipe, and host
+// files opened once (type, limit and size checked then) and read from their
+// start in chunks each time their contents are asked for.
+class SectionInputs {
+ public:
+  explicit SectionInputs(const ImageRecipe& recipe) {
+    for (const SectionSource& source : recipe.sections) {
+      Input& input = inputs_.emplace_back(Input{&source, {}, 0});
+      if (const auto* text = std::get_if<std::string>(&source.content)) {
+        input.size = text->size();
+        continue;
+      }
+      FileStamp stamp;
+      input.fd = posix::open_host_file(std::get<HostFile>(source.content).path, limit_of(source),
+                                       source.name.substr(1), stamp);
+      input.size = stamp.size;
+    }
+  }
+  SectionInputs(const SectionInputs&) = delete;
+  SectionInputs& operator=(const SectionInputs&) = delete;
+
+  std::vector<pe::NewSectionSize> sizes() const {
+    std::vector<pe::NewSectionSize> sizes;
+    for (const Input& input : inputs_) sizes.push_back({input.source->name, input.size});
+    return sizes;
+  }
+
+  std::vector<pe::SectionContents> contents() const {
+    std::vector<pe::SectionContents> contents;
+    for (const Input& input : inputs_) {
+      contents.push_back(
+          [&input](const pe::Deliver& deliver) { deliver_contents(input, deliver); });
+    }
+    return contents;
+  }
+
+ private:
+  struct Input {
+    const SectionSource* source;
+    UniqueFd fd;  // of a host file
+    std::uint64_t size;
+  };
+
+  static void deliver_contents(const Input& input, const pe::Deliver& deliver) {
+    if (const auto* text = std::get_if<std::string>(&input.source->content)) {
+      deliver(pe::bytes_of(*text));
+      return;
+    }
+    const std::string shown = std::get<HostFile>(input.source->content).path.string();
+    const std::string changed = "changed size while being read (it had " +
+                                std::to_string(input.size) + " bytes when opened)";
+    std::vector<std::uint8_t> buffer(
+        static_cast<std::size_t>(std::min<std::uint64_t>(input.size, PeImageMaker::kChunkBytes)));
+    for (std::uint64_t done = 0; done < input.size;) {
+      const auto want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), input.size - done));
+      const std::size_t got =
+          posix::read_at(input.fd.get(), done, std::span(buffer).first(want), shown);
+      if (got == 0) throw Error(shown, changed);
+      deliver(std::span(buffer).first(got));
+      done += got;
+    }
+    std::uint8_t past_end = 0;
+    if (posix::read_at(input.fd.get(), input.size, std::span(&past_end, 1), shown) != 0) {
+      throw Error(shown, changed);
+    }
+  }
+
+  std::vector<Input> inputs_;
+};
+
+// A signed image is made padded as the signer wants it (see Signer).
+pe::AddOptions options_of(const ImageRecipe& recipe) {
+  return {recipe.drop_debug_sections, !recipe.signer.empty()};
+}
+
+// The image laid out; an error in the layout is about the Xen image.
+pe::Output output_of(const std::filesystem::path& xen_efi, std::span<const std::uint8_t> file,
+                     const pe::Image& image, const std::vector<pe::NewSectionSize>& sections,
+                     const ImageRecipe& recipe) {
+  try {
+    return pe::Output(file, image, sections, options_of(recipe));
+  } catch (const Error& e) {
+    throw Error(xen_efi.string(), e.what());
+  }
+}
+
 }  // namespace
 
-const std::string& PeImageMaker::xen_efi(const HostFile& file) {
-  if (file.path != source_path_) {
-    source_.clear();
-    source_ = posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image");
-    source_path_ = file.path;
+const PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
+  if (!source_ || source_->path != file.path) {
+    source_.reset();
+    Source source{
+        file.path, posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"), {}};
+    try {
+      source.image = pe::parse(pe::bytes_of(source.bytes));
+    } catch (const Error& e) {
+      throw Error(file.path.string(), e.what());
+    }
+    source_ = std::move(source);
   }
-  return source_;
+  return *source_;
 }
 
 std::uint64_t PeImageMaker::size(const ImageRecipe& recipe) {
-  const std::string& source = xen_efi(recipe.xen_efi);
+  const Source& source = xen_efi(recipe.xen_efi);
   std::vector<pe::NewSectionSize> sections;
   for (const SectionSource& section : recipe.sections)
     sections.push_back({section.name, section_size(section)});
   try {
-    return pe::output_size(pe::parse(pe::bytes_of(source)), source.size(), sections,
-                           {recipe.drop_debug_sections});
+    return pe::output_size(source.image, source.bytes.size(), sections,
+                           options_of(recipe));
   } catch (const Error& e) {
     throw Error(recipe.xen_efi.path.string(), e.what());
   }
 }
 
-BuiltImage PeImageMaker::make(const ImageRecipe& recipe) {
-  const std::string& source = xen_efi(recipe.xen_efi);
-  std::vector<pe::NewSection> sections;
-  for (const SectionSource& section : recipe.sections)
-    sections.push_back({section.name, section_bytes(section)});
-  try {
-    pe::AddResult result =
-        pe::add_sections(pe::bytes_of(source), sections, {recipe.drop_debug_sections});
-    return {std::string(reinterpret_cast<const char*>(result.file.data()), result.file.size()),
-            std::move(result.warnings)};
-  } catch (const Error& e) {
-    throw Error(recipe.xen_efi.path.string(), e.what());
-  }
+std::vector<std::string> PeImageMaker::write(const ImageRecipe& recipe, FileSink& file) {
+  const Source& source = xen_efi(recipe.xen_efi);
+  const SectionInputs inputs(recipe);
+  const pe::Output output =
+      output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe);
+  output.write(inputs.contents(), file);
+  return output.warnings();
+}
+
+void PeImageMaker::stream(const ImageRecipe& recipe, ByteSink& sink) {
+  const Source& source = xen_efi(recipe.xen_efi);
+  const SectionInputs inputs(recipe);
+  output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe)
+      .stream(inputs.contents(), sink);
 }
 
 }  // namespace xbb

@@ -527,25 +527,6 @@ std::uint64_t next_section_vma(const Image& image) {
   return image.image_base + next_section_rva(image);
 }
 
-std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image) {
-  // One's-complement sum of the little-endian 16-bit words (a trailing odd
-  // byte counts alone), the CheckSum field counted as zero. Summing in 64 bits
-  // and folding the carries once at the end gives the same result as folding
-  // after every word, and lets the compiler vectorise the loop.
-  const std::size_t size = file.size();
-  auto word_at = [&](std::size_t offset) -> std::uint64_t {
-    return offset + 1 < size ? load16(file.data() + offset) : file[offset];
-  };
-  std::uint64_t sum = 0;
-  for (std::size_t offset = 0; offset < size; offset += 2) sum += word_at(offset);
-  const std::uint64_t field = std::uint64_t{image.optional_header_offset} + kOptCheckSum;
-  for (std::uint64_t skipped : {field, field + 2}) {
-    if (skipped % 2 == 0 && skipped < size) sum -= word_at(static_cast<std::size_t>(skipped));
-  }
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<std::uint32_t>(sum + size);
-}
-
 std::string build_id(std::span<const std::uint8_t> file, const Image& image) {
   static constexpr std::uint32_t kRsdsSize = 4 + 16 + 4;  // signature, GUID, age
   for (const DebugEntry& entry : image.debug_entries) {
@@ -871,7 +852,8 @@ Layout plan_layout(const Image& image, std::uint64_t file_size,
   layout.fates = section_fates(image, added, options);
   const auto kept_count =
       static_cast<std::size_t>(std::count(layout.fates.begin(), layout.fates.end(), Fate::kept));
-  if (kept_count == image.sections.size() && added.empty()) {
+  if (kept_count == image.sections.size() && added.empty() &&
+      (!options.pad_for_signing || file_size % 8 == 0)) {
     layout.unchanged = true;
     layout.output_size = file_size;
     return layout;
@@ -882,17 +864,18 @@ Layout plan_layout(const Image& image, std::uint64_t file_size,
   layout.headers_size = headers_size_for(image, layout.section_count);
   place_in_memory(image, added, layout);
   place_in_file(image, file_size, added, layout);
+  if (options.pad_for_signing) layout.output_size = align_up(layout.output_size, 8);
   layout.pointers = move_pointers(image, layout);
   return layout;
 }
 
-void write_section_header(std::uint8_t* header, const NewSection& section, std::uint32_t rva,
+void write_section_header(std::uint8_t* header, const NewSectionSize& section, std::uint32_t rva,
                           std::uint64_t raw_pointer, const Image& image) {
   std::memset(header, 0, kSectionHeaderSize);
   std::memcpy(header, section.name.data(), section.name.size());
-  store32(header + 8, static_cast<std::uint32_t>(section.data.size()));
+  store32(header + 8, static_cast<std::uint32_t>(section.size));
   store32(header + 12, rva);
-  store32(header + 16, static_cast<std::uint32_t>(raw_size(section.data.size(), image)));
+  store32(header + 16, static_cast<std::uint32_t>(raw_size(section.size, image)));
   store32(header + kSecPointerToRawData, static_cast<std::uint32_t>(raw_pointer));
   store32(header + 36, kAddedSectionCharacteristics);
 }
@@ -900,7 +883,7 @@ void write_section_header(std::uint8_t* header, const NewSection& section, std::
 // Section table: kept headers (file pointers moved), then the new ones, then
 // zeros where old headers were.
 void write_section_table(std::span<const std::uint8_t> file, const Image& image,
-                         const std::vector<NewSection>& added, const Layout& layout,
+                         const std::vector<NewSectionSize>& added, const Layout& layout,
                          std::uint8_t* table) {
   std::uint8_t* header = table;
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
@@ -922,94 +905,17 @@ void write_section_table(std::span<const std::uint8_t> file, const Image& image,
   }
 }
 
-// Section numbers in the COFF symbol table follow the new section table: a
-// replaced section's symbols go to the new section of its name. objcopy
-// --strip-debug deletes the symbols of the sections it removes, which
-// renumbers every later symbol; but aux records (function definitions, weak
-// externals) and COFF relocations refer to symbols by index, so deleting them
-// would mean rewriting all of those. Instead every record keeps its place and
-// the symbols of left-out sections become IMAGE_SYM_DEBUG, "not corresponding
-// to a section", which is what they now are. (Xen 4.20's symbols refer to no
-// .debug_* section, so there it only matters for sections numbered after them.)
-void renumber_symbols(const Image& image, const std::vector<NewSection>& added,
-                      const Layout& layout, std::uint8_t* symbols) {
-  std::vector<std::uint16_t> numbers(image.sections.size());
-  std::uint16_t next = 1;
-  for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    if (layout.fates[i] == Fate::kept) numbers[i] = next++;
-  }
-  for (std::size_t i = 0; i < image.sections.size(); ++i) {
-    if (layout.fates[i] == Fate::dropped) numbers[i] = kSymDebug;
-    if (layout.fates[i] != Fate::replaced) continue;
-    const auto replacement = std::find_if(added.begin(), added.end(), [&](const NewSection& n) {
-      return n.name == image.sections[i].name;
-    });
-    numbers[i] = static_cast<std::uint16_t>(next + (replacement - added.begin()));
-  }
-  for (std::uint64_t i = 0; i < image.number_of_symbols;
-       i += 1 + symbols[kSymbolSize * i + kSymNumberOfAuxSymbols]) {
-    std::uint8_t* field = symbols + kSymbolSize * i + kSymSectionNumber;
-    const std::uint16_t number = load16(field);
-    if (number >= 1 && number <= image.sections.size()) store16(field, numbers[number - 1]);
-  }
-}
-
-}  // namespace
-
-std::uint64_t output_size(const Image& image, std::uint64_t file_size,
-                          const std::vector<NewSectionSize>& sections, const AddOptions& options) {
-  return plan_layout(image, file_size, sections, options).output_size;
-}
-
-AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& added,
-                       const AddOptions& options) {
-  const Image image = parse(file);
-  std::vector<NewSectionSize> sizes;
-  for (const NewSection& section : added) sizes.push_back({section.name, section.data.size()});
-  const Layout layout = plan_layout(image, file.size(), sizes, options);
-
-  AddResult result;
-  std::vector<std::uint8_t>& out = result.file;
-  if (layout.unchanged) {
-    out.assign(file.begin(), file.end());
-    return result;
-  }
-  if (image.is_signed()) {
-    result.warnings.push_back(
-        "dropped the Authenticode signature (security directory): it cannot stay valid once "
-        "sections are added or removed; sign the output again");
-  }
-
-  const auto copy = [&](std::uint64_t from, std::uint64_t to) {
-    out.insert(out.end(), file.begin() + static_cast<std::ptrdiff_t>(from),
-               file.begin() + static_cast<std::ptrdiff_t>(to));
-  };
-  out.reserve(layout.output_size);
-  copy(0, layout.headers_end);
+// The output's header block, [0, SizeOfHeaders): the input's headers (grown
+// with zeros), the new section table, and the COFF and optional header fields
+// that change. The CheckSum field is left as it was: Emitter puts it.
+std::vector<std::uint8_t> header_block(std::span<const std::uint8_t> file, const Image& image,
+                                       const std::vector<NewSectionSize>& added,
+                                       const Layout& layout) {
+  std::vector<std::uint8_t> out(file.begin(),
+                                file.begin() + static_cast<std::ptrdiff_t>(layout.headers_end));
   out.resize(layout.headers_size, 0);
-  std::uint64_t from = layout.headers_end;
-  for (const Range& cut : layout.cuts) {
-    copy(from, cut.start);
-    from = cut.end;
-  }
-  copy(from, layout.body_end);
-  for (const Range& blank : layout.blanks) {
-    std::fill_n(out.begin() + static_cast<std::ptrdiff_t>(layout.body_offset(blank.start)),
-                blank.end - blank.start, 0);
-  }
-  for (std::size_t i = 0; i < added.size(); ++i) {
-    out.resize(layout.raw_pointers[i], 0);
-    out.insert(out.end(), added[i].data.begin(), added[i].data.end());
-  }
-  out.resize(layout.new_tail_start, 0);
-  copy(layout.tail_start, layout.tail_end);
-
   write_section_table(file, image, added, layout, out.data() + image.section_table_offset);
-  if (image.pointer_to_symbol_table != 0) {
-    renumber_symbols(image, added, layout, out.data() + layout.pointers.symbol_table);
-  }
 
-  // COFF and optional header fields.
   std::uint8_t* coff = out.data() + image.coff_header_offset;
   store16(coff + kCoffNumberOfSections, static_cast<std::uint16_t>(layout.section_count));
   store32(coff + kCoffPointerToSymbolTable, layout.pointers.symbol_table);
@@ -1029,7 +935,7 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
   std::uint64_t initialized =
       image.size_of_initialized_data -
       std::min<std::uint64_t>(replaced_initialized, image.size_of_initialized_data);
-  for (const NewSection& section : added) initialized += raw_size(section.data.size(), image);
+  for (const NewSectionSize& section : added) initialized += raw_size(section.size, image);
   store32(opt + kOptSizeOfInitializedData,
           static_cast<std::uint32_t>(std::min<std::uint64_t>(initialized, UINT32_MAX)));
   store32(opt + kOptSizeOfImage, static_cast<std::uint32_t>(layout.size_of_image));
@@ -1039,44 +945,382 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
         opt + directory_entry_offset(image, kDirectorySecurity) - image.optional_header_offset, 0,
         kDataDirectorySize);
   }
-  for (std::size_t i = 0; i < layout.pointers.debug_entries.size(); ++i) {
-    store32(
-        out.data() + layout.pointers.debug_directory + kDebugEntrySize * i + kDebugPointerToRawData,
-        layout.pointers.debug_entries[i]);
-  }
-  store32(opt + kOptCheckSum, compute_checksum(out, image));
-  return result;
+  return out;
 }
 
-namespace {
+// A little-endian field of the output that differs from the input bytes
+// copied there.
+struct Patch {
+  std::uint64_t offset = 0;
+  std::uint32_t value = 0;
+  std::uint32_t size = 0;  // bytes, at most 4
+};
 
-std::vector<std::uint8_t> with_checksum(std::vector<std::uint8_t> file) {
-  const Image image = parse(file);
-  store32(file.data() + image.optional_header_offset + kOptCheckSum, compute_checksum(file, image));
-  return file;
+// Section numbers in the COFF symbol table follow the new section table: a
+// replaced section's symbols go to the new section of its name. objcopy
+// --strip-debug deletes the symbols of the sections it removes, which
+// renumbers every later symbol; but aux records (function definitions, weak
+// externals) and COFF relocations refer to symbols by index, so deleting them
+// would mean rewriting all of those. Instead every record keeps its place and
+// the symbols of left-out sections become IMAGE_SYM_DEBUG, "not corresponding
+// to a section", which is what they now are. (Xen 4.20's symbols refer to no
+// .debug_* section, so there it only matters for sections numbered after them.)
+void add_symbol_patches(std::span<const std::uint8_t> file, const Image& image,
+                        const std::vector<NewSectionSize>& added, const Layout& layout,
+                        std::vector<Patch>& patches) {
+  if (image.pointer_to_symbol_table == 0) return;
+  std::vector<std::uint16_t> numbers(image.sections.size());
+  std::uint16_t next = 1;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    if (layout.fates[i] == Fate::kept) numbers[i] = next++;
+  }
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    if (layout.fates[i] == Fate::dropped) numbers[i] = kSymDebug;
+    if (layout.fates[i] != Fate::replaced) continue;
+    const auto replacement = std::find_if(added.begin(), added.end(), [&](const NewSectionSize& n) {
+      return n.name == image.sections[i].name;
+    });
+    numbers[i] = static_cast<std::uint16_t>(next + (replacement - added.begin()));
+  }
+  const std::uint8_t* symbols = file.data() + image.pointer_to_symbol_table;
+  for (std::uint64_t i = 0; i < image.number_of_symbols;
+       i += 1 + symbols[kSymbolSize * i + kSymNumberOfAuxSymbols]) {
+    const std::uint16_t number = load16(symbols + kSymbolSize * i + kSymSectionNumber);
+    if (number >= 1 && number <= image.sections.size() && numbers[number - 1] != number) {
+      patches.push_back({layout.pointers.symbol_table + kSymbolSize * i + kSymSectionNumber,
+                         numbers[number - 1], 2});
+    }
+  }
+}
+
+// The fields outside the header block that follow moved data: symbols'
+// section numbers, debug directory entries' PointerToRawData. Sorted by
+// offset (stably: of two patches of the same bytes, the later one wins).
+std::vector<Patch> scattered_patches(std::span<const std::uint8_t> file, const Image& image,
+                                     const std::vector<NewSectionSize>& added,
+                                     const Layout& layout) {
+  std::vector<Patch> patches;
+  add_symbol_patches(file, image, added, layout, patches);
+  for (std::size_t i = 0; i < layout.pointers.debug_entries.size(); ++i) {
+    patches.push_back(
+        {layout.pointers.debug_directory + kDebugEntrySize * i + kDebugPointerToRawData,
+         layout.pointers.debug_entries[i], 4});
+  }
+  std::stable_sort(patches.begin(), patches.end(),
+                   [](const Patch& a, const Patch& b) { return a.offset < b.offset; });
+  return patches;
+}
+
+// The PE checksum of bytes that arrive in order: the 16-bit little-endian
+// words at even file offsets summed (a trailing odd byte counts alone), the
+// carries folded, plus the file length. Summing in 64 bits and folding once
+// at the end gives the same result as folding after every word; 64 bits hold
+// the sum of a 4 GiB file.
+class ChecksumSum {
+ public:
+  void add(std::span<const std::uint8_t> bytes) {
+    const std::uint8_t* p = bytes.data();
+    std::size_t n = bytes.size();
+    if (n == 0) return;
+    if (length_ % 2 == 1) {  // the high byte of a word begun by the last piece
+      sum_ += std::uint64_t{p[0]} << 8;
+      ++p;
+      --n;
+    }
+    // Four words at a time: words 0 and 2 of each 8 bytes in the two 32-bit
+    // halves of one accumulator, words 1 and 3 in another, emptied into the
+    // sum before a half can overflow (65536 * 0xffff < 2^32).
+    constexpr std::uint64_t kHalves = 0x0000ffff0000ffff;
+    constexpr std::size_t kBlocksPerRound = 65536;
+    std::size_t blocks = n / 8;
+    while (blocks != 0) {
+      const std::size_t round = std::min(blocks, kBlocksPerRound);
+      std::uint64_t even = 0;
+      std::uint64_t odd = 0;
+      for (std::size_t i = 0; i < round; ++i) {
+        const std::uint64_t block = load64(p + 8 * i);
+        even += block & kHalves;
+        odd += (block >> 16) & kHalves;
+      }
+      sum_ += (even & 0xffffffff) + (even >> 32) + (odd & 0xffffffff) + (odd >> 32);
+      p += 8 * round;
+      n -= 8 * round;
+      blocks -= round;
+    }
+    for (; n >= 2; p += 2, n -= 2) sum_ += load16(p);
+    if (n == 1) sum_ += p[0];
+    length_ += bytes.size();
+  }
+  // Zero bytes count for nothing but their place.
+  void add_zeros(std::uint64_t count) { length_ += count; }
+
+  std::uint64_t length() const { return length_; }
+  std::uint64_t sum() const { return sum_; }
+  std::uint32_t value() const {
+    std::uint64_t folded = sum_;
+    while (folded >> 16) folded = (folded & 0xffff) + (folded >> 16);
+    return static_cast<std::uint32_t>(folded + length_);
+  }
+
+ private:
+  std::uint64_t sum_ = 0;
+  std::uint64_t length_ = 0;
+};
+
+// The largest piece the writer copies to apply patches, and the size of its
+// zero block.
+constexpr std::size_t kWindowBytes = 1 << 20;
+constexpr std::size_t kZeroBlockBytes = 64 * 1024;
+
+// Passes the output to a sink in order and sums it for the CheckSum: input
+// bytes (copied, with the patches that fall in them applied) and new
+// sections' bytes (passed through: no patch lies in them, since every patch
+// is at a moved input offset). The CheckSum field holds `checksum.value` and
+// counts as zero.
+class Emitter {
+ public:
+  Emitter(ByteSink& sink, std::vector<Patch> patches, Patch checksum)
+      : sink_(sink), patches_(std::move(patches)), checksum_(checksum) {}
+
+  // Bytes from the input file or the header block.
+  void put(std::span<const std::uint8_t> bytes) {
+    while (!bytes.empty()) {
+      const std::size_t size = std::min(bytes.size(), kWindowBytes);
+      put_window(bytes.first(size));
+      bytes = bytes.subspan(size);
+    }
+  }
+  void put_zeros(std::uint64_t count) {
+    static constexpr std::array<std::uint8_t, kZeroBlockBytes> zeros{};
+    while (count != 0) {
+      const std::size_t size =
+          static_cast<std::size_t>(std::min<std::uint64_t>(count, zeros.size()));
+      put_window(std::span(zeros).first(size));
+      count -= size;
+    }
+  }
+  // A new section's bytes.
+  void pass(std::span<const std::uint8_t> bytes) {
+    sum_.add(bytes);
+    sink_.write(bytes);
+  }
+
+  std::uint64_t offset() const { return sum_.length(); }
+  const ChecksumSum& sum() const { return sum_; }
+
+ private:
+  static bool overlaps(const Patch& patch, std::uint64_t start, std::uint64_t end) {
+    return patch.offset < end && patch.offset + patch.size > start;
+  }
+  static void apply(const Patch& patch, std::uint32_t value, std::uint64_t start,
+                    std::span<std::uint8_t> window) {
+    for (std::uint32_t k = 0; k < patch.size; ++k) {
+      const std::uint64_t at = patch.offset + k;
+      if (at >= start && at < start + window.size()) {
+        window[at - start] = static_cast<std::uint8_t>(value >> (8 * k));
+      }
+    }
+  }
+
+  void put_window(std::span<const std::uint8_t> window) {
+    const std::uint64_t start = offset();
+    const std::uint64_t end = start + window.size();
+    while (next_ < patches_.size() && patches_[next_].offset + patches_[next_].size <= start) {
+      ++next_;
+    }
+    std::size_t last = next_;
+    while (last < patches_.size() && patches_[last].offset < end) ++last;
+    if (last == next_ && !overlaps(checksum_, start, end)) {
+      pass(window);
+      return;
+    }
+    staging_.assign(window.begin(), window.end());
+    for (std::size_t i = next_; i < last; ++i)
+      apply(patches_[i], patches_[i].value, start, staging_);
+    apply(checksum_, 0, start, staging_);
+    sum_.add(staging_);
+    apply(checksum_, checksum_.value, start, staging_);
+    sink_.write(staging_);
+  }
+
+  ByteSink& sink_;
+  std::vector<Patch> patches_;
+  std::size_t next_ = 0;  // patches before it end before the next window
+  Patch checksum_;
+  ChecksumSum sum_;
+  std::vector<std::uint8_t> staging_;
+};
+
+// A sink that keeps nothing: for a pass that only sums.
+class Discard : public ByteSink {
+ public:
+  void write(std::span<const std::uint8_t>) override {}
+};
+
+// The output as one vector, for add_sections.
+class VectorSink : public FileSink {
+ public:
+  explicit VectorSink(std::uint64_t size) { bytes.reserve(size); }
+  void write(std::span<const std::uint8_t> piece) override {
+    bytes.insert(bytes.end(), piece.begin(), piece.end());
+  }
+  void write_at(std::uint64_t offset, std::span<const std::uint8_t> piece) override {
+    if (offset > bytes.size() || piece.size() > bytes.size() - offset) {
+      throw Error("write_at " + hex(offset) + " beyond the " + hex(bytes.size()) +
+                  " bytes written");
+    }
+    std::copy(piece.begin(), piece.end(), bytes.begin() + static_cast<std::ptrdiff_t>(offset));
+  }
+  std::vector<std::uint8_t> bytes;
+};
+
+std::uint64_t checksum_field_offset(const Image& image) {
+  return std::uint64_t{image.optional_header_offset} + kOptCheckSum;
 }
 
 }  // namespace
 
-std::vector<std::uint8_t> without_signature(std::span<const std::uint8_t> file) {
-  const Image image = parse(file);
-  if (!image.is_signed()) return {file.begin(), file.end()};
-  const DataDirectory& table = image.data_directories[kDirectorySecurity];
-  if (std::uint64_t{table.virtual_address} + table.size != file.size()) {
-    throw Error(
-        at(table.virtual_address) +
-        "the certificate table is not at the end of the file; cannot take the signature off");
-  }
-  std::vector<std::uint8_t> out(file.begin(), file.begin() + table.virtual_address);
-  std::memset(out.data() + directory_entry_offset(image, kDirectorySecurity), 0,
-              kDataDirectorySize);
-  return with_checksum(std::move(out));
+std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image) {
+  const std::size_t field = std::min<std::size_t>(checksum_field_offset(image), file.size());
+  const std::size_t after = std::min<std::size_t>(field + 4, file.size());
+  ChecksumSum sum;
+  sum.add(file.first(field));
+  sum.add_zeros(after - field);
+  sum.add(file.subspan(after));
+  return sum.value();
 }
 
-std::vector<std::uint8_t> padded_for_signing(std::span<const std::uint8_t> file) {
-  std::vector<std::uint8_t> out(file.begin(), file.end());
-  out.resize(align_up(out.size(), 8), 0);
-  return with_checksum(std::move(out));
+std::uint64_t output_size(const Image& image, std::uint64_t file_size,
+                          const std::vector<NewSectionSize>& sections, const AddOptions& options) {
+  return plan_layout(image, file_size, sections, options).output_size;
+}
+
+struct Output::Parts {
+  std::span<const std::uint8_t> file;
+  const Image& image;
+  std::vector<NewSectionSize> sections;
+  Layout layout;
+  std::vector<std::string> warnings;
+};
+
+Output::Output(std::span<const std::uint8_t> file, const Image& image,
+               const std::vector<NewSectionSize>& sections, const AddOptions& options) {
+  Layout layout = plan_layout(image, file.size(), sections, options);
+  std::vector<std::string> warnings;
+  if (!layout.unchanged && image.is_signed()) {
+    warnings.push_back(
+        "dropped the Authenticode signature (security directory): it cannot stay valid once "
+        "sections are added or removed; sign the output again");
+  }
+  parts_ = std::make_unique<const Parts>(
+      Parts{file, image, sections, std::move(layout), std::move(warnings)});
+}
+
+Output::~Output() = default;
+
+std::uint64_t Output::size() const { return parts_->layout.output_size; }
+
+const std::vector<std::string>& Output::warnings() const { return parts_->warnings; }
+
+// The output in order: [header block][body without the removed data, blanks
+// zeroed][new sections, each FileAlignment aligned][tail]. Returns the
+// CheckSum the output must carry: the sum of the bytes emitted, or the
+// input's own when the output is the input. `section_sums` receives the sum
+// of each new section's words, to tell whether contents changed between two
+// passes.
+std::uint32_t Output::emit(const std::vector<SectionContents>& contents, ByteSink& sink,
+                           std::uint32_t checksum_field,
+                           std::vector<std::uint64_t>& section_sums) const {
+  const auto& [file, image, sections, layout, warnings] = *parts_;
+  if (contents.size() != sections.size()) {
+    throw Error("add_sections: " + std::to_string(contents.size()) + " contents for " +
+                std::to_string(sections.size()) + " new sections");
+  }
+  const Patch checksum{checksum_field_offset(image), checksum_field, 4};
+  if (layout.unchanged) {
+    Emitter out(sink, {}, checksum);
+    out.put(file);
+    return image.checksum;
+  }
+
+  Emitter out(sink, scattered_patches(file, image, sections, layout), checksum);
+  out.put(header_block(file, image, sections, layout));
+  std::vector<std::pair<Range, bool>> removed;  // cuts (false) and blanks (true), in file order
+  for (const Range& cut : layout.cuts) removed.push_back({cut, false});
+  for (const Range& blank : layout.blanks) removed.push_back({blank, true});
+  std::sort(removed.begin(), removed.end(),
+            [](const auto& a, const auto& b) { return a.first.start < b.first.start; });
+  std::uint64_t from = layout.headers_end;
+  for (const auto& [range, blank] : removed) {
+    out.put(file.subspan(from, range.start - from));
+    if (blank) out.put_zeros(range.end - range.start);
+    from = range.end;
+  }
+  out.put(file.subspan(from, layout.body_end - from));
+
+  section_sums.clear();
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    const NewSectionSize& section = sections[i];
+    out.put_zeros(layout.raw_pointers[i] - out.offset());
+    const std::uint64_t sum_before = out.sum().sum();
+    std::uint64_t delivered = 0;
+    contents[i]([&](std::span<const std::uint8_t> piece) {
+      if (piece.size() > section.size - delivered) {
+        throw Error("new section \"" + section.name + "\": its contents give more than the " +
+                    std::to_string(section.size) + " bytes declared");
+      }
+      out.pass(piece);
+      delivered += piece.size();
+    });
+    if (delivered != section.size) {
+      throw Error("new section \"" + section.name + "\": its contents give " +
+                  std::to_string(delivered) + " of the " + std::to_string(section.size) +
+                  " bytes declared");
+    }
+    section_sums.push_back(out.sum().sum() - sum_before);
+  }
+  out.put_zeros(layout.new_tail_start - out.offset());
+  out.put(file.subspan(layout.tail_start, layout.tail_end - layout.tail_start));
+  out.put_zeros(layout.output_size - out.offset());
+  return out.sum().value();
+}
+
+void Output::write(const std::vector<SectionContents>& contents, FileSink& file) const {
+  std::vector<std::uint64_t> section_sums;
+  const std::uint32_t checksum = emit(contents, file, 0, section_sums);
+  std::array<std::uint8_t, 4> field{};
+  store32(field.data(), checksum);
+  file.write_at(checksum_field_offset(parts_->image), field);
+}
+
+void Output::stream(const std::vector<SectionContents>& contents, ByteSink& sink) const {
+  Discard discard;
+  std::vector<std::uint64_t> first_sums;
+  const std::uint32_t checksum = emit(contents, discard, 0, first_sums);
+  std::vector<std::uint64_t> second_sums;
+  emit(contents, sink, checksum, second_sums);
+  for (std::size_t i = 0; i < first_sums.size(); ++i) {
+    if (second_sums[i] != first_sums[i]) {
+      throw Error("new section \"" + parts_->sections[i].name +
+                  "\": its contents changed between the pass that summed them for the CheckSum "
+                  "and the pass that streamed them");
+    }
+  }
+}
+
+AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& added,
+                       const AddOptions& options) {
+  const Image image = parse(file);
+  std::vector<NewSectionSize> sizes;
+  std::vector<SectionContents> contents;
+  for (const NewSection& section : added) {
+    sizes.push_back({section.name, section.data.size()});
+    contents.push_back([&section](const Deliver& deliver) { deliver(section.data); });
+  }
+  const Output output(file, image, sizes, options);
+  VectorSink sink(output.size());
+  output.write(contents, sink);
+  return {std::move(sink.bytes), output.warnings()};
 }
 
 }  // namespace xbb::pe

@@ -28,10 +28,29 @@ std::string too_large(std::uint64_t size, std::uint64_t limit, std::string_view 
          std::string(what) + " may have";
 }
 
-// Opens a host file for reading without blocking on a FIFO or taking a
-// terminal, and checks that it is a regular file within `limit`.
-UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
-                      FileStamp& stamp) {
+// Appends the rest of the file to `bytes`, retrying on EINTR; more than
+// `limit` bytes in all is an error.
+void append_all(int fd, std::string& bytes, const std::string& shown, std::uint64_t limit,
+                std::string_view what) {
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n > 0) {
+      bytes.append(buffer, static_cast<std::size_t>(n));
+      if (bytes.size() > limit) throw Error(shown, too_large(bytes.size(), limit, what));
+    } else if (n == 0) {
+      return;
+    } else if (errno != EINTR) {
+      throw Error(shown, "cannot read: " + error_text(errno));
+    }
+  }
+}
+
+}  // namespace
+
+// Without blocking on a FIFO or taking a terminal.
+UniqueFd open_host_file(const std::filesystem::path& path, std::uint64_t limit,
+                        std::string_view what, FileStamp& stamp) {
   const std::string shown = path.string();
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
   if (!fd) throw Error(shown, "cannot open: " + error_text(errno));
@@ -43,8 +62,6 @@ UniqueFd open_regular(const std::filesystem::path& path, std::uint64_t limit, st
   if (stamp.size > limit) throw Error(shown, too_large(stamp.size, limit, what));
   return fd;
 }
-
-}  // namespace
 
 std::string error_text(int error_number) { return std::strerror(error_number); }
 
@@ -66,21 +83,11 @@ std::string file_type_name(mode_t mode) {
 
 std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what) {
   std::string bytes;
-  char buffer[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      bytes.append(buffer, static_cast<std::size_t>(n));
-      if (bytes.size() > limit) throw Error(shown, too_large(bytes.size(), limit, what));
-    } else if (n == 0) {
-      return bytes;
-    } else if (errno != EINTR) {
-      throw Error(shown, "cannot read: " + error_text(errno));
-    }
-  }
+  append_all(fd, bytes, shown, limit, what);
+  return bytes;
 }
 
-void write_all(int fd, std::string_view bytes, const std::string& shown) {
+void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown) {
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -92,16 +99,56 @@ void write_all(int fd, std::string_view bytes, const std::string& shown) {
   }
 }
 
+void write_all(int fd, std::string_view bytes, const std::string& shown) {
+  write_all(fd, std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), shown);
+}
+
+void write_all_at(int fd, std::uint64_t offset, std::span<const std::uint8_t> bytes,
+                  const std::string& shown) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n =
+        ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n >= 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (errno != EINTR) {
+      throw Error(shown, "cannot write: " + error_text(errno));
+    }
+  }
+}
+
+std::size_t read_at(int fd, std::uint64_t offset, std::span<std::uint8_t> buffer,
+                    const std::string& shown) {
+  std::size_t done = 0;
+  while (done < buffer.size()) {
+    ssize_t n =
+        ::pread(fd, buffer.data() + done, buffer.size() - done, static_cast<off_t>(offset + done));
+    if (n == 0) break;
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+    } else if (errno != EINTR) {
+      throw Error(shown, "cannot read: " + error_text(errno));
+    }
+  }
+  return done;
+}
+
 std::string read_host_file(
     const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
     std::uint64_t start_bytes,
     const std::function<void(std::string_view, std::uint64_t)>& check_start) {
   FileStamp stamp;
-  UniqueFd fd = open_regular(path, limit, what, stamp);
+  UniqueFd fd = open_host_file(path, limit, what, stamp);
   const std::uint64_t size = stamp.size;
   const std::string shown = path.string();
-  if (!check_start) return read_all(fd.get(), shown, limit, what);
-  std::string bytes(static_cast<std::size_t>(std::min(start_bytes, size)), '\0');
+  // One buffer of the file's size: the whole file is held once, never copied.
+  std::string bytes;
+  bytes.reserve(static_cast<std::size_t>(size));
+  if (!check_start) {
+    append_all(fd.get(), bytes, shown, limit, what);
+    return bytes;
+  }
+  bytes.resize(static_cast<std::size_t>(std::min(start_bytes, size)));
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
@@ -112,13 +159,14 @@ std::string read_host_file(
   }
   bytes.resize(done);
   check_start(bytes, size);
-  return bytes + read_all(fd.get(), shown, limit - bytes.size(), what);
+  append_all(fd.get(), bytes, shown, limit, what);
+  return bytes;
 }
 
 FileStamp host_file_stamp(const std::filesystem::path& path, std::uint64_t limit,
                           std::string_view what) {
   FileStamp stamp;
-  open_regular(path, limit, what, stamp);
+  open_host_file(path, limit, what, stamp);
   return stamp;
 }
 

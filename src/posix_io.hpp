@@ -10,10 +10,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 
 #include "xbb/plan.hpp"
+#include "xbb/unique_fd.hpp"
 
 namespace xbb::posix {
 
@@ -29,7 +31,17 @@ std::string file_type_name(mode_t mode);
 std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what);
 
 // Writes every byte, retrying on EINTR and partial writes.
+void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown);
 void write_all(int fd, std::string_view bytes, const std::string& shown);
+
+// The same at a file offset (pwrite), leaving the file offset alone.
+void write_all_at(int fd, std::uint64_t offset, std::span<const std::uint8_t> bytes,
+                  const std::string& shown);
+
+// Reads from a file offset (pread) until `buffer` is full or the file ends,
+// retrying on EINTR and partial reads; returns how many bytes were read.
+std::size_t read_at(int fd, std::uint64_t offset, std::span<std::uint8_t> buffer,
+                    const std::string& shown);
 
 // Reads a regular file of the host (not of the ESP: symlinks are followed, as
 // for any other input such as a /nix/store path). Refuses, before reading,
@@ -43,6 +55,11 @@ std::string read_host_file(
     const std::filesystem::path& path, std::uint64_t limit, std::string_view what,
     std::uint64_t start_bytes = 0,
     const std::function<void(std::string_view, std::uint64_t)>& check_start = {});
+
+// Opens a regular host file for reading, with the refusals of read_host_file;
+// `stamp` receives its size and modification time, from the descriptor.
+UniqueFd open_host_file(const std::filesystem::path& path, std::uint64_t limit,
+                        std::string_view what, FileStamp& stamp);
 
 // The size and modification time of a regular host file, with the same
 // refusals as read_host_file, for checking an input long before (or instead

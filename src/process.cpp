@@ -17,6 +17,7 @@ namespace xbb {
 namespace {
 
 constexpr std::size_t kMaxOutput = 64 << 10;
+constexpr int kFirstPassed = 3;
 
 // posix_spawn file actions, freed on every path.
 class FileActions {
@@ -33,8 +34,16 @@ class FileActions {
 
 }  // namespace
 
-ProgramResult run_program(const std::vector<std::string>& argv) {
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<int>& pass) {
   if (argv.empty()) throw Error("run_program: no program");
+  // Copies above every number they go to, so that no dup2 below overwrites
+  // a file another one still reads from.
+  const int first = kFirstPassed + static_cast<int>(pass.size());
+  std::vector<UniqueFd> copies;
+  for (const int fd : pass) {
+    copies.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, first));
+    if (!copies.back()) throw Error(argv[0], "cannot pass a file: " + posix::error_text(errno));
+  }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     throw Error(argv[0], "cannot create a pipe: " + posix::error_text(errno));
@@ -45,6 +54,10 @@ ProgramResult run_program(const std::vector<std::string>& argv) {
   posix_spawn_file_actions_adddup2(actions.get(), write_end.get(), STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(actions.get(), write_end.get(), STDERR_FILENO);
   posix_spawn_file_actions_addopen(actions.get(), STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  for (std::size_t i = 0; i < copies.size(); ++i) {
+    posix_spawn_file_actions_adddup2(actions.get(), copies[i].get(),
+                                     kFirstPassed + static_cast<int>(i));
+  }
   std::vector<char*> args;
   for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
@@ -72,6 +85,10 @@ ProgramResult run_program(const std::vector<std::string>& argv) {
   }
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+std::string passed_path(std::size_t index) {
+  return "/proc/self/fd/" + std::to_string(kFirstPassed + static_cast<int>(index));
 }
 
 std::string last_line(const std::string& output) {

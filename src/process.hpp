@@ -4,6 +4,7 @@
 // never through a shell, with the arguments given one by one. Internal to
 // the library.
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,14 @@ struct ProgramResult {
 };
 
 // Runs argv[0] (a path, or a name looked up in PATH) with argv, waits for it
-// and returns how it ended. Throws Error when it cannot be started.
-ProgramResult run_program(const std::vector<std::string>& argv);
+// and returns how it ended. Throws Error when it cannot be started. The open
+// files `pass` are the program's file descriptors 3, 4, ... in that order
+// (it opens them as /proc/self/fd/3 and so on: see passed_path); no other
+// file of ours is open in it.
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<int>& pass = {});
+
+// The path a program run with `pass` opens its file number `index` by.
+std::string passed_path(std::size_t index);
 
 // The last line of a program's output, for one-line messages ("" when none).
 std::string last_line(const std::string& output);

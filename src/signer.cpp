@@ -11,8 +11,9 @@ namespace {
 // A key or certificate: a few KB.
 constexpr std::uint64_t kKeyFileBytes = 1 << 20;
 
-void run_checked(const std::vector<std::string>& argv, const std::string& what) {
-  const ProgramResult result = run_program(argv);
+void run_checked(const std::vector<std::string>& argv, const std::vector<int>& pass,
+                 const std::string& what) {
+  const ProgramResult result = run_program(argv, pass);
   if (result.status == 0) return;
   const std::string said = last_line(result.output);
   throw Error(what + " failed (" + argv[0] + ", exit status " + std::to_string(result.status) +
@@ -27,16 +28,17 @@ SbsignSigner::SbsignSigner(std::optional<std::filesystem::path> key, std::filesy
   identity_ = sha256_of_file(cert_, kKeyFileBytes);
 }
 
-void SbsignSigner::sign(const std::string& input, const std::string& output) const {
+void SbsignSigner::sign(int input, int output) const {
   if (!key_) throw Error("signing needs a key (--sign-key)");
-  run_checked(
-      {"sbsign", "--key", key_->string(), "--cert", cert_.string(), "--output", output, input},
-      "signing");
+  run_checked({"sbsign", "--key", key_->string(), "--cert", cert_.string(), "--output",
+               passed_path(1), passed_path(0)},
+              {input, output}, "signing");
   check(output);
 }
 
-void SbsignSigner::check(const std::string& path) const {
-  run_checked({"sbverify", "--cert", cert_.string(), path}, "checking the signature");
+void SbsignSigner::check(int image) const {
+  run_checked({"sbverify", "--cert", cert_.string(), passed_path(0)}, {image},
+              "checking the signature");
 }
 
 }  // namespace xbb

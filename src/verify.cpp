@@ -159,17 +159,16 @@ bool Verification::ok() const {
                      [](const EntryCheck& check) { return check.problems.empty(); });
 }
 
-// The signature check of an image, run on a private copy of its bytes (the
-// checker is another program; it never opens a path on the ESP).
+// The signature check of an image, run on a private copy of its bytes: the
+// bytes read are the bytes judged.
 std::string signature_problem(const Signer& checker, const std::string& path, const std::string& bytes) {
   PrivateFolder folder;
   const std::filesystem::path copy = folder.path() / "image.efi";
   try {
-    UniqueFd fd(::open(copy.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    UniqueFd fd(::open(copy.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd) throw Error(copy.string(), "cannot create: " + posix::error_text(errno));
     posix::write_all(fd.get(), bytes, copy.string());
-    fd.reset();
-    checker.check(copy.string());
+    checker.check(fd.get());
     return {};
   } catch (const Error& e) {
     return path + ": " + e.what();

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "xbb/byte_sink.hpp"
 #include "xbb/generation.hpp"
 #include "xbb/image_recipe.hpp"
 #include "xbb/plan.hpp"
@@ -20,6 +21,8 @@
 #include "xbb/unique_fd.hpp"
 
 namespace xbb {
+
+class Signer;
 
 // Splits an ESP-relative path into its components, or throws Error naming the
 // path: no "/" at the start or end, no empty, "." or ".." component, every
@@ -49,6 +52,28 @@ struct EspItem {
   EspFileType type = EspFileType::absent;
   FileStamp stamp;
   bool operator==(const EspItem&) const = default;
+};
+
+// The temporary file Esp::write_atomic fills: bytes are appended, and those
+// already written may be written again (write_at), never beyond them, so that
+// the file has no hole.
+class EspFile : public FileSink {
+ public:
+  void write(std::span<const std::uint8_t> bytes) override;
+  void write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) override;
+  // Bytes written so far.
+  std::uint64_t size() const { return size_; }
+  // Reads the file back from its start into `sink`, in chunks: a digest of
+  // what the file holds, after any write_at, without holding it.
+  void read_back(ByteSink& sink) const;
+
+ private:
+  friend class Esp;
+  EspFile(int fd, std::string shown) : fd_(fd), shown_(std::move(shown)) {}
+
+  int fd_;
+  std::string shown_;  // the final path, for errors
+  std::uint64_t size_ = 0;
 };
 
 // The EFI System Partition: every path handed to it is relative to its root,
@@ -92,6 +117,21 @@ class Esp {
   // On failure the temporary is removed and `path` is as it was. Returns the
   // stamp of the file written.
   FileStamp write_atomic(const std::string& path, const std::string& bytes);
+
+  // The same, with the contents written by `fill` into the temporary (created
+  // O_EXCL | O_NOFOLLOW, its name carrying temporary_marker), so that a file
+  // of any size is written without being held. When `fill` throws, the
+  // temporary is removed and the error passes on.
+  FileStamp write_atomic(const std::string& path, const std::function<void(EspFile& file)>& fill);
+
+  // The same for a file made from another one by a program (a signer):
+  // `fill` writes the input into a first temporary, then `make` writes the
+  // file into the second from the open input (both are open files of the
+  // ESP, so the program opens no path there). Both temporaries are removed
+  // on every path; on failure `path` is as it was.
+  FileStamp write_atomic_through(const std::string& path,
+                                 const std::function<void(EspFile& input)>& fill,
+                                 const std::function<void(int input, int output)>& make);
 
   // What is at an ESP path (symlinks not followed), with the stamp of a
   // regular file.
@@ -188,10 +228,18 @@ struct ApplyReport {
 };
 
 // Applies a plan in the safe order (images and configuration files, entries,
-// loader.conf, removals), one file at a time: each image is made, written,
-// flushed and renamed into place before the next is made, so that one image
-// at a time is in memory. An image that replaces a file whose digest the plan
-// gives is made first and compared by digest, and not written when equal.
+// loader.conf, removals), one file at a time: each image is streamed into its
+// temporary (ImageMaker::write), flushed and renamed into place before the
+// next is made, so that no image is ever held whole. An image that replaces a
+// file whose digest the plan gives is first streamed through SHA-256
+// (ImageMaker::stream), and not written when the digests are equal. The digest
+// in ApplyReport::images is read back from the file written.
+// An image whose recipe names a signer is written unsigned into a first
+// temporary and signed by `signer` into the second (Esp::write_atomic_through);
+// its digest is that of the unsigned bytes. It is written even when the plan
+// gives the digest of the file it replaces (that does not tell who signed it).
+// A plan that signs with another signer, or with none given, is refused
+// before anything is written.
 // Before writing anything, checks that the ESP has room for the writes, from
 // their sizes (ImageMaker::size); when short, throws Error (kind esp_full)
 // saying how many bytes are missing and changes nothing; when the file system
@@ -200,6 +248,7 @@ struct ApplyReport {
 // If a write fails part way (e.g. another writer filled the ESP), throws at
 // once: what was written is complete and nothing that depends on the rest was
 // touched.
-ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker);
+ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker,
+                       const Signer* signer = nullptr);
 
 }  // namespace xbb

@@ -2,47 +2,61 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "xbb/byte_sink.hpp"
+#include "xbb/pe.hpp"
 #include "xbb/plan.hpp"
 
 namespace xbb {
 
-// The bytes of an image, made from its recipe, and what the maker had to say
-// about it (e.g. a dropped Authenticode signature).
-struct BuiltImage {
-  std::string bytes;
-  std::vector<std::string> warnings;
-};
-
-// Makes images from recipes, one at a time. apply_plan takes one as a
-// parameter so that applying a plan (ordering, comparing, space checks,
-// writing) does not depend on how images are made: the program uses
-// PeImageMaker, tests may use any deterministic function of the recipe.
+// Makes images from recipes, one at a time, into sinks, so that no image is
+// ever held whole. apply_plan takes one as a parameter so that applying a plan
+// (ordering, comparing, space checks, writing) does not depend on how images
+// are made: the program uses PeImageMaker, tests may use any deterministic
+// function of the recipe.
 class ImageMaker {
  public:
   virtual ~ImageMaker() = default;
-  // The exact size make() would give, without making the image: the free
-  // space a plan needs is computed from sizes.
+  // The exact size of the image, without making it: the free space a plan
+  // needs is computed from sizes.
   virtual std::uint64_t size(const ImageRecipe& recipe) = 0;
-  virtual BuiltImage make(const ImageRecipe& recipe) = 0;
+  // Writes the image into `file` (from its start; bytes already written may be
+  // written again) and returns what the maker had to say about it (e.g. a
+  // dropped Authenticode signature).
+  virtual std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) = 0;
+  // Streams the image's bytes strictly in order into `sink`: for a digest,
+  // nothing written and nothing held.
+  virtual void stream(const ImageRecipe& recipe, ByteSink& sink) = 0;
 };
 
-// The program's maker: reads the recipe's xen.efi (keeping only the last one
-// read, which the recipes of one run nearly always share) and the host files
-// of its sections, and makes the image with pe::add_sections. Throws Error
-// naming a host file that could not be read.
+// The program's maker, with pe::Output. It reads the recipe's xen.efi whole
+// (keeping only the last one read, which the recipes of one run nearly always
+// share) and streams the host files of its sections (.kernel, .ramdisk) in
+// chunks of kChunkBytes, checked as read_host_file checks them: a regular
+// file within its limit, which must keep the size it had when opened.
+// write() reads each of them once (the CheckSum goes in last); stream() reads
+// them twice (the CheckSum comes first and sums them). Throws Error naming a
+// host file that cannot be read or changes while it is read.
 class PeImageMaker : public ImageMaker {
  public:
+  static constexpr std::size_t kChunkBytes = 1 << 20;
+
   std::uint64_t size(const ImageRecipe& recipe) override;
-  BuiltImage make(const ImageRecipe& recipe) override;
+  std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) override;
+  void stream(const ImageRecipe& recipe, ByteSink& sink) override;
 
  private:
-  const std::string& xen_efi(const HostFile& file);
+  struct Source {
+    std::filesystem::path path;
+    std::string bytes;
+    pe::Image image;
+  };
+  const Source& xen_efi(const HostFile& file);
 
-  std::filesystem::path source_path_;
-  std::string source_;
+  std::optional<Source> source_;
 };
 
 }  // namespace xbb

@@ -1,10 +1,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "xbb/byte_sink.hpp"
 
 // PE32+ images (xen.efi): reading the headers and section table, and writing
 // a copy with sections added. Field names follow the PE/COFF specification.
@@ -146,6 +150,10 @@ struct AddOptions {
   // Leave out the DISCARDABLE sections whose name starts with ".debug_": DWARF
   // no loader reads (26 of the 29 MB of Debian 13's Xen 4.20 image).
   bool drop_debug_sections = false;
+  // End the output on a quadword with zeros (counted in the CheckSum): a
+  // signer appends its certificate table there, padding an image that does
+  // not, so that the bytes signed are then the bytes made.
+  bool pad_for_signing = false;
 };
 
 struct AddResult {
@@ -194,6 +202,9 @@ struct AddResult {
 // - SizeOfImage, SizeOfHeaders, SizeOfInitializedData (left-out debug sections
 //   are not subtracted: GNU ld never counts them), NumberOfSections and
 //   CheckSum are updated; everything else is copied unchanged.
+//
+// add_sections collects what Output::write writes (below): the two cannot
+// differ.
 AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<NewSection>& sections,
                        const AddOptions& options = {});
 
@@ -204,6 +215,55 @@ AddResult add_sections(std::span<const std::uint8_t> file, const std::vector<New
 std::uint64_t output_size(const Image& image, std::uint64_t file_size,
                           const std::vector<NewSectionSize>& sections,
                           const AddOptions& options = {});
+
+// A new section's contents, given in pieces: a SectionContents passes the
+// bytes to `deliver` in order, in pieces of any size, and may be asked for them
+// more than once.
+using Deliver = std::function<void(std::span<const std::uint8_t> piece)>;
+using SectionContents = std::function<void(const Deliver& deliver)>;
+
+// The file add_sections(file, sections, options) returns, laid out from the
+// sizes of the new sections alone and written on demand, in order, so that
+// nothing holds more of it than the input file (which the caller holds) and
+// one piece of a new section at a time. The layout is add_sections' and
+// output_size's (one plan_layout in pe.cpp serves all three).
+class Output {
+ public:
+  // Throws what add_sections throws for the same input. `image` is
+  // parse(file); both must outlive this object.
+  Output(std::span<const std::uint8_t> file, const Image& image,
+         const std::vector<NewSectionSize>& sections, const AddOptions& options = {});
+  ~Output();
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  std::uint64_t size() const;
+  // What add_sections would say about the output (a dropped signature).
+  const std::vector<std::string>& warnings() const;
+
+  // Writes the output into `file` with one pass over `contents` (the bytes of
+  // `sections`, in the same order): every byte in order with the CheckSum
+  // field zero, then, since the CheckSum sums the whole file, the CheckSum
+  // over FileSink::write_at.
+  void write(const std::vector<SectionContents>& contents, FileSink& file) const;
+
+  // Streams the output into `sink` strictly in order (for a digest, where
+  // nothing can be rewritten): a first pass over `contents` sums them for the
+  // CheckSum, the second streams them. Contents that differ between the two
+  // passes are an error.
+  void stream(const std::vector<SectionContents>& contents, ByteSink& sink) const;
+
+  // Both throw Error, after writing part of the output, for contents that
+  // deliver more bytes than their section's declared size (at the first byte
+  // too many) or fewer; errors of `contents` and of the sink pass through.
+
+ private:
+  struct Parts;
+  std::uint32_t emit(const std::vector<SectionContents>& contents, ByteSink& sink,
+                     std::uint32_t checksum_field, std::vector<std::uint64_t>& section_sums) const;
+
+  std::unique_ptr<const Parts> parts_;
+};
 
 // A file held in a std::string, as the bytes the functions here take.
 inline std::span<const std::uint8_t> bytes_of(std::string_view file) {
@@ -229,19 +289,6 @@ std::uint64_t next_section_vma(const Image& image);
 // folded, the CheckSum field itself counted as zero, plus the file length), as
 // the firmware and signing tools compute it.
 std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image);
-
-// The image as it was before it was signed: the certificate table cut off the
-// end, the security directory zeroed and the checksum recomputed. A signer
-// (sbsign) appends the table at a quadword boundary, so an unsigned image
-// padded to 8 bytes and signed gives this back exactly. An unsigned image is
-// returned as it is. Throws Error when the certificate table is not at the
-// end of the file.
-std::vector<std::uint8_t> without_signature(std::span<const std::uint8_t> file);
-
-// The image padded with zeros to a multiple of 8 bytes, its checksum
-// recomputed: what is signed, so that without_signature of the signed image
-// gives it back.
-std::vector<std::uint8_t> padded_for_signing(std::span<const std::uint8_t> file);
 
 // The build id Xen reports: the 16-byte signature of the CodeView (RSDS)
 // record the debug directory points at, as lowercase hex in file byte order.

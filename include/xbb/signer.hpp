@@ -18,25 +18,27 @@ class Signer {
   // What identifies the signatures made: the SHA-256 of the certificate.
   // Part of each signed image's recipe, so that a new key re-signs them.
   virtual const std::string& identity() const = 0;
-  // Signs the PE image at `input` into `output` (paths the signer opens,
-  // such as /proc/self/fd/N of an open temporary). Throws Error with what
-  // the signer said.
-  virtual void sign(const std::string& input, const std::string& output) const = 0;
-  // Throws Error unless the image at `path` carries a signature the
-  // certificate verifies.
-  virtual void check(const std::string& path) const = 0;
+  // Signs the PE image in the open file `input` into the open file
+  // `output` (emptied first), then checks what it wrote. An image that does
+  // not end on a quadword gains zeros (pe::AddOptions::pad_for_signing makes
+  // them part of the image). Throws Error with what the signer said.
+  virtual void sign(int input, int output) const = 0;
+  // Throws Error unless the image in the open file `image` carries a
+  // signature the certificate verifies.
+  virtual void check(int image) const = 0;
 };
 
 // sbsign --key KEY --cert CERT --output OUTPUT INPUT, then sbverify --cert
-// CERT. Without a key it only checks (verify --sign-cert).
+// CERT, each given the open files as /proc/self/fd/N: they never open a path
+// on the ESP. Without a key it only checks (verify --sign-cert).
 class SbsignSigner : public Signer {
  public:
   // Throws Error when the key or certificate is not a readable regular file.
   SbsignSigner(std::optional<std::filesystem::path> key, std::filesystem::path cert);
 
   const std::string& identity() const override { return identity_; }
-  void sign(const std::string& input, const std::string& output) const override;
-  void check(const std::string& path) const override;
+  void sign(int input, int output) const override;
+  void check(int image) const override;
 
  private:
   std::optional<std::filesystem::path> key_;

@@ -146,6 +146,75 @@ TEST_F(EspTest, WriteAtomicWritesLargeAndEmptyFilesWhole) {
   EXPECT_EQ(fs::file_size(root / "EFI/xen/empty.cfg"), 0u);
 }
 
+std::span<const std::uint8_t> span_of(std::string_view bytes) {
+  return {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()};
+}
+
+// Collects what EspFile::read_back gives, and in how many pieces.
+class Collect : public xbb::ByteSink {
+ public:
+  void write(std::span<const std::uint8_t> piece) override {
+    bytes.append(reinterpret_cast<const char*>(piece.data()), piece.size());
+    ++pieces;
+  }
+  std::string bytes;
+  int pieces = 0;
+};
+
+TEST_F(EspTest, StreamedWriteAppendsRewritesAndReadsBackWhatTheFileHolds) {
+  write_file(root / "EFI/xen/a.efi", "old image\n");
+  const ino_t old_inode = lstat_of(root / "EFI/xen/a.efi").st_ino;
+  // Over a MiB, so that reading back takes more than one chunk.
+  std::string body(1536 * 1024 + 3, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 13 + i / 977);
+  Collect seen_before_rename;
+
+  const xbb::FileStamp stamp = esp.write_atomic("EFI/xen/a.efi", [&](xbb::EspFile& file) {
+    file.write(span_of("HEAD"));
+    file.write(span_of(body));
+    EXPECT_EQ(file.size(), 4 + body.size());
+    file.write_at(0, span_of("he"));
+    file.write_at(2 + body.size(), span_of("!!"));
+    file.read_back(seen_before_rename);
+    EXPECT_EQ(read_file(root / "EFI/xen/a.efi"), "old image\n");
+  });
+
+  const std::string expected = "heAD" + body.substr(0, body.size() - 2) + "!!";
+  EXPECT_EQ(read_file(root / "EFI/xen/a.efi"), expected);
+  EXPECT_EQ(seen_before_rename.bytes, expected);
+  EXPECT_EQ(seen_before_rename.pieces, 2);
+  const struct stat st = lstat_of(root / "EFI/xen/a.efi");
+  EXPECT_NE(st.st_ino, old_inode);
+  EXPECT_EQ(st.st_mode & 07777, 0644u);
+  EXPECT_EQ(stamp.size, expected.size());
+  EXPECT_EQ(stamp.mtime_ns, st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  EXPECT_EQ(names_in(root / "EFI/xen"), std::vector<std::string>{"a.efi"});
+}
+
+TEST_F(EspTest, StreamedWriteThatFailsLeavesTheOldFileAndNoTemporary) {
+  write_file(root / "EFI/xen/a.efi", "old image\n");
+  const std::string shown = (root / "EFI/xen/a.efi").string();
+
+  EXPECT_EQ(error_from([&] {
+              esp.write_atomic("EFI/xen/a.efi", [&](xbb::EspFile& file) {
+                file.write(span_of("new bytes"));
+                throw Error("the producer", "gave up");
+              });
+            }),
+            "the producer: gave up");
+  // Rewriting past the bytes written would leave a hole: refused.
+  EXPECT_EQ(error_from([&] {
+              esp.write_atomic("EFI/xen/a.efi", [&](xbb::EspFile& file) {
+                file.write(span_of("new bytes"));
+                file.write_at(8, span_of("xy"));
+              });
+            }),
+            shown + ": cannot rewrite 2 bytes at offset 8: only 9 bytes are written");
+
+  EXPECT_EQ(read_file(root / "EFI/xen/a.efi"), "old image\n");
+  EXPECT_EQ(names_in(root / "EFI/xen"), std::vector<std::string>{"a.efi"});
+}
+
 TEST_F(EspTest, WriteAtomicRefusesInvalidPathsBeforeTouchingTheDisk) {
   EXPECT_EQ(error_from([&] { esp.write_atomic("../escape", "x"); }),
             "ESP path \"../escape\": component \"..\" not allowed");

@@ -203,6 +203,33 @@ TEST(PeAdd, ReplacingIsIdempotentOnSyntheticImagesWithSymbols) {
   EXPECT_TRUE(add_sections(once.file, {{".config", bytes("x")}}).file == other.file);
 }
 
+// A signer appends its certificate table at a quadword boundary, so an image
+// made to be signed ends on one: the output with zeros after its last byte
+// (here an odd-sized string table), the CheckSum over them.
+TEST(PeAdd, PaddedForSigningEndsWithZerosToAQuadword) {
+  xbb::test::SyntheticPe spec = xbb::test::xen_like();
+  spec.symbol_table = true;
+  const auto input = build_pe(spec);
+  const auto plain = add_sections(input, {{".config", kConfig}}).file;
+  ASSERT_NE(plain.size() % 8, 0u) << "the test needs an output that does not end on a quadword";
+
+  const auto padded = add_sections(input, {{".config", kConfig}}, {false, true}).file;
+  ASSERT_EQ(padded.size(), (plain.size() + 7) / 8 * 8);
+  std::vector<std::uint8_t> expected = plain;
+  expected.resize(padded.size(), 0);
+  const std::size_t checksum_at = xbb::test::kOptionalOffset + 64;
+  std::memcpy(expected.data() + checksum_at, padded.data() + checksum_at, 4);
+  EXPECT_TRUE(padded == expected) << "only the zeros and the CheckSum differ";
+  EXPECT_EQ(xbb::pe::parse(padded).checksum, xbb::test::reference_checksum(padded));
+  EXPECT_EQ(xbb::pe::output_size(xbb::pe::parse(input), input.size(), {{".config", kConfig.size()}},
+                                 {false, true}),
+            padded.size());
+
+  const auto aligned = add_sections(plain, {}, {false, true}).file;
+  EXPECT_TRUE(aligned == padded) << "nothing added, padding alone";
+  EXPECT_TRUE(add_sections(padded, {}, {false, true}).file == padded) << "already on a quadword";
+}
+
 TEST(PeAdd, WithHeaderRoomNothingMoves) {
   xbb::test::SyntheticPe spec = xbb::test::xen_like();
   spec.size_of_headers = 0x400;  // room for 15 headers
