@@ -10,7 +10,7 @@ Library (used by test_boot.py) and command line (for trying layouts by hand):
 
     boot.py initrd OUT.cpio.gz [--marker TEXT]
     boot.py image TREE OUT.img
-    boot.py boot TREE [--timeout SECONDS] [--log FILE]
+    boot.py boot TREE [--timeout SECONDS] [--log FILE] [--secure-boot]
 
 Only Python's standard library and the Debian packages named in the recipe
 are used. Real inputs come from $XBB_DEPS_DIR (the folder .ci/setup fills).
@@ -19,6 +19,7 @@ are used. Real inputs come from $XBB_DEPS_DIR (the folder .ci/setup fills).
 import argparse
 import dataclasses
 import gzip
+import lzma
 import os
 import re
 import resource
@@ -34,6 +35,14 @@ from pathlib import Path
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Debian's Secure Boot firmware: Secure Boot enforced, with the snakeoil test
+# key in PK, KEK and db (boot-test.md, "Secure Boot"). It needs SMM. The key
+# is encrypted with the password "snakeoil" (the ovmf package's README.Debian).
+OVMF_CODE_SECURE = Path("/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd")
+OVMF_VARS_SECURE = Path("/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")
+SNAKEOIL_KEY = Path("/usr/share/ovmf/PkKek-1-snakeoil.key")
+SNAKEOIL_CERT = Path("/usr/share/ovmf/PkKek-1-snakeoil.pem")
+SNAKEOIL_PASSWORD = "snakeoil"
 
 # systemd-boot's vendor GUID: it records the entry it started in the EFI
 # variable LoaderEntrySelected under this GUID.
@@ -59,6 +68,9 @@ FAILURE_PATTERNS = [
         r"Dom0 crashed",
         r"Kernel panic",
         r"Failed to (load|start)",
+        # Firmware refusing an image under Secure Boot: systemd-boot shows
+        # `Error loading \EFI\xen\<image>: Access Denied`.
+        r"Access Denied",
     )
 ]
 
@@ -113,19 +125,35 @@ def xen_efi(version: str = "4.17") -> Path:
     return require_file(deps_dir() / f"xen-hypervisor-{version}-amd64/boot/xen-{version}-amd64.efi")
 
 
-def kernel() -> Path:
-    found = sorted((deps_dir() / "linux-image/boot").glob("vmlinuz-*"))
+def kernel(package: str = "linux-image") -> Path:
+    """The kernel of an unpacked Debian kernel package: `linux-image` is
+    Debian 12's (6.1), `linux-image-trixie` Debian 13's (6.12), which the
+    Secure Boot firmware needs (Debian 12's halts under SMM)."""
+    found = sorted((deps_dir() / package / "boot").glob("vmlinuz-*"))
     if len(found) != 1:
-        raise RuntimeError(f"{deps_dir() / 'linux-image/boot'}: expected one vmlinuz-*, found {len(found)}")
+        raise RuntimeError(f"{deps_dir() / package / 'boot'}: expected one vmlinuz-*, found {len(found)} "
+                           "(run .ci/setup)")
     return found[0]
 
 
-def efivarfs_module(kernel_path: Path) -> Path:
-    """The efivarfs module from the kernel's own package: /init mounts efivarfs
-    to read which entry systemd-boot started."""
+def trixie_kernel() -> Path:
+    return kernel("linux-image-trixie")
+
+
+def efivarfs_module(kernel_path: Path) -> bytes:
+    """The efivarfs module from the kernel's own package (uncompressed: Debian
+    13 ships it xz-compressed under usr/lib, busybox's insmod loads a plain
+    one): /init mounts efivarfs to read which entry systemd-boot started."""
     release = kernel_path.name.removeprefix("vmlinuz-")
     package = kernel_path.resolve().parent.parent
-    return require_file(package / f"lib/modules/{release}/kernel/fs/efivarfs/efivarfs.ko")
+    relative = f"modules/{release}/kernel/fs/efivarfs/efivarfs.ko"
+    for folder in ("lib", "usr/lib"):
+        plain, packed = package / folder / relative, package / folder / f"{relative}.xz"
+        if plain.is_file():
+            return plain.read_bytes()
+        if packed.is_file():
+            return lzma.decompress(packed.read_bytes())
+    raise RuntimeError(f"{package}: no {relative} under lib/ or usr/lib/ (run .ci/setup)")
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +231,7 @@ def build_initrd(dest: Path, marker: str, kernel_path: Path | None = None) -> Pa
     archive.file("bin/busybox", busybox().read_bytes(), executable=True)
     archive.symlink("bin/sh", "busybox")
     archive.char_device("dev/console", 5, 1)
-    archive.file("lib/efivarfs.ko", efivarfs_module(kernel_path).read_bytes())
+    archive.file("lib/efivarfs.ko", efivarfs_module(kernel_path))
     archive.file("init", INIT_SCRIPT.format(guid=LOADER_GUID, marker=marker).encode(), executable=True)
     dest.write_bytes(gzip.compress(archive.finish(), compresslevel=6, mtime=0))
     return dest
@@ -213,11 +241,15 @@ def build_initrd(dest: Path, marker: str, kernel_path: Path | None = None) -> Pa
 # ESP
 
 
-def install_systemd_boot(tree: Path) -> Path:
-    """Puts systemd-boot where firmware looks on removable media."""
+def install_systemd_boot(tree: Path, signing: "SigningKey | None" = None) -> Path:
+    """Puts systemd-boot where firmware looks on removable media; signed with
+    `signing` when given (Secure Boot firmware runs only signed loaders)."""
     dest = tree / "EFI/BOOT/BOOTX64.EFI"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(systemd_boot(), dest)
+    if signing:
+        sign(systemd_boot(), dest, signing)
+    else:
+        shutil.copyfile(systemd_boot(), dest)
     return dest
 
 
@@ -268,6 +300,54 @@ def make_image(tree: Path, image: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------
+# Secure Boot keys
+
+
+@dataclasses.dataclass
+class SigningKey:
+    key: Path  # PEM private key, unencrypted, mode 0600
+    cert: Path  # PEM certificate
+
+
+def _private_file(path: Path) -> Path:
+    """Creates `path` empty with mode 0600, so that a key written into it is
+    never readable by others, not even for a moment."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    return path
+
+
+def snakeoil_key(folder: Path) -> SigningKey:
+    """The key the Secure Boot firmware trusts (in its db), decrypted into a
+    private file in `folder`."""
+    key = _private_file(folder / "snakeoil.key")
+    _run([_tool("openssl"), "pkey", "-passin", f"pass:{SNAKEOIL_PASSWORD}",
+          "-in", str(require_file(SNAKEOIL_KEY)), "-out", str(key)])
+    return SigningKey(key, require_file(SNAKEOIL_CERT))
+
+
+def new_key(folder: Path, name: str) -> SigningKey:
+    """A fresh self-signed key the firmware does not know."""
+    key = _private_file(folder / f"{name}.key")
+    cert = folder / f"{name}.pem"
+    _run([_tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+          "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)])
+    return SigningKey(key, cert)
+
+
+def sign(source: Path, dest: Path, signing: SigningKey) -> Path:
+    """sbsign (Debian's sbsigntool) of a PE image."""
+    _run([_tool("sbsign"), "--key", str(signing.key), "--cert", str(signing.cert),
+          "--output", str(dest), str(source)])
+    return dest
+
+
+def signature_verifies(image: Path, cert: Path) -> bool:
+    """Whether sbverify finds a signature of `image` that `cert` verifies."""
+    done = subprocess.run([_tool("sbverify"), "--cert", str(cert), str(image)], capture_output=True, text=True)
+    return done.returncode == 0
+
+
+# ---------------------------------------------------------------------------
 # QEMU
 
 
@@ -293,11 +373,16 @@ def clean(log: str) -> str:
     return ANSI_ESCAPE.sub("", log).replace("\r", "")
 
 
-def qemu_command(image: Path, vars_copy: Path) -> list[str]:
+def qemu_command(image: Path, vars_copy: Path, secure_boot: bool = False) -> list[str]:
+    """QEMU with OVMF; with `secure_boot`, the snakeoil firmware, which needs
+    SMM and a flash only SMM code may write."""
+    machine = ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"] \
+        if secure_boot else ["-machine", "q35"]
+    code = OVMF_CODE_SECURE if secure_boot else OVMF_CODE
     return [
         _tool("qemu-system-x86_64"),
-        "-machine", "q35", "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "2048",
-        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        *machine, "-accel", "tcg", "-cpu", "qemu64", "-smp", "1", "-m", "2048",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
         "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
         "-drive", f"format=raw,file={image}",
         "-display", "none", "-vga", "none", "-monitor", "none",
@@ -325,8 +410,10 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None) -> BootResult:
-    """Boots `image` and watches the serial port until the marker appears, a
+def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None,
+             secure_boot: bool = False) -> BootResult:
+    """Boots `image` (with Secure Boot enforced by the snakeoil firmware when
+    `secure_boot`) and watches the serial port until the marker appears, a
     failure pattern appears, QEMU exits, or `timeout` seconds pass; QEMU is
     stopped in every case. After a failure pattern the log is read on for a
     moment so that it holds the whole failure message. The log is also
@@ -338,11 +425,12 @@ def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_fil
     outcome = None
     seconds = None
     with tempfile.TemporaryDirectory(prefix="xbb-ovmf-") as scratch:
-        vars_copy = Path(scratch) / "OVMF_VARS_4M.fd"
-        shutil.copyfile(OVMF_VARS, vars_copy)
+        vars_source = OVMF_VARS_SECURE if secure_boot else OVMF_VARS
+        vars_copy = Path(scratch) / vars_source.name
+        shutil.copyfile(vars_source, vars_copy)
         sink = open(log_file, "wb") if log_file else None
         proc = subprocess.Popen(
-            qemu_command(image, vars_copy),
+            qemu_command(image, vars_copy, secure_boot),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         try:
@@ -385,14 +473,16 @@ def run_qemu(image: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_fil
 
 
 def boot_tree(tree: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_file: Path | None = None,
-              work: Path | None = None) -> BootResult:
+              work: Path | None = None, secure_boot: SigningKey | None = None) -> BootResult:
     """Installs systemd-boot into the ESP folder `tree`, builds its FAT image
-    (beside the tree, or in `work`) and boots it."""
-    install_systemd_boot(tree)
+    (beside the tree, or in `work`) and boots it. With `secure_boot` (the
+    key the firmware trusts), under the Secure Boot firmware, systemd-boot
+    signed with that key."""
+    install_systemd_boot(tree, secure_boot)
     image = (work or tree.parent) / f"{tree.name}.img"
     make_image(tree, image)
     try:
-        return run_qemu(image, marker, timeout, log_file)
+        return run_qemu(image, marker, timeout, log_file, secure_boot is not None)
     finally:
         image.unlink(missing_ok=True)
 
@@ -516,6 +606,8 @@ def main(argv: list[str]) -> int:
     p_boot.add_argument("--marker", required=True, help="the marker the tree's initrd prints")
     p_boot.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     p_boot.add_argument("--log", type=Path, default=None)
+    p_boot.add_argument("--secure-boot", action="store_true",
+                        help="Secure Boot enforced (snakeoil firmware; systemd-boot signed with its key)")
     args = parser.parse_args(argv)
 
     if args.command == "initrd":
@@ -525,7 +617,9 @@ def main(argv: list[str]) -> int:
     elif args.command == "image":
         make_image(args.tree, args.out)
     else:
-        result = boot_tree(args.tree, args.marker, args.timeout, args.log)
+        with tempfile.TemporaryDirectory(prefix="xbb-keys-") as keys:
+            signing = snakeoil_key(Path(keys)) if args.secure_boot else None
+            result = boot_tree(args.tree, args.marker, args.timeout, args.log, secure_boot=signing)
         text = result.text
         print(f"outcome: {result.outcome} ({result.seconds:.1f} s, QEMU CPU {result.cpu_seconds:.1f} s)")
         print(f"xen: {xen_version(text)}")

@@ -11,6 +11,7 @@ XBB_SOURCE_DIR, and optionally XBB_BOOT_LOG_DIR (serial logs are kept there).
 
 import fnmatch
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -85,7 +86,12 @@ def entry_field(entry_file: Path, key: str) -> str:
     raise AssertionError(f"{entry_file}: no '{key}' line")
 
 
-class BootTest(unittest.TestCase):
+class BootCase(unittest.TestCase):
+    """The steps and expectations every boot test uses. KERNEL_PACKAGE: the
+    unpacked Debian kernel package whose kernel is dom0."""
+
+    KERNEL_PACKAGE = "linux-image"
+
     def setUp(self) -> None:
         self.binary = Path(environment("XBB_BINARY"))
         self.mkroot = Path(environment("XBB_SOURCE_DIR")) / "fixtures/mkroot.py"
@@ -93,7 +99,8 @@ class BootTest(unittest.TestCase):
         self.addCleanup(scratch.cleanup)
         self.work = Path(scratch.name)
         self.marker = boot.new_marker()
-        self.initrd = boot.build_initrd(self.work / "initrd.gz", self.marker)
+        self.kernel = boot.kernel(self.KERNEL_PACKAGE)
+        self.initrd = boot.build_initrd(self.work / "initrd.gz", self.marker, self.kernel)
 
     # -- steps ---------------------------------------------------------------
 
@@ -103,7 +110,7 @@ class BootTest(unittest.TestCase):
         self.esp = self.root / "boot"
         argv = [
             sys.executable, str(self.mkroot), str(self.root),
-            "--kernel", str(boot.kernel()), "--initrd", str(self.initrd),
+            "--kernel", str(self.kernel), "--initrd", str(self.initrd),
             "--xen-efi", str(boot.xen_efi(xen)),
             "--xen-params", XEN_PARAMS, "--kernel-params", DOM0_PARAMS,
             *mkroot_args,
@@ -118,16 +125,17 @@ class BootTest(unittest.TestCase):
         done = subprocess.run(argv, capture_output=True, text=True)
         self.assertEqual(done.returncode, 0, f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
 
-    def boot_esp(self) -> boot.BootResult:
+    def boot_esp(self, secure_boot: boot.SigningKey | None = None) -> boot.BootResult:
         """Boots the ESP with no menu delay (the only loader.conf line the
-        test changes besides an explicit default) and reports the time."""
+        test changes besides an explicit default) and reports the time; with
+        `secure_boot`, under the Secure Boot firmware that trusts that key."""
         boot.set_loader_option(self.esp, "timeout", "0")
         log_dir = os.environ.get("XBB_BOOT_LOG_DIR")
         log_file = None
         if log_dir:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
             log_file = Path(log_dir) / f"{self.id().rsplit('.', 1)[-1]}.log"
-        result = boot.boot_tree(self.esp, self.marker, log_file=log_file, work=self.work)
+        result = boot.boot_tree(self.esp, self.marker, log_file=log_file, work=self.work, secure_boot=secure_boot)
         sys.stderr.write(
             f"[boot] {self.id()}: {result.outcome} in {result.seconds:.1f} s "
             f"(QEMU CPU {result.cpu_seconds:.1f} s), "
@@ -161,6 +169,8 @@ class BootTest(unittest.TestCase):
         version = boot.xen_version(result.text)
         self.assertTrue(version and version.startswith(xen + "."), f"Xen {version}, expected {xen}.x")
 
+
+class BootTest(BootCase):
     def profiles_image_without_esp_kernels(self) -> tuple[dict, Path]:
         """A Lanzaboote root (no loader entries, generations only in the
         system profiles), populated with `--source profiles`; then every
@@ -287,7 +297,7 @@ class BootTest(unittest.TestCase):
         sections = pe_section_sizes(image)
         for name in (".config", ".kernel", ".ramdisk"):
             self.assertIn(name, sections, f"{image}: no {name} section")
-        self.assertEqual(sections[".kernel"], boot.kernel().stat().st_size)
+        self.assertEqual(sections[".kernel"], self.kernel.stat().st_size)
         self.assertEqual(sections[".ramdisk"], self.initrd.stat().st_size)
         result = self.boot_esp()
         self.assert_booted_system(result, system)
@@ -295,7 +305,7 @@ class BootTest(unittest.TestCase):
         # file name; the sizes tie them to the real kernel and initrd.
         self.assertEqual(
             loaded_module_sizes(result.text),
-            {"kernel": boot.kernel().stat().st_size, "ramdisk": self.initrd.stat().st_size},
+            {"kernel": self.kernel.stat().st_size, "ramdisk": self.initrd.stat().st_size},
         )
 
     def test_profiles_without_embedded_kernel_fails(self) -> None:
@@ -313,6 +323,98 @@ class BootTest(unittest.TestCase):
         result = self.boot_esp()
         boot.assert_boot_failed(result, "Open failed for")
         self.assertIn(f"Open failed for {kernel_name}", result.text)
+
+
+class SecureBootTest(BootCase):
+    """Issue 11: under Secure Boot enforced (Debian's snakeoil firmware, its
+    key in db) a self-contained image the tool signed boots with no kernel or
+    initrd file on the ESP, and the firmware refuses the same image unsigned
+    or signed with another key. Dom0 is Debian 13's 6.12 kernel (Debian 12's
+    halts under the SMM firmware). The root is a Lanzaboote ESP, run with
+    --lanzaboote as the NixOS module does; loader.conf's default names the
+    Xen entry, as `boot.lanzaboote.settings.default` would.
+
+    Which entry systemd-boot started cannot be read here: dom0 locks itself
+    down under Secure Boot and refuses the efivarfs module /init would load
+    ("Key was rejected by service"). The dom0 command line (the generation's
+    init= and generation=<N>, which only its image's .config carries) and the
+    embedded module sizes tie the boot to the image instead."""
+
+    KERNEL_PACKAGE = "linux-image-trixie"
+
+    def setUp(self) -> None:
+        super().setUp()
+        keys = self.work / "keys"
+        keys.mkdir(mode=0o700)
+        self.trusted = boot.snakeoil_key(keys)
+        self.other = boot.new_key(keys, "other")
+
+    def lanzaboote_image(self, signing: boot.SigningKey) -> tuple[dict, Path]:
+        """The default generation's image, written by the tool with
+        --lanzaboote and signed with `signing`; then Lanzaboote's kernel and
+        initrd copies are deleted, so that no file on the ESP holds the
+        kernel or initrd (only the images embed them)."""
+        manifest = self.make_root("--scheme", "lanzaboote", "--generations", "2")
+        self.run_tool("--lanzaboote", "--sign-key", str(signing.key), "--sign-cert", str(signing.cert))
+        system = self.system(manifest, manifest["default_generation"])
+        entry = self.esp / "loader/entries" / system["xen_entry"]
+        self.assertTrue(entry.is_file(), f"{entry}: the tool wrote no entry for the default generation")
+        image = self.esp / entry_field(entry, "efi").lstrip("/")
+        self.assertTrue(image.is_file(), f"{image}: the entry's image is missing")
+        sections = pe_section_sizes(image)
+        for name in (".config", ".kernel", ".ramdisk"):
+            self.assertIn(name, sections, f"{image}: no {name} section")
+        shutil.rmtree(self.esp / "EFI/nixos")
+        embedded = {hashlib.sha256(path.read_bytes()).digest() for path in (self.kernel, self.initrd)}
+        for path in self.esp.rglob("*"):
+            if path.is_file() and path.parent != image.parent:
+                self.assertNotIn(hashlib.sha256(path.read_bytes()).digest(), embedded,
+                                 f"{path}: a kernel or initrd file is still on the ESP")
+        boot.set_loader_option(self.esp, "default", system["xen_entry"])
+        return system, image
+
+    def assert_refused(self, result: boot.BootResult, image: Path) -> None:
+        """The firmware refused the image systemd-boot (itself signed with
+        the trusted key, so it ran) tried to start."""
+        boot.assert_boot_failed(result, "Access Denied")
+        self.assertIn(f"Error loading \\EFI\\xen\\{image.name}: Access Denied", result.text)
+        self.assertIsNone(boot.xen_version(result.text), "Xen started")
+
+    def test_secure_boot_signed_image(self) -> None:
+        system, image = self.lanzaboote_image(self.trusted)
+        self.assertTrue(boot.signature_verifies(image, self.trusted.cert),
+                        f"{image}: sbverify finds no signature by the snakeoil key")
+        result = self.boot_esp(secure_boot=self.trusted)
+        boot.assert_booted(
+            result,
+            expect_xen_cmdline_contains=system["xen_params"],
+            expect_dom0_cmdline_contains=[f"init={system['init']}", *system["kernel_params"]],
+        )
+        self.assertIn("UEFI Secure Boot is enabled.", result.text)
+        self.assertIn("Kernel is locked down from EFI Secure Boot", result.text)
+        self.assertEqual(
+            loaded_module_sizes(result.text),
+            {"kernel": self.kernel.stat().st_size, "ramdisk": self.initrd.stat().st_size},
+        )
+
+    def test_secure_boot_unsigned_image_refused(self) -> None:
+        """Negative control: the signed image with its signature removed
+        (sbattach --remove; every other byte stays) is refused."""
+        _, image = self.lanzaboote_image(self.trusted)
+        self.assertTrue(boot.signature_verifies(image, self.trusted.cert),
+                        f"{image}: sbverify finds no signature by the snakeoil key")
+        subprocess.run(["sbattach", "--remove", str(image)], check=True, capture_output=True)
+        self.assertFalse(boot.signature_verifies(image, self.trusted.cert))
+        self.assert_refused(self.boot_esp(secure_boot=self.trusted), image)
+
+    def test_secure_boot_other_key_refused(self) -> None:
+        """Negative control: an image the tool signed with a key the firmware
+        does not trust is refused."""
+        _, image = self.lanzaboote_image(self.other)
+        self.assertTrue(boot.signature_verifies(image, self.other.cert),
+                        f"{image}: sbverify finds no signature by the other key")
+        self.assertFalse(boot.signature_verifies(image, self.trusted.cert))
+        self.assert_refused(self.boot_esp(secure_boot=self.trusted), image)
 
 
 class HarnessTest(unittest.TestCase):

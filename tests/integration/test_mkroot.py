@@ -149,6 +149,25 @@ class LanzabooteEsp(RootTestCase):
             kernel_link = os.readlink(root.store_path(entry["toplevel"] + "/kernel"))
             self.assertEqual(root.esp_path(entry["linux"]).read_bytes(), root.store_path(kernel_link).read_bytes())
 
+    def test_manifest_lists_every_file_lanzaboote_wrote(self):
+        root = make_root(self, "--scheme", "lanzaboote", "--generations", "2", "--specialisation", "debug")
+        on_esp = sorted(path.relative_to(root.esp).as_posix() for path in root.esp.rglob("*") if path.is_file())
+        self.assertEqual(root.manifest["lanzaboote_files"], on_esp)
+        for path in ("EFI/systemd/systemd-bootx64.efi", "EFI/BOOT/BOOTX64.EFI", "loader/loader.conf"):
+            self.assertIn(path, on_esp)
+
+    def test_lanzaboote_sort_key_in_every_bootspec(self):
+        root = make_root(self, "--scheme", "lanzaboote", "--generations", "2", "--specialisation", "debug",
+                         "--lanzaboote-sort-key", "zz-lanza")
+        for entry in root.entries:
+            document = json.loads(root.store_path(entry["toplevel"] + "/boot.json").read_text())
+            self.assertEqual(document["org.nix-community.lanzaboote"], {"sort_key": "zz-lanza"})
+            for child in document["org.nixos.specialisation.v1"].values():
+                self.assertEqual(child["org.nix-community.lanzaboote"], {"sort_key": "zz-lanza"})
+        plain = make_root(self, "--scheme", "lanzaboote", "--generations", "1")
+        document = json.loads(plain.store_path(plain.entries[0]["toplevel"] + "/boot.json").read_text())
+        self.assertNotIn("org.nix-community.lanzaboote", document)
+
 
 class EntriesPointAtRealFiles(RootTestCase):
     def test_linux_initrd_and_init_lines_resolve_under_the_root(self):
@@ -317,6 +336,11 @@ class CommandLine(RootTestCase):
         result = run_mkroot("/nonexistent-parent/never-made", "--xen-efi", "/nonexistent/xen.efi")
         self.assertEqual(result.returncode, 2)
         self.assertIn("/nonexistent/xen.efi", result.stderr)
+
+    def test_lanzaboote_sort_key_needs_the_lanzaboote_scheme(self):
+        result = run_mkroot("/nonexistent-parent/never-made", "--lanzaboote-sort-key", "x")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--lanzaboote-sort-key: only with --scheme lanzaboote", result.stderr)
 
 
 if __name__ == "__main__":

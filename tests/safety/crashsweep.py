@@ -15,6 +15,11 @@ the same twice: (c) and (d) leave it out of their comparisons, and instead it
 must be complete JSON and vouch only for images it describes (same size and
 mtime as recorded means the recorded digest), after the crash and after the
 run that follows.
+
+A scenario (safetylib.Scenario) may compare a view of each snapshot in (c)
+and (d) (signed images: without their signature, which holds its signing
+time, and whether it verifies; see safetylib.SignedImages), and require
+more of the ESPs before and after a complete run.
 """
 
 import shutil
@@ -44,8 +49,12 @@ class CrashSweep(unittest.TestCase):
         self.folder = scratch_folder(self, "xbb-crash-")
         self.update = scenario(self, self.folder / "update")
         self.before = self.update.before
-        self.before_tree = snapshot(self.before)
+        self.before_tree = self.comparable(self.before, snapshot(self.before))
         self.before_bootable = xen_bootable(self.before)
+
+    def comparable(self, esp, tree):
+        """The scenario's view of a snapshot of `esp`, for comparisons."""
+        return self.update.comparable(esp, tree)
 
     def complete_run(self):
         """The uninterrupted update: its ESP, and the calls the shim counted."""
@@ -62,9 +71,11 @@ class CrashSweep(unittest.TestCase):
     def check_complete_run(self, esp):
         """The update did what it is for, so that the sweep is not vacuous."""
         self.assertEqual(espcheck.problems(esp), [])
+        self.assertEqual(self.update.esp_problems(self.before), [], "before the run")
+        self.assertEqual(self.update.esp_problems(esp), [], "after the run")
         self.assertEqual(self.before_bootable, self.update.before_xen)
         self.assertEqual(xen_bootable(esp), self.update.after_xen)
-        after = snapshot(esp)
+        after = self.comparable(esp, snapshot(esp))
         for image in self.update.rewritten:
             self.assertNotEqual(after[image], self.before_tree[image], f"{image} was not rewritten")
         for path in self.update.removed:
@@ -83,7 +94,7 @@ class CrashSweep(unittest.TestCase):
         for ident in sorted(must_boot - xen_bootable(esp, status)):
             problems.append(f"(b) {ident} does not boot: {status.get(ident, 'missing')}")
         tree = snapshot(esp)
-        for path, state in without_record(final_files(tree)).items():
+        for path, state in without_record(final_files(self.comparable(esp, tree))).items():
             if state != self.before_tree.get(path) and state != after_tree.get(path):
                 problems.append(f"(c) {path} matches neither its version before nor after the run")
         problems += [f"(c) {problem}" for problem in record_problems(esp, tree)]
@@ -94,7 +105,7 @@ class CrashSweep(unittest.TestCase):
         if result.returncode != 0:
             return ["(d) the run after the crash failed: " + describe(result)]
         tree = snapshot(esp)
-        problems = [f"(d) {line}" for line in tree_difference(without_record(final_files(tree)),
+        problems = [f"(d) {line}" for line in tree_difference(without_record(final_files(self.comparable(esp, tree))),
                                                               without_record(final_files(after_tree)))]
         if RECORD not in tree:
             problems.append(f"(d) no {RECORD}")
@@ -107,7 +118,7 @@ class CrashSweep(unittest.TestCase):
         started = time.monotonic()
         after, calls, trace = self.complete_run()
         self.check_complete_run(after)
-        after_tree = snapshot(after)
+        after_tree = self.comparable(after, snapshot(after))
         must_boot = self.before_bootable & xen_bootable(after)
         self.assertGreater(calls, 10, "the shim counted too few calls: is it interposing?")
 

@@ -21,13 +21,15 @@ xen-boot-builder (none of its code, none of its parsers).
   `xen-4.cfg`, `xen.cfg`) that exists. Configuration files are found in the
   image's folder. The section used is the one the options name, else
   `[global] default=`; its `kernel=`, `ramdisk=`, `xsm=`, `ucode=` and `dtb=`
-  files must exist. A path starting with a backslash is relative to the ESP
-  root, any other relative to the image's folder.
+  files must exist, except those the image carries as a section (`.kernel`,
+  `.ramdisk`, ...: Xen uses the section and opens no file). A path starting
+  with a backslash is relative to the ESP root, any other relative to the
+  image's folder.
 - A `linux` entry must have its `linux` and every `initrd` file.
 
-Both image layouts are covered: unified (configuration inside each image) and
+The image layouts are covered: unified (configuration inside each image),
 shared (one image without `.config`, a configuration file per entry named by
-`-cfg=`). FAT's case-insensitivity is not modelled: names must match exactly.
+`-cfg=`) and self-contained (kernel and initrd inside the image too). FAT's case-insensitivity is not modelled: names must match exactly.
 
 As a program: `espcheck.py ESP` prints the problems and the bootable entries,
 and exits 1 when there is a problem.
@@ -51,9 +53,9 @@ PE32_PLUS_MAGIC = 0x20B
 PE32_MAGIC = 0x10B
 SECTION_HEADER_SIZE = 40
 
-# The .config of an image (None when it has none), by the image's sha256:
+# (section names, .config text or None) of an image, by the image's sha256:
 # objcopy runs once per image.
-_config_cache = {}
+_image_cache = {}
 
 
 class NotBootable(Exception):
@@ -150,21 +152,21 @@ def pe_sections(data, name):
     return names
 
 
-def image_config(path):
-    """The `.config` section of a checked PE image, as text; None when it has
-    no `.config`."""
+def read_image(path):
+    """(section names, `.config` text) of a checked PE image; the text is
+    None when it has no `.config`."""
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    if digest in _config_cache:
-        cached = _config_cache[digest]
+    if digest in _image_cache:
+        cached = _image_cache[digest]
         if isinstance(cached, NotBootable):
             raise cached
         return cached
     try:
         names = pe_sections(data, str(path))
         if ".config" not in names:
-            _config_cache[digest] = None
-            return None
+            _image_cache[digest] = (names, None)
+            return _image_cache[digest]
         with tempfile.TemporaryDirectory(prefix="espcheck-") as scratch:
             out = Path(scratch) / "config"
             result = subprocess.run(
@@ -175,10 +177,10 @@ def image_config(path):
                 raise NotBootable(f"{path}: objcopy cannot extract .config: {result.stderr.strip()}")
             config = out.read_bytes().rstrip(b"\0").decode("utf-8", errors="replace")
     except NotBootable as problem:
-        _config_cache[digest] = problem
+        _image_cache[digest] = problem
         raise
-    _config_cache[digest] = config
-    return config
+    _image_cache[digest] = (names, config)
+    return _image_cache[digest]
 
 
 # ---------------------------------------------------------------- Xen
@@ -236,7 +238,7 @@ def name_candidates(image):
 
 def xen_configuration(esp, image, config_file, where):
     """(text, where it came from): the configuration Xen would use."""
-    embedded = image_config(image)
+    _, embedded = read_image(image)
     if embedded is not None:
         return embedded, ".config"
     image_folder = image.parent.relative_to(esp)
@@ -264,8 +266,9 @@ def check_xen_image(esp, image, options, where):
     if "kernel" not in section:
         raise NotBootable(f"{where}: section [{name}] has no kernel=")
     image_folder = image.parent.relative_to(esp)
+    sections_in_image, _ = read_image(image)
     for key in XEN_FILE_KEYS:
-        if key in section:
+        if key in section and f".{key}" not in sections_in_image:
             words = section[key].split()
             if not words:
                 raise NotBootable(f"{where}: [{name}] {key}= is empty")

@@ -206,11 +206,25 @@ def xen_bootable(esp, status=None):
 # ---------------------------------------------------------------- the update
 
 
+class Scenario:
+    """What every update the crash sweep replays may add to its checks (the
+    defaults add nothing)."""
+
+    def comparable(self, esp, tree):
+        """The view of `tree`, a snapshot of `esp`, that the sweep compares."""
+        return tree
+
+    def esp_problems(self, esp):
+        """What the scenario requires of the ESP before and after a complete
+        run, beyond what the sweep checks."""
+        return []
+
+
 NEW_XEN_PARAMS = ["dom0_mem=2048M,max:2048M", "dom0_max_vcpus=4"]
 NEW_KERNEL = "/EFI/nixos/0000000000000000000000000000000a-linux-6.12.8-bzImage.efi"
 
 
-class Update:
+class Update(Scenario):
     """An ESP before an update run (`before`) and the root the update reads,
     as NixOS leaves them: the tool ran once after generations 1..N-1 were
     installed; then `nixos-rebuild switch` added generation N (its entry, its
@@ -451,7 +465,7 @@ class SharedUpdate(Update):
         return [self.image(self.GENERATIONS), self.config(self.GENERATIONS)]
 
 
-class LayoutSwitch:
+class LayoutSwitch(Scenario):
     """One run switching an ESP from one layout to the other (FIRST_RUN_ARGS
     to RUN_ARGS) with nothing else changed: every entry is rewritten to name
     the new files, the new files are added and the old ones removed, and
@@ -516,7 +530,119 @@ class SharedToUnified(LayoutSwitch):
         return self.unified_files()
 
 
-class Migration:
+# ---------------------------------------------------------------- signing
+
+
+def signing_key(folder):
+    """A key and its self-signed certificate (PEM) made by openssl in
+    `folder`; the key is created private (0600) before openssl writes it."""
+    key, cert = Path(folder) / "db.key", Path(folder) / "db.pem"
+    os.close(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=xbb test db",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return key, cert
+
+
+def without_signature(data):
+    """A PE32+ image without its Authenticode signature: the certificate
+    table (the Security data directory, index 4, a file offset and size) cut
+    out, that directory entry and the CheckSum (which covers it) zeroed. Two
+    signings of the same image differ in their signing time only: this is
+    what they share."""
+    data = bytearray(data)
+    (pe_offset,) = struct.unpack_from("<I", data, 0x3C)
+    optional = pe_offset + 24
+    if struct.unpack_from("<H", data, optional)[0] != 0x20B:
+        raise AssertionError("not a PE32+ image")
+    security = optional + 112 + 4 * 8
+    address, size = struct.unpack_from("<II", data, security)
+    if size:
+        del data[address:address + size]
+    struct.pack_into("<II", data, security, 0, 0)
+    struct.pack_into("<I", data, optional + 64, 0)
+    return bytes(data)
+
+
+class SignedImages:
+    """Snapshots of an ESP whose images are signed, for comparing: signatures
+    carry their signing time, so an image signed again after a crash differs
+    from the uninterrupted run's in its signature only. Each EFI/xen image's
+    state becomes the SHA-256 of its bytes without the signature, its mode,
+    and whether sbverify finds a signature `cert` verifies."""
+
+    def __init__(self, cert):
+        self.cert = cert
+        self.known = {}  # sha256 of the signed bytes -> (sha256 without signature, verified)
+
+    def image_state(self, path, digest):
+        if digest not in self.known:
+            checked = subprocess.run(["sbverify", "--cert", str(self.cert), str(path)],
+                                     capture_output=True, check=False)
+            unsigned = hashlib.sha256(without_signature(path.read_bytes())).hexdigest()
+            self.known[digest] = (unsigned, checked.returncode == 0)
+        return self.known[digest]
+
+    def comparable(self, esp, tree):
+        """`tree` (a snapshot of `esp`) with each EFI/xen image's state
+        replaced as said above."""
+        view = dict(tree)
+        for path, state in tree.items():
+            if path.startswith("EFI/xen/") and path.endswith(".efi") and state[0] == "file":
+                unsigned, verified = self.image_state(Path(esp) / path, state[1])
+                view[path] = ("signed image", unsigned, state[2], "signature verifies" if verified else "NOT SIGNED")
+        return view
+
+
+class SignedSelfContainedUpdate(Update):
+    """The update of Update, in the self-contained layout with signing (a
+    test key): images carry kernel and initrd and are signed with sbsign
+    and checked before they are renamed into place. Generation 2 gets new
+    Xen parameters, 3 a new kernel (in its bootspec, which the image embeds,
+    and in its entry), 4 is new, 1 is collected. Generation 1's Xen entry
+    boots before the run although its initrd left the ESP: its image carries
+    its own. Images are compared without their signatures (SignedImages),
+    and every image under a final name must carry a valid signature."""
+
+    GENERATIONS = 4
+    NEW_PARAMS = 2
+    NEW_KERNEL = 3
+
+    def prepare_root(self):
+        keys = self.folder / "keys"
+        keys.mkdir(mode=0o700)
+        key, cert = signing_key(keys)
+        self.FIRST_RUN_ARGS = self.RUN_ARGS = ("--layout", "self-contained", "--sign-key", str(key),
+                                               "--sign-cert", str(cert))
+        self.signed = SignedImages(cert)
+
+    def change_kernel(self, entry):
+        super().change_kernel(entry)
+        kernel = "/nix/store/0000000000000000000000000000000a-linux-6.12.8/bzImage"
+        target = self.root.store_path(kernel)
+        target.parent.mkdir(parents=True)
+        target.write_bytes(b"dummy Linux 6.12.8 bzImage\n")
+        target.chmod(0o444)
+        boot_json = self.root.store_path(entry["toplevel"]) / "boot.json"
+        document = json.loads(boot_json.read_text())
+        document["org.nixos.bootspec.v1"]["kernel"] = kernel
+        boot_json.chmod(0o644)
+        boot_json.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+        boot_json.chmod(0o444)
+
+    def comparable(self, esp, tree):
+        return self.signed.comparable(esp, tree)
+
+    def esp_problems(self, esp):
+        view = self.signed.comparable(esp, snapshot(esp))
+        return [f"{path} has no signature the certificate verifies" for path, state in sorted(view.items())
+                if state[0] == "signed image" and state[3] != "signature verifies"]
+
+    @property
+    def before_xen(self):
+        return {self.xen_ids[n] for n in range(1, self.GENERATIONS)}
+
+
+class Migration(Scenario):
     """An ESP as the shell script left it: Xen entries `xen-<rest>.conf`
     whose images are `EFI/nixos/xen-<rest>.efi` (made here by moving a real
     run's images there and pointing the entries at them; their configuration

@@ -4,6 +4,7 @@ is damaged one way at a time, in the unified layout and in the shared one."""
 
 import re
 import shutil
+import subprocess
 import unittest
 
 import espcheck
@@ -178,6 +179,43 @@ class SharedLayoutTest(unittest.TestCase):
         shutil.copyfile(self.esp / "EFI/xen/xen-generation-1.cfg", self.esp / "EFI/xen/xen.cfg")
         self.assertEqual(self.xen_bootable(), {"xen-generation-1.conf", "xen-generation-2.conf"})
 
+
+
+class SelfContainedLayoutTest(unittest.TestCase):
+    """An ESP in the self-contained layout: each image carries .kernel and
+    .ramdisk, and its configuration's kernel= names no file on the ESP."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.holder = unittest.TestCase()
+        cls.folder = scratch_folder(cls.holder, "xbb-espcheck-self-contained-")
+        cls.root = make_root(cls.holder, cls.folder / "root", "--generations", "2")
+        result = run_tool(cls.root, cls.root.esp, extra_args=("--layout", "self-contained"))
+        if result.returncode != 0:
+            raise AssertionError("self-contained run failed: " + describe(result))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.holder.doCleanups()
+
+    def setUp(self):
+        self.esp = self.folder / f"esp-{self._testMethodName}"
+        copy_tree(self.root.esp, self.esp)
+        self.addCleanup(shutil.rmtree, self.esp)
+
+    def test_embedded_kernel_and_ramdisk_need_no_file(self):
+        shutil.rmtree(self.esp / "EFI/nixos")
+        xen = {ident for ident in espcheck.bootable_entries(self.esp) if ident.startswith("xen-")}
+        self.assertEqual(xen, {"xen-generation-1.conf", "xen-generation-2.conf"})
+
+    def test_without_its_kernel_section_the_image_needs_the_file(self):
+        image = self.esp / "EFI/xen/xen-generation-1.efi"
+        result = subprocess.run(["objcopy", "--remove-section", ".kernel", str(image)],
+                                capture_output=True, text=True, check=False)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("xen-generation-1.conf", espcheck.bootable_entries(self.esp))
+        self.assertTrue(any("kernel= " in p and "does not exist" in p for p in espcheck.problems(self.esp)),
+                        espcheck.problems(self.esp))
 
 if __name__ == "__main__":
     unittest.main()
