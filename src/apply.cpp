@@ -145,28 +145,33 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
 // Writes an image by streaming it into the temporary, and reads the temporary
 // back for the digest the record keeps: the CheckSum is written last, so the
 // bytes are only final in the file. A signed image is written so into a
-// first temporary, signed into a second, and renamed into place; its digest
-// is that of what was signed. Returns the stamp and digest.
+// first temporary, signed from it into a second, read back, and renamed into
+// place. Returns the stamp and digest.
 std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
                                               const ImageRecipe& recipe, ImageMaker& maker,
                                               const Signer* signer,
                                               std::vector<std::string>& warnings) {
   std::string digest;
-  const auto fill = [&](EspFile& file) {
-    for (const std::string& warning : maker.write(recipe, file))
-      warnings.push_back(path + ": " + warning);
+  const auto read_back = [&](const EspFile& file) {
     DigestSink written;
     file.read_back(written);
     digest = written.hex();
   };
+  const auto fill = [&](EspFile& file) {
+    for (const std::string& warning : maker.write(recipe, file))
+      warnings.push_back(path + ": " + warning);
+    read_back(file);
+  };
   if (recipe.signer.empty()) return {esp.write_atomic(path, fill), digest};
-  const FileStamp stamp = esp.write_atomic_through(path, fill, [&](int input, int output) {
+  const auto sign = [&](EspFile& input, EspFile& output) {
     try {
-      signer->sign(input, output);
+      input.hand_to([&](int in) { output.hand_to([&](int out) { signer->sign(in, out); }); });
     } catch (const Error& e) {
       throw Error((esp.root() / path).string(), e.what());
     }
-  });
+    read_back(output);
+  };
+  const FileStamp stamp = esp.write_atomic_through(path, fill, sign);
   return {stamp, digest};
 }
 

@@ -318,6 +318,13 @@ void EspFile::read_back(ByteSink& sink) const {
   }
 }
 
+void EspFile::hand_to(const std::function<void(int fd)>& program) {
+  program(fd_);
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw Error(shown_, "cannot stat: " + error_text(errno));
+  size_ = static_cast<std::uint64_t>(st.st_size);
+}
+
 FileStamp Esp::write_atomic(const std::string& path, const std::string& bytes) {
   return write_atomic(path, [&](EspFile& file) {
     file.write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
@@ -353,16 +360,16 @@ FileStamp Esp::write_atomic(const std::string& path,
   return stamp;
 }
 
-FileStamp Esp::write_atomic_through(const std::string& path,
-                                    const std::function<void(EspFile& input)>& fill,
-                                    const std::function<void(int input, int output)>& make) {
+FileStamp Esp::write_atomic_through(
+    const std::string& path, const std::function<void(EspFile& input)>& fill,
+    const std::function<void(EspFile& input, EspFile& output)>& make) {
   Location at = locate(path, true);
   Temporary input = create_temporary(at.folder.get(), at.name, at.shown);
   FileStamp stamp;
   try {
     EspFile file(input.fd.get(), at.shown);
     fill(file);
-    stamp = write_atomic(path, [&](EspFile& output) { make(input.fd.get(), output.fd_); });
+    stamp = write_atomic(path, [&](EspFile& output) { make(file, output); });
   } catch (...) {
     ::unlinkat(at.folder.get(), input.name.c_str(), 0);
     throw;

@@ -88,6 +88,7 @@ ImageRecipe recipe_for(const Target& target, const PlanOptions& options) {
   recipe.xen_efi = generation.xen_efi;
   recipe.drop_debug_sections = !options.keep_debug_sections;
   if (options.layout == layout::Kind::shared) return recipe;
+  recipe.signer = options.signer;
   recipe.sections.push_back({".config", target.config_text});
   if (embeds_kernel(options)) {
     recipe.sections.push_back({".kernel", generation.kernel_file});

@@ -7,8 +7,6 @@
 #include "embed.hpp"
 #include "limits.hpp"
 #include "posix_io.hpp"
-#include "xbb/signer.hpp"
-#include "xbb/unique_fd.hpp"
 #include "xbb/boot_menu.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
@@ -16,6 +14,8 @@
 #include "xbb/loader_conf.hpp"
 #include "xbb/loader_entry.hpp"
 #include "xbb/pe.hpp"
+#include "xbb/signer.hpp"
+#include "xbb/unique_fd.hpp"
 #include "xbb/xen_config.hpp"
 
 namespace xbb {
@@ -141,6 +141,7 @@ std::vector<std::string> check_loader_conf(const EspSnapshot& snapshot) {
     } catch (const Error&) {
     }
   }
+  for (const auto& name : snapshot.unified_kernels) menu.push_back({name, {}, {}, {}, {}});
   std::vector<std::string> problems;
   for (const char* key : {"default", "preferred"}) {
     auto value = loader_conf_value(*snapshot.loader_conf, key);
@@ -189,6 +190,10 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
     } catch (const Error& e) {
       snapshot.unreadable_entries[name] = e.what();
     }
+  }
+  for (const auto& [name, type, stamp] : esp.list_all(std::string(layout::kUnifiedKernelFolder))) {
+    if (type == EspFileType::regular && name.ends_with(".efi"))
+      snapshot.unified_kernels.push_back(name);
   }
   auto note_named_files = [&](const std::string& config, const std::string& image) {
     for (const auto& file : named_files(config, image)) {

@@ -66,6 +66,9 @@ class EspFile : public FileSink {
   // Reads the file back from its start into `sink`, in chunks: a digest of
   // what the file holds, after any write_at, without holding it.
   void read_back(ByteSink& sink) const;
+  // Lets another program read or rewrite the file through its open
+  // descriptor (as /proc/self/fd/N); its size is then what the program left.
+  void hand_to(const std::function<void(int fd)>& program);
 
  private:
   friend class Esp;
@@ -125,13 +128,13 @@ class Esp {
   FileStamp write_atomic(const std::string& path, const std::function<void(EspFile& file)>& fill);
 
   // The same for a file made from another one by a program (a signer):
-  // `fill` writes the input into a first temporary, then `make` writes the
-  // file into the second from the open input (both are open files of the
-  // ESP, so the program opens no path there). Both temporaries are removed
-  // on every path; on failure `path` is as it was.
+  // `fill` writes the input into a first temporary, then `make` fills the
+  // second from it (EspFile::hand_to gives the program both as open files,
+  // so it opens no path on the ESP). Both temporaries are removed on every
+  // path; on failure `path` is as it was.
   FileStamp write_atomic_through(const std::string& path,
                                  const std::function<void(EspFile& input)>& fill,
-                                 const std::function<void(int input, int output)>& make);
+                                 const std::function<void(EspFile& input, EspFile& output)>& make);
 
   // What is at an ESP path (symlinks not followed), with the stamp of a
   // regular file.
@@ -236,7 +239,7 @@ struct ApplyReport {
 // in ApplyReport::images is read back from the file written.
 // An image whose recipe names a signer is written unsigned into a first
 // temporary and signed by `signer` into the second (Esp::write_atomic_through);
-// its digest is that of the unsigned bytes. It is written even when the plan
+// its digest is that of the signed file. It is written even when the plan
 // gives the digest of the file it replaces (that does not tell who signed it).
 // A plan that signs with another signer, or with none given, is refused
 // before anything is written.

@@ -16,6 +16,9 @@ namespace xbb::layout {
 inline constexpr std::string_view kEntriesFolder = "loader/entries";
 inline constexpr std::string_view kImageFolder = "EFI/xen";
 inline constexpr std::string_view kLoaderConf = "loader/loader.conf";
+// Type #2 entries (unified kernel images, as Lanzaboote writes): never
+// written by the tool, but systemd-boot's default may select one.
+inline constexpr std::string_view kUnifiedKernelFolder = "EFI/Linux";
 // Where the shell script the tool replaces put its images (EFI/nixos/xen-*.efi).
 inline constexpr std::string_view kLegacyImageFolder = "EFI/nixos";
 // What the tool records of the images it wrote, so that a run with nothing to

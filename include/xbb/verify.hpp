@@ -28,6 +28,8 @@ struct EspSnapshot {
   // loader/entries/*.conf: file name -> text, or the reason it could not be read.
   std::map<std::string, std::string> entries;
   std::map<std::string, std::string> unreadable_entries;
+  // EFI/Linux/*.efi: Type #2 entries (Lanzaboote's), by file name.
+  std::vector<std::string> unified_kernels;
   std::map<std::string, Image> images;  // by ESP path ("EFI/xen/x.efi"); absent: missing
   // Configuration files Xen would open for images without .config (-cfg=,
   // or found beside the image), by ESP path.

@@ -443,7 +443,7 @@ std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
 }
 
 // A signed image: made into a first temporary, signed from it into a
-// second, renamed into place; the digest kept is that of what was signed.
+// second, renamed into place; the digest kept is that of the signed file.
 TEST_F(ApplyTest, SignedImageIsMadeThenSignedIntoPlace) {
   Plan plan = sample_plan();
   std::get<ImageRecipe>(plan.images[0].content).signer = "fake";
@@ -456,7 +456,7 @@ TEST_F(ApplyTest, SignedImageIsMadeThenSignedIntoPlace) {
   ASSERT_EQ(signer.inputs.size(), 1u) << "only one image is signed";
   EXPECT_TRUE(signer.inputs[0] == made_image);
   EXPECT_TRUE(read_file(root / image_1) == "signed by fake\n" + made_image);
-  EXPECT_EQ(report.images.at(image_1).second, xbb::sha256_hex(made_image));
+  EXPECT_EQ(report.images.at(image_1).second, sha256_of(root / image_1));
   EXPECT_TRUE(read_file(root / image_2) == expected_image(plan, 1)) << "its recipe names no signer";
   EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
 }

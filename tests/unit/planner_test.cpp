@@ -517,6 +517,23 @@ TEST(Planner, LanzabooteModeLeavesEfiNixosAlone) {
   EXPECT_FALSE(result.plan.loader_conf);
 }
 
+// Every image of a signing run names the signer, so that signing, or a new
+// certificate, makes each image again.
+TEST(Planner, SignedImagesNameTheSignerAndANewOneRemakesThem) {
+  const std::vector<Generation> gens = {generation("generation-1", 1)};
+  PlanOptions options = options_for(layout::Kind::unified);
+  const EspState unsigned_state = after(make_plan(gens, esp(), options));
+  options.signer = "certificate-a";
+  auto signed_plan = make_plan(gens, unsigned_state, options);
+  ASSERT_EQ(signed_plan.plan.images.size(), 1u);
+  EXPECT_EQ(std::get<ImageRecipe>(signed_plan.plan.images[0].content).signer, "certificate-a");
+
+  const EspState signed_state = after(signed_plan);
+  EXPECT_TRUE(make_plan(gens, signed_state, options).plan.images.empty());
+  options.signer = "certificate-b";
+  EXPECT_EQ(make_plan(gens, signed_state, options).plan.images.size(), 1u);
+}
+
 // --- what an unchanged run does, and what makes it do more ------------------------------
 
 TEST(Planner, ARunWithNothingToChangePlansNoWrite) {

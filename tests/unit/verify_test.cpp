@@ -181,6 +181,15 @@ TEST(VerifyLoaderConf, DefaultOrPreferredSelectingNothingIsNamed) {
   EXPECT_TRUE(any_contains(result.loader_conf_problems, "nixos-b*"));
 }
 
+// Lanzaboote's entries are unified kernel images in EFI/Linux (Type #2):
+// systemd-boot's default may select one.
+TEST(VerifyLoaderConf, DefaultMaySelectAUnifiedKernelImage) {
+  EspSnapshot snapshot = with_loader_conf("default nixos-generation-*\n");
+  EXPECT_FALSE(verify_snapshot(snapshot).ok());
+  snapshot.unified_kernels = {"nixos-generation-3-0123abcd.efi"};
+  EXPECT_TRUE(verify_snapshot(snapshot).ok());
+}
+
 TEST(VerifyLoaderConf, BareDefaultLineIsSkippedAsSystemdBootSkipsIt) {
   EXPECT_TRUE(verify_snapshot(with_loader_conf("default\n")).ok());
   Verification result = verify_snapshot(with_loader_conf("default xen-gone.conf\ndefault\n"));
