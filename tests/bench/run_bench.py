@@ -125,7 +125,7 @@ def tool_argv(binary, root, esp, layout, *extra):
 def bench_layout(args, template, scratch, layout):
     """`args.runs` cold runs on fresh ESP copies, each followed by `cp -a` +
     `sync -f` of the files it wrote and by unchanged runs."""
-    cold, copy, unchanged = [], [], []
+    cold, copy, copy_samples, unchanged = [], [], [], []
     cold_files = cold_bytes = unchanged_files = 0
     esp_bytes = esp_clusters = efi_xen_bytes = 0
     for run in range(args.runs):
@@ -147,6 +147,7 @@ def bench_layout(args, template, scratch, layout):
                            cwd=esp)
         sync_run = measure(args.measure, [shutil.which("sync"), "--file-system", target])
         copy.append(copy_run.wall_ms + sync_run.wall_ms)
+        copy_samples.append({"cp": vars(copy_run), "sync": vars(sync_run)})
         shutil.rmtree(target)
 
         for _ in range(UNCHANGED_PER_ESP):
@@ -171,7 +172,7 @@ def bench_layout(args, template, scratch, layout):
         "efi_xen_bytes": efi_xen_bytes,
         "samples": {
             "cold": [vars(s) for s in cold],
-            "copy_sync_ms": copy,
+            "copy_sync": copy_samples,
             "unchanged": [vars(s) for s in unchanged],
         },
     }
