@@ -231,7 +231,7 @@ def machine(bench_dir):
                   if line.startswith("model name")), platform.processor())
     memory_kib = next(int(line.split()[1]) for line in open("/proc/meminfo")
                       if line.startswith("MemTotal:"))
-    fs_type = subprocess.run(["stat", "--file-system", "--format", "%T", bench_dir],
+    fs_type = subprocess.run(["findmnt", "--noheadings", "--output", "FSTYPE", "--target", bench_dir],
                              capture_output=True, text=True, check=True).stdout.strip()
     return {
         "cpus": len(os.sched_getaffinity(0)),
