@@ -13,8 +13,8 @@ namespace {
 bool written_by_script(const std::string& text) {
   try {
     auto efi = parse_loader_entry(text, "").efi;
-    return efi && efi->starts_with("/" + std::string(layout::kLegacyImageFolder) + "/xen-") &&
-           efi->ends_with(".efi");
+    const std::string prefix = std::string("/").append(layout::kLegacyImageFolder).append("/xen-");
+    return efi && efi->starts_with(prefix) && efi->ends_with(".efi");
   } catch (const Error&) {
     return false;
   }

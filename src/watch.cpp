@@ -52,8 +52,8 @@ class Log {
   explicit Log(bool journal) : journal_(journal) {}
 
   void write(int priority, const std::string& line) {
-    std::cerr << (journal_ ? "<" + std::to_string(priority) + ">" : std::string()) << line << '\n'
-              << std::flush;
+    if (journal_) std::cerr << '<' << priority << '>';
+    std::cerr << line << '\n' << std::flush;
   }
 
  private:
@@ -300,8 +300,9 @@ milliseconds next_backoff(milliseconds previous) {
 }
 
 std::string run_summary(const RunResult& result) {
-  const std::string entries = "(" + std::to_string(result.entries) +
-                              (result.entries == 1 ? " Xen entry)" : " Xen entries)");
+  const std::string entries = std::string("(")
+                                  .append(std::to_string(result.entries))
+                                  .append(result.entries == 1 ? " Xen entry)" : " Xen entries)");
   if (result.error) {
     return std::string("error: run failed (") + kind_name(*result.error) +
            "): " + result.error_message;
@@ -310,8 +311,8 @@ std::string run_summary(const RunResult& result) {
   std::string names;
   for (const auto& change : result.changes) {
     (change.kind == '+' ? added : change.kind == '-' ? removed : changed) += 1;
-    names += " " + std::string(1, change.kind) + change.name +
-             (change.detail.empty() ? "" : " (" + change.detail + ")");
+    names.append(" ").append(1, change.kind).append(change.name);
+    if (!change.detail.empty()) names.append(" (").append(change.detail).append(")");
   }
   std::string counts;
   for (const auto& [count, word] :
