@@ -242,9 +242,9 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Sign
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
       esp.write_atomic(write.path, *text);
     } else {
-      report.images[write.path] = write_image(
-          esp, write.path, std::get<ImageRecipe>(write.file->content), maker, signer,
-          report.warnings);
+      report.images[write.path] =
+          write_image(esp, write.path, std::get<ImageRecipe>(write.file->content), maker, signer,
+                      report.warnings);
     }
     report.written.push_back(write.path);
   }

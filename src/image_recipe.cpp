@@ -131,8 +131,7 @@ std::uint64_t PeImageMaker::size(const ImageRecipe& recipe) {
   for (const SectionSource& section : recipe.sections)
     sections.push_back({section.name, section_size(section)});
   try {
-    return pe::output_size(source.image, source.bytes.size(), sections,
-                           options_of(recipe));
+    return pe::output_size(source.image, source.bytes.size(), sections, options_of(recipe));
   } catch (const Error& e) {
     throw Error(recipe.xen_efi.path.string(), e.what());
   }

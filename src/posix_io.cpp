@@ -100,7 +100,8 @@ void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& s
 }
 
 void write_all(int fd, std::string_view bytes, const std::string& shown) {
-  write_all(fd, std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()), shown);
+  write_all(fd, std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()),
+            shown);
 }
 
 void write_all_at(int fd, std::uint64_t offset, std::span<const std::uint8_t> bytes,

@@ -1,8 +1,8 @@
 #include "xbb/verify.hpp"
 
-#include <algorithm>
-
 #include <fcntl.h>
+
+#include <algorithm>
 
 #include "embed.hpp"
 #include "limits.hpp"
@@ -162,7 +162,8 @@ bool Verification::ok() const {
 
 // The signature check of an image, run on a private copy of its bytes: the
 // bytes read are the bytes judged.
-std::string signature_problem(const Signer& checker, const std::string& path, const std::string& bytes) {
+std::string signature_problem(const Signer& checker, const std::string& path,
+                              const std::string& bytes) {
   PrivateFolder folder;
   const std::filesystem::path copy = folder.path() / "image.efi";
   try {
@@ -217,7 +218,8 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
         if (!bytes) continue;
         snapshot.images[boot->image] = read_image(boot->image, *bytes);
         if (checker) {
-          snapshot.images[boot->image].signature_problem = signature_problem(*checker, boot->image, *bytes);
+          snapshot.images[boot->image].signature_problem =
+              signature_problem(*checker, boot->image, *bytes);
         }
       } catch (const Error& e) {
         snapshot.images[boot->image] = {e.what(), std::nullopt, false, false, ""};

@@ -139,7 +139,8 @@ class ApplyTest : public ::testing::Test {
          ImageRecipe{xen,
                      {{".config", std::string("[global]\ndefault=g2\n")},
                       {".kernel", xbb::HostFile{host.path() / "bzImage", {}, {}}}},
-                     true, ""},
+                     true,
+                     ""},
          std::nullopt},
     };
     plan.entries = {

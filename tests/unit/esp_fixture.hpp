@@ -98,7 +98,8 @@ inline std::string read_file(const fs::path& path) {
   if (!in) fail("open " + path.string());
   std::string bytes(static_cast<std::size_t>(in.tellg()), '\0');
   in.seekg(0);
-  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size()))) fail("read " + path.string());
+  if (!in.read(bytes.data(), static_cast<std::streamsize>(bytes.size())))
+    fail("read " + path.string());
   return bytes;
 }
 
@@ -111,8 +112,8 @@ inline struct stat lstat_of(const fs::path& path) {
 // What a file system entry is, down to its inode and modification time, so
 // that "unchanged" means not rewritten, not merely equal bytes.
 struct EntryState {
-  char kind = '?';       // 'f' regular file, 'd' folder, 'l' symlink
-  std::string content;   // file bytes or symlink target
+  char kind = '?';      // 'f' regular file, 'd' folder, 'l' symlink
+  std::string content;  // file bytes or symlink target
   ino_t inode = 0;
   std::int64_t mtime_ns = 0;
   mode_t mode = 0;

@@ -2,9 +2,8 @@
 // sbsign, sbverify, sbattach, and openssl for the keys.
 #include "xbb/signer.hpp"
 
-#include <gtest/gtest.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -50,8 +49,8 @@ class SignerTest : public ::testing::Test {
   void SetUp() override {
     make_key(dir.path(), "db");
     make_key(dir.path(), "other");
-    const auto made = xbb::pe::add_sections(bytes_of_file(xen_efi()),
-                                            {{".config", {'a', '\n'}}}, {true, true});
+    const auto made =
+        xbb::pe::add_sections(bytes_of_file(xen_efi()), {{".config", {'a', '\n'}}}, {true, true});
     write_file(image, std::string(made.file.begin(), made.file.end()));
   }
 
