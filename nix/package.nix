@@ -20,6 +20,8 @@
   gbenchmark,
   libseccomp,
   python3,
+  makeWrapper,
+  sbsigntool,
 }:
 
 stdenv.mkDerivation {
@@ -44,6 +46,7 @@ stdenv.mkDerivation {
     cmake
     ninja
     pkg-config
+    makeWrapper
   ];
   buildInputs = [
     boost # program_options: the command line
@@ -78,6 +81,12 @@ stdenv.mkDerivation {
     runHook preCheck
     ctest --output-on-failure --label-exclude needs-deps
     runHook postCheck
+  '';
+
+  # With --sign-key the program runs sbsign and sbverify (sbsigntool, as
+  # Lanzaboote's tooling does), looked up in PATH: the wrapper puts them there.
+  postFixup = ''
+    wrapProgram $out/bin/xen-boot-builder --prefix PATH : ${lib.makeBinPath [ sbsigntool ]}
   '';
 
   meta = {
