@@ -231,8 +231,9 @@ def machine(bench_dir):
                   if line.startswith("model name")), platform.processor())
     memory_kib = next(int(line.split()[1]) for line in open("/proc/meminfo")
                       if line.startswith("MemTotal:"))
+    # The first line: findmnt lists every mount stacked on the target.
     fs_type = subprocess.run(["findmnt", "--noheadings", "--output", "FSTYPE", "--target", bench_dir],
-                             capture_output=True, text=True, check=True).stdout.strip()
+                             capture_output=True, text=True, check=True).stdout.split("\n")[0].strip()
     return {
         "cpus": len(os.sched_getaffinity(0)),
         "cpu_model": model,
