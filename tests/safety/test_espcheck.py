@@ -11,15 +11,26 @@ import espcheck
 from safetylib import XEN_417_EFI, copy_tree, describe, make_root, run_tool, scratch_folder
 
 
-class EspCheckTest(unittest.TestCase):
+class BuiltEsp(unittest.TestCase):
+    """A root of two generations, built once per class in `layouts` (the
+    last one on the root's ESP, each earlier one on a copy of the ESP before
+    it, kept as `cls.<layout>`); each test works on its own copy."""
+
+    layouts = ("unified",)
+
     @classmethod
     def setUpClass(cls):
         cls.holder = unittest.TestCase()
-        cls.folder = scratch_folder(cls.holder, "xbb-espcheck-")
+        cls.folder = scratch_folder(cls.holder, f"xbb-espcheck-{cls.__name__}-")
         cls.root = make_root(cls.holder, cls.folder / "root", "--generations", "2")
-        result = run_tool(cls.root, cls.root.esp)
-        if result.returncode != 0:
-            raise AssertionError("run failed: " + describe(result))
+        for layout in cls.layouts[:-1]:
+            setattr(cls, layout, cls.folder / layout)
+            copy_tree(cls.root.esp, getattr(cls, layout))
+        for layout in cls.layouts:
+            esp = cls.root.esp if layout == cls.layouts[-1] else getattr(cls, layout)
+            result = run_tool(cls.root, esp, extra_args=("--layout", layout))
+            if result.returncode != 0:
+                raise AssertionError(f"{layout} run failed: " + describe(result))
 
     @classmethod
     def tearDownClass(cls):
@@ -30,6 +41,8 @@ class EspCheckTest(unittest.TestCase):
         copy_tree(self.root.esp, self.esp)
         self.addCleanup(shutil.rmtree, self.esp)
 
+
+class EspCheckTest(BuiltEsp):
     def write_loader_conf(self, *lines):
         (self.esp / "loader/loader.conf").write_text("".join(line + "\n" for line in lines))
 
@@ -94,31 +107,15 @@ class EspCheckTest(unittest.TestCase):
         self.assertEqual(espcheck.default_problems(self.esp), ["loader/loader.conf is missing or not a regular file"])
 
 
-class SharedLayoutTest(unittest.TestCase):
+class SharedLayoutTest(BuiltEsp):
     """An ESP in the shared layout: one image without .config, a
     configuration file per entry named by `options <image> -cfg=<file>`.
     Beside it, the unified ESP of the same root, for an image with .config."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.holder = unittest.TestCase()
-        cls.folder = scratch_folder(cls.holder, "xbb-espcheck-shared-")
-        cls.root = make_root(cls.holder, cls.folder / "root", "--generations", "2")
-        cls.unified = cls.folder / "unified"
-        copy_tree(cls.root.esp, cls.unified)
-        for esp, layout in ((cls.unified, "unified"), (cls.root.esp, "shared")):
-            result = run_tool(cls.root, esp, extra_args=("--layout", layout))
-            if result.returncode != 0:
-                raise AssertionError(f"{layout} run failed: " + describe(result))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.holder.doCleanups()
+    layouts = ("unified", "shared")
 
     def setUp(self):
-        self.esp = self.folder / f"esp-{self._testMethodName}"
-        copy_tree(self.root.esp, self.esp)
-        self.addCleanup(shutil.rmtree, self.esp)
+        super().setUp()
         images = sorted((self.esp / "EFI/xen").glob("xen-*.efi"))
         self.assertEqual(len(images), 1, "the shared layout wrote more than one image")
         self.image = images[0]
@@ -181,27 +178,11 @@ class SharedLayoutTest(unittest.TestCase):
 
 
 
-class SelfContainedLayoutTest(unittest.TestCase):
+class SelfContainedLayoutTest(BuiltEsp):
     """An ESP in the self-contained layout: each image carries .kernel and
     .ramdisk, and its configuration's kernel= names no file on the ESP."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.holder = unittest.TestCase()
-        cls.folder = scratch_folder(cls.holder, "xbb-espcheck-self-contained-")
-        cls.root = make_root(cls.holder, cls.folder / "root", "--generations", "2")
-        result = run_tool(cls.root, cls.root.esp, extra_args=("--layout", "self-contained"))
-        if result.returncode != 0:
-            raise AssertionError("self-contained run failed: " + describe(result))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.holder.doCleanups()
-
-    def setUp(self):
-        self.esp = self.folder / f"esp-{self._testMethodName}"
-        copy_tree(self.root.esp, self.esp)
-        self.addCleanup(shutil.rmtree, self.esp)
+    layouts = ("self-contained",)
 
     def test_embedded_kernel_and_ramdisk_need_no_file(self):
         shutil.rmtree(self.esp / "EFI/nixos")

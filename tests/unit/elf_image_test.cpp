@@ -14,14 +14,7 @@
 
 namespace {
 
-std::string error_of(auto&& action) {
-  try {
-    action();
-  } catch (const xbb::Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using xbb::test::error_of;
 
 std::vector<std::uint8_t> xen417_elf() {
   return xbb::elf::gunzip(xbb::test::read_binary(xbb::test::xen417_gz()));

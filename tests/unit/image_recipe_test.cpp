@@ -18,6 +18,8 @@
 
 namespace {
 
+using xbb::test::error_of;
+
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
 using xbb::ImageRecipe;
@@ -47,15 +49,6 @@ class Collect : public xbb::ByteSink {
   }
   Bytes bytes;
 };
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const xbb::Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 const std::string kConfig = "[global]\ndefault=xen\n\n[xen]\noptions=console=vga\n";
 

@@ -20,6 +20,8 @@
 
 namespace {
 
+using xbb::test::error_of;
+
 namespace fs = std::filesystem;
 using Bytes = std::vector<std::uint8_t>;
 using xbb::pe::NewSection;
@@ -221,15 +223,6 @@ TEST(PeStream, ALargeSectionIsWrittenAndStreamedAPieceAtATime) {
   EXPECT_TRUE(
       xbb::pe::add_sections(file, {{".config", config}, {".ramdisk", large}}, {true}).file ==
       written);
-}
-
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const xbb::Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 std::vector<std::string> names_in(const fs::path& folder) {

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "xbb/error.hpp"
+
 extern char** environ;
 
 namespace xbb::test {
@@ -89,6 +91,15 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ignored;
   std::filesystem::remove_all(path_, ignored);
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const xbb::Error& e) {
+    return e.what();
+  }
+  return "no error";
 }
 
 }  // namespace xbb::test

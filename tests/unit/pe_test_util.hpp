@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,5 +43,8 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// The message of the xbb::Error `action` throws, or "no error".
+std::string error_of(const std::function<void()>& action);
 
 }  // namespace xbb::test
