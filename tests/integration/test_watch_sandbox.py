@@ -40,7 +40,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from common import SOURCE_DIR, ToolTestCase, copy_root, make_template_root, xen_entry_files
+from common import BINARY, SOURCE_DIR, ToolTestCase, copy_root, make_template_root, xen_entry_files
 from daemon import DEADLINE, Daemon, Generation, watch_argv
 
 SANDBOX_CONF = SOURCE_DIR / "systemd" / "sandbox.conf"
@@ -147,6 +147,10 @@ class SandboxedDaemon(Daemon):
                 "--tmpfs", "/var/tmp",
                 "--tmpfs", "/home",
                 "--tmpfs", "/root",
+                # The program and the filter stay visible where the build put
+                # them, also when that is under one of the folders made empty.
+                "--ro-bind", str(BINARY), str(BINARY),
+                "--ro-bind", str(SYSCALL_FILTER), str(SYSCALL_FILTER),
                 "--ro-bind", str(root.path), str(root.path),
                 "--bind", str(root.esp), str(root.esp),
                 "--ro-bind", str(folder), str(folder),
