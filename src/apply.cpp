@@ -157,12 +157,17 @@ std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
     file.read_back(written);
     digest = written.hex();
   };
-  const auto fill = [&](EspFile& file) {
+  const auto make = [&](EspFile& file) {
     for (const std::string& warning : maker.write(recipe, file))
       warnings.push_back(path + ": " + warning);
-    read_back(file);
   };
-  if (recipe.signer.empty()) return {esp.write_atomic(path, fill), digest};
+  if (recipe.signer.empty()) {
+    const FileStamp stamp = esp.write_atomic(path, [&](EspFile& file) {
+      make(file);
+      read_back(file);
+    });
+    return {stamp, digest};
+  }
   const auto sign = [&](EspFile& input, EspFile& output) {
     try {
       input.hand_to([&](int in) { output.hand_to([&](int out) { signer->sign(in, out); }); });
@@ -171,7 +176,7 @@ std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
     }
     read_back(output);
   };
-  const FileStamp stamp = esp.write_atomic_through(path, fill, sign);
+  const FileStamp stamp = esp.write_atomic_through(path, make, sign);
   return {stamp, digest};
 }
 
@@ -193,9 +198,9 @@ std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
 // The space the writes need at their peak. Files are written one at a time:
 // while one is written its old version (if any) still takes its space, and
 // is freed by the rename; a signed image's unsigned input takes its space
-// too until the signed image is in place. Sizes count in whole allocation units (clusters on
-// FAT), plus one unit of margin for folder growth per file; removals, which
-// come last, are not counted as freeing anything. A file system that reports
+// too until the signed image is in place. Sizes count in whole allocation
+// units (clusters on FAT), plus one unit of margin for folder growth per
+// file; removals, which come last, are not counted as freeing anything. A file system that reports
 // no size cannot be checked: the run goes on with a warning.
 void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
                       std::vector<std::string>& warnings) {
