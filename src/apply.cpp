@@ -88,21 +88,6 @@ std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& pa
   throw Error((esp.root() / path).string(), "is not a regular file; refusing to replace it");
 }
 
-// The SHA-256 of the bytes streamed into it, and their count.
-class DigestSink : public ByteSink {
- public:
-  void write(std::span<const std::uint8_t> bytes) override {
-    hash_.update({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
-    size_ += bytes.size();
-  }
-  std::string hex() { return hash_.hex(); }
-  std::uint64_t size() const { return size_; }
-
- private:
-  Sha256 hash_;
-  std::uint64_t size_ = 0;
-};
-
 // What the plan writes, each with its size. An image that replaces a file of
 // known digest is streamed through SHA-256 here to compare (nothing written,
 // nothing held): when equal it is not written. A signed image is always
@@ -117,7 +102,7 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
         write.size = text->size();
       } else if (write.old_size && file.replaces_digest &&
                  std::get<ImageRecipe>(file.content).signer.empty()) {
-        DigestSink digest;
+        Sha256Sink digest;
         maker.stream(std::get<ImageRecipe>(file.content), digest);
         if (digest.hex() == *file.replaces_digest) {
           report.unchanged.push_back(file.path);
@@ -153,7 +138,7 @@ std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
                                               std::vector<std::string>& warnings) {
   std::string digest;
   const auto read_back = [&](const EspFile& file) {
-    DigestSink written;
+    Sha256Sink written;
     file.read_back(written);
     digest = written.hex();
   };

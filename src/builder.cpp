@@ -49,9 +49,9 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
   Record::Source source{stamp, false, "", drop_debug};
   for (const auto& section : image.sections) source.has_config |= section.name == ".config";
   if (shared && !source.has_config) {
-    const pe::AddResult copy = pe::add_sections(file, {}, {drop_debug});
-    source.shared_digest = sha256_hex(
-        std::string_view(reinterpret_cast<const char*>(copy.file.data()), copy.file.size()));
+    Sha256Sink digest;  // of the image as the shared layout writes it, streamed
+    pe::Output(file, image, {}, {drop_debug}).stream({}, digest);
+    source.shared_digest = digest.hex();
   }
   reporter.debug("checked " + shown + ": PE32+ EFI application, " + std::to_string(bytes.size()) +
                  " bytes");

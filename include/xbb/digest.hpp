@@ -1,7 +1,10 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "xbb/byte_sink.hpp"
 
 namespace xbb {
 
@@ -21,6 +24,23 @@ class Sha256 {
 
  private:
   void* context_;
+};
+
+// The SHA-256 of the bytes streamed into it, and their count: the digest of
+// an image as it is made, without holding it.
+class Sha256Sink : public ByteSink {
+ public:
+  void write(std::span<const std::uint8_t> bytes) override {
+    hash_.update({reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+    size_ += bytes.size();
+  }
+  // As Sha256::hex: the sink is then spent.
+  std::string hex() { return hash_.hex(); }
+  std::uint64_t size() const { return size_; }
+
+ private:
+  Sha256 hash_;
+  std::uint64_t size_ = 0;
 };
 
 // The SHA-256 of `bytes` as 64 lowercase hex digits.

@@ -100,21 +100,13 @@ class Bash(unittest.TestCase):
         self.assertEqual(self.complete("--source", "=", "entries", "b"), ["build"])
 
 
-class Fish(unittest.TestCase):
-    def setUp(self):
-        self.home = tempfile.TemporaryDirectory(prefix="xbb-fish-home-")
-        self.addCleanup(self.home.cleanup)
-
-    def complete(self, line):
-        script = f"source {FISH_COMPLETION}; complete -C '{line}'"
-        env = {**os.environ, "HOME": self.home.name, "XDG_CONFIG_HOME": self.home.name, "XDG_DATA_HOME": self.home.name}
-        result = run(["fish", "--no-config", "-c", script], env=env)
-        self.assertEqual(result.returncode, 0, describe(result))
-        self.assertEqual(result.stderr, "")
-        return sorted(line.split("\t", 1)[0] for line in result.stdout.splitlines())
+class CommandLineCases:
+    """What fish and zsh, which both complete a whole command line, must
+    offer. A class using it has `complete(line)` and `SYNTAX_CHECK`, the
+    shell's command that parses its completion file without running it."""
 
     def test_syntax(self):
-        result = run(["fish", "--no-execute", FISH_COMPLETION])
+        result = run(self.SYNTAX_CHECK)
         self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""), describe(result))
 
     def test_first_word_is_a_subcommand_or_a_verbosity(self):
@@ -128,6 +120,22 @@ class Fish(unittest.TestCase):
 
     def test_options(self):
         self.assertEqual(self.complete("xen-boot-builder --"), sorted(OPTIONS))
+
+
+class Fish(CommandLineCases, unittest.TestCase):
+    SYNTAX_CHECK = ["fish", "--no-execute", FISH_COMPLETION]
+
+    def setUp(self):
+        self.home = tempfile.TemporaryDirectory(prefix="xbb-fish-home-")
+        self.addCleanup(self.home.cleanup)
+
+    def complete(self, line):
+        script = f"source {FISH_COMPLETION}; complete -C '{line}'"
+        env = {**os.environ, "HOME": self.home.name, "XDG_CONFIG_HOME": self.home.name, "XDG_DATA_HOME": self.home.name}
+        result = run(["fish", "--no-config", "-c", script], env=env)
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(result.stderr, "")
+        return sorted(line.split("\t", 1)[0] for line in result.stdout.splitlines())
 
     def test_option_values(self):
         self.assertEqual(self.complete("xen-boot-builder --source "), ["entries", "profiles"])
@@ -142,7 +150,9 @@ class Fish(unittest.TestCase):
             )
 
 
-class Zsh(unittest.TestCase):
+class Zsh(CommandLineCases, unittest.TestCase):
+    SYNTAX_CHECK = ["zsh", "-n", ZSH_COMPLETION]
+
     def complete(self, line):
         """The words zsh offers on TAB after `line` (file names without their folder)."""
         with tempfile.TemporaryDirectory(prefix="xbb-zsh-") as home:
@@ -156,22 +166,6 @@ class Zsh(unittest.TestCase):
             offered = out.read_text().splitlines()
         self.assertEqual(offered[-1:], ["--done--"], f"zsh did not finish completing {line!r}")
         return sorted(set(offered[:-1]))
-
-    def test_syntax(self):
-        result = run(["zsh", "-n", ZSH_COMPLETION])
-        self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""), describe(result))
-
-    def test_first_word_is_a_subcommand_or_a_verbosity(self):
-        self.assertEqual(self.complete("xen-boot-builder "), sorted(COMMANDS + VERBOSITIES))
-
-    def test_verbosity_after_build_plan_and_watch(self):
-        for command in ["build", "plan", "watch"]:
-            with self.subTest(command=command):
-                self.assertEqual(self.complete(f"xen-boot-builder {command} "), sorted(VERBOSITIES))
-        self.assertEqual(self.complete("xen-boot-builder build info "), [])
-
-    def test_options(self):
-        self.assertEqual(self.complete("xen-boot-builder --"), sorted(OPTIONS))
 
     def test_option_values(self):
         self.assertEqual(self.complete("xen-boot-builder --source "), ["entries", "profiles"])

@@ -684,45 +684,22 @@ TEST_F(ApplyTest, PeakMemoryStaysFarBelowAnImageWithA200MiBRamdisk) {
                               ""},
                   std::nullopt}};
 
-  int pipe_fds[2];
-  ASSERT_EQ(::pipe(pipe_fds), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::close(pipe_fds[0]);
-    std::string said;
-    int code = 0;
-    try {
-      std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the RSS now
-      const std::uint64_t start = status_kib("VmHWM");
-      Esp esp(root);
-      xbb::PeImageMaker maker;
-      const ApplyReport written = xbb::apply_plan(esp, plan, maker);
-      Plan again = plan;
-      again.images[0].replaces_digest = written.images.at(image_1).second;
-      const ApplyReport compared = xbb::apply_plan(esp, again, maker);
-      said = std::to_string(start) + " " + std::to_string(status_kib("VmHWM")) + " " +
-             written.images.at(image_1).second + " " +
-             std::to_string(written.images.at(image_1).first.size) + " " +
-             std::to_string(compared.unchanged.size());
-    } catch (const std::exception& e) {
-      said = e.what();
-      code = 1;
-    }
-    const ssize_t ignored = ::write(pipe_fds[1], said.data(), said.size());
-    (void)ignored;
-    ::_exit(code);
-  }
-  ::close(pipe_fds[1]);
-  std::string said;
-  char buffer[512];
-  ssize_t n;
-  while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0)
-    said.append(buffer, static_cast<std::size_t>(n));
-  ::close(pipe_fds[0]);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << said;
+  const ChildResult child = in_child([&] {
+    std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the RSS now
+    const std::uint64_t start = status_kib("VmHWM");
+    Esp esp(root);
+    xbb::PeImageMaker maker;
+    const ApplyReport written = xbb::apply_plan(esp, plan, maker);
+    Plan again = plan;
+    again.images[0].replaces_digest = written.images.at(image_1).second;
+    const ApplyReport compared = xbb::apply_plan(esp, again, maker);
+    return std::to_string(start) + " " + std::to_string(status_kib("VmHWM")) + " " +
+           written.images.at(image_1).second + " " +
+           std::to_string(written.images.at(image_1).first.size) + " " +
+           std::to_string(compared.unchanged.size());
+  });
+  ASSERT_EQ(child.exit_code, 0) << child.said;
+  const std::string& said = child.said;
 
   std::istringstream fields(said);
   std::uint64_t start_kib = 0, peak_kib = 0, size = 0;

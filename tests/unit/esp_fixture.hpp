@@ -8,6 +8,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -168,6 +169,58 @@ inline std::string error_from(const std::function<void()>& action) {
   }
   ADD_FAILURE() << "no xbb::Error thrown";
   return "";
+}
+
+// Everything a pipe's reading end gives until its writers close it.
+inline std::string read_to_end(int fd) {
+  std::string bytes;
+  char buffer[512];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
+    bytes.append(buffer, static_cast<std::size_t>(n));
+  return bytes;
+}
+
+// The exit code of a child process once it ended; -1 when it was killed.
+inline int exit_code_of(pid_t child) {
+  int status = 0;
+  if (::waitpid(child, &status, 0) != child) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct ChildResult {
+  int exit_code = -1;
+  std::string said;  // what `body` returned, or the message of what it threw
+};
+
+// Runs `body` in a forked child process (its own memory, its own locks) and
+// returns what it said: exit code 0 with its result, 1 with the message of an
+// exception it threw.
+inline ChildResult in_child(const std::function<std::string()>& body) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t child = ::fork();
+  if (child < 0) throw std::runtime_error("fork failed");
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    std::string said;
+    int code = 0;
+    try {
+      said = body();
+    } catch (const std::exception& e) {
+      said = e.what();
+      code = 1;
+    }
+    if (::write(pipe_fds[1], said.data(), said.size()) != static_cast<ssize_t>(said.size()))
+      code = 2;
+    ::_exit(code);
+  }
+  ::close(pipe_fds[1]);
+  ChildResult result;
+  result.said = read_to_end(pipe_fds[0]);
+  ::close(pipe_fds[0]);
+  result.exit_code = exit_code_of(child);
+  return result;
 }
 
 }  // namespace esp_test

@@ -404,21 +404,6 @@ TEST(EspOnTmpfs, WriteOnFullFileSystemKeepsOldFileAndRemovesTemporary) {
   EXPECT_EQ(temporaries_under(tmpfs.path()), std::vector<std::string>{});
 }
 
-std::string read_to_end(int fd) {
-  std::string bytes;
-  char buffer[512];
-  ssize_t n;
-  while ((n = ::read(fd, buffer, sizeof buffer)) > 0)
-    bytes.append(buffer, static_cast<std::size_t>(n));
-  return bytes;
-}
-
-int exit_code_of(pid_t child) {
-  int status = 0;
-  if (::waitpid(child, &status, 0) != child) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 TEST_F(EspTest, LockCreatesNothingOnTheEspAndTakingAFreeLockSaysNothing) {
   std::vector<std::string> notices;
   EspLock lock(esp, [&](const std::string& text) { notices.push_back(text); });
@@ -444,33 +429,19 @@ std::string own_command_line() {
 
 TEST_F(EspTest, SecondLockInAnotherProcessSaysWhoItWaitsForThenGivesUpWithAClearMessage) {
   EspLock held(esp);
-  int pipe_fds[2];
-  ASSERT_EQ(::pipe(pipe_fds), 0);
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    ::close(pipe_fds[0]);
+  const ChildResult child = in_child([&] {
     std::string report;
-    int code = 1;
     try {
       Esp other(root);
       EspLock second(
           other, [&](const std::string& text) { report += "notice: " + text + "\n"; }, 300ms);
     } catch (const Error& e) {
       report += std::string("error: ") + e.what() + "\n";
-      code = 0;
-    } catch (...) {
-      code = 3;
     }
-    if (::write(pipe_fds[1], report.data(), report.size()) != static_cast<ssize_t>(report.size()))
-      code = 2;
-    ::_exit(code);
-  }
-  ::close(pipe_fds[1]);
-  const std::string report = read_to_end(pipe_fds[0]);
-  ::close(pipe_fds[0]);
-
-  EXPECT_EQ(exit_code_of(child), 0);
+    return report;
+  });
+  EXPECT_EQ(child.exit_code, 0) << child.said;
+  const std::string& report = child.said;
   const std::string holder =
       "process " + std::to_string(::getpid()) + " (" + own_command_line() + ")";
   EXPECT_EQ(report, "notice: waiting for the lock on " + root.string() + " held by " + holder +

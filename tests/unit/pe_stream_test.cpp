@@ -47,14 +47,6 @@ class Collect : public xbb::ByteSink {
   Bytes bytes;
 };
 
-class Digest : public xbb::ByteSink {
- public:
-  void write(std::span<const std::uint8_t> piece) override {
-    hash.update({reinterpret_cast<const char*>(piece.data()), piece.size()});
-  }
-  xbb::Sha256 hash;
-};
-
 // Contents that give `data` in pieces of `piece` bytes, counting how often
 // they are asked for.
 SectionContents in_pieces(const Bytes& data, std::size_t piece, int* asked = nullptr) {
@@ -210,13 +202,13 @@ TEST(PeStream, ALargeSectionIsWrittenAndStreamedAPieceAtATime) {
   esp.write_atomic("EFI/xen/large.efi", [&](xbb::EspFile& out) {
     output.write({in_pieces(config, 5), large_contents()}, out);
   });
-  Digest streamed;
+  xbb::Sha256Sink streamed;
   output.stream({in_pieces(config, 5), large_contents()}, streamed);
 
   const Bytes written = xbb::test::read_binary(dir / "esp/EFI/xen/large.efi");
   EXPECT_EQ(written.size(), output.size());
   EXPECT_EQ(load32(written, checksum_offset(written)), xbb::test::reference_checksum(written));
-  EXPECT_EQ(streamed.hash.hex(),
+  EXPECT_EQ(streamed.hex(),
             xbb::sha256_hex({reinterpret_cast<const char*>(written.data()), written.size()}));
   Bytes large(kLargeSize);
   for (std::uint64_t i = 0; i < kLargeSize; ++i) large[i] = large_byte(i);
