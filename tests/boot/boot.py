@@ -10,7 +10,7 @@ Library (used by test_boot.py) and command line (for trying layouts by hand):
 
     boot.py initrd OUT.cpio.gz [--marker TEXT]
     boot.py image TREE OUT.img
-    boot.py boot TREE [--timeout SECONDS] [--log FILE] [--secure-boot]
+    boot.py boot TREE [--timeout SECONDS] [--log FILE] [--secure-boot] [--systemd-boot SUITE]
 
 Only Python's standard library and the Debian packages named in the recipe
 are used. Real inputs come from $XBB_DEPS_DIR (the folder .ci/setup fills).
@@ -646,6 +646,8 @@ def main(argv: list[str]) -> int:
     p_boot.add_argument("--log", type=Path, default=None)
     p_boot.add_argument("--secure-boot", action="store_true",
                         help="Secure Boot enforced (snakeoil firmware; systemd-boot signed with its key)")
+    p_boot.add_argument("--systemd-boot", choices=sorted(SYSTEMD_BOOT_PACKAGES), default="bookworm",
+                        help="whose systemd-boot: Debian 12's (252) or sid's (262)")
     args = parser.parse_args(argv)
 
     if args.command == "initrd":
@@ -657,7 +659,8 @@ def main(argv: list[str]) -> int:
     else:
         with tempfile.TemporaryDirectory(prefix="xbb-keys-") as keys:
             signing = snakeoil_key(Path(keys)) if args.secure_boot else None
-            result = boot_tree(args.tree, args.marker, args.timeout, args.log, secure_boot=signing)
+            result = boot_tree(args.tree, args.marker, args.timeout, args.log, secure_boot=signing,
+                               systemd_boot_suite=args.systemd_boot)
         text = result.text
         print(f"outcome: {result.outcome} ({result.seconds:.1f} s, QEMU CPU {result.cpu_seconds:.1f} s)")
         print(f"xen: {xen_version(text)}")
