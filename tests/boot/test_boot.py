@@ -69,8 +69,9 @@ def pe_section_sizes(image: Path) -> dict[str, int]:
 def loaded_module_sizes(text: str) -> dict[str, int]:
     """{module: size} of what Xen's EFI loader loaded from sections of its own
     image: it prints `kernel: 0xSTART-0xEND` for an embedded `.kernel` (and
-    the file name instead of `kernel` for a file)."""
-    rows = re.findall(r"^(kernel|ramdisk): 0x([0-9a-f]+)-0x([0-9a-f]+)$", text, re.MULTILINE)
+    the file name instead of `kernel` for a file; `ucode` for an embedded
+    `.ucode`)."""
+    rows = re.findall(r"^(kernel|ramdisk|ucode): 0x([0-9a-f]+)-0x([0-9a-f]+)$", text, re.MULTILINE)
     return {name: int(end, 16) - int(start, 16) for name, start, end in rows}
 
 
@@ -113,6 +114,7 @@ class BootCase(unittest.TestCase):
             "--kernel", str(self.kernel), "--initrd", str(self.initrd),
             "--xen-efi", str(boot.xen_efi(xen)),
             "--xen-params", XEN_PARAMS, "--kernel-params", DOM0_PARAMS,
+            *(["--xen-version", boot.XEN_RELEASES[xen]] if xen in boot.XEN_RELEASES else []),
             *mkroot_args,
         ]
         done = subprocess.run(argv, capture_output=True, text=True)
@@ -125,23 +127,45 @@ class BootCase(unittest.TestCase):
         done = subprocess.run(argv, capture_output=True, text=True)
         self.assertEqual(done.returncode, 0, f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
 
-    def boot_esp(self, secure_boot: boot.SigningKey | None = None) -> boot.BootResult:
+    def boot_esp(self, secure_boot: boot.SigningKey | None = None,
+                 systemd_boot_suite: str = "bookworm") -> boot.BootResult:
         """Boots the ESP with no menu delay (the only loader.conf line the
         test changes besides an explicit default) and reports the time; with
-        `secure_boot`, under the Secure Boot firmware that trusts that key."""
+        `secure_boot`, under the Secure Boot firmware that trusts that key;
+        with the systemd-boot of `systemd_boot_suite` (boot.SYSTEMD_BOOT_PACKAGES)."""
         boot.set_loader_option(self.esp, "timeout", "0")
         log_dir = os.environ.get("XBB_BOOT_LOG_DIR")
         log_file = None
         if log_dir:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
             log_file = Path(log_dir) / f"{self.id().rsplit('.', 1)[-1]}.log"
-        result = boot.boot_tree(self.esp, self.marker, log_file=log_file, work=self.work, secure_boot=secure_boot)
+        result = boot.boot_tree(self.esp, self.marker, log_file=log_file, work=self.work, secure_boot=secure_boot,
+                                systemd_boot_suite=systemd_boot_suite)
         sys.stderr.write(
             f"[boot] {self.id()}: {result.outcome} in {result.seconds:.1f} s "
             f"(QEMU CPU {result.cpu_seconds:.1f} s), "
             f"Xen {boot.xen_version(result.text)}\n"
         )
         return result
+
+    def entry_image(self, system: dict) -> Path:
+        """The image `system`'s Xen entry starts (its `efi` line)."""
+        entry = self.esp / "loader/entries" / system["xen_entry"]
+        self.assertTrue(entry.is_file(), f"{entry}: the tool wrote no entry")
+        image = self.esp / entry_field(entry, "efi").lstrip("/")
+        self.assertTrue(image.is_file(), f"{image}: the entry's image is missing")
+        return image
+
+    def remove_esp_kernels(self, image: Path) -> None:
+        """Deletes the ESP's EFI/nixos (every kernel and initrd copy) and
+        checks that no file outside `image`'s folder holds the kernel or the
+        initrd any more: a boot can only use what the images embed."""
+        shutil.rmtree(self.esp / "EFI/nixos")
+        embedded = {hashlib.sha256(path.read_bytes()).digest() for path in (self.kernel, self.initrd)}
+        for path in self.esp.rglob("*"):
+            if path.is_file() and path.parent != image.parent:
+                self.assertNotIn(hashlib.sha256(path.read_bytes()).digest(), embedded,
+                                 f"{path}: a kernel or initrd file is still on the ESP")
 
     # -- expectations (from the manifest) --------------------------------------
 
@@ -166,8 +190,24 @@ class BootCase(unittest.TestCase):
             expect_builtin_config=not shared,
             expect_config_from_option=shared,
         )
+        self.assert_xen_version(result, xen)
+
+    def assert_xen_version(self, result: boot.BootResult, xen: str) -> None:
         version = boot.xen_version(result.text)
         self.assertTrue(version and version.startswith(xen + "."), f"Xen {version}, expected {xen}.x")
+
+    def assert_debug_sections_left_out(self, image: Path, source: Path, added: set[str]) -> None:
+        """`image` holds `source`'s sections without its .debug_* ones (the
+        default), and the `added` ones. `.reloc` (DISCARDABLE too, in a Xen
+        linked before GNU ld 2.46) stays: Xen's EFI loader relocates itself
+        with it."""
+        source_sections, sections = pe_section_sizes(source), pe_section_sizes(image)
+        self.assertTrue(any(name.startswith(".debug_") for name in source_sections))
+        self.assertEqual([name for name in sections if name.startswith(".debug_")], [], f"{image}: {sections}")
+        self.assertEqual(set(sections), {name for name in source_sections if not name.startswith(".debug_")}
+                         | added)
+        self.assertIn(".reloc", sections)
+        self.assertEqual(sections[".reloc"], source_sections[".reloc"])
 
 
 class BootTest(BootCase):
@@ -238,12 +278,8 @@ class BootTest(BootCase):
         manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.20")
         self.run_tool()
         system = self.system(manifest, manifest["default_generation"])
-        image = self.esp / entry_field(self.esp / "loader/entries" / system["xen_entry"], "efi").lstrip("/")
-        source_sections, sections = pe_section_sizes(boot.xen_efi("4.20")), pe_section_sizes(image)
-        self.assertTrue(any(name.startswith(".debug_") for name in source_sections))
-        self.assertEqual([name for name in sections if name.startswith(".debug_")], [], f"{image}: {sections}")
-        self.assertEqual(set(sections), {name for name in source_sections if not name.startswith(".debug_")}
-                         | {".config"})
+        image = self.entry_image(system)
+        self.assert_debug_sections_left_out(image, boot.xen_efi("4.20"), {".config"})
         self.assertLess(image.stat().st_size, boot.xen_efi("4.20").stat().st_size // 8)
         self.assert_booted_system(self.boot_esp(), system, xen="4.20")
 
@@ -357,19 +393,11 @@ class SecureBootTest(BootCase):
         manifest = self.make_root("--scheme", "lanzaboote", "--generations", "2")
         self.run_tool("--lanzaboote", "--sign-key", str(signing.key), "--sign-cert", str(signing.cert))
         system = self.system(manifest, manifest["default_generation"])
-        entry = self.esp / "loader/entries" / system["xen_entry"]
-        self.assertTrue(entry.is_file(), f"{entry}: the tool wrote no entry for the default generation")
-        image = self.esp / entry_field(entry, "efi").lstrip("/")
-        self.assertTrue(image.is_file(), f"{image}: the entry's image is missing")
+        image = self.entry_image(system)
         sections = pe_section_sizes(image)
         for name in (".config", ".kernel", ".ramdisk"):
             self.assertIn(name, sections, f"{image}: no {name} section")
-        shutil.rmtree(self.esp / "EFI/nixos")
-        embedded = {hashlib.sha256(path.read_bytes()).digest() for path in (self.kernel, self.initrd)}
-        for path in self.esp.rglob("*"):
-            if path.is_file() and path.parent != image.parent:
-                self.assertNotIn(hashlib.sha256(path.read_bytes()).digest(), embedded,
-                                 f"{path}: a kernel or initrd file is still on the ESP")
+        self.remove_esp_kernels(image)
         boot.set_loader_option(self.esp, "default", system["xen_entry"])
         return system, image
 
@@ -380,11 +408,21 @@ class SecureBootTest(BootCase):
         self.assertIn(f"Error loading \\EFI\\xen\\{image.name}: Access Denied", result.text)
         self.assertIsNone(boot.xen_version(result.text), "Xen started")
 
-    def test_secure_boot_signed_image(self) -> None:
-        system, image = self.lanzaboote_image(self.trusted)
+    def signed_xen_4_22_image(self, layout: str) -> tuple[dict, Path]:
+        """A systemd-boot ESP (generation entries, kernels in EFI/nixos) with
+        Xen 4.22.0, the image of its default generation written by the tool
+        in `layout` and signed with the trusted key."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.22")
+        self.run_tool("--layout", layout, "--sign-key", str(self.trusted.key), "--sign-cert", str(self.trusted.cert))
+        system = self.system(manifest, manifest["default_generation"])
+        image = self.entry_image(system)
         self.assertTrue(boot.signature_verifies(image, self.trusted.cert),
                         f"{image}: sbverify finds no signature by the snakeoil key")
-        result = self.boot_esp(secure_boot=self.trusted)
+        return system, image
+
+    def assert_secure_boot_reached_dom0(self, result: boot.BootResult, system: dict) -> None:
+        """Dom0 reached /init under Secure Boot with `system`'s parameters,
+        from the kernel and initrd embedded in the image."""
         boot.assert_booted(
             result,
             expect_xen_cmdline_contains=system["xen_params"],
@@ -396,6 +434,37 @@ class SecureBootTest(BootCase):
             loaded_module_sizes(result.text),
             {"kernel": self.kernel.stat().st_size, "ramdisk": self.initrd.stat().st_size},
         )
+
+    def test_secure_boot_signed_image(self) -> None:
+        system, image = self.lanzaboote_image(self.trusted)
+        self.assertTrue(boot.signature_verifies(image, self.trusted.cert),
+                        f"{image}: sbverify finds no signature by the snakeoil key")
+        self.assert_secure_boot_reached_dom0(self.boot_esp(secure_boot=self.trusted), system)
+
+    def test_xen_4_22_self_contained_signed(self) -> None:
+        """Xen 4.22.0 (nixpkgs' Xen), self-contained and signed, with no
+        kernel or initrd file on the ESP: boots under Secure Boot. Xen 4.21+
+        takes the embedded `.kernel` as verified by the image's signature."""
+        system, image = self.signed_xen_4_22_image("self-contained")
+        self.remove_esp_kernels(image)
+        result = self.boot_esp(secure_boot=self.trusted)
+        self.assert_secure_boot_reached_dom0(result, system)
+        self.assert_xen_version(result, "4.22")
+
+    def test_xen_4_22_signed_unified_kernel_refused(self) -> None:
+        """Control, why self-contained is the Secure Boot layout: a signed
+        unified image (the kernel a file on the ESP) passes the firmware and
+        Xen 4.22 starts, but Xen, with no shim to verify the kernel file,
+        refuses it."""
+        _, image = self.signed_xen_4_22_image("unified")
+        sections = pe_section_sizes(image)
+        self.assertIn(".config", sections)
+        self.assertNotIn(".kernel", sections)
+        result = self.boot_esp(secure_boot=self.trusted)
+        boot.assert_boot_failed(result, "Refusing to boot unverified kernel")
+        self.assert_xen_version(result, "4.22")
+        self.assertIn("Kernel was not verified", result.text)
+        self.assertIn("Refusing to boot unverified kernel with UEFI SecureBoot enabled", result.text)
 
     def test_secure_boot_unsigned_image_refused(self) -> None:
         """Negative control: the signed image with its signature removed
@@ -415,6 +484,90 @@ class SecureBootTest(BootCase):
                         f"{image}: sbverify finds no signature by the other key")
         self.assertFalse(boot.signature_verifies(image, self.trusted.cert))
         self.assert_refused(self.boot_esp(secure_boot=self.trusted), image)
+
+
+class CurrentNixosTest(BootCase):
+    """What NixOS runs now: Xen 4.22.0 (nixpkgs' Xen, built from the
+    release tag) and systemd-boot 262 (Debian sid's), with Debian 12's kernel
+    as dom0."""
+
+    def test_xen_4_22_default_layout(self) -> None:
+        """Xen 4.22.0 in the layout the program picks when not told."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.22")
+        self.run_tool()
+        system = self.system(manifest, manifest["default_generation"])
+        shared = "-cfg=" in (self.esp / "loader/entries" / system["xen_entry"]).read_text()
+        self.assert_booted_system(self.boot_esp(), system, xen="4.22", shared=shared)
+
+    def test_xen_4_22_unified(self) -> None:
+        """Xen 4.22.0 unified: its debug sections left out, `.reloc` kept."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.22")
+        self.run_tool("--layout", "unified")
+        system = self.system(manifest, manifest["default_generation"])
+        self.assert_debug_sections_left_out(self.entry_image(system), boot.xen_efi("4.22"), {".config"})
+        self.assert_booted_system(self.boot_esp(), system, xen="4.22")
+
+    def test_xen_4_22_ucode(self) -> None:
+        """--ucode with Xen 4.22.0 (built with CONFIG_MICROCODE_LOADING): the
+        self-contained image carries Debian's AMD microcode as `.ucode`,
+        `inspect` lists it, and Xen's EFI loader loads it (`ucode: 0x...`)
+        and boots on. QEMU's qemu64 CPU (AMD family 0Fh) is one Xen updates
+        no microcode on: it logs `Microcode loading not available`."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.22")
+        ucode = boot.amd_microcode()
+        self.run_tool("--layout", "self-contained", "--ucode", str(ucode))
+        system = self.system(manifest, manifest["default_generation"])
+        image = self.entry_image(system)
+        self.assert_debug_sections_left_out(image, boot.xen_efi("4.22"),
+                                            {".config", ".kernel", ".ramdisk", ".ucode"})
+        self.assertEqual(pe_section_sizes(image)[".ucode"], ucode.stat().st_size)
+        done = subprocess.run([str(self.binary), "inspect", str(image)], capture_output=True, text=True)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertRegex(done.stdout, rf"(?m)^\s+\d+\s+\.ucode\s+0x[0-9a-f]+\s+{ucode.stat().st_size:#x}\s")
+        result = self.boot_esp()
+        self.assert_booted_system(result, system, xen="4.22")
+        self.assertEqual(
+            loaded_module_sizes(result.text),
+            {"kernel": self.kernel.stat().st_size, "ramdisk": self.initrd.stat().st_size,
+             "ucode": ucode.stat().st_size},
+        )
+
+    def preferred_older_generation(self) -> tuple[dict, dict]:
+        """A content-addressed ESP (entries nixos-<sha256>+3.conf) whose
+        loader.conf prefers the older of two generations (`preferred
+        nixos-<hash>.conf`, `default nixos-*`), after the tool ran: loader.conf
+        says `preferred xen-<hash>.conf` and `default xen-*`. Returns the
+        preferred and the newest generation."""
+        manifest = self.make_root("--scheme", "hash", "--generations", "2", "--default", "1",
+                                  "--boot-counting", "3", xen="4.22")
+        self.run_tool()
+        preferred, newest = self.system(manifest, 1), self.system(manifest, 2)
+        self.assertRegex(preferred["entry"], r"^nixos-[0-9a-f]{64}\+3\.conf$")
+        for system in (preferred, newest):
+            self.assertTrue((self.esp / "loader/entries" / f"{system['xen_entry'][:-5]}+3.conf").is_file(),
+                            f"{system['xen_entry']}: no Xen entry with the source's boot counter")
+        loader_conf = (self.esp / "loader/loader.conf").read_text().splitlines()
+        self.assertIn(f"preferred {preferred['xen_entry']}", loader_conf)
+        self.assertIn("default xen-*", loader_conf)
+        return preferred, newest
+
+    def test_systemd_boot_262_preferred_generation(self) -> None:
+        """systemd-boot 262 honours `preferred` (from 260): the preferred
+        older generation boots, not the newest that `default xen-*` picks."""
+        self.assertGreaterEqual(boot.systemd_boot_version(boot.systemd_boot("sid")), 260)
+        preferred, _ = self.preferred_older_generation()
+        result = self.boot_esp(systemd_boot_suite="sid")
+        self.assert_booted_system(result, preferred, xen="4.22")
+        self.assertIn("generation=1", boot.dom0_command_line(result.text).split())
+
+    def test_systemd_boot_252_ignores_preferred(self) -> None:
+        """Control: the same ESP under Debian 12's systemd-boot 252, which
+        knows no `preferred`, boots the newest generation (`default xen-*`)."""
+        self.assertLess(boot.systemd_boot_version(boot.systemd_boot("bookworm")), 260)
+        _, newest = self.preferred_older_generation()
+        result = self.boot_esp()
+        self.assert_booted_system(result, newest, xen="4.22")
+        self.assertIn("generation=2", boot.dom0_command_line(result.text).split())
 
 
 class HarnessTest(unittest.TestCase):
