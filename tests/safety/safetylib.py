@@ -702,3 +702,15 @@ class Migration(Scenario):
     @property
     def added(self):
         return [f"EFI/xen/{image}" for image in self.images]
+
+
+class MigrationToAuto(Migration):
+    """The shell script's layout switched by the first run of the default
+    layout, `auto`: one shared image and a configuration file per entry."""
+
+    RUN_ARGS = ("--layout", "auto")
+
+    @property
+    def added(self):
+        image = shared_image(self.root.manifest["xen_version"], self.root.store_path(self.root.manifest["xen_efi"]))
+        return [image, *(f"EFI/xen/xen-{entry['rest']}.cfg" for entry in self.root.manifest["entries"])]
