@@ -31,7 +31,7 @@ _xen_boot_builder() {
       return
       ;;
     --layout)
-      mapfile -t COMPREPLY < <(compgen -W "unified shared self-contained" -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W "auto unified shared self-contained" -- "$cur")
       return
       ;;
     --ucode | --sign-key | --sign-cert)

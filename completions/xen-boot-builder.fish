@@ -27,7 +27,7 @@ complete -c xen-boot-builder -n "__fish_seen_subcommand_from inspect" -F
 complete -c xen-boot-builder -l esp -x -a '(__fish_complete_directories)' -d 'ESP mount point'
 complete -c xen-boot-builder -l root -x -a '(__fish_complete_directories)' -d 'treat /nix/... paths as under this folder'
 complete -c xen-boot-builder -l source -x -a 'entries profiles' -d 'where generations come from'
-complete -c xen-boot-builder -l layout -x -a 'unified shared self-contained' -d 'how images are laid out on the ESP'
+complete -c xen-boot-builder -l layout -x -a 'auto unified shared self-contained' -d 'how images are laid out on the ESP'
 complete -c xen-boot-builder -l ucode -r -F -d 'microcode self-contained images embed'
 complete -c xen-boot-builder -l sign-key -r -F -d 'sign every image with this key'
 complete -c xen-boot-builder -l sign-cert -r -F -d 'certificate of the signing key'

@@ -27,7 +27,7 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
                              const BuildOptions& options, Reporter& reporter) {
   const std::string shown = path.string();
   const FileStamp stamp = posix::host_file_stamp(path, limits::kXenImageBytes, "Xen image");
-  const bool shared = options.layout == layout::Kind::shared;
+  const bool shared = layout::may_share(layout_request(options));
   const bool drop_debug = !options.keep_debug_sections;
   if (record) {
     auto found = record->sources.find(shown);
@@ -163,6 +163,10 @@ void report_changes(const std::vector<Change>& changes, Reporter& reporter) {
 
 }  // namespace
 
+layout::Request layout_request(const BuildOptions& options) {
+  return {options.layout, options.sign_key.has_value(), options.source == Source::profiles};
+}
+
 int RunResult::exit_status() const { return error || default_failure ? 1 : 0; }
 
 RunResult run_build(const BuildOptions& options, Reporter& reporter) {
@@ -186,7 +190,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     auto sources = check_xen_images(generations, record, options, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
-    if (options.layout == layout::Kind::self_contained) {
+    if (layout::embeds_kernel(layout_request(options))) {
       scratch.emplace();
       prepare_embedded_files(generations, options.root, *scratch);
     }
@@ -202,7 +206,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     PlanOptions plan_options;
     if (signer) plan_options.signer = signer->identity();
     plan_options.retarget_default = options.retarget_default;
-    plan_options.layout = options.layout;
+    plan_options.layout = layout_request(options);
     plan_options.keep_debug_sections = options.keep_debug_sections;
     plan_options.lanzaboote = options.lanzaboote;
     if (options.ucode) {

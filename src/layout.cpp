@@ -34,6 +34,39 @@ const char* kind_name(Kind kind) {
   return "unified";
 }
 
+const Policy& policy(Kind kind) {
+  static const Policy unified{Kind::unified, true, false, true, false};
+  static const Policy shared{Kind::shared, false, false, false, true};
+  static const Policy self_contained{Kind::self_contained, true, true, true, false};
+  switch (kind) {
+    case Kind::shared:
+      return shared;
+    case Kind::self_contained:
+      return self_contained;
+    case Kind::unified:
+      break;
+  }
+  return unified;
+}
+
+Choice choose(const Request& request, bool xen_has_config) {
+  if (request.kind) return {*request.kind, "--layout " + std::string(kind_name(*request.kind))};
+  if (request.signing) return {Kind::self_contained, "signed images carry what they boot"};
+  if (request.profiles) {
+    return {Kind::self_contained, "generations from the profiles have no kernel on the ESP"};
+  }
+  if (xen_has_config) return {Kind::unified, "its xen.efi carries a .config of its own"};
+  return {Kind::shared, "one image per Xen build"};
+}
+
+// Only a xen.efi without .config can be shared, and whether the kernel is
+// embedded never depends on xen.efi.
+bool may_share(const Request& request) { return policy(choose(request, false).kind).shares_image; }
+
+bool embeds_kernel(const Request& request) {
+  return policy(choose(request, false).kind).embeds_kernel;
+}
+
 bool is_marked(std::string_view text) {
   return text.starts_with(kMarker) && text.size() > kMarker.size() &&
          (text[kMarker.size()] == '\n' || text.substr(kMarker.size()).starts_with("\r\n"));
@@ -66,7 +99,7 @@ std::string entry_path(const std::string& stem, const std::optional<BootCounter>
 EntryFiles entry_files(Kind kind, const std::string& stem, const std::string& version,
                        const std::string& shared_digest) {
   const std::string folder = std::string(kImageFolder) + "/";
-  if (kind != Kind::shared) return {folder + stem + ".efi", std::nullopt, std::nullopt};
+  if (!policy(kind).shares_image) return {folder + stem + ".efi", std::nullopt, std::nullopt};
   const bool named_version =
       !version.empty() && version.size() <= 64 &&
       std::all_of(version.begin(), version.end(), text::is_file_name_character);

@@ -106,10 +106,11 @@ int main(int argc, char** argv) {
       "where generations come from: 'entries' (systemd-boot's loader/entries/nixos-*.conf) "
       "or 'profiles' (/nix/var/nix/profiles, for Lanzaboote)")(
       "layout", po::value<std::string>()->value_name("KIND"),
-      "how hypervisor images are laid out: 'unified' (one image per entry, its "
-      "configuration embedded; the default), 'shared' (one image per Xen build, a "
-      "configuration file per entry) or 'self-contained' (one image per entry carrying its "
-      "kernel and initrd too; the default with --source profiles)")(
+      "how hypervisor images are laid out: 'auto' (the default: self-contained when signing "
+      "or with --source profiles, else shared, else unified for a xen.efi that carries its "
+      "own .config), 'unified' (one image per entry, its configuration embedded), 'shared' "
+      "(one image per Xen build, a configuration file per entry) or 'self-contained' (one "
+      "image per entry carrying its kernel and initrd too)")(
       "ucode", po::value<std::string>()->value_name("FILE"),
       "microcode that self-contained images embed as .ucode")(
       "sign-key", po::value<std::string>()->value_name("FILE"),
@@ -207,36 +208,30 @@ int main(int argc, char** argv) {
   }
   options.lanzaboote = vm.count("lanzaboote") > 0;
   if (options.lanzaboote) options.source = xbb::Source::profiles;
-  using Kind = xbb::layout::Kind;
-  options.layout = options.source == xbb::Source::profiles ? Kind::self_contained : Kind::unified;
   if (vm.count("layout")) {
     const std::string layout = vm["layout"].as<std::string>();
-    auto kind = xbb::layout::parse_kind(layout);
-    if (!kind) {
-      return usage_error(
-          "unknown layout '" + layout + "': expected unified, shared or self-contained",
-          kExitUsage);
+    if (layout != "auto") {
+      options.layout = xbb::layout::parse_kind(layout);
+      if (!options.layout) {
+        return usage_error(
+            "unknown layout '" + layout + "': expected auto, unified, shared or self-contained",
+            kExitUsage);
+      }
     }
-    options.layout = *kind;
   }
-  if (options.source == xbb::Source::profiles && options.layout != Kind::self_contained) {
+  const xbb::layout::Policy* asked =
+      options.layout ? &xbb::layout::policy(*options.layout) : nullptr;
+  if (options.source == xbb::Source::profiles && asked && !asked->embeds_kernel) {
     return usage_error(
         "generations from the profiles have no kernel or initrd on the ESP to point at; they "
         "need --layout self-contained",
         kExitUsage);
   }
-  if (vm.count("ucode")) {
-    if (options.layout != Kind::self_contained) {
-      return usage_error("--ucode: only self-contained images embed microcode", kExitUsage);
-    }
-    options.ucode = vm["ucode"].as<std::string>();
-  }
-  options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   if (vm.count("sign-cert")) options.sign_cert = vm["sign-cert"].as<std::string>();
   if (command.name == "verify") return verify(options.esp, options.sign_cert, json);
   if (vm.count("sign-key")) {
     if (!options.sign_cert) return usage_error("--sign-key needs --sign-cert", kExitUsage);
-    if (options.layout == Kind::shared) {
+    if (asked && !asked->signable) {
       return usage_error(
           "signing needs images that carry their configuration: --layout unified or "
           "self-contained",
@@ -246,6 +241,16 @@ int main(int argc, char** argv) {
   } else if (options.sign_cert) {
     return usage_error("--sign-cert needs --sign-key (verify --sign-cert only checks)", kExitUsage);
   }
+  if (vm.count("ucode")) {
+    if (!xbb::layout::embeds_kernel(xbb::layout_request(options))) {
+      return usage_error(
+          "--ucode: only self-contained images embed microcode (--layout self-contained, or "
+          "signing)",
+          kExitUsage);
+    }
+    options.ucode = vm["ucode"].as<std::string>();
+  }
+  options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
   if (command.name == "watch") {
     xbb::WatchOptions watch;

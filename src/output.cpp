@@ -48,6 +48,10 @@ nlohmann::ordered_json generations_json(const RunResult& result) {
                                              : nlohmann::ordered_json(generation.reason)},
         {"entry", or_null(generation.entry)},
         {"files", generation.files},
+        {"layout", generation.layout.empty()
+                       ? nlohmann::ordered_json(nullptr)
+                       : nlohmann::ordered_json{{"kind", generation.layout},
+                                                {"reason", generation.layout_reason}}},
         {"xen_efi", generation.xen_efi.empty() ? nlohmann::ordered_json(nullptr)
                                                : nlohmann::ordered_json(generation.xen_efi)},
         {"default", generation.is_default},
@@ -106,6 +110,9 @@ std::string list_text(const RunResult& result) {
                                                  : " (not written yet)";
       text += "  Xen entry: " + *generation.entry + state + "\n";
       for (const auto& file : generation.files) text += "  file:      " + file + "\n";
+    }
+    if (!generation.layout.empty()) {
+      text += "  layout:    " + generation.layout + " (" + generation.layout_reason + ")\n";
     }
     if (!generation.xen_efi.empty()) text += "  xen.efi:   " + generation.xen_efi + "\n";
   }

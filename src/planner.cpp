@@ -20,6 +20,7 @@ const std::string kConfigSection = "nixos";
 struct Target {
   const Generation* generation = nullptr;
   std::string stem;  // "xen-<rest>"
+  layout::Choice layout;
   std::string entry_path;
   LoaderEntry entry;
   std::string entry_text;
@@ -31,11 +32,9 @@ std::string label(const Generation& generation) { return "nixos-" + generation.r
 
 std::string file_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
-bool embeds_kernel(const PlanOptions& options) {
-  return options.layout == layout::Kind::self_contained;
-}
+const layout::Policy& policy_of(const Target& target) { return layout::policy(target.layout.kind); }
 
-XenConfig xen_config_for(const Generation& generation, const PlanOptions& options,
+XenConfig xen_config_for(const Generation& generation, const layout::Policy& policy,
                          std::vector<std::string>& warnings) {
   const Bootspec& spec = *generation.bootspec;
   XenConfig config;
@@ -44,7 +43,7 @@ XenConfig xen_config_for(const Generation& generation, const PlanOptions& option
   config.kernel_params.push_back("init=" + spec.init);
   config.kernel_params.insert(config.kernel_params.end(), spec.kernel_params.begin(),
                               spec.kernel_params.end());
-  if (embeds_kernel(options)) {
+  if (policy.embeds_kernel) {
     // The kernel= line stays: it carries dom0's command line. Its file name
     // is not opened, the embedded .kernel section is used instead.
     config.kernel = fs::path(spec.kernel).filename().string();
@@ -64,12 +63,13 @@ XenConfig xen_config_for(const Generation& generation, const PlanOptions& option
 }
 
 // Refuses a configuration `verify` would call not bootable, with its reasons.
-void check_bootable(const Target& target, const EspState& state, const PlanOptions& options) {
+void check_bootable(const Target& target, const EspState& state) {
   const Generation& generation = *target.generation;
+  const bool embedded = policy_of(target).embeds_kernel;
   BootFiles files;
   files.image_path = target.files.image;
-  files.kernel_embedded = embeds_kernel(options);
-  files.ramdisk_embedded = embeds_kernel(options) && generation.initrd_file.has_value();
+  files.kernel_embedded = embedded;
+  files.ramdisk_embedded = embedded && generation.initrd_file.has_value();
   files.is_file = [&state](const std::string& path) { return state.boot_files.count(path) > 0; };
   auto problems = boot_problems(parse_xen_config(target.config_text, target.files.image), files);
   if (problems.empty()) return;
@@ -87,10 +87,11 @@ ImageRecipe recipe_for(const Target& target, const PlanOptions& options) {
   ImageRecipe recipe;
   recipe.xen_efi = generation.xen_efi;
   recipe.drop_debug_sections = !options.keep_debug_sections;
-  if (options.layout == layout::Kind::shared) return recipe;
+  const layout::Policy& policy = policy_of(target);
+  if (!policy.embeds_config) return recipe;
   recipe.signer = options.signer;
   recipe.sections.push_back({".config", target.config_text});
-  if (embeds_kernel(options)) {
+  if (policy.embeds_kernel) {
     recipe.sections.push_back({".kernel", generation.kernel_file});
     if (generation.initrd_file) recipe.sections.push_back({".ramdisk", *generation.initrd_file});
     if (options.ucode) recipe.sections.push_back({".ucode", *options.ucode});
@@ -98,10 +99,10 @@ ImageRecipe recipe_for(const Target& target, const PlanOptions& options) {
   return recipe;
 }
 
-// Why a generation's xen.efi cannot serve the layout, or nullopt.
+// Why a generation's xen.efi cannot serve the layout chosen, or nullopt.
 std::optional<std::string> layout_problem(const Generation& generation,
-                                          const PlanOptions& options) {
-  if (options.layout != layout::Kind::shared) return std::nullopt;
+                                          const layout::Choice& choice) {
+  if (!layout::policy(choice.kind).shares_image) return std::nullopt;
   if (generation.xen_has_config) {
     return generation.xen_efi.path.string() +
            ": carries a .config section, which Xen would use instead of the entry's -cfg= "
@@ -320,16 +321,18 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
                              ": Xen's EFI configuration carries no devicetree; it is left out");
     }
     try {
-      if (auto problem = layout_problem(generation, options)) throw Error(*problem);
       Target target;
       target.generation = &generation;
       target.stem = *stem;
+      target.layout = layout::choose(options.layout, generation.xen_has_config);
+      if (auto problem = layout_problem(generation, target.layout)) throw Error(*problem);
       const auto version = versions.find(generation.xen_efi.path);
-      target.files = layout::entry_files(options.layout, target.stem,
+      target.files = layout::entry_files(target.layout.kind, target.stem,
                                          version == versions.end() ? "" : version->second,
                                          generation.shared_digest);
-      target.config_text = render_xen_config(xen_config_for(generation, options, out.warnings));
-      check_bootable(target, state, options);
+      target.config_text =
+          render_xen_config(xen_config_for(generation, policy_of(target), out.warnings));
+      check_bootable(target, state);
       target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
       target.entry.version = generation.entry.version;
       target.entry.efi = "/" + target.files.image;
@@ -338,10 +341,13 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       target.entry.sort_key = generation.entry.sort_key;
       target.entry_text = render_loader_entry(target.entry);
       target.entry_path = entry_path_for(target, generation.counter, existing_for(target.stem));
-      out.notes.push_back(label(generation) + ": Xen (bootspec v" +
-                          std::to_string(spec.xen->schema) + ") " + spec.xen->efi_path + " -> " +
-                          target.entry_path + ", " + target.files.image);
+      out.notes.push_back(
+          label(generation) + ": Xen (bootspec v" + std::to_string(spec.xen->schema) + ") " +
+          spec.xen->efi_path + " -> " + target.entry_path + ", " + target.files.image + " (" +
+          layout::kind_name(target.layout.kind) + ": " + target.layout.reason + ")");
       outcome.status = GenerationOutcome::Status::xen_entry;
+      outcome.layout = layout::kind_name(target.layout.kind);
+      outcome.layout_reason = target.layout.reason;
       outcome.entry = target.entry_path;
       outcome.files = {target.files.image};
       if (target.files.config) outcome.files.push_back(*target.files.config);
@@ -384,8 +390,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     if (!keep_paths.count(image)) {
       ImageRecipe recipe = recipe_for(target, options);
       const std::string id = recipe_id(recipe);
-      plan.images_after[image] = {id,
-                                  options.layout == layout::Kind::shared ? "" : target.config_text};
+      plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
       auto found = state.xen_images.find(image);
       const ExistingFile* old = found == state.xen_images.end() ? nullptr : &found->second;
       if (!old || old->recipe != id) {

@@ -18,11 +18,11 @@ struct BuildOptions {
   std::filesystem::path esp = "/boot";
   std::filesystem::path root = "/";  // where /nix lives
   Source source = Source::entries;
-  bool retarget_default = true;                 // false: --no-default
-  bool dry_run = false;                         // `plan`: say what would change, write nothing
-  layout::Kind layout = layout::Kind::unified;  // --layout
-  bool keep_debug_sections = false;             // --keep-debug-sections
-  std::optional<std::filesystem::path> ucode;   // --ucode (host path)
+  bool retarget_default = true;                // false: --no-default
+  bool dry_run = false;                        // `plan`: say what would change, write nothing
+  std::optional<layout::Kind> layout;          // --layout; nullopt: auto
+  bool keep_debug_sections = false;            // --keep-debug-sections
+  std::optional<std::filesystem::path> ucode;  // --ucode (host path)
   // --lanzaboote: the sort key of Lanzaboote's entries (its bootspec
   // extension's, "lanza" by default), nothing written in its folders.
   bool lanzaboote = false;
@@ -52,6 +52,9 @@ struct RunResult {
   // 0, or 1 when the run stopped or the default generation got no Xen entry.
   int exit_status() const;
 };
+
+// What decides the layout of each entry: --layout, signing, the source.
+layout::Request layout_request(const BuildOptions& options);
 
 // The whole job: discover generations, plan, apply (unless dry_run). Says
 // what it does through `reporter` as it goes (progress, warnings, changes at

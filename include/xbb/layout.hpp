@@ -46,6 +46,49 @@ enum class Kind {
 std::optional<Kind> parse_kind(std::string_view name);
 const char* kind_name(Kind kind);
 
+// What a layout kind means for one entry's image, in one place: the planner,
+// the builder and main ask this instead of comparing kinds.
+struct Policy {
+  Kind kind;
+  bool embeds_config;  // the image carries the entry's configuration as .config
+  bool embeds_kernel;  // ... and dom0's kernel, initrd and microcode
+  // The image can be signed: it carries everything that decides what boots
+  // (a shared image's configuration is a separate file nothing verifies).
+  bool signable;
+  // The image is one copy of xen.efi that every entry with that xen.efi
+  // shares: it must carry no .config of its own, which Xen would read
+  // instead of the entry's -cfg= file.
+  bool shares_image;
+};
+const Policy& policy(Kind kind);
+
+// What the user asked for with --layout (nullopt: auto, the default), and
+// what else decides the kind of an entry's image.
+struct Request {
+  std::optional<Kind> kind;
+  bool signing = false;   // --sign-key: images must be signable
+  bool profiles = false;  // --source profiles (Lanzaboote): no kernel on the ESP to point at
+};
+
+// The kind an entry gets, and why (for `plan`, `list` and debug).
+struct Choice {
+  Kind kind;
+  std::string reason;
+};
+
+// --layout KIND gives KIND. Auto gives: self-contained when signing or with
+// generations from the profiles; unified for a xen.efi that carries a
+// .config of its own (a shared image would boot that instead of the
+// entry's); shared otherwise, one image per Xen build.
+Choice choose(const Request& request, bool xen_has_config);
+
+// Whether some entry may get a shared image under `request`: only then is
+// the digest of xen.efi's shared copy worth computing.
+bool may_share(const Request& request);
+// Whether entries embed dom0's kernel and initrd under `request` (the same
+// for every xen.efi): only then are they prepared.
+bool embeds_kernel(const Request& request);
+
 // The first line of every text the tool writes (loader entries and Xen
 // configurations, a comment in both formats). A run removes only files that
 // carry it (or, for shared images, whose name holds their content's digest),

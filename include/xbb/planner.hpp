@@ -11,8 +11,8 @@
 namespace xbb {
 
 struct PlanOptions {
-  bool retarget_default = true;  // false: --no-default, loader.conf is left alone
-  layout::Kind layout = layout::Kind::unified;
+  bool retarget_default = true;      // false: --no-default, loader.conf is left alone
+  layout::Request layout;            // --layout (auto by default), and what else decides it
   bool keep_debug_sections = false;  // --keep-debug-sections
   std::optional<HostFile> ucode;     // --ucode: microcode a self-contained image embeds
   std::string signer;                // Signer::identity() of --sign-key/--sign-cert; "": unsigned
@@ -38,7 +38,11 @@ struct GenerationOutcome {
   // (its image, and its configuration file in the shared layout).
   std::optional<std::string> entry;
   std::vector<std::string> files;
-  std::string xen_efi;      // the xen.efi its bootspec names ("" without one)
+  std::string xen_efi;  // the xen.efi its bootspec names ("" without one)
+  // The layout of its new entry's image (layout::kind_name) and why it got
+  // that one; "" unless planned (status xen_entry).
+  std::string layout;
+  std::string layout_reason;
   bool is_default = false;  // systemd-boot boots it when nobody picks an entry
   bool installed = false;   // its entry and files are on the ESP already: nothing to write for it
 };

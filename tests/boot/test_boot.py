@@ -239,13 +239,39 @@ class BootTest(BootCase):
 
     def test_unified_generation_default(self) -> None:
         manifest = self.make_root("--scheme", "generation", "--generations", "3")
-        self.run_tool()
+        self.run_tool("--layout", "unified")
         self.assert_booted_system(self.boot_esp(), self.system(manifest, manifest["default_generation"]))
+
+    def test_default_layout_on_a_fresh_esp(self) -> None:
+        """The default layout (auto) with Debian's xen.efi, which carries no
+        .config: one shared image, and the default generation boots with
+        its own configuration file."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "3")
+        self.run_tool()
+        self.assertEqual(len(list((self.esp / "EFI/xen").glob("*.efi"))), 1)
+        self.assert_booted_system(self.boot_esp(), self.system(manifest, manifest["default_generation"]),
+                                  shared=True)
+
+    def test_default_layout_after_the_shell_script(self) -> None:
+        """An ESP as the shell script left it (entries naming
+        EFI/nixos/xen-<rest>.efi, a unified image each), switched by one
+        default run: the script's images are gone and the default boots."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2")
+        self.run_tool("--layout", "unified")
+        for system in manifest["entries"]:
+            image = self.esp / "EFI/xen" / system["xen_image"]
+            image.rename(self.esp / "EFI/nixos" / system["xen_image"])
+            entry = self.esp / "loader/entries" / system["xen_entry"]
+            entry.write_text(re.sub(r"(?m)^efi .*$", f"efi /EFI/nixos/{system['xen_image']}", entry.read_text()))
+        self.run_tool()
+        self.assertEqual(list((self.esp / "EFI/nixos").glob("xen-*.efi")), [])
+        self.assert_booted_system(self.boot_esp(), self.system(manifest, manifest["default_generation"]),
+                                  shared=True)
 
     def test_hash_boot_counting_preferred(self) -> None:
         manifest = self.make_root("--scheme", "hash", "--generations", "2", "--boot-counting", "3")
         self.assertIn("preferred ", manifest["loader_conf"])
-        self.run_tool()
+        self.run_tool("--layout", "unified")
         system = self.system(manifest, manifest["default_generation"])
         result = self.boot_esp()
         self.assert_booted_system(result, system)
@@ -259,7 +285,7 @@ class BootTest(BootCase):
 
     def test_older_generation_by_loader_conf(self) -> None:
         manifest = self.make_root("--scheme", "generation", "--generations", "3")
-        self.run_tool()
+        self.run_tool("--layout", "unified")
         older = self.system(manifest, 1)
         self.assertNotEqual(older["generation"], manifest["default_generation"])
         boot.set_loader_option(self.esp, "default", older["xen_entry"])
@@ -267,7 +293,7 @@ class BootTest(BootCase):
 
     def test_specialisation(self) -> None:
         manifest = self.make_root("--scheme", "generation", "--generations", "2", "--specialisation", "tuned")
-        self.run_tool()
+        self.run_tool("--layout", "unified")
         special = self.system(manifest, manifest["default_generation"], "tuned")
         boot.set_loader_option(self.esp, "default", special["xen_entry"])
         self.assert_booted_system(self.boot_esp(), special)
@@ -276,7 +302,7 @@ class BootTest(BootCase):
         """Debian 13's 4.20 image, written without its nine .debug_* sections
         (the default): the stripped image boots."""
         manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.20")
-        self.run_tool()
+        self.run_tool("--layout", "unified")
         system = self.system(manifest, manifest["default_generation"])
         image = self.entry_image(system)
         self.assert_debug_sections_left_out(image, boot.xen_efi("4.20"), {".config"})
@@ -310,7 +336,7 @@ class BootTest(BootCase):
         """The check can fail: with the kernel named by the default entry's
         `.config` deleted from the ESP, the boot must fail at Xen's loader."""
         manifest = self.make_root("--scheme", "generation", "--generations", "2")
-        self.run_tool()
+        self.run_tool("--layout", "unified")
         system = self.system(manifest, manifest["default_generation"])
         entry = self.esp / "loader/entries" / system["xen_entry"]
         image = self.esp / entry_field(entry, "efi").lstrip("/")

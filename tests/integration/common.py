@@ -171,10 +171,26 @@ def tool_environment(efi_mount_point=None):
     return env
 
 
+# Most tests were written for the unified layout, the default before `auto`:
+# a run through these helpers that names no layout, and does not make the
+# layout self-contained (signing, generations from the profiles), gets
+# `--layout unified`. Tests of the default layout name `--layout auto`, or
+# run the binary themselves (test_layouts.AutoLayout).
+DECIDES_LAYOUT = {"--layout", "--lanzaboote", "--sign-key", "profiles", "verify", "inspect",
+                  "--help", "--version"}
+
+
+def tool_argv(argv):
+    """The command line of a run with `argv`: BINARY [--layout unified] ARGV."""
+    argv = [str(arg) for arg in argv]
+    layout = [] if DECIDES_LAYOUT & set(argv) else ["--layout", "unified"]
+    return [str(BINARY), *layout, *argv]
+
+
 def run_tool(*argv, efi_mount_point=None, preexec_fn=None):
     """Run the binary with `argv` (never through a shell)."""
     return subprocess.run(
-        [str(BINARY), *map(str, argv)],
+        tool_argv(argv),
         capture_output=True,
         text=True,
         check=False,
@@ -229,7 +245,7 @@ def run_bounded(*argv, timeout=HANG_TIMEOUT, address_space=ADDRESS_SPACE):
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            [str(BINARY), *map(str, argv)],
+            tool_argv(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -300,7 +316,7 @@ def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlink
     where = ["--esp", str(root.esp)] if "verify" in argv else ["--root", str(root.path), "--esp", str(root.esp)]
     result = subprocess.run(
         ["strace", "-f", "-qq", *(["-y"] if fd_paths else []), "-e", f"trace={calls}", "-o", str(trace),
-         str(BINARY), *where, *map(str, argv)],
+         *tool_argv([*where, *argv])],
         capture_output=True, text=True, check=False, env=tool_environment(), timeout=300,
     )
     test.assertTrue(trace.is_file(), "strace wrote no trace: " + describe(result))

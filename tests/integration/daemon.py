@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import BINARY, tool_environment
+from common import tool_argv, tool_environment
 
 # Far above what any wait takes: a guard against a hang, not a timing.
 DEADLINE = 30
@@ -49,7 +49,7 @@ class Daemon:
             if callable(prefix):
                 prefix = prefix(folder)
             self.process = subprocess.Popen(
-                [*prefix, str(BINARY), *map(str, argv)],
+                [*prefix, *tool_argv(argv)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -10,15 +10,18 @@ skipped, -cfg= relative to the image's folder, an embedded .config winning),
 images are checked against objcopy --strip-debug, and files outside the
 tool's folders stay untouched. Switching layouts takes one run each way, and
 images no entry uses any more go only after their entries. --layout takes
-only those two names, and the shared layout not with --source profiles."""
+only those two names, and the shared layout not with --source profiles.
+`auto`, the default (issue 16), picks per entry: AutoLayout."""
 
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 import unittest
 
 from common import (
+    BINARY,
     MARKER,
     RECORD,
     SOURCE_DIR,
@@ -39,6 +42,7 @@ from common import (
     section_headers,
     sha256_file,
     snapshot_esp,
+    tool_environment,
     use_xen_efi,
     warnings_of,
     xen_efi_with_config,
@@ -272,6 +276,94 @@ class SwitchingLayouts(LayoutTestCase):
         self.check_removed_after_entries(
             events, [image.name, *(f"xen-{entry['rest']}.cfg" for entry in root.xen_entries())])
         self.check_untouched_outside(before, snapshot_esp(root.esp))
+
+
+def run_default(root, *argv):
+    """The binary on the root with no --layout: what a user gets."""
+    return subprocess.run([str(BINARY), "--root", str(root.path), "--esp", str(root.esp), *argv],
+                          capture_output=True, text=True, check=False, env=tool_environment(), timeout=300)
+
+
+class AutoLayout(LayoutTestCase):
+    """`auto`, the default: shared for a xen.efi without .config, unified for
+    one with its own, self-contained when signing; `list` and `plan` say which
+    each entry got and why."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.template = make_template_root(cls, "--generations", "3", "--specialisation", "debug")
+
+    def layouts_listed(self, root, *options):
+        result = run_default(root, *options, "--json", "list")
+        self.assertEqual(result.returncode, 0, describe(result))
+        return {g["label"]: g["layout"] for g in json.loads(result.stdout)["generations"]}
+
+    def test_default_run_shares_one_image_per_xen_build(self):
+        root = copy_root(self, self.template)
+        result = run_default(root, "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(warnings_of(result), [])
+        self.check_shared(root, root.xen_entries(), root.manifest["xen_version"])
+        listed = self.layouts_listed(root)
+        self.assertEqual(set(listed), {f"nixos-{e['rest']}" for e in root.xen_entries()})
+        for layout in listed.values():
+            self.assertEqual(layout, {"kind": "shared", "reason": "one image per Xen build"})
+        again = run_default(root, "info")
+        self.assertIn("No change", again.stdout, describe(again))
+
+    def test_xen_efi_with_its_own_config_gets_a_unified_image_not_skipped(self):
+        root = copy_root(self, self.template)
+        victim = root.entry(1)
+        configured = xen_efi_with_config(self, root.store_path(root.manifest["xen_efi"]),
+                                         "[global]\ndefault=xen\n\n[xen]\nkernel=vmlinuz\n")
+        use_xen_efi(root, victim, configured, "xen-with-config")
+        result = run_default(root, "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(warnings_of(result), [], "auto never skips such a generation")
+        image = root.esp / "EFI/xen" / victim["xen_image"]
+        self.assertTrue(image.is_file(), xen_folder(root))
+        entry_file = root.esp / "loader/entries" / victim["xen_entry"]
+        config, origin = configuration_xen_finds(root.esp, entry_file)
+        self.assertEqual(origin, ".config")
+        self.assertEqual(config, expected_xen_config(victim))
+        others = [entry for entry in root.xen_entries() if entry is not victim]
+        self.assertEqual(len(shared_images(root)), 2, "one shared image, and the victim's own")
+        self.check_boots(root, root.xen_entries())
+        listed = self.layouts_listed(root)
+        self.assertEqual(listed[f"nixos-{victim['rest']}"],
+                         {"kind": "unified", "reason": "its xen.efi carries a .config of its own"})
+        for entry in others:
+            self.assertEqual(listed[f"nixos-{entry['rest']}"]["kind"], "shared")
+
+    def test_plan_and_list_text_say_the_layout_and_why(self):
+        root = copy_root(self, self.template)
+        listed = run_default(root, "list")
+        self.assertEqual(listed.returncode, 0, describe(listed))
+        self.assertIn("  layout:    shared (one image per Xen build)\n", listed.stdout)
+        asked = run_default(root, "--layout", "unified", "--json", "plan")
+        self.assertEqual(asked.returncode, 0, describe(asked))
+        for generation in json.loads(asked.stdout)["generations"]:
+            if generation["status"] == "xen-entry":
+                self.assertEqual(generation["layout"], {"kind": "unified", "reason": "--layout unified"})
+        debug = run_default(root, "plan", "debug")
+        self.assertIn("(shared: one image per Xen build)", debug.stdout + debug.stderr)
+
+    def test_an_esp_laid_out_unified_switches_in_one_default_run(self):
+        root = copy_root(self, self.template)
+        build(self, root, "info", "--layout", "unified")
+        self.check_unified(root, root.xen_entries())
+        result = run_default(root, "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.check_shared(root, root.xen_entries(), root.manifest["xen_version"])
+
+    def test_the_shell_scripts_layout_switches_in_one_default_run(self):
+        root = make_root(self, "--generations", "2", "--legacy-xen-images")
+        legacy = sorted((root.esp / "EFI/nixos").glob("xen-*.efi"))
+        self.assertNotEqual(legacy, [], "mkroot left no script images")
+        result = run_default(root, "info")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertEqual(sorted((root.esp / "EFI/nixos").glob("xen-*.efi")), [])
+        self.check_shared(root, root.xen_entries(), root.manifest["xen_version"])
 
 
 class LayoutOption(ToolTestCase):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common import (
     BINARY,
+    tool_argv,
     RECORD,
     ToolTestCase,
     build,
@@ -158,7 +159,7 @@ class FullEsp(ToolTestCase):
         mountpoint.mkdir()
         result = subprocess.run(
             [sys.executable, str(HERE / "in_small_esp.py"), str(size_kib), str(root.esp), str(mountpoint),
-             "--", str(BINARY), "--root", str(root.path), *argv],
+             "--", *tool_argv(["--root", root.path, *argv])],
             capture_output=True, text=True, check=False, env=tool_environment(), cwd=HERE,
         )
         self.assertEqual(result.returncode, 0, f"small ESP helper failed:\n{result.stderr}")

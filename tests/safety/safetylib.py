@@ -19,6 +19,10 @@ from pathlib import Path
 
 import espcheck
 
+# The integration tests' rule for the layout of a run (common.tool_argv).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from common import DECIDES_LAYOUT  # noqa: E402
+
 TEMPORARY_MARKER = ".xbb-tmp-"
 CRASH_STATUS = 137
 # The record a run keeps of the images it wrote: a cache holding their mtimes,
@@ -105,8 +109,16 @@ def run_tool(root, esp, verbosity="quiet", preload_env=None, extra_args=()):
     if preload_env is not None:
         env["LD_PRELOAD"] = str(crashpoint())
         env.update({key: str(value) for key, value in preload_env.items()})
-    command = [str(binary()), "--root", str(root.path), "--esp", str(esp), *extra_args, verbosity]
-    return subprocess.run(command, capture_output=True, text=True, env=env, check=False, timeout=300)
+    return subprocess.run(tool_command(root, esp, verbosity, extra_args), capture_output=True, text=True,
+                          env=env, check=False, timeout=300)
+
+
+def tool_command(root, esp, verbosity="quiet", extra_args=()):
+    """The tool's command line for a run on `esp` with generations from
+    `root`; `--layout unified` unless `extra_args` decide the layout."""
+    extra_args = [str(arg) for arg in extra_args]
+    layout = [] if DECIDES_LAYOUT & set(extra_args) else ["--layout", "unified"]
+    return [str(binary()), "--root", str(root.path), "--esp", str(esp), *layout, *extra_args, verbosity]
 
 
 def describe(result):
@@ -690,3 +702,15 @@ class Migration(Scenario):
     @property
     def added(self):
         return [f"EFI/xen/{image}" for image in self.images]
+
+
+class MigrationToAuto(Migration):
+    """The shell script's layout switched by the first run of the default
+    layout, `auto`: one shared image and a configuration file per entry."""
+
+    RUN_ARGS = ("--layout", "auto")
+
+    @property
+    def added(self):
+        image = shared_image(self.root.manifest["xen_version"], self.root.store_path(self.root.manifest["xen_efi"]))
+        return [image, *(f"EFI/xen/xen-{entry['rest']}.cfg" for entry in self.root.manifest["entries"])]

@@ -20,7 +20,7 @@ import time
 import unittest
 
 from safetylib import (binary, copy_tree, crashpoint, describe, final_files, make_root, record_problems, run_tool,
-                       scratch_folder, snapshot, temporaries, tree_difference, without_record)
+                       scratch_folder, snapshot, temporaries, tool_command, tree_difference, without_record)
 
 LOCK_MESSAGE = "lock"
 WAIT_LIMIT = 120  # seconds a stalled run may take to reach its stall point
@@ -32,7 +32,7 @@ def start(root, esp, extra_env=None, verbosity="quiet"):
     if extra_env:
         env.update({key: str(value) for key, value in extra_env.items()})
         env["LD_PRELOAD"] = str(crashpoint())
-    return subprocess.Popen([str(binary()), "--root", str(root.path), "--esp", str(esp), verbosity],
+    return subprocess.Popen(tool_command(root, esp, verbosity),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

@@ -15,7 +15,7 @@ import re
 import subprocess
 import unittest
 
-from safetylib import Update, binary, describe, is_temporary, make_root, run_tool, scratch_folder, snapshot
+from safetylib import Update, describe, is_temporary, make_root, run_tool, scratch_folder, snapshot, tool_command
 
 TRACED = "openat,write,rename,renameat,renameat2,fsync,fdatasync,unlink,unlinkat,mkdirat,close,fcntl,dup,dup2,dup3"
 WRITE_FLAGS = ("O_WRONLY", "O_RDWR", "O_CREAT", "O_TRUNC")
@@ -146,7 +146,7 @@ class DurabilityTest(unittest.TestCase):
     def traced_run(self, root, esp):
         log = self.folder / "strace.log"
         command = ["strace", "-f", "-y", "-e", f"trace={TRACED}", "-o", str(log),
-                   str(binary()), "--root", str(root.path), "--esp", str(esp), "quiet"]
+                   *tool_command(root, esp)]
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
         self.assertEqual(result.returncode, 0, "traced run failed: " + describe(result))
         return Trace(log.read_text())

@@ -134,6 +134,36 @@ TEST(Layout, NamesTheFilesOfAnEntryInEachLayout) {
             "EFI/xen/xen-3fa9c2d1.efi");
 }
 
+TEST(Layout, AutoChoosesByWhatTheImageMustCarry) {
+  using layout::Kind;
+  const layout::Request automatic;
+  EXPECT_EQ(layout::choose(automatic, false).kind, Kind::shared);
+  EXPECT_EQ(layout::choose(automatic, true).kind, Kind::unified);
+  EXPECT_EQ(layout::choose({std::nullopt, true, false}, false).kind, Kind::self_contained);
+  EXPECT_EQ(layout::choose({std::nullopt, false, true}, true).kind, Kind::self_contained);
+  const layout::Choice asked = layout::choose({Kind::unified, false, false}, false);
+  EXPECT_EQ(asked.kind, Kind::unified);
+  EXPECT_EQ(asked.reason, "--layout unified");
+  EXPECT_TRUE(layout::may_share(automatic));
+  EXPECT_FALSE(layout::may_share({std::nullopt, true, false}));
+  EXPECT_FALSE(layout::may_share({Kind::unified, false, false}));
+  EXPECT_FALSE(layout::embeds_kernel(automatic));
+  EXPECT_TRUE(layout::embeds_kernel({std::nullopt, false, true}));
+  EXPECT_TRUE(layout::embeds_kernel({Kind::self_contained, false, false}));
+}
+
+TEST(Layout, OnlyAnImageThatCarriesItsConfigurationCanBeSigned) {
+  using layout::Kind;
+  for (Kind kind : {Kind::unified, Kind::shared, Kind::self_contained}) {
+    const layout::Policy& policy = layout::policy(kind);
+    EXPECT_EQ(policy.kind, kind);
+    EXPECT_EQ(policy.signable, policy.embeds_config) << layout::kind_name(kind);
+    EXPECT_EQ(policy.shares_image, !policy.embeds_config) << layout::kind_name(kind);
+  }
+  EXPECT_TRUE(layout::policy(Kind::self_contained).embeds_kernel);
+  EXPECT_FALSE(layout::policy(Kind::unified).embeds_kernel);
+}
+
 TEST(Layout, RecognisesSharedImageNames) {
   EXPECT_EQ(layout::shared_image_digest("xen-4.17.7-3fa9c2d1.efi"), "3fa9c2d1");
   EXPECT_EQ(layout::shared_image_digest("xen-3fa9c2d1.efi"), "3fa9c2d1");

@@ -76,7 +76,7 @@ bool contains(const std::vector<std::string>& list, const std::string& item) {
 PlanOptions options_for(layout::Kind kind, bool retarget = true, bool keep_debug = false) {
   PlanOptions options;
   options.retarget_default = retarget;
-  options.layout = kind;
+  options.layout.kind = kind;
   options.keep_debug_sections = keep_debug;
   return options;
 }
@@ -658,6 +658,40 @@ TEST(Planner, SwitchingLayoutsWritesTheNewFilesAndRemovesTheOldOnesLast) {
   EXPECT_EQ(back.plan.removals,
             (std::vector<std::string>{"EFI/xen/xen-3fa9c2d1.efi", "EFI/xen/xen-generation-1.cfg",
                                       "EFI/xen/xen-generation-2.cfg"}));
+}
+
+TEST(Planner, AutoSharesAXenEfiWithoutConfigAndGivesOneWithItsOwnUnifiedImages) {
+  auto plain = generation("generation-1", 1);
+  auto with_config = generation("generation-2", 2);
+  with_config.xen_efi.path = "/host/nix/store/cccc-xen-4.22.0-boot/boot/xen.efi";
+  with_config.xen_has_config = true;
+  auto result = make_plan({plain, with_config}, esp(), PlanOptions{});
+  EXPECT_TRUE(result.warnings.empty()) << "auto never skips a xen.efi that carries .config";
+  EXPECT_NE(find(result.plan.images, "EFI/xen/xen-3fa9c2d1.efi"), nullptr);
+  EXPECT_NE(find(result.plan.images, "EFI/xen/xen-generation-1.cfg"), nullptr);
+  const FileWrite* unified = find(result.plan.images, "EFI/xen/xen-generation-2.efi");
+  ASSERT_NE(unified, nullptr);
+  EXPECT_NE(config_of(*unified).find("gen=2"), std::string::npos);
+  ASSERT_EQ(result.generations.size(), 2u);
+  EXPECT_EQ(result.generations[0].layout, "shared");
+  EXPECT_EQ(result.generations[0].layout_reason, "one image per Xen build");
+  EXPECT_EQ(result.generations[1].layout, "unified");
+  EXPECT_EQ(result.generations[1].layout_reason, "its xen.efi carries a .config of its own");
+}
+
+TEST(Planner, AutoSignsSelfContainedImages) {
+  PlanOptions options;
+  options.layout.signing = true;
+  options.signer = "sbsign:cert-digest";
+  auto result = make_plan({generation("generation-1", 1)}, esp(), options);
+  const FileWrite* image = find(result.plan.images, "EFI/xen/xen-generation-1.efi");
+  ASSERT_NE(image, nullptr);
+  const auto& recipe = std::get<ImageRecipe>(image->content);
+  EXPECT_EQ(recipe.signer, "sbsign:cert-digest");
+  std::vector<std::string> names;
+  for (const auto& section : recipe.sections) names.push_back(section.name);
+  EXPECT_EQ(names, (std::vector<std::string>{".config", ".kernel"}));
+  EXPECT_EQ(result.generations[0].layout, "self-contained");
 }
 
 TEST(Planner, KeepsTheImageAndConfigurationOfAKeptSharedEntry) {
