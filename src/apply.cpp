@@ -4,6 +4,7 @@
 #include <string>
 #include <variant>
 
+#include "process.hpp"
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
@@ -227,6 +228,7 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Sign
   check_free_space(esp, pending, report.warnings);
 
   for (const PendingWrite& write : pending) {
+    check_stop();  // a stop signal: between two files, as a crash would
     if (!write.file) {
       esp.write_atomic(write.path, *plan.loader_conf);
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {

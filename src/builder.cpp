@@ -192,7 +192,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (layout::embeds_kernel(layout_request(options))) {
       scratch.emplace();
-      prepare_embedded_files(generations, options.root, *scratch);
+      prepare_embedded_files(generations, options.root, *scratch, options.helper_timeout);
     }
     if (options.lanzaboote) {
       for (auto& generation : generations) {
@@ -201,7 +201,9 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       }
     }
     std::optional<SbsignSigner> signer;
-    if (options.sign_key) signer.emplace(*options.sign_key, options.sign_cert.value_or(""));
+    if (options.sign_key) {
+      signer.emplace(*options.sign_key, options.sign_cert.value_or(""), options.helper_timeout);
+    }
     const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
     PlanOptions plan_options;
     if (signer) plan_options.signer = signer->identity();

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "posix_io.hpp"
+#include "process.hpp"
 #include "text.hpp"
 #include "xbb/error.hpp"
 
@@ -504,6 +505,7 @@ EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds 
               lock_holder(fd_.get()).value_or("another process"));
     }
     told = true;
+    check_stop();
     const auto now = clock::now();
     if (now >= deadline) {
       const std::optional<std::string> holder = lock_holder(fd_.get());

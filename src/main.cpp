@@ -2,9 +2,11 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,8 @@ namespace {
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
+// --helper-timeout at most: a day.
+constexpr unsigned long kMaxHelperTimeout = 86400;
 
 const char* const kUsage =
     "Usage: xen-boot-builder [options] <quiet|default|info|debug>\n"
@@ -59,6 +63,18 @@ int usage_error(const std::string& message, int status) {
   return status;
 }
 
+// A whole number of seconds from 1 to kMaxHelperTimeout, digits only.
+std::optional<std::chrono::seconds> parse_seconds(const std::string& text) {
+  unsigned long value = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || stop != end || value == 0 ||
+      value > kMaxHelperTimeout) {
+    return std::nullopt;
+  }
+  return std::chrono::seconds(value);
+}
+
 bool is_command(const std::string& word) {
   return word == "build" || word == "plan" || word == "verify" || word == "inspect" ||
          word == "list" || word == "watch";
@@ -76,10 +92,11 @@ int inspect(const std::string& path, bool json) {
 }
 
 int verify(const std::filesystem::path& esp_root,
-           const std::optional<std::filesystem::path>& sign_cert, bool json) {
+           const std::optional<std::filesystem::path>& sign_cert, std::chrono::seconds limit,
+           bool json) {
   try {
     std::optional<xbb::SbsignSigner> checker;
-    if (sign_cert) checker.emplace(std::nullopt, *sign_cert);
+    if (sign_cert) checker.emplace(std::nullopt, *sign_cert, limit);
     xbb::Esp esp(esp_root);
     xbb::EspLock lock(
         esp, [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
@@ -124,8 +141,10 @@ int main(int argc, char** argv) {
       "no-default", "leave loader/loader.conf alone")(
       "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
       "watch: wait until nothing changed for MS milliseconds before building")(
-      "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
-      "version", "show the version");
+      "helper-timeout", po::value<std::string>()->default_value("60")->value_name("SECONDS"),
+      "kill the initrd secrets tool, sbsign or sbverify (with its process group) when it "
+      "runs longer than SECONDS (1 to 86400)")("json", "print JSON (plan, list, verify, inspect)")(
+      "help,h", "show this help")("version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -143,8 +162,9 @@ int main(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << kUsage << visible << "\n"
               << "Exit status: 0 on success; 1 when the default generation got no Xen\n"
-                 "entry, the ESP could not be updated, or the argument count is wrong;\n"
-                 "2 for an unknown verbosity or option.\n";
+                 "entry, the ESP could not be updated, the run was stopped by SIGTERM,\n"
+                 "SIGINT or SIGHUP, or the argument count is wrong; 2 for an unknown\n"
+                 "verbosity or option.\n";
     return 0;
   }
   if (vm.count("version")) {
@@ -155,10 +175,20 @@ int main(int argc, char** argv) {
   auto args =
       vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   Command command;
+  const std::string helper_timeout = vm["helper-timeout"].as<std::string>();
+  const auto helper_limit = parse_seconds(helper_timeout);
+  if (!helper_limit) {
+    return usage_error("--helper-timeout: '" + helper_timeout +
+                           "' is not a whole number of seconds from 1 to 86400",
+                       kExitUsage);
+  }
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
     if (command.name == "inspect") {
+      if (!vm["helper-timeout"].defaulted()) {
+        return usage_error("--helper-timeout: inspect runs no other program", kExitUsage);
+      }
       if (command.args.size() != 1)
         return usage_error("inspect takes one image file", kExitFailure);
       return inspect(command.args.front(), vm.count("json") > 0);
@@ -228,7 +258,11 @@ int main(int argc, char** argv) {
         kExitUsage);
   }
   if (vm.count("sign-cert")) options.sign_cert = vm["sign-cert"].as<std::string>();
-  if (command.name == "verify") return verify(options.esp, options.sign_cert, json);
+  options.helper_timeout = *helper_limit;
+  if (command.name != "watch") xbb::defer_stop_signals();
+  if (command.name == "verify") {
+    return verify(options.esp, options.sign_cert, options.helper_timeout, json);
+  }
   if (vm.count("sign-key")) {
     if (!options.sign_cert) return usage_error("--sign-key needs --sign-cert", kExitUsage);
     if (asked && !asked->signable) {

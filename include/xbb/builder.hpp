@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include "xbb/plan.hpp"
 #include "xbb/planner.hpp"
 #include "xbb/report.hpp"
+#include "xbb/signer.hpp"
 
 namespace xbb {
 
@@ -30,6 +32,9 @@ struct BuildOptions {
   // into place.
   std::optional<std::filesystem::path> sign_key;
   std::optional<std::filesystem::path> sign_cert;
+  // --helper-timeout: how long the initrd secrets tool, sbsign and sbverify
+  // may each take before they are killed.
+  std::chrono::seconds helper_timeout = kDefaultHelperTimeout;
 };
 
 // What one run did, for the one-shot command and the daemon alike.
@@ -60,5 +65,12 @@ layout::Request layout_request(const BuildOptions& options);
 // what it does through `reporter` as it goes (progress, warnings, changes at
 // the verbosity asked for) and returns what happened.
 RunResult run_build(const BuildOptions& options, Reporter& reporter);
+
+// For the one-shot commands: SIGTERM, SIGINT and SIGHUP are blocked from now
+// on, so that they stop a run only where it can stop cleanly: with the
+// current file finished or abandoned, the temporaries removed, the program
+// it runs killed with its group; the run then fails with "stopped by
+// SIGTERM". Never undone: the process ends after the run.
+void defer_stop_signals();
 
 }  // namespace xbb

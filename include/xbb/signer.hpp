@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -11,6 +12,10 @@
 // arguments. The key is only ever read by sbsign, in place; it is never
 // copied.
 namespace xbb {
+
+// How long a program the tool runs (sbsign, sbverify, the initrd secrets
+// tool) may take by default (--helper-timeout).
+inline constexpr std::chrono::seconds kDefaultHelperTimeout{60};
 
 class Signer {
  public:
@@ -30,11 +35,14 @@ class Signer {
 
 // sbsign --key KEY --cert CERT --output OUTPUT INPUT, then sbverify --cert
 // CERT, each given the open files as /proc/self/fd/N: they never open a path
-// on the ESP. Without a key it only checks (verify --sign-cert).
+// on the ESP. Without a key it only checks (verify --sign-cert). Each runs
+// for at most `limit` (--helper-timeout): one that takes longer is killed and
+// the signing fails.
 class SbsignSigner : public Signer {
  public:
   // Throws Error when the key or certificate is not a readable regular file.
-  SbsignSigner(std::optional<std::filesystem::path> key, std::filesystem::path cert);
+  SbsignSigner(std::optional<std::filesystem::path> key, std::filesystem::path cert,
+               std::chrono::seconds limit = kDefaultHelperTimeout);
 
   const std::string& identity() const override { return identity_; }
   void sign(int input, int output) const override;
@@ -43,6 +51,7 @@ class SbsignSigner : public Signer {
  private:
   std::optional<std::filesystem::path> key_;
   std::filesystem::path cert_;
+  std::chrono::seconds limit_;
   std::string identity_;
 };
 

@@ -23,6 +23,7 @@ OPTIONS = [
     "--lanzaboote",
     "--keep-debug-sections",
     "--debounce",
+    "--helper-timeout",
     "--no-default",
     "--json",
     "--help",

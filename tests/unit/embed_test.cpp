@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "xbb/digest.hpp"
@@ -55,11 +56,12 @@ class EmbedTest : public ::testing::Test {
 };
 
 const fs::perms kExecutable = fs::perms::owner_all;
+const std::chrono::milliseconds kLimit{60000};
 
 TEST_F(EmbedTest, StampsTheKernelAndInitrd) {
   std::vector<Generation> gens = {generation()};
   PrivateFolder scratch;
-  prepare_embedded_files(gens, root_, scratch);
+  prepare_embedded_files(gens, root_, scratch, kLimit);
   ASSERT_TRUE(gens[0].bootspec) << gens[0].problem;
   EXPECT_EQ(gens[0].kernel_file.stamp.size, 6u);
   EXPECT_EQ(gens[0].initrd_file->stamp.size, 7u);
@@ -72,7 +74,7 @@ TEST_F(EmbedTest, RefusesAKernelThatIsNotARegularFile) {
   std::vector<Generation> gens = {generation(), generation()};
   gens[1].kernel_file.path = write("nix/store/k2/bzImage", "other kernel");
   PrivateFolder scratch;
-  prepare_embedded_files(gens, root_, scratch);
+  prepare_embedded_files(gens, root_, scratch, kLimit);
   EXPECT_FALSE(gens[0].bootspec);
   EXPECT_EQ(gens[0].problem,
             (root_ / "nix/store/k/bzImage").string() + ": is a FIFO, not a regular file");
@@ -89,7 +91,7 @@ TEST_F(EmbedTest, AppendsTheSecretsToAPrivateCopy) {
   {
     PrivateFolder scratch;
     EXPECT_EQ(fs::status(scratch.path()).permissions() & fs::perms::all, fs::perms::owner_all);
-    prepare_embedded_files(gens, root_, scratch);
+    prepare_embedded_files(gens, root_, scratch, kLimit);
     ASSERT_TRUE(gens[0].bootspec) << gens[0].problem;
     copy = gens[0].initrd_file->path;
     EXPECT_EQ(copy.parent_path(), scratch.path());
@@ -106,7 +108,7 @@ TEST_F(EmbedTest, AFailingSecretsToolCostsOnlyItsGeneration) {
   std::vector<Generation> gens = {generation("/nix/store/s/bin/append-initrd-secrets"),
                                   generation("/nix/store/missing/bin/tool"), generation()};
   PrivateFolder scratch;
-  prepare_embedded_files(gens, root_, scratch);
+  prepare_embedded_files(gens, root_, scratch, kLimit);
   EXPECT_FALSE(gens[0].bootspec);
   EXPECT_EQ(gens[0].problem,
             (root_ / "nix/store/s/bin/append-initrd-secrets").string() +
@@ -114,6 +116,81 @@ TEST_F(EmbedTest, AFailingSecretsToolCostsOnlyItsGeneration) {
   EXPECT_FALSE(gens[1].bootspec);
   EXPECT_NE(gens[1].problem.find("missing/bin/tool"), std::string::npos) << gens[1].problem;
   EXPECT_TRUE(gens[2].bootspec);
+}
+
+TEST_F(EmbedTest, ASecretsToolThatTimesOutCostsOnlyItsGeneration) {
+  write("nix/store/s/bin/append-initrd-secrets", "#!/bin/sh\nsleep 100\n", kExecutable);
+  std::vector<Generation> gens = {generation("/nix/store/s/bin/append-initrd-secrets"),
+                                  generation()};
+  PrivateFolder scratch;
+  prepare_embedded_files(gens, root_, scratch, std::chrono::milliseconds(1000));
+  EXPECT_FALSE(gens[0].bootspec);
+  EXPECT_EQ(gens[0].problem, (root_ / "nix/store/s/bin/append-initrd-secrets").string() +
+                                 ": the initrd secrets tool failed (timed out after 1 s)");
+  EXPECT_TRUE(gens[1].bootspec);
+}
+
+// Only an executable regular file inside the store (under the root) is run:
+// a path outside it, a link out of it, a folder or a file without execute
+// permission costs its generation and is never started.
+TEST_F(EmbedTest, ASecretsToolOutsideTheStoreIsNotRun) {
+  const fs::path ran = root_ / "ran";
+  const std::string script = "#!/bin/sh\ntouch " + ran.string() + "\n";
+  write("etc/secrets-tool", script, kExecutable);
+  write("nix/store/s/bin/not-executable", script);
+  fs::create_directories(root_ / "nix/store/s/bin/folder");
+  fs::create_symlink("/etc/secrets-tool", root_ / "nix/store/s/bin/link-out");
+  std::vector<Generation> gens = {
+      generation("/etc/secrets-tool"), generation("/nix/store/s/bin/link-out"),
+      generation("/nix/store/s/bin/not-executable"), generation("/nix/store/s/bin/folder")};
+  PrivateFolder scratch;
+  prepare_embedded_files(gens, root_, scratch, kLimit);
+  for (const std::string& expected :
+       {"/etc/secrets-tool: the initrd secrets tool is outside /nix/store (it leads to " +
+            (root_ / "etc/secrets-tool").string() + "); not run",
+        "/nix/store/s/bin/link-out: the initrd secrets tool is outside /nix/store (it leads to " +
+            (root_ / "etc/secrets-tool").string() + "); not run",
+        std::string("/nix/store/s/bin/not-executable: the initrd secrets tool is not an executable "
+                    "regular file; not run"),
+        std::string("/nix/store/s/bin/folder: the initrd secrets tool is not an executable "
+                    "regular file; not run")}) {
+    const auto found = std::find_if(gens.begin(), gens.end(),
+                                    [&](const Generation& g) { return g.problem == expected; });
+    EXPECT_NE(found, gens.end()) << expected;
+  }
+  for (const auto& g : gens) EXPECT_FALSE(g.bootspec) << g.problem;
+  EXPECT_FALSE(fs::exists(ran));
+}
+
+// A run killed before it removed its private folder leaves it behind: a
+// later one removes it once old, unless a live run holds it locked.
+TEST_F(EmbedTest, StalePrivateFoldersAreRemovedButNotLiveOnes) {
+  const fs::path tmp = root_ / "tmp";
+  fs::create_directories(tmp);
+  const char* saved = std::getenv("TMPDIR");
+  const std::string saved_value = saved ? saved : "";
+  ::setenv("TMPDIR", tmp.c_str(), 1);
+  const fs::path stale = tmp / "xen-boot-builder-AbC123";
+  fs::create_directories(stale);
+  write("tmp/xen-boot-builder-AbC123/initrd-0", "secret");
+  const fs::path other = tmp / "not-ours-AbC123";
+  fs::create_directories(other);
+  const auto old = fs::file_time_type::clock::now() - std::chrono::hours(2);
+  fs::last_write_time(stale, old);
+  fs::last_write_time(other, old);
+  {
+    PrivateFolder live;
+    fs::last_write_time(live.path(), old);
+    EXPECT_FALSE(fs::exists(stale)) << "a stale folder stays";
+    PrivateFolder second;
+    EXPECT_TRUE(fs::exists(live.path())) << "a live folder was removed";
+    EXPECT_TRUE(fs::exists(other));
+  }
+  if (saved) {
+    ::setenv("TMPDIR", saved_value.c_str(), 1);
+  } else {
+    ::unsetenv("TMPDIR");
+  }
 }
 
 }  // namespace
