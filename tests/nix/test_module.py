@@ -96,7 +96,7 @@ class Variants:
         self.assertLess(commands.index(TOOL), commands.index("echo mine"))
         self.assertEqual(
             commands.splitlines()[0],
-            f"efiMountPoint=/boot {TOOL} --layout unified --helper-timeout 60 default",
+            f"efiMountPoint=/boot {TOOL} --layout auto --helper-timeout 60 default",
         )
 
     def test_options_reach_the_command_line(self):
@@ -181,7 +181,7 @@ class Variants:
         self.assertEqual(daemon["wantedBy"], ["multi-user.target"])
         self.assertEqual(
             daemon["serviceConfig"]["ExecStart"],
-            ["", f'"{TOOL}" "--layout" "unified" "--helper-timeout" "60" "watch" "default"'],
+            ["", f'"{TOOL}" "--layout" "auto" "--helper-timeout" "60" "watch" "default"'],
         )
         # The package's unit carries the sandbox; the drop-in makes this
         # machine's ESP its only writable path.

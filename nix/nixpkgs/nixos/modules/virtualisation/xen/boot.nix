@@ -182,20 +182,22 @@ in
 
       layout = mkOption {
         type = enum [
+          "auto"
           "unified"
           "shared"
           "self-contained"
         ];
-        default = if lanzaboote then "self-contained" else "unified";
-        defaultText = literalExpression ''if config.boot.lanzaboote.enable then "self-contained" else "unified"'';
+        default = "auto";
         description = ''
-          How the Xen entries are laid out on the ESP. `unified`: one image
-          per entry, `xen.efi` with its configuration inside. `shared`: one
-          `xen.efi` per Xen build and a configuration file per entry, which
-          takes far less room. `self-contained`: one image per entry that also
-          carries dom0's kernel and initrd; signed, this is what Secure Boot
-          needs, since Xen verifies no file it reads. Lanzaboote always uses
-          `self-contained`.
+          How the Xen entries are laid out on the ESP. `auto`: for each
+          entry what it needs, `self-contained` when signing (and always with
+          Lanzaboote), `unified` for a `xen.efi` that carries a `.config` of
+          its own, else `shared`. `unified`: one image per entry, `xen.efi`
+          with its configuration inside. `shared`: one `xen.efi` per Xen
+          build and a configuration file per entry, which takes far less
+          room. `self-contained`: one image per entry that also carries
+          dom0's kernel and initrd; signed, this is what Secure Boot needs,
+          since Xen verifies no file it reads.
         '';
       };
 
@@ -265,7 +267,7 @@ in
               message = "virtualisation.xen.boot.builder.signing: set both keyFile and certFile, or neither.";
             }
             {
-              assertion = lanzaboote -> builder.layout == "self-contained";
+              assertion = lanzaboote -> builtins.elem builder.layout [ "auto" "self-contained" ];
               message = "virtualisation.xen.boot.builder.layout: Lanzaboote's Xen entries are always self-contained; leave layout unset.";
             }
             {
