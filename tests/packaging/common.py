@@ -29,7 +29,7 @@ OPTIONS = [
     "--help",
     "--version",
 ]
-LAYOUTS = ["self-contained", "shared", "unified"]
+LAYOUTS = ["auto", "self-contained", "shared", "unified"]
 
 
 def run(argv, **kwargs):
