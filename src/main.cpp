@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
                     "images, loader.conf and Lanzaboote's folders left alone")(
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")(
+      "rebuild", "build, plan: ignore the record of the last run and write every image again")(
       "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
       "watch: wait until nothing changed for MS milliseconds before building")(
       "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
@@ -157,6 +158,9 @@ int main(int argc, char** argv) {
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
+    if (vm.count("rebuild") && command.name != "build" && command.name != "plan") {
+      return usage_error("--rebuild: only build and plan write images", kExitUsage);
+    }
     if (command.name == "inspect") {
       if (command.args.size() != 1)
         return usage_error("inspect takes one image file", kExitFailure);
@@ -247,6 +251,7 @@ int main(int argc, char** argv) {
     return usage_error("--sign-cert needs --sign-key (verify --sign-cert only checks)", kExitUsage);
   }
   options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
+  options.rebuild = vm.count("rebuild") > 0;
   if (command.name == "watch") {
     xbb::WatchOptions watch;
     watch.build = options;

@@ -30,6 +30,8 @@ struct BuildOptions {
   // into place.
   std::optional<std::filesystem::path> sign_key;
   std::optional<std::filesystem::path> sign_cert;
+  // --rebuild: the record is not used and every image is written again.
+  bool rebuild = false;
 };
 
 // What one run did, for the one-shot command and the daemon alike.

@@ -24,6 +24,7 @@ OPTIONS = [
     "--keep-debug-sections",
     "--debounce",
     "--no-default",
+    "--rebuild",
     "--json",
     "--help",
     "--version",
