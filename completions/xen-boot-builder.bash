@@ -17,7 +17,7 @@ _xen_boot_builder() {
   local commands="build plan verify inspect watch list"
   local verbosities="quiet default info debug"
   local options="--esp --root --source --layout --ucode --sign-key --sign-cert --lanzaboote
-    --keep-debug-sections --debounce --helper-timeout --no-default --json --help --version"
+    --keep-debug-sections --debounce --helper-timeout --no-default --rebuild --json --help --version"
 
   COMPREPLY=()
   case $prev in

@@ -36,6 +36,7 @@ complete -c xen-boot-builder -l keep-debug-sections -d 'keep the .debug_* sectio
 complete -c xen-boot-builder -l debounce -x -d 'milliseconds to wait after a change before building'
 complete -c xen-boot-builder -l helper-timeout -x -d 'seconds a program the tool runs may take'
 complete -c xen-boot-builder -l no-default -d 'leave loader/loader.conf alone'
+complete -c xen-boot-builder -l rebuild -d 'ignore the record of the last run and write every image again'
 complete -c xen-boot-builder -l json -d 'print JSON'
 complete -c xen-boot-builder -s h -l help -d 'show the help'
 complete -c xen-boot-builder -l version -d 'show the version'

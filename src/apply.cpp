@@ -186,11 +186,19 @@ std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
 // is freed by the rename; a signed image's unsigned input takes its space
 // too until the signed image is in place. Sizes count in whole allocation
 // units (clusters on FAT), plus one unit of margin for folder growth per
-// file; removals, which come last, are not counted as freeing anything. A file system that reports
+// file; removals, which come last, are not counted as freeing anything; a
+// file written after the plan (`later`, the record) comes last. A file system that reports
 // no size cannot be checked: the run goes on with a warning.
-void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
-                      std::vector<std::string>& warnings) {
+void check_free_space(const Esp& esp, std::vector<PendingWrite> pending,
+                      const std::optional<LaterWrite>& later, std::vector<std::string>& warnings) {
   if (pending.empty()) return;
+  if (later) {
+    const EspItem there = esp.stat(later->path);
+    pending.push_back({later->path, nullptr, later->size,
+                       there.type == EspFileType::regular
+                           ? std::optional<std::uint64_t>(there.stamp.size)
+                           : std::nullopt});
+  }
   const EspSpace space = esp.space();
   if (!space.free_bytes) {
     warnings.push_back(esp.root().string() +
@@ -218,14 +226,15 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
 
 }  // namespace
 
-ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Signer* signer) {
+ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Signer* signer,
+                       const std::optional<LaterWrite>& later) {
   check_paths(plan);
   check_signer(esp, plan, signer);
   remove_leftover_temporaries(esp, plan);
 
   ApplyReport report;
   const std::vector<PendingWrite> pending = pending_writes(esp, plan, maker, report);
-  check_free_space(esp, pending, report.warnings);
+  check_free_space(esp, pending, later, report.warnings);
 
   for (const PendingWrite& write : pending) {
     check_stop();  // a stop signal: between two files, as a crash would

@@ -1,6 +1,7 @@
 #include "xbb/builder.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -98,7 +99,6 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
                     std::map<std::string, Record::Source> sources) {
   Record record;
   record.sources = std::move(sources);
-  record.foreign = plan.foreign;
   for (const auto& [path, origin] : plan.images_after) {
     if (auto written = applied.images.find(path); written != applied.images.end()) {
       record.images[path] = {written->second.first, written->second.second, origin.recipe,
@@ -114,21 +114,65 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
   return record;
 }
 
-// The record of the last run, when there is one this version can read.
+// The largest record a run that applies `plan` can write: every image after
+// it, with stamps of the most digits. What the free-space check counts for it.
+std::uint64_t largest_record_size(const Plan& plan,
+                                  const std::map<std::string, Record::Source>& sources) {
+  Record record;
+  record.sources = sources;
+  const FileStamp widest{std::numeric_limits<std::uint64_t>::max(),
+                         std::numeric_limits<std::int64_t>::min()};
+  for (auto& [path, source] : record.sources) source.stamp = widest;
+  for (const auto& [path, origin] : plan.images_after)
+    record.images[path] = {widest, std::string(64, '0'), origin.recipe, origin.config};
+  return render_record(record).size();
+}
+
+// The record of the last run, when there is one this version can read. A
+// record that cannot be read (a folder at its name, an I/O error) or that
+// no run could have written (more images than the ESP can hold, 4 times
+// over) is not used, with a warning: the run reads every image instead.
 std::optional<Record> read_record(const Esp& esp, std::optional<std::string>& text,
-                                  Reporter& reporter) {
+                                  std::vector<std::string>& warnings, Reporter& reporter) {
+  const std::string path(layout::kStateFile);
   try {
-    text = esp.read(std::string(layout::kStateFile), 16 << 20);
+    text = esp.read(path, 16 << 20);
   } catch (const Error& e) {
-    reporter.debug(std::string("no usable record: ") + e.what());
+    warnings.push_back(std::string(e.what()) + "; the record is not used, every image is read");
     return std::nullopt;
   }
   if (!text) return std::nullopt;
-  auto record = parse_record(*text);
-  if (!record)
-    reporter.debug(std::string(layout::kStateFile) +
-                   ": damaged or of another version; reading everything");
-  return record;
+  std::optional<std::uint64_t> esp_bytes;
+  try {
+    esp_bytes = esp.space().total_bytes;
+  } catch (const Error& e) {
+    reporter.debug(std::string(e.what()) + "; the record's size is not bounded");
+  }
+  try {
+    auto record = parse_record(*text, max_record_images(esp_bytes));
+    if (!record) reporter.debug(path + ": damaged or of another version; reading everything");
+    return record;
+  } catch (const Error& e) {
+    warnings.push_back(path + ": " + e.what() + "; ignored, every image is read");
+    return std::nullopt;
+  }
+}
+
+// Replaces the record with `text`. The record is a cache: a run that cannot
+// replace it says so and succeeds without it, unless the ESP is full (an
+// esp_full Error, as for any other file).
+void write_record(Esp& esp, const std::string& text, std::vector<std::string>& warnings,
+                  bool warned, Reporter& reporter) {
+  const std::string path(layout::kStateFile);
+  try {
+    esp.write_atomic(path, text);
+    reporter.debug("wrote " + path);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::esp_full) throw;
+    if (!warned)
+      warnings.push_back(std::string(e.what()) +
+                         "; the record is not kept, the next run reads every image");
+  }
 }
 
 std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
@@ -136,19 +180,39 @@ std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
   return generations_from_entries(esp, options.root);
 }
 
-// Changes to report: the plan's, plus images rewritten although their entry
-// and configuration stayed the same (a new xen.efi).
-std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied) {
+// Changes to report: the plan's, plus every file written that no change
+// of an entry using it names, with what it is: an image rewritten although
+// its entry and configuration stayed the same (a new xen.efi, a damaged or
+// deleted image), a shared image, a configuration file.
+std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied,
+                                  const std::vector<GenerationOutcome>& generations) {
   std::vector<Change> changes = plan.changes;
   std::set<std::string> named;
   for (const auto& change : changes) named.insert(change.name);
+  // ESP path -> the stems of the entries using it.
+  std::map<std::string, std::vector<std::string>> users;
+  for (const auto& generation : generations) {
+    if (!generation.entry) continue;
+    auto name = parse_entry_name(fs::path(*generation.entry).filename().string());
+    if (!name) continue;
+    for (const auto& file : generation.files) users[file].push_back(name->stem);
+  }
+  std::map<std::string, const FileWrite*> images;
+  for (const auto& image : plan.images) images[image.path] = &image;
   for (const auto& path : applied.written) {
-    for (const auto& image : plan.images) {
-      const auto* recipe = std::get_if<ImageRecipe>(&image.content);
-      if (image.path != path || !recipe || recipe->sections.empty()) continue;
-      std::string stem = fs::path(path).stem().string();
-      if (named.insert(stem).second) changes.push_back({'~', stem, "xen image"});
-    }
+    auto image = images.find(path);
+    if (image == images.end()) continue;  // an entry, loader.conf: named by the plan's changes
+    const auto& using_it = users[path];
+    if (std::any_of(using_it.begin(), using_it.end(),
+                    [&](const std::string& stem) { return named.count(stem) > 0; }))
+      continue;
+    const auto* recipe = std::get_if<ImageRecipe>(&image->second->content);
+    const std::string what = !recipe                    ? "xen config"
+                             : recipe->sections.empty() ? "shared xen image"
+                                                        : "xen image";
+    // Its file name's stem: the entry's (xen-<rest>), or the shared image's own.
+    const std::string name = fs::path(path).stem().string();
+    if (named.insert(name).second) changes.push_back({'~', name, what});
   }
   return changes;
 }
@@ -185,7 +249,13 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     std::optional<EspLock> lock;
     if (!options.dry_run) lock.emplace(esp, [&](const auto& text) { reporter.warning(text); });
     std::optional<std::string> record_text;
-    const std::optional<Record> record = read_record(esp, record_text, reporter);
+    std::vector<std::string> record_warnings;
+    std::optional<Record> record;
+    if (options.rebuild) {
+      reporter.debug("--rebuild: the record is not used, every image is written");
+    } else {
+      record = read_record(esp, record_text, record_warnings, reporter);
+    }
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     auto sources = check_xen_images(generations, record, options, reporter);
@@ -211,6 +281,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     plan_options.layout = layout_request(options);
     plan_options.keep_debug_sections = options.keep_debug_sections;
     plan_options.lanzaboote = options.lanzaboote;
+    plan_options.rebuild = options.rebuild;
     if (options.ucode) {
       plan_options.ucode =
           HostFile{*options.ucode,
@@ -221,7 +292,9 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     for (const auto& note : planned.notes) reporter.debug(note);
 
     const Plan& plan = planned.plan;
-    result.warnings = planned.warnings;
+    const bool record_warned = !record_warnings.empty();
+    result.warnings = std::move(record_warnings);
+    result.warnings.insert(result.warnings.end(), planned.warnings.begin(), planned.warnings.end());
     result.changes = plan.changes;
     result.default_failure = planned.default_failure;
     result.generations = std::move(planned.generations);
@@ -234,18 +307,19 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
                       [](const GenerationOutcome& g) { return g.entry.has_value(); }));
     if (!options.dry_run) {
       PeImageMaker maker;
-      ApplyReport applied = apply_plan(esp, plan, maker, signer ? &*signer : nullptr);
+      const LaterWrite record_write{std::string(layout::kStateFile),
+                                    largest_record_size(plan, sources)};
+      ApplyReport applied = apply_plan(esp, plan, maker, signer ? &*signer : nullptr, record_write);
       const std::string text =
           render_record(record_after(plan, state, applied, std::move(sources)));
       if (text != record_text) {
-        esp.write_atomic(std::string(layout::kStateFile), text);
-        reporter.debug("wrote " + std::string(layout::kStateFile));
+        write_record(esp, text, result.warnings, record_warned, reporter);
       }
       for (const auto& path : applied.written) reporter.debug("wrote " + path);
       for (const auto& path : applied.removed) reporter.debug("removed " + path);
       result.warnings.insert(result.warnings.end(), applied.warnings.begin(),
                              applied.warnings.end());
-      result.changes = changes_after(plan, applied);
+      result.changes = changes_after(plan, applied, result.generations);
       result.written = std::move(applied.written);
       result.removed = std::move(applied.removed);
     } else {

@@ -42,13 +42,61 @@ void read_image(const Esp& esp, const std::string& path, const std::string& name
   file.ours = layout::is_marked(file.text) || (shared && file.digest->starts_with(*shared));
 }
 
-// What the record says of an image whose stamp is the recorded one.
-bool vouched(const std::optional<Record>& record, const std::string& path, const EspItem& item,
-             ExistingFile& file) {
+// How much of an image is read first to check its headers and section
+// table: the tool's images have 4 KiB of headers or less (Xen's own
+// SizeOfHeaders); larger headers cost a second read, of up to
+// pe::kHeaderPrefixSize bytes.
+constexpr std::size_t kHeaderReadBytes = 4096;
+
+// Whether the image is still what the record says, checked cheaply: its
+// stamp is the recorded one, its headers and section table parse as an EFI
+// application, and its .config is the recorded one byte for byte (none for
+// a shared image). One open, a read of the headers and one of the .config:
+// never the body.
+bool as_recorded(const Esp& esp, const std::string& path, const Record::Image& recorded) {
+  bool same = false;
+  try {
+    esp.read_pieces(path, [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
+      if (stamp != recorded.stamp) return;
+      std::string headers = read_at(0, kHeaderReadBytes);
+      pe::Image image;
+      try {
+        image = pe::parse_headers(pe::bytes_of(headers), stamp.size);
+      } catch (const Error&) {
+        if (headers.size() >= stamp.size) throw;
+        headers = read_at(0, pe::kHeaderPrefixSize);
+        image = pe::parse_headers(pe::bytes_of(headers), stamp.size);
+      }
+      pe::check_efi_application(image);
+      const auto extent = pe::section_extent(image, ".config");
+      if (!extent) {
+        same = recorded.config.empty();
+        return;
+      }
+      same = extent->size == recorded.config.size() &&
+             read_at(extent->offset, static_cast<std::size_t>(extent->size)) == recorded.config;
+    });
+  } catch (const Error&) {
+    return false;  // read again whole, which says what is wrong when it matters
+  }
+  return same;
+}
+
+// What the record says of an image whose stamp is the recorded one, when the
+// image passes the cheap check. The record never makes a file the tool's:
+// its recorded .config (now checked to be its own) must carry the marker, or
+// its name be a shared image's holding the recorded digest.
+bool vouched(const Esp& esp, const std::optional<Record>& record, const std::string& path,
+             const std::string& name, const EspItem& item, ExistingFile& file) {
   if (!record) return false;
   auto found = record->images.find(path);
   if (found == record->images.end() || found->second.stamp != item.stamp) return false;
-  file = {found->second.config, true, item.stamp, found->second.digest, found->second.recipe};
+  const Record::Image& recorded = found->second;
+  if (!as_recorded(esp, path, recorded)) return false;
+  auto shared = layout::shared_image_digest(name);
+  const bool ours =
+      layout::is_marked(recorded.config) || (shared && recorded.digest.starts_with(*shared));
+  file = {recorded.config, ours, item.stamp, recorded.digest, recorded.recipe};
   return true;
 }
 
@@ -80,7 +128,8 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     } else if (item.type == EspFileType::regular) {
       ExistingFile& file = state.xen_images[path];
       if (image) {
-        if (!vouched(record, path, item, file)) read_image(esp, path, item.name, file);
+        if (!vouched(esp, record, path, item.name, item, file))
+          read_image(esp, path, item.name, file);
       } else {
         file.stamp = item.stamp;
         file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
@@ -106,7 +155,6 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       }
     }
   }
-  if (record) state.reported_foreign.insert(record->foreign.begin(), record->foreign.end());
   if (with_loader_conf) {
     try {
       state.loader_conf = esp.read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);

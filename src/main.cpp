@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
                     "images, loader.conf and Lanzaboote's folders left alone")(
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")(
+      "rebuild", "build, plan: ignore the record of the last run and write every image again")(
       "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
       "watch: wait until nothing changed for MS milliseconds before building")(
       "helper-timeout", po::value<std::string>()->default_value("60")->value_name("SECONDS"),
@@ -185,6 +186,9 @@ int main(int argc, char** argv) {
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
+    if (vm.count("rebuild") && command.name != "build" && command.name != "plan") {
+      return usage_error("--rebuild: only build and plan write images", kExitUsage);
+    }
     if (command.name == "inspect") {
       if (!vm["helper-timeout"].defaulted()) {
         return usage_error("--helper-timeout: inspect runs no other program", kExitUsage);
@@ -286,6 +290,7 @@ int main(int argc, char** argv) {
   }
   options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
+  options.rebuild = vm.count("rebuild") > 0;
   if (command.name == "watch") {
     xbb::WatchOptions watch;
     watch.build = options;

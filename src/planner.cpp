@@ -145,7 +145,8 @@ std::string changed_fields(const Target& target, const Existing& existing, const
   const std::string& config_path = target.files.config ? *target.files.config : target.files.image;
   auto config = state.xen_images.find(config_path);
   if (config == state.xen_images.end()) {
-    if (std::find(fields.begin(), fields.end(), "efi") == fields.end()) fields.push_back("image");
+    if (std::find(fields.begin(), fields.end(), "efi") == fields.end())
+      fields.push_back(target.files.config ? "xen config" : "xen image");
   } else if (config->second.text != target.config_text) {
     try {
       auto old = parse_xen_config(config->second.text, config_path);
@@ -393,9 +394,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
       auto found = state.xen_images.find(image);
       const ExistingFile* old = found == state.xen_images.end() ? nullptr : &found->second;
-      if (!old || old->recipe != id) {
+      if (options.rebuild || !old || old->recipe != id) {
         note_replaced(image, old);
-        plan.images.push_back({image, std::move(recipe), old ? old->digest : std::nullopt});
+        plan.images.push_back(
+            {image, std::move(recipe), old && !options.rebuild ? old->digest : std::nullopt});
       }
       keep_paths.insert(image);
     }
@@ -467,19 +469,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   for (const auto& path : options.lanzaboote ? std::vector<std::string>{} : state.legacy_images) {
     if (!keep_paths.count(path)) plan.removals.push_back(path);
   }
-  // Said once: files already reported by an earlier run are only noted.
-  std::vector<std::string> new_foreign;
-  for (const auto& path : foreign) {
-    if (!state.reported_foreign.count(path)) new_foreign.push_back(path);
+  if (!foreign.empty()) {
+    out.warnings.push_back("left alone " + std::to_string(foreign.size()) +
+                           " file(s) that xen-boot-builder did not write: " + join_paths(foreign));
   }
-  if (!new_foreign.empty()) {
-    out.warnings.push_back(
-        "left alone " + std::to_string(new_foreign.size()) +
-        " file(s) that xen-boot-builder did not write: " + join_paths(new_foreign));
-  }
-  if (!foreign.empty())
-    out.notes.push_back("left alone, not written by xen-boot-builder: " + join_paths(foreign));
-  plan.foreign = std::move(foreign);
 
   std::set<std::string> writes;
   for (const auto& file : plan.images) writes.insert(file.path);

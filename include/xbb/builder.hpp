@@ -35,6 +35,8 @@ struct BuildOptions {
   // --helper-timeout: how long the initrd secrets tool, sbsign and sbverify
   // may each take before they are killed.
   std::chrono::seconds helper_timeout = kDefaultHelperTimeout;
+  // --rebuild: the record is not used and every image is written again.
+  bool rebuild = false;
 };
 
 // What one run did, for the one-shot command and the daemon alike.

@@ -10,7 +10,8 @@ namespace xbb {
 enum class ErrorKind {
   failed,        // anything else: an I/O error, a refused file
   esp_missing,   // the ESP cannot be opened (not mounted, not a folder)
-  esp_full,      // not enough free space for the plan; nothing was written
+  esp_full,      // not enough free space for the plan (nothing was written), or the ESP
+                 // filled up during the run (ENOSPC, EDQUOT; what was written is consistent)
   lock_timeout,  // another run held the ESP lock for too long
 };
 

@@ -38,6 +38,8 @@ struct EspSpace {
   // when the file system reports no size at all (f_blocks 0, as FUSE FAT32
   // mounts do), since its free count then means nothing.
   std::optional<std::uint64_t> free_bytes;
+  // Its size (f_blocks * f_frsize); nullopt likewise.
+  std::optional<std::uint64_t> total_bytes;
   // The allocation unit (the cluster size on FAT): f_frsize, else f_bsize,
   // else 4096 when the file system reports neither.
   std::uint64_t allocation_unit = 0;
@@ -102,6 +104,14 @@ class Esp {
   std::optional<std::string> read(const std::string& path, std::uint64_t limit,
                                   FileStamp* stamp = nullptr) const;
 
+  // Reads pieces of a regular file, never the whole of it unless asked:
+  // `reader` gets the file's stamp and a function that returns the `size`
+  // bytes at `offset` (fewer at the end of the file). False when the file
+  // does not exist; throws Error as read() does.
+  using ReadAt = std::function<std::string(std::uint64_t offset, std::size_t size)>;
+  using PieceReader = std::function<void(const FileStamp& stamp, const ReadAt& read_at)>;
+  bool read_pieces(const std::string& path, const PieceReader& reader) const;
+
   // Everything in a folder with its type (symlinks not followed) and stamp,
   // sorted by name; empty when the folder is absent.
   std::vector<EspItem> list_all(const std::string& dir) const;
@@ -158,6 +168,9 @@ class Esp {
   UniqueFd open_folders(const std::vector<std::string>& components, std::size_t count,
                         bool create) const;
   Location locate(const std::string& path, bool create) const;
+  // The regular file at `path` open for reading, with its shown path and
+  // stamp; an empty descriptor when it does not exist.
+  UniqueFd open_regular(const std::string& path, std::string& shown, FileStamp& stamp) const;
 
   std::filesystem::path root_;
   UniqueFd root_fd_;
@@ -215,9 +228,11 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // Follows no symlink.
 //
 // `record` (the run's record of the images it wrote, when there is a usable
-// one) spares reading: an image whose stamp is the recorded one is taken to
-// be what the record says. Any other image is read once, and its digest
-// kept, so that applying the plan needs not read it again.
+// one) spares reading image bodies: an image whose stamp is the recorded one,
+// whose headers and section table parse and whose .config is the recorded
+// one (a read of its headers and one of its .config) is taken to be what the
+// record says. Any other image is read once, and its digest kept, so that
+// applying the plan needs not read it again.
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
                         bool with_loader_conf, const std::optional<Record>& record);
 
@@ -251,7 +266,16 @@ struct ApplyReport {
 // If a write fails part way (e.g. another writer filled the ESP), throws at
 // once: what was written is complete and nothing that depends on the rest was
 // touched.
+//
+// `later`: a file the caller writes after the plan (the record), at most
+// `size` bytes, replacing what is at `path`: the free-space check counts it
+// last (when the plan writes anything at all).
+struct LaterWrite {
+  std::string path;
+  std::uint64_t size = 0;
+};
 ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker,
-                       const Signer* signer = nullptr);
+                       const Signer* signer = nullptr,
+                       const std::optional<LaterWrite>& later = std::nullopt);
 
 }  // namespace xbb

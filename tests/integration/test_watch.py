@@ -76,7 +76,7 @@ class Watch(ToolTestCase):
         before = len(daemon.statuses())
         daemon.signal(signal.SIGHUP)
         status = daemon.wait_status(before, "the SIGHUP run")
-        self.assertEqual(status, "1 changed: ~xen-generation-2 (image) (3 Xen entries)")
+        self.assertEqual(status, "1 changed: ~xen-generation-2 (xen image) (3 Xen entries)")
         self.assertTrue(image.is_file())
         self.assertEqual(daemon.stop(), 0, daemon.describe())
 
@@ -107,7 +107,7 @@ class Watch(ToolTestCase):
         daemon.signal(signal.SIGTERM)
         fcntl.flock(lock, fcntl.LOCK_UN)
         self.assertEqual(daemon.process.wait(timeout=30), 0, daemon.describe())
-        self.assertEqual(daemon.statuses()[before:], ["1 changed: ~xen-generation-2 (image) (3 Xen entries)"])
+        self.assertEqual(daemon.statuses()[before:], ["1 changed: ~xen-generation-2 (xen image) (3 Xen entries)"])
         self.assertTrue(image.is_file())
 
     def test_an_esp_that_goes_is_retried_with_a_growing_wait_and_watched_again_when_back(self):

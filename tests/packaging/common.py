@@ -25,6 +25,7 @@ OPTIONS = [
     "--debounce",
     "--helper-timeout",
     "--no-default",
+    "--rebuild",
     "--json",
     "--help",
     "--version",
