@@ -2,6 +2,7 @@
 
 #include "json_input.hpp"
 #include "xbb/error.hpp"
+#include "xbb/json_text.hpp"
 
 namespace xbb {
 namespace {
@@ -73,17 +74,17 @@ std::string render_record(const Record& record) {
   std::string text = "{\n";
   bool first = true;
   for (const auto& [key, value] : json.items()) {
-    text += std::string(first ? "" : ",\n") + Json(key).dump() + ": ";
+    text += std::string(first ? "" : ",\n") + json_text(key) + ": ";
     first = false;
     if (!value.is_object() || value.empty()) {
-      text += value.dump();
+      text += json_text(value);
       continue;
     }
     text += "{\n";
     bool first_item = true;
     for (const auto& [item_key, item] : value.items()) {
-      text +=
-          std::string(first_item ? "" : ",\n") + "  " + Json(item_key).dump() + ": " + item.dump();
+      text += std::string(first_item ? "" : ",\n") + "  " + json_text(item_key) + ": " +
+              json_text(item);
       first_item = false;
     }
     text += "\n}";
