@@ -158,7 +158,7 @@ std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
     try {
       input.hand_to([&](int in) { output.hand_to([&](int out) { signer->sign(in, out); }); });
     } catch (const Error& e) {
-      throw Error((esp.root() / path).string(), e.what());
+      throw e.within((esp.root() / path).string());
     }
     read_back(output);
   };

@@ -6,6 +6,7 @@
 #include "limits.hpp"
 #include "text.hpp"
 #include "xbb/error.hpp"
+#include "xbb/json_text.hpp"
 
 namespace xbb {
 namespace {
@@ -35,7 +36,7 @@ std::optional<std::string> store_path_problem(const std::string& path) {
 // character that would break the one-line message.
 std::string printable_name(const std::string& name) {
   if (!line_break_problem(name)) return name;
-  return Json(name).dump();
+  return json_text(name);
 }
 
 // One JSON object of the document, with the field path that leads to it.

@@ -275,6 +275,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       signer.emplace(*options.sign_key, options.sign_cert.value_or(""), options.helper_timeout);
     }
     const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
+    for (const auto& note : state.notes) reporter.debug(note);
     PlanOptions plan_options;
     if (signer) plan_options.signer = signer->identity();
     plan_options.retarget_default = options.retarget_default;

@@ -10,34 +10,36 @@ namespace xbb {
 namespace {
 
 // The shell script's entries point at its own images, EFI/nixos/xen-*.efi.
-bool written_by_script(const std::string& text) {
-  try {
-    auto efi = parse_loader_entry(text, "").efi;
-    const std::string prefix = std::string("/").append(layout::kLegacyImageFolder).append("/xen-");
-    return efi && efi->starts_with(prefix) && efi->ends_with(".efi");
-  } catch (const Error&) {
-    return false;
-  }
+// An entry that does not parse is not one of them; `notes` gets why.
+bool written_by_script(const std::string& text, const std::string& path,
+                       std::vector<std::string>& notes) {
+  const std::optional<LoaderEntry> entry = value_or_reason(
+      [&] { return parse_loader_entry(text, path); },
+      [&notes](const std::string& why) { notes.push_back(why + " (not the script's entry)"); });
+  if (!entry) return false;
+  const std::string prefix = std::string("/").append(layout::kLegacyImageFolder).append("/xen-");
+  return entry->efi && entry->efi->starts_with(prefix) && entry->efi->ends_with(".efi");
 }
 
 // An image the record does not vouch for, read once: its digest, its
 // embedded .config, and whether the tool wrote it (a marked .config, or a
 // shared image's name holding its digest).
 void read_image(const Esp& esp, const std::string& path, const std::string& name,
-                ExistingFile& file) {
+                ExistingFile& file, std::vector<std::string>& notes) {
   FileStamp stamp;
   auto bytes = esp.read(path, limits::kEspImageBytes, &stamp);
   if (!bytes) return;
   file.stamp = stamp;
   file.digest = sha256_hex(*bytes);
-  try {
-    auto image = pe::bytes_of(*bytes);
-    const pe::Image parsed = pe::parse(image);
-    auto config = pe::section_contents(image, parsed, ".config");
-    file.text.assign(config.begin(), config.end());
-  } catch (const Error&) {
-    // Not an image the tool wrote; the digest still tells whether it is one it would write.
-  }
+  // An image that does not parse is not one the tool wrote; the digest still
+  // tells whether it is one it would write.
+  const auto config = value_or_reason(
+      [&] {
+        auto image = pe::bytes_of(*bytes);
+        return pe::section_contents(image, pe::parse(image), ".config");
+      },
+      [&](const std::string& why) { notes.push_back(path + ": " + why + " (not read as ours)"); });
+  if (config) file.text.assign(config->begin(), config->end());
   auto shared = layout::shared_image_digest(name);
   file.ours = layout::is_marked(file.text) || (shared && file.digest->starts_with(*shared));
 }
@@ -115,7 +117,7 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       ExistingFile& file = state.xen_entries[path];
       file.stamp = item.stamp;
       file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
-      file.ours = layout::is_marked(file.text) || written_by_script(file.text);
+      file.ours = layout::is_marked(file.text) || written_by_script(file.text, path, state.notes);
     }
   }
   const std::string images(layout::kImageFolder);
@@ -129,7 +131,7 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       ExistingFile& file = state.xen_images[path];
       if (image) {
         if (!vouched(esp, record, path, item.name, item, file))
-          read_image(esp, path, item.name, file);
+          read_image(esp, path, item.name, file, state.notes);
       } else {
         file.stamp = item.stamp;
         file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
@@ -146,13 +148,12 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     std::vector<std::string> named = generation.entry.initrds;
     if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
     for (const auto& path : named) {
-      try {
-        if (path.size() > 1 && esp.type(path.substr(1)) == EspFileType::regular) {
-          state.boot_files.insert(path.substr(1));
-        }
-      } catch (const Error&) {
-        // Not a name the ESP can hold: not there, as the configuration check will say.
-      }
+      if (path.size() < 2) continue;
+      // A name the ESP cannot hold is not there, as the configuration check will say.
+      const std::optional<EspFileType> type = value_or_reason(
+          [&] { return esp.type(path.substr(1)); },
+          [&](const std::string& why) { state.notes.push_back(why + " (taken as missing)"); });
+      if (type == EspFileType::regular) state.boot_files.insert(path.substr(1));
     }
   }
   if (with_loader_conf) {

@@ -134,7 +134,7 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
   try {
     image = pe::parse(file);
   } catch (const Error& e) {
-    throw Error(path, e.what());
+    throw e.within(path);
   }
   const std::string build_id = pe::build_id(file, image);
   const std::uint32_t computed_checksum = pe::compute_checksum(file, image);
@@ -226,7 +226,7 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
   try {
     image = elf::parse(file);
   } catch (const Error& e) {
-    throw Error(path, e.what());
+    throw e.within(path);
   }
   const std::string format = "ELF" + std::to_string(image.elf_class);
   const std::vector<elf::MultibootHeader> multiboot = elf::find_multiboot_headers(file);
@@ -287,7 +287,7 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
     try {
       inflated = elf::gunzip(file);
     } catch (const Error& e) {
-      throw Error(path, e.what());
+      throw e.within(path);
     }
     if (!elf::is_elf(inflated)) throw Error(path, "a gzip file that does not hold an ELF image");
     return inspect_elf(inflated, path, true);

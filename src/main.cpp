@@ -14,6 +14,7 @@
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
+#include "xbb/json_text.hpp"
 #include "xbb/layout.hpp"
 #include "xbb/output.hpp"
 #include "xbb/report.hpp"
@@ -83,7 +84,7 @@ bool is_command(const std::string& word) {
 int inspect(const std::string& path, bool json) {
   try {
     xbb::InspectReport report = xbb::inspect_file(path);
-    std::cout << (json ? xbb::inspect_json(report).dump(2) + "\n" : report.text);
+    std::cout << (json ? xbb::json_text(xbb::inspect_json(report), 2) + "\n" : report.text);
     return 0;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -103,7 +104,8 @@ int verify(const std::filesystem::path& esp_root,
         std::chrono::seconds(60), xbb::EspLock::Mode::shared);
     xbb::Verification result =
         xbb::verify_snapshot(xbb::read_snapshot(esp, checker ? &*checker : nullptr));
-    std::cout << (json ? xbb::verify_json(result).dump(2) + "\n" : xbb::verify_text(result));
+    std::cout << (json ? xbb::json_text(xbb::verify_json(result), 2) + "\n"
+                       : xbb::verify_text(result));
     return result.ok() ? 0 : kExitFailure;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -307,9 +309,9 @@ int main(int argc, char** argv) {
                          xbb::colour_allowed(STDOUT_FILENO), xbb::colour_allowed(STDERR_FILENO));
   const xbb::RunResult result = xbb::run_build(options, reporter);
   if (command.name == "list") {
-    std::cout << (json ? xbb::list_json(result).dump(2) + "\n" : xbb::list_text(result));
+    std::cout << (json ? xbb::json_text(xbb::list_json(result), 2) + "\n" : xbb::list_text(result));
     return result.error ? kExitFailure : 0;
   }
-  if (json) std::cout << xbb::plan_json(result).dump(2) << "\n";
+  if (json) std::cout << xbb::json_text(xbb::plan_json(result), 2) << "\n";
   return result.exit_status();
 }

@@ -4,6 +4,7 @@
 
 #include "json_input.hpp"
 #include "xbb/error.hpp"
+#include "xbb/json_text.hpp"
 
 namespace xbb {
 namespace {
@@ -32,7 +33,7 @@ std::string object_lines(const std::map<std::string, Entry>& entries, const ToJs
   bool first = true;
   for (const auto& [path, entry] : entries) {
     text +=
-        std::string(first ? "" : ",\n") + "  " + Json(path).dump() + ": " + to_json(entry).dump();
+        std::string(first ? "" : ",\n") + "  " + json_text(path) + ": " + json_text(to_json(entry));
     first = false;
   }
   return text + "\n}";

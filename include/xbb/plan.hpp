@@ -117,6 +117,7 @@ struct EspState {
   std::vector<std::string> legacy_images;           // "EFI/nixos/xen-*.efi" left by the script
   std::optional<std::string> loader_conf;           // "loader/loader.conf" text, when usable
   std::string loader_conf_problem;                  // why an existing loader.conf is not usable
+  std::vector<std::string> notes;                   // what was read past and why, for debug
   std::set<std::string>
       boot_files;  // the source entries' kernels and initrds that are regular files
 };

@@ -37,6 +37,9 @@ struct EspSnapshot {
   std::set<std::string> files;             // regular files the configurations name
   std::optional<std::string> loader_conf;  // loader/loader.conf, when present
   std::string loader_conf_problem;         // why it could not be read
+  // What was read past and why (a configuration that does not parse, a
+  // name the ESP cannot hold): the checks then say what it costs.
+  std::vector<std::string> notes;
 };
 
 // What `verify` found wrong with one Xen entry (nothing: it is bootable).

@@ -260,6 +260,20 @@ TEST(Planner, KeepsTheExistingEntryOfAGenerationWhoseBootspecBroke) {
   EXPECT_FALSE(result.default_failure);
 }
 
+TEST(Planner, SaysWhyAnExistingEntryThatDoesNotParseIsComparedAsAWhole) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-generation-1.conf"] =
+      ours(std::string("title A") + '\0' + "B\nefi /EFI/xen/xen-generation-1.efi\n");
+  auto result = plan({generation("generation-1", 1)}, state);
+  ASSERT_EQ(result.plan.changes.size(), 1u);
+  EXPECT_EQ(result.plan.changes[0].detail.substr(0, 5), "entry");
+  const auto said = std::find_if(result.notes.begin(), result.notes.end(), [](const auto& note) {
+    return note.find("contains a NUL byte") != std::string::npos &&
+           note.find("(compared as a whole)") != std::string::npos;
+  });
+  EXPECT_NE(said, result.notes.end()) << "the reason is kept for the debug verbosity";
+}
+
 TEST(Planner, FailsWhenTheDefaultGenerationGetsNoEntry) {
   auto result = plan({generation("generation-1", 1), broken("generation-2", 2)});
   ASSERT_TRUE(result.default_failure);
