@@ -93,8 +93,8 @@ std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& pa
 // known digest is streamed through SHA-256 here to compare (nothing written,
 // nothing held): when equal it is not written. A signed image is always
 // written: the bytes it replaces do not tell who signed them.
-std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, ImageMaker& maker,
-                                         ApplyReport& report) {
+std::vector<PendingWrite> pending_writes(const Esp& esp, const Esp& loader_conf_esp,
+                                         const Plan& plan, ImageMaker& maker, ApplyReport& report) {
   std::vector<PendingWrite> pending;
   for (const auto* files : {&plan.images, &plan.entries}) {
     for (const FileWrite& file : *files) {
@@ -123,7 +123,7 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
   }
   if (plan.loader_conf) {
     pending.push_back({loader_conf_path, nullptr, plan.loader_conf->size(),
-                       replaced_size(esp, loader_conf_path)});
+                       replaced_size(loader_conf_esp, loader_conf_path)});
   }
   return pending;
 }
@@ -227,19 +227,28 @@ void check_free_space(const Esp& esp, std::vector<PendingWrite> pending,
 }  // namespace
 
 ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Signer* signer,
-                       const std::optional<LaterWrite>& later) {
+                       const std::optional<LaterWrite>& later, Esp* loader_conf_on) {
+  Esp& loader_conf_esp = loader_conf_on ? *loader_conf_on : esp;
   check_paths(plan);
   check_signer(esp, plan, signer);
   remove_leftover_temporaries(esp, plan);
 
   ApplyReport report;
-  const std::vector<PendingWrite> pending = pending_writes(esp, plan, maker, report);
-  check_free_space(esp, pending, later, report.warnings);
+  std::vector<PendingWrite> pending = pending_writes(esp, loader_conf_esp, plan, maker, report);
+  if (&loader_conf_esp == &esp) {
+    check_free_space(esp, pending, later, report.warnings);
+  } else {
+    std::vector<PendingWrite> on_esp;
+    if (!pending.empty() && !pending.back().file) on_esp.push_back(pending.back());
+    std::vector<PendingWrite> on_boot(pending.begin(), pending.end() - on_esp.size());
+    check_free_space(esp, on_boot, later, report.warnings);
+    check_free_space(loader_conf_esp, on_esp, std::nullopt, report.warnings);
+  }
 
   for (const PendingWrite& write : pending) {
     check_stop();  // a stop signal: between two files, as a crash would
     if (!write.file) {
-      esp.write_atomic(write.path, *plan.loader_conf);
+      loader_conf_esp.write_atomic(write.path, *plan.loader_conf);
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
       esp.write_atomic(write.path, *text);
     } else {

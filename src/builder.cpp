@@ -128,20 +128,33 @@ std::uint64_t largest_record_size(const Plan& plan,
   return render_record(record).size();
 }
 
+// The record of the last run on a partition, as read.
+struct RecordRead {
+  std::optional<Record> record;     // when there is one this version can read (and may use)
+  std::optional<std::string> text;  // its text, to tell whether the run changes it
+  std::vector<std::string> warnings;
+};
+
 // The record of the last run, when there is one this version can read. A
 // record that cannot be read (a folder at its name, an I/O error) or that
 // no run could have written (more images than the ESP can hold, 4 times
 // over) is not used, with a warning: the run reads every image instead.
-std::optional<Record> read_record(const Esp& esp, std::optional<std::string>& text,
-                                  std::vector<std::string>& warnings, Reporter& reporter) {
+// With --rebuild it is not used either.
+RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
   const std::string path(layout::kStateFile);
+  RecordRead read;
   try {
-    text = esp.read(path, 16 << 20);
+    read.text = esp.read(path, 16 << 20);
   } catch (const Error& e) {
-    warnings.push_back(std::string(e.what()) + "; the record is not used, every image is read");
-    return std::nullopt;
+    read.warnings.push_back(std::string(e.what()) +
+                            "; the record is not used, every image is read");
+    return read;
   }
-  if (!text) return std::nullopt;
+  if (!read.text) return read;
+  if (rebuild) {
+    reporter.debug("--rebuild: the record is not used, every image is written");
+    return read;
+  }
   std::optional<std::uint64_t> esp_bytes;
   try {
     esp_bytes = esp.space().total_bytes;
@@ -149,13 +162,12 @@ std::optional<Record> read_record(const Esp& esp, std::optional<std::string>& te
     reporter.debug(std::string(e.what()) + "; the record's size is not bounded");
   }
   try {
-    auto record = parse_record(*text, max_record_images(esp_bytes));
-    if (!record) reporter.debug(path + ": damaged or of another version; reading everything");
-    return record;
+    read.record = parse_record(*read.text, max_record_images(esp_bytes));
+    if (!read.record) reporter.debug(path + ": damaged or of another version; reading everything");
   } catch (const Error& e) {
-    warnings.push_back(path + ": " + e.what() + "; ignored, every image is read");
-    return std::nullopt;
+    read.warnings.push_back(path + ": " + e.what() + "; ignored, every image is read");
   }
+  return read;
 }
 
 // Replaces the record with `text`. The record is a cache: a run that cannot
@@ -175,9 +187,9 @@ void write_record(Esp& esp, const std::string& text, std::vector<std::string>& w
   }
 }
 
-std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
+std::vector<Generation> discover(const BuildOptions& options, const Esp& boot) {
   if (options.source == Source::profiles) return generations_from_profiles(options.root);
-  return generations_from_entries(esp, options.root);
+  return generations_from_entries(boot, options.root);
 }
 
 // Changes to report: the plan's, plus every file written that no change
@@ -225,13 +237,105 @@ void report_changes(const std::vector<Change>& changes, Reporter& reporter) {
   for (const auto& change : changes) reporter.change(change.kind, change.name, change.detail);
 }
 
+// What installing the Xen entries on one set of partitions did.
+struct Installed {
+  Planned planned;
+  std::vector<Change> changes;
+  std::vector<std::string> warnings;
+  std::vector<std::string> written;  // paths on the partition that holds the entries
+  std::vector<std::string> removed;
+};
+
+// Plans and applies the Xen entries of a run's generations on one set of
+// partitions: the main ones, then each extra ESP, the same way.
+struct Installer {
+  const BuildOptions& options;
+  const std::vector<Generation>& generations;
+  const std::map<std::string, Record::Source>& sources;
+  const PlanOptions& plan_options;
+  const Signer* signer;
+  Reporter& reporter;
+
+  Installed install(Partitions& partitions, RecordRead record) const {
+    Installed out;
+    Esp& boot = partitions.boot();
+    const EspState state = read_esp_state(
+        boot, generations, options.retarget_default ? &partitions.esp() : nullptr, record.record);
+    for (const auto& note : state.notes) reporter.debug(note);
+    out.planned = make_plan(generations, state, plan_options);
+    for (const auto& note : out.planned.notes) reporter.debug(note);
+    const Plan& plan = out.planned.plan;
+    const bool record_warned = !record.warnings.empty();
+    out.warnings = std::move(record.warnings);
+    out.warnings.insert(out.warnings.end(), out.planned.warnings.begin(),
+                        out.planned.warnings.end());
+    out.changes = plan.changes;
+    if (options.dry_run) {
+      for (const auto& file : plan.images) out.written.push_back(file.path);
+      for (const auto& file : plan.entries) out.written.push_back(file.path);
+      if (plan.loader_conf) out.written.emplace_back(layout::kLoaderConf);
+      out.removed = plan.removals;
+      for (const auto& path : out.written) reporter.debug("would write (if changed) " + path);
+      for (const auto& path : out.removed) reporter.debug("would remove " + path);
+      return out;
+    }
+    PeImageMaker maker;
+    const LaterWrite record_write{std::string(layout::kStateFile),
+                                  largest_record_size(plan, sources)};
+    ApplyReport applied = apply_plan(boot, plan, maker, signer, record_write,
+                                     partitions.separate() ? &partitions.esp() : nullptr);
+    const std::string text = render_record(record_after(plan, state, applied, sources));
+    if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
+    for (const auto& path : applied.written) reporter.debug("wrote " + path);
+    for (const auto& path : applied.removed) reporter.debug("removed " + path);
+    out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
+    out.changes = changes_after(plan, applied, out.planned.generations);
+    out.written = std::move(applied.written);
+    out.removed = std::move(applied.removed);
+    return out;
+  }
+
+  // With the entries on the XBOOTLDR partition, removes what the tool left
+  // on the ESP before (entries, images, configurations, the script's images,
+  // the record): last, once their replacements are in place. Hand-made files
+  // stay, with a warning.
+  void clear_esp(Partitions& partitions, Installed& installed) const {
+    Esp& esp = partitions.esp();
+    const std::string shown = esp.root().string();
+    const EspState state = read_esp_state(esp, {}, nullptr, std::nullopt);
+    PlanOptions cleanup = plan_options;
+    cleanup.retarget_default = false;
+    Planned planned = make_plan({}, state, cleanup);
+    Plan& plan = planned.plan;
+    if (esp.type(std::string(layout::kStateFile)) == EspFileType::regular)
+      plan.removals.emplace_back(layout::kStateFile);
+    for (const auto& warning : planned.warnings)
+      installed.warnings.push_back(shown + ": " + warning);
+    if (plan.removals.empty()) return;
+    for (const auto& change : plan.changes) {
+      installed.changes.push_back({change.kind, change.name + " on " + shown, change.detail});
+    }
+    std::vector<std::string> removed = plan.removals;
+    if (!options.dry_run) {
+      PeImageMaker maker;
+      removed = apply_plan(esp, plan, maker).removed;
+    }
+    for (const auto& path : removed) {
+      installed.removed.push_back((esp.root() / path).string());
+      reporter.debug((options.dry_run ? "would remove " : "removed ") + shown + "/" + path);
+    }
+  }
+};
+
 }  // namespace
 
 layout::Request layout_request(const BuildOptions& options) {
   return {options.layout, options.sign_key.has_value(), options.source == Source::profiles};
 }
 
-int RunResult::exit_status() const { return error || default_failure ? 1 : 0; }
+int RunResult::exit_status() const {
+  return error || default_failure || !partition_failures.empty() ? 1 : 0;
+}
 
 RunResult run_build(const BuildOptions& options, Reporter& reporter) {
   reporter.progress(options.dry_run ? "Planning Xen Project Hypervisor boot entries..."
@@ -242,23 +346,22 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     if (!finished_line) reporter.line(word);
     finished_line = true;
   };
+  const auto on_wait = [&](const std::string& text) { reporter.warning(text); };
+  const EspLock::Mode lock_mode =
+      options.dry_run ? EspLock::Mode::shared : EspLock::Mode::exclusive;
   try {
     reporter.debug("");
-    reporter.debug("ESP: " + options.esp.string() + ", root: " + options.root.string());
-    Esp esp(options.esp);
-    std::optional<EspLock> lock;
-    if (!options.dry_run) lock.emplace(esp, [&](const auto& text) { reporter.warning(text); });
-    std::optional<std::string> record_text;
-    std::vector<std::string> record_warnings;
-    std::optional<Record> record;
-    if (options.rebuild) {
-      reporter.debug("--rebuild: the record is not used, every image is written");
-    } else {
-      record = read_record(esp, record_text, record_warnings, reporter);
-    }
-    std::vector<Generation> generations = discover(options, esp);
+    reporter.debug("ESP: " + options.esp.string() +
+                   (options.xbootldr ? ", XBOOTLDR: " + options.xbootldr->string() : "") +
+                   ", root: " + options.root.string());
+    Partitions partitions(options.esp, options.xbootldr);
+    if (options.xbootldr && !partitions.separate())
+      reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
+    PartitionLocks locks(partitions, on_wait, lock_mode);
+    RecordRead record = read_record(partitions.boot(), options.rebuild, reporter);
+    std::vector<Generation> generations = discover(options, partitions.boot());
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
-    auto sources = check_xen_images(generations, record, options, reporter);
+    const auto sources = check_xen_images(generations, record.record, options, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (layout::embeds_kernel(layout_request(options))) {
       scratch.emplace();
@@ -274,8 +377,6 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     if (options.sign_key) {
       signer.emplace(*options.sign_key, options.sign_cert.value_or(""), options.helper_timeout);
     }
-    const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
-    for (const auto& note : state.notes) reporter.debug(note);
     PlanOptions plan_options;
     if (signer) plan_options.signer = signer->identity();
     plan_options.retarget_default = options.retarget_default;
@@ -289,16 +390,38 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
                    posix::host_file_stamp(*options.ucode, limits::kKernelBytes, "microcode"),
                    {}};
     }
-    Planned planned = make_plan(generations, state, plan_options);
-    for (const auto& note : planned.notes) reporter.debug(note);
+    const Installer installer{
+        options, generations, sources, plan_options, signer ? &*signer : nullptr, reporter};
 
-    const Plan& plan = planned.plan;
-    const bool record_warned = !record_warnings.empty();
-    result.warnings = std::move(record_warnings);
-    result.warnings.insert(result.warnings.end(), planned.warnings.begin(), planned.warnings.end());
-    result.changes = plan.changes;
-    result.default_failure = planned.default_failure;
-    result.generations = std::move(planned.generations);
+    Installed main = installer.install(partitions, std::move(record));
+    if (partitions.separate()) installer.clear_esp(partitions, main);
+    result.warnings = std::move(main.warnings);
+    result.changes = std::move(main.changes);
+    result.written = std::move(main.written);
+    result.removed = std::move(main.removed);
+    result.default_failure = main.planned.default_failure;
+    result.generations = std::move(main.planned.generations);
+    for (const auto& extra : options.extra_esps) {
+      const std::string shown = extra.string();
+      try {
+        reporter.debug("extra ESP: " + shown);
+        Partitions mirror(extra);
+        PartitionLocks mirror_locks(mirror, on_wait, lock_mode);
+        Installed copy =
+            installer.install(mirror, read_record(mirror.boot(), options.rebuild, reporter));
+        for (auto& warning : copy.warnings) result.warnings.push_back(shown + ": " + warning);
+        for (auto& change : copy.changes) {
+          change.name += " on " + shown;
+          result.changes.push_back(std::move(change));
+        }
+        for (const auto& path : copy.written) result.written.push_back((extra / path).string());
+        for (const auto& path : copy.removed) result.removed.push_back((extra / path).string());
+      } catch (const Error& e) {
+        const std::string message = e.what();
+        result.partition_failures.push_back(
+            {shown, e.kind(), message.starts_with(shown) ? message : shown + ": " + message});
+      }
+    }
     const std::size_t built = static_cast<std::size_t>(std::count_if(
         result.generations.begin(), result.generations.end(), [](const GenerationOutcome& g) {
           return g.status == GenerationOutcome::Status::xen_entry;
@@ -306,37 +429,13 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     result.entries = static_cast<std::size_t>(
         std::count_if(result.generations.begin(), result.generations.end(),
                       [](const GenerationOutcome& g) { return g.entry.has_value(); }));
-    if (!options.dry_run) {
-      PeImageMaker maker;
-      const LaterWrite record_write{std::string(layout::kStateFile),
-                                    largest_record_size(plan, sources)};
-      ApplyReport applied = apply_plan(esp, plan, maker, signer ? &*signer : nullptr, record_write);
-      const std::string text =
-          render_record(record_after(plan, state, applied, std::move(sources)));
-      if (text != record_text) {
-        write_record(esp, text, result.warnings, record_warned, reporter);
-      }
-      for (const auto& path : applied.written) reporter.debug("wrote " + path);
-      for (const auto& path : applied.removed) reporter.debug("removed " + path);
-      result.warnings.insert(result.warnings.end(), applied.warnings.begin(),
-                             applied.warnings.end());
-      result.changes = changes_after(plan, applied, result.generations);
-      result.written = std::move(applied.written);
-      result.removed = std::move(applied.removed);
-    } else {
-      for (const auto& file : plan.images) result.written.push_back(file.path);
-      for (const auto& file : plan.entries) result.written.push_back(file.path);
-      if (plan.loader_conf) result.written.emplace_back(layout::kLoaderConf);
-      result.removed = plan.removals;
-      for (const auto& path : result.written) reporter.debug("would write (if changed) " + path);
-      for (const auto& path : result.removed) reporter.debug("would remove " + path);
-    }
     finish(built == 0 ? "none found." : "done.");
     if (built == 0 && !reporter.at_least(Verbosity::debug)) {
       reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
     }
     for (const auto& warning : result.warnings) reporter.warning(warning);
     report_changes(result.changes, reporter);
+    for (const auto& failure : result.partition_failures) reporter.error(failure.message);
     if (result.default_failure) {
       reporter.error(*result.default_failure +
                      ", the default boot entry, got no Xen entry (see the warning above)");

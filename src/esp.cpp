@@ -520,6 +520,27 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
   return holder;
 }
 
+namespace {
+
+std::optional<Esp> open_xbootldr(const fs::path& esp, const std::optional<fs::path>& xbootldr) {
+  if (!xbootldr) return std::nullopt;
+  std::error_code error;
+  if (fs::equivalent(esp, *xbootldr, error)) return std::nullopt;
+  return Esp(*xbootldr);
+}
+
+}  // namespace
+
+Partitions::Partitions(const fs::path& esp, const std::optional<fs::path>& xbootldr)
+    : esp_(esp), xbootldr_(open_xbootldr(esp, xbootldr)) {}
+
+PartitionLocks::PartitionLocks(Partitions& partitions, const EspLock::WaitNotice& on_wait,
+                               EspLock::Mode mode)
+    : esp_(partitions.esp(), on_wait, std::chrono::seconds(60), mode) {
+  if (partitions.separate())
+    xbootldr_.emplace(partitions.boot(), on_wait, std::chrono::seconds(60), mode);
+}
+
 EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds timeout, Mode mode)
     : fd_(esp.open_root()) {
   using clock = std::chrono::steady_clock;

@@ -105,7 +105,7 @@ bool vouched(const Esp& esp, const std::optional<Record>& record, const std::str
 }  // namespace
 
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        bool with_loader_conf, const std::optional<Record>& record) {
+                        const Esp* loader_conf_from, const std::optional<Record>& record) {
   EspState state;
   const std::string entries(layout::kEntriesFolder);
   for (const EspItem& item : esp.list_all(entries)) {
@@ -156,9 +156,10 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       if (type == EspFileType::regular) state.boot_files.insert(path.substr(1));
     }
   }
-  if (with_loader_conf) {
+  if (loader_conf_from) {
     try {
-      state.loader_conf = esp.read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);
+      state.loader_conf =
+          loader_conf_from->read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);
     } catch (const Error& e) {
       state.loader_conf_problem = e.what();
     }

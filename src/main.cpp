@@ -92,18 +92,20 @@ int inspect(const std::string& path, bool json) {
   }
 }
 
-int verify(const std::filesystem::path& esp_root,
-           const std::optional<std::filesystem::path>& sign_cert, std::chrono::seconds limit,
-           bool json) {
+int verify(const xbb::BuildOptions& options, std::chrono::seconds limit, bool json) {
   try {
     std::optional<xbb::SbsignSigner> checker;
-    if (sign_cert) checker.emplace(std::nullopt, *sign_cert, limit);
-    xbb::Esp esp(esp_root);
-    xbb::EspLock lock(
-        esp, [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
-        std::chrono::seconds(60), xbb::EspLock::Mode::shared);
-    xbb::Verification result =
-        xbb::verify_snapshot(xbb::read_snapshot(esp, checker ? &*checker : nullptr));
+    if (options.sign_cert) checker.emplace(std::nullopt, *options.sign_cert, limit);
+    xbb::Partitions partitions(options.esp, options.xbootldr);
+    xbb::PartitionLocks locks(
+        partitions,
+        [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
+        xbb::EspLock::Mode::shared);
+    std::vector<xbb::EspSnapshot> snapshots{
+        xbb::read_snapshot(partitions.esp(), checker ? &*checker : nullptr)};
+    if (partitions.separate())
+      snapshots.push_back(xbb::read_snapshot(partitions.boot(), checker ? &*checker : nullptr));
+    xbb::Verification result = xbb::verify_partitions(snapshots);
     std::cout << (json ? xbb::json_text(xbb::verify_json(result), 2) + "\n"
                        : xbb::verify_text(result));
     return result.ok() ? 0 : kExitFailure;
@@ -132,6 +134,11 @@ int main(int argc, char** argv) {
       "image per entry carrying its kernel and initrd too)")(
       "ucode", po::value<std::string>()->value_name("FILE"),
       "microcode that self-contained images embed as .ucode")(
+      "xbootldr", po::value<std::string>()->value_name("DIR"),
+      "the Extended Boot Loader partition's mount point (bootctl's --boot-path): systemd-boot's "
+      "entries, the kernels and the Xen files are there, loader.conf on the ESP")(
+      "extra-esp", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
+      "another ESP (a mirror) that gets the same Xen entries and images; repeatable")(
       "sign-key", po::value<std::string>()->value_name("FILE"),
       "sign every image with this key (PEM), with sbsign")(
       "sign-cert", po::value<std::string>()->value_name("FILE"),
@@ -233,6 +240,19 @@ int main(int argc, char** argv) {
   } else if (const char* mount = std::getenv("efiMountPoint"); mount && *mount) {
     options.esp = mount;
   }
+  if (vm.count("xbootldr")) {
+    options.xbootldr = vm["xbootldr"].as<std::string>();
+    if (options.xbootldr->empty()) return usage_error("--xbootldr: the path is empty", kExitUsage);
+  }
+  if (vm.count("extra-esp")) {
+    if (command.name == "verify") {
+      return usage_error("--extra-esp: verify checks one ESP; run it on each", kExitUsage);
+    }
+    for (const auto& extra : vm["extra-esp"].as<std::vector<std::string>>()) {
+      if (extra.empty()) return usage_error("--extra-esp: the path is empty", kExitUsage);
+      options.extra_esps.emplace_back(extra);
+    }
+  }
   // Absolute, so that host paths (in the record, in messages) do not depend
   // on the working folder.
   options.root = std::filesystem::absolute(vm["root"].as<std::string>());
@@ -267,7 +287,7 @@ int main(int argc, char** argv) {
   options.helper_timeout = *helper_limit;
   if (command.name != "watch") xbb::defer_stop_signals();
   if (command.name == "verify") {
-    return verify(options.esp, options.sign_cert, options.helper_timeout, json);
+    return verify(options, options.helper_timeout, json);
   }
   if (vm.count("sign-key")) {
     if (!options.sign_cert) return usage_error("--sign-key needs --sign-cert", kExitUsage);

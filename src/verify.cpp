@@ -130,23 +130,28 @@ std::vector<std::string> check_entry(const EspSnapshot& snapshot, const std::str
   }
 }
 
-std::vector<std::string> check_loader_conf(const EspSnapshot& snapshot) {
-  if (!snapshot.loader_conf_problem.empty()) return {snapshot.loader_conf_problem};
-  if (!snapshot.loader_conf) return {};
+// loader.conf is the ESP's (the first snapshot's); its default may select an
+// entry of any partition.
+std::vector<std::string> check_loader_conf(const std::vector<EspSnapshot>& partitions) {
+  const EspSnapshot& esp = partitions.front();
+  if (!esp.loader_conf_problem.empty()) return {esp.loader_conf_problem};
+  if (!esp.loader_conf) return {};
   std::vector<MenuEntry> menu;
   std::vector<std::string> left_out;  // why an entry is not in the menu
-  for (const auto& [name, text] : snapshot.entries) {
-    auto parsed = parse_entry_name(name);
-    if (!parsed) continue;
-    const std::optional<LoaderEntry> entry =
-        value_or_reason([&] { return parse_loader_entry(text, name); },
-                        [&left_out](const std::string& why) { left_out.push_back(why); });
-    if (entry) menu.push_back(menu_entry(*parsed, *entry));
+  for (const EspSnapshot& snapshot : partitions) {
+    for (const auto& [name, text] : snapshot.entries) {
+      auto parsed = parse_entry_name(name);
+      if (!parsed) continue;
+      const std::optional<LoaderEntry> entry =
+          value_or_reason([&] { return parse_loader_entry(text, name); },
+                          [&left_out](const std::string& why) { left_out.push_back(why); });
+      if (entry) menu.push_back(menu_entry(*parsed, *entry));
+    }
+    for (const auto& name : snapshot.unified_kernels) menu.push_back({name, {}, {}, {}, {}});
   }
-  for (const auto& name : snapshot.unified_kernels) menu.push_back({name, {}, {}, {}, {}});
   std::vector<std::string> problems;
   for (const char* key : {"default", "preferred"}) {
-    auto value = loader_conf_value(*snapshot.loader_conf, key);
+    auto value = loader_conf_value(*esp.loader_conf, key);
     if (!value) continue;
     if (pick(*value, menu)) continue;
     std::string problem = std::string(key) + " " + *value + " selects no entry";
@@ -252,17 +257,21 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
   return snapshot;
 }
 
-Verification verify_snapshot(const EspSnapshot& snapshot) {
+Verification verify_snapshot(const EspSnapshot& snapshot) { return verify_partitions({snapshot}); }
+
+Verification verify_partitions(const std::vector<EspSnapshot>& partitions) {
   Verification result;
-  for (const auto& [name, text] : snapshot.entries) {
-    if (is_xen_entry(name)) result.entries.push_back({name, check_entry(snapshot, name, text)});
-  }
-  for (const auto& [name, problem] : snapshot.unreadable_entries) {
-    if (is_xen_entry(name)) result.entries.push_back({name, {problem}});
+  for (const EspSnapshot& snapshot : partitions) {
+    for (const auto& [name, text] : snapshot.entries) {
+      if (is_xen_entry(name)) result.entries.push_back({name, check_entry(snapshot, name, text)});
+    }
+    for (const auto& [name, problem] : snapshot.unreadable_entries) {
+      if (is_xen_entry(name)) result.entries.push_back({name, {problem}});
+    }
   }
   std::sort(result.entries.begin(), result.entries.end(),
             [](const EntryCheck& a, const EntryCheck& b) { return a.entry < b.entry; });
-  result.loader_conf_problems = check_loader_conf(snapshot);
+  result.loader_conf_problems = check_loader_conf(partitions);
   return result;
 }
 

@@ -212,6 +212,43 @@ class EspLock {
   UniqueFd fd_;
 };
 
+// The partitions one set of Xen entries goes to: the ESP, which holds
+// loader.conf (systemd-boot reads it nowhere else), and the Extended Boot
+// Loader partition (XBOOTLDR) when there is one, which then holds the
+// source entries, the kernels they name, the Xen entries, images and
+// configurations and the record (Xen reads its files from the partition it
+// was started from). Without one, or with one that is the ESP's own folder,
+// the ESP holds everything.
+class Partitions {
+ public:
+  // Throws Error (kind esp_missing) when either cannot be opened.
+  Partitions(const std::filesystem::path& esp,
+             const std::optional<std::filesystem::path>& xbootldr = std::nullopt);
+
+  Esp& esp() { return esp_; }
+  const Esp& esp() const { return esp_; }
+  // Where entries and images live: the XBOOTLDR partition, or the ESP.
+  Esp& boot() { return xbootldr_ ? *xbootldr_ : esp_; }
+  const Esp& boot() const { return xbootldr_ ? *xbootldr_ : esp_; }
+  // The XBOOTLDR partition is not the ESP: Xen files on the ESP are stale.
+  bool separate() const { return xbootldr_.has_value(); }
+
+ private:
+  Esp esp_;
+  std::optional<Esp> xbootldr_;
+};
+
+// Both partitions locked (the ESP first, so that two runs never wait on each
+// other), as EspLock locks one.
+class PartitionLocks {
+ public:
+  PartitionLocks(Partitions& partitions, const EspLock::WaitNotice& on_wait, EspLock::Mode mode);
+
+ private:
+  EspLock esp_;
+  std::optional<EspLock> xbootldr_;
+};
+
 // The process that holds an flock() on the file (`device`, `inode`) according
 // to `proc_locks`, the text of /proc/locks (FLOCK lines give the pid and
 // "major:minor:inode", the device numbers in hex); nullopt when none is
@@ -222,9 +259,11 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // "loader/entries/xen-*.conf", the .config of each image in "EFI/xen/" (and
 // the text of each .cfg there), which of them the tool wrote, the
 // "EFI/nixos/xen-*.efi" images left by the shell script, the regular files
-// among the kernels and initrds the generations' source entries name, and,
-// when `with_loader_conf`, "loader/loader.conf" (a loader.conf that cannot be
-// read, such as a symlink or a folder, is reported in loader_conf_problem).
+// among the kernels and initrds the generations' source entries name, and
+// "loader/loader.conf" from `loader_conf_from` (the ESP; `esp` itself unless
+// that is the XBOOTLDR partition; nullptr: not read) (a loader.conf that
+// cannot be read, such as a symlink or a folder, is reported in
+// loader_conf_problem).
 // Follows no symlink.
 //
 // `record` (the run's record of the images it wrote, when there is a usable
@@ -234,7 +273,7 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // record says. Any other image is read once, and its digest kept, so that
 // applying the plan needs not read it again.
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        bool with_loader_conf, const std::optional<Record>& record);
+                        const Esp* loader_conf_from, const std::optional<Record>& record);
 
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed
@@ -274,8 +313,12 @@ struct LaterWrite {
   std::string path;
   std::uint64_t size = 0;
 };
+//
+// `loader_conf_on`: the ESP, when `esp` is the XBOOTLDR partition: the plan's
+// loader.conf goes there (in its place in the order), its space checked there.
 ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker,
                        const Signer* signer = nullptr,
-                       const std::optional<LaterWrite>& later = std::nullopt);
+                       const std::optional<LaterWrite>& later = std::nullopt,
+                       Esp* loader_conf_on = nullptr);
 
 }  // namespace xbb

@@ -71,4 +71,10 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker = nullptr);
 // have one, select an entry.
 Verification verify_snapshot(const EspSnapshot& snapshot);
 
+// The same over the ESP and the XBOOTLDR partition, in that order: each
+// partition's Xen entries judged by its own files (Xen reads from the
+// partition it was started from), loader.conf (the ESP's) by the entries
+// of both, as systemd-boot lists them together.
+Verification verify_partitions(const std::vector<EspSnapshot>& partitions);
+
 }  // namespace xbb

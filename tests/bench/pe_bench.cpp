@@ -153,7 +153,7 @@ void CheckRecordedImages(benchmark::State& state) {
   fs::remove(original);
   const double before = bytes_read_so_far();
   for (auto _ : state) {
-    const auto read = xbb::read_esp_state(esp, {}, false, record);
+    const auto read = xbb::read_esp_state(esp, {}, nullptr, record);
     for (const auto& [path, file] : read.xen_images)
       if (!file.recipe) state.SkipWithError(("not vouched for: " + path).c_str());
   }

@@ -563,7 +563,7 @@ TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
   xbb::Generation generation;
   generation.entry.kernel = "/EFI/nixos/kernel-bzImage.efi";
   generation.entry.initrds = {"/EFI/nixos/missing-initrd.efi", "/EFI/nixos/bad name.efi"};
-  xbb::EspState state = xbb::read_esp_state(esp, {generation}, true, std::nullopt);
+  xbb::EspState state = xbb::read_esp_state(esp, {generation}, &esp, std::nullopt);
 
   auto entry = [&](const std::string& name) {
     return state.xen_entries.at("loader/entries/" + name);
@@ -588,18 +588,18 @@ TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
 
 TEST_F(EspTest, StateReportsAnUnusableLoaderConfAndSkipsItWhenAskedTo) {
   fs::create_directories(root / "loader/loader.conf");
-  xbb::EspState state = xbb::read_esp_state(esp, {}, true, std::nullopt);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, &esp, std::nullopt);
   EXPECT_EQ(state.loader_conf, std::nullopt);
   EXPECT_EQ(state.loader_conf_problem,
             (root / "loader/loader.conf").string() + ": is a folder, not a regular file");
 
-  xbb::EspState without = xbb::read_esp_state(esp, {}, false, std::nullopt);
+  xbb::EspState without = xbb::read_esp_state(esp, {}, nullptr, std::nullopt);
   EXPECT_EQ(without.loader_conf, std::nullopt);
   EXPECT_EQ(without.loader_conf_problem, "");
 }
 
 TEST_F(EspTest, StateOfAnEmptyEspIsEmpty) {
-  xbb::EspState state = xbb::read_esp_state(esp, {}, true, std::nullopt);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, &esp, std::nullopt);
   EXPECT_TRUE(state.xen_entries.empty());
   EXPECT_TRUE(state.xen_images.empty());
   EXPECT_TRUE(state.legacy_images.empty());
