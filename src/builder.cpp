@@ -184,6 +184,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     const std::optional<Record> record = read_record(esp, record_text, reporter);
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
+    const std::vector<std::string> same_name = keep_one_per_xen_name(generations);
     auto sources = check_xen_images(generations, record, options, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (options.layout == layout::Kind::self_contained) {
@@ -215,7 +216,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     for (const auto& note : planned.notes) reporter.debug(note);
 
     const Plan& plan = planned.plan;
-    result.warnings = planned.warnings;
+    result.warnings = same_name;
+    result.warnings.insert(result.warnings.end(), planned.warnings.begin(), planned.warnings.end());
     result.changes = plan.changes;
     result.default_failure = planned.default_failure;
     result.generations = std::move(planned.generations);
