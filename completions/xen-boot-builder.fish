@@ -34,6 +34,7 @@ complete -c xen-boot-builder -l sign-cert -r -F -d 'certificate of the signing k
 complete -c xen-boot-builder -l lanzaboote -d 'for machines whose boot Lanzaboote installs'
 complete -c xen-boot-builder -l keep-debug-sections -d 'keep the .debug_* sections of xen.efi'
 complete -c xen-boot-builder -l debounce -x -d 'milliseconds to wait after a change before building'
+complete -c xen-boot-builder -l debounce-max -x -d 'milliseconds a build waits at most while changes go on'
 complete -c xen-boot-builder -l no-default -d 'leave loader/loader.conf alone'
 complete -c xen-boot-builder -l json -d 'print JSON'
 complete -c xen-boot-builder -s h -l help -d 'show the help'

@@ -2,7 +2,9 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -58,6 +60,27 @@ int usage_error(const std::string& message, int status) {
             << "Try 'xen-boot-builder --help'.\n";
   return status;
 }
+
+// The one rule for numeric option values: decimal digits only (no sign,
+// space or unit), from `min` to `max`. Anything else, a value that would wrap
+// among them, is a usage error naming the option: nullopt, with `why` set.
+std::optional<std::uint64_t> number_value(const po::variables_map& vm, const std::string& option,
+                                          std::uint64_t min, std::uint64_t max, std::string& why) {
+  const std::string text = vm[option].as<std::string>();
+  std::uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [stop, error] = std::from_chars(text.data(), end, value);
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || error != std::errc() || stop != end || value < min || value > max) {
+    why = "--" + option + ": '" + text + "' is not a whole number from " + std::to_string(min) +
+          " to " + std::to_string(max);
+    return std::nullopt;
+  }
+  return value;
+}
+
+// The longest wait a millisecond option takes: a day.
+constexpr std::uint64_t kMaxMilliseconds = 24 * 60 * 60 * 1000;
 
 bool is_command(const std::string& word) {
   return word == "build" || word == "plan" || word == "verify" || word == "inspect" ||
@@ -121,9 +144,11 @@ int main(int argc, char** argv) {
                     "images, loader.conf and Lanzaboote's folders left alone")(
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")(
-      "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
+      "debounce", po::value<std::string>()->default_value("2000")->value_name("MS"),
       "watch: wait until nothing changed for MS milliseconds before building")(
-      "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
+      "debounce-max", po::value<std::string>()->default_value("30000")->value_name("MS"),
+      "watch: build at the latest MS milliseconds after the first change, even if changes go "
+      "on")("json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
       "version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
@@ -143,7 +168,8 @@ int main(int argc, char** argv) {
     std::cout << kUsage << visible << "\n"
               << "Exit status: 0 on success; 1 when the default generation got no Xen\n"
                  "entry, the ESP could not be updated, or the argument count is wrong;\n"
-                 "2 for an unknown verbosity or option.\n";
+                 "2 for an unknown verbosity, option or option value (a number out of\n"
+                 "range among them).\n";
     return 0;
   }
   if (vm.count("version")) {
@@ -178,9 +204,16 @@ int main(int argc, char** argv) {
   if (json && command.name != "plan" && command.name != "list" && command.name != "verify") {
     return usage_error("--json: only plan, list, verify and inspect print JSON", kExitUsage);
   }
-  if (!vm["debounce"].defaulted() && command.name != "watch") {
-    return usage_error("--debounce: only watch waits for changes", kExitUsage);
+  for (const char* option : {"debounce", "debounce-max"}) {
+    if (!vm[option].defaulted() && command.name != "watch") {
+      return usage_error("--" + std::string(option) + ": only watch waits for changes", kExitUsage);
+    }
   }
+  std::string why;
+  const auto debounce = number_value(vm, "debounce", 0, kMaxMilliseconds, why);
+  if (!debounce) return usage_error(why, kExitUsage);
+  const auto debounce_max = number_value(vm, "debounce-max", 0, kMaxMilliseconds, why);
+  if (!debounce_max) return usage_error(why, kExitUsage);
 
   xbb::Verbosity verbosity = xbb::Verbosity::normal;
   if (!command.args.empty() && !xbb::parse_verbosity(command.args.front(), verbosity)) {
@@ -251,7 +284,8 @@ int main(int argc, char** argv) {
     xbb::WatchOptions watch;
     watch.build = options;
     watch.verbosity = verbosity;
-    watch.debounce = std::chrono::milliseconds(vm["debounce"].as<unsigned>());
+    watch.debounce = std::chrono::milliseconds(*debounce);
+    watch.debounce_max = std::chrono::milliseconds(*debounce_max);
     return xbb::watch(watch);
   }
   options.dry_run = command.name == "plan" || command.name == "list";

@@ -294,6 +294,11 @@ bool calls_for_run(WatchedFolder folder, std::string_view name) {
   return !name.starts_with("xen-") && name.find(Esp::temporary_marker) == std::string_view::npos;
 }
 
+Clock::time_point build_due(Clock::time_point now, Clock::time_point pending_since,
+                            milliseconds debounce, milliseconds debounce_max) {
+  return std::min(now + debounce, std::max(now, pending_since + debounce_max));
+}
+
 milliseconds next_backoff(milliseconds previous) {
   if (previous < kFirstBackoff) return kFirstBackoff;
   return std::min(previous * 2, kMaxBackoff);
@@ -386,6 +391,7 @@ class Daemon {
   // One build, its line and STATUS=, and the next try after a failure.
   void build() {
     due_.reset();
+    pending_since_.reset();
     at_once_ = false;
     RunResult result;
     {
@@ -408,7 +414,7 @@ class Daemon {
     sd_notify(0, ((ready_ ? "" : "READY=1\n") + ("STATUS=" + summary)).c_str());
     ready_ = true;
     // The build may have made a watched folder (loader/entries).
-    if (watches_.resolve() && !due_) due_ = Clock::now() + options_.debounce;
+    if (watches_.resolve() && !due_) note_change(Clock::now());
   }
 
   // Waits for a signal, a change, the due time or the next watchdog ping,
@@ -432,9 +438,15 @@ class Daemon {
     if (fds[1].revents & POLLIN) changed |= read_changes();
     // The mount table changed: the ESP may have been mounted or unmounted.
     if (fds[2].revents & (POLLPRI | POLLERR)) changed |= watches_.resolve();
-    // A quiet period starts again with each change, unless a build is due at once.
-    if (changed && !at_once_) due_ = woke + options_.debounce;
+    if (changed && !at_once_) note_change(woke);
     return true;
+  }
+
+  // A quiet period starts again with each change, up to debounce_max after
+  // the first one not yet built.
+  void note_change(Clock::time_point now) {
+    if (!pending_since_) pending_since_ = now;
+    due_ = build_due(now, *pending_since_, options_.debounce, options_.debounce_max);
   }
 
   void read_signals(Clock::time_point now) {
@@ -479,6 +491,7 @@ class Daemon {
   LogReporter reporter_;
   std::optional<Clock::time_point> due_ = Clock::now();  // the first build, at once
   bool at_once_ = true;                                  // due_ was set by the start or SIGHUP
+  std::optional<Clock::time_point> pending_since_;       // the first change not yet built
   milliseconds backoff_{0};
   bool ready_ = false;
   std::optional<int> stop_signal_;

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -186,3 +187,29 @@ class Generation:
         temporary = self.entry.with_name(self.entry.name + ".tmp")
         temporary.write_text(self.text)
         temporary.rename(self.entry)
+
+
+class KeepWriting:
+    """A writer that never rests (with ... as writer): rewrites `path` every
+    `every` seconds until the block ends. `writes` counts its writes."""
+
+    def __init__(self, path, every):
+        self.path = Path(path)
+        self.every = every
+        self.writes = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        while not self.done.is_set():
+            self.path.write_text(f"# write {self.writes}\n")
+            self.writes += 1
+            self.done.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *unused):
+        self.done.set()
+        self.thread.join()

@@ -23,6 +23,7 @@ OPTIONS = [
     "--lanzaboote",
     "--keep-debug-sections",
     "--debounce",
+    "--debounce-max",
     "--no-default",
     "--json",
     "--help",
