@@ -184,7 +184,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     const std::optional<Record> record = read_record(esp, record_text, reporter);
     std::vector<Generation> generations = discover(options, esp);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
-    const std::vector<std::string> same_name = keep_one_per_xen_name(generations);
+    // Said before the plan's warnings.
+    std::vector<std::string> early_warnings = keep_one_per_xen_name(generations);
     auto sources = check_xen_images(generations, record, options, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (options.layout == layout::Kind::self_contained) {
@@ -195,6 +196,10 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       for (auto& generation : generations) {
         if (!generation.bootspec) continue;
         generation.entry.sort_key = generation.bootspec->lanzaboote_sort_key.value_or("lanza");
+        if (const auto& problem = generation.bootspec->lanzaboote_sort_key_problem) {
+          early_warnings.push_back("nixos-" + generation.rest + ": " + *problem +
+                                   "; its Xen entry sorts with \"lanza\"");
+        }
       }
     }
     std::optional<SbsignSigner> signer;
@@ -216,7 +221,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     for (const auto& note : planned.notes) reporter.debug(note);
 
     const Plan& plan = planned.plan;
-    result.warnings = same_name;
+    result.warnings = std::move(early_warnings);
     result.warnings.insert(result.warnings.end(), planned.warnings.begin(), planned.warnings.end());
     result.changes = plan.changes;
     result.default_failure = planned.default_failure;
