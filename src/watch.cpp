@@ -275,8 +275,10 @@ RunResult build_on_esp(const BuildOptions& options, Reporter& reporter) {
   return run_build(options, reporter);
 }
 
-int fail(Log& log, const std::string& what) {
-  log.write(LOG_ERR, "error: watch: " + what + ": " + std::strerror(errno));
+// Logs what failed with the error number it gave (errno, or what a
+// pthread call returned) and returns 1.
+int fail(Log& log, const std::string& what, int error) {
+  log.write(LOG_ERR, "error: watch: " + what + ": " + std::strerror(error));
   return 1;
 }
 
@@ -376,8 +378,8 @@ class Daemon {
     while (!stop_signal_) {
       if (due_ && Clock::now() >= *due_) {
         build();
-      } else if (!wait()) {
-        return fail(log_, "poll");
+      } else if (int error = wait()) {
+        return fail(log_, "poll", error);
       }
     }
     sd_notify(0, "STOPPING=1");
@@ -418,8 +420,8 @@ class Daemon {
   }
 
   // Waits for a signal, a change, the due time or the next watchdog ping,
-  // and takes in what came. False when poll() fails.
-  bool wait() {
+  // and takes in what came. 0, or poll()'s errno when it fails.
+  int wait() {
     const Clock::time_point now = Clock::now();
     std::optional<Clock::time_point> wake = due_;
     if (auto ping = watchdog_.next(); ping && (!wake || *ping < *wake)) wake = ping;
@@ -430,7 +432,7 @@ class Daemon {
     }
     struct pollfd fds[3] = {
         {signals_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {mounts_.get(), POLLPRI, 0}};
-    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) return false;
+    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) return errno;
     const Clock::time_point woke = Clock::now();
     watchdog_.ping_if_due(woke);
     if (fds[0].revents & POLLIN) read_signals(woke);
@@ -439,7 +441,7 @@ class Daemon {
     // The mount table changed: the ESP may have been mounted or unmounted.
     if (fds[2].revents & (POLLPRI | POLLERR)) changed |= watches_.resolve();
     if (changed && !at_once_) note_change(woke);
-    return true;
+    return 0;
   }
 
   // A quiet period starts again with each change, up to debounce_max after
@@ -506,11 +508,13 @@ int watch(const WatchOptions& options) {
   sigset_t signals;
   sigemptyset(&signals);
   for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, signal);
-  if (::pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) return fail(log, "blocking signals");
+  // pthread_sigmask returns its error; it does not set errno.
+  if (int error = ::pthread_sigmask(SIG_BLOCK, &signals, nullptr))
+    return fail(log, "blocking signals", error);
   UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signal_fd) return fail(log, "signalfd");
+  if (!signal_fd) return fail(log, "signalfd", errno);
   UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!inotify) return fail(log, "inotify_init1");
+  if (!inotify) return fail(log, "inotify_init1", errno);
   // A change of the mount table makes it readable with POLLPRI.
   UniqueFd mounts(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
   if (!mounts) {

@@ -280,5 +280,14 @@ class WatchLog(ToolTestCase):
         )
 
 
+    def test_a_daemon_that_cannot_watch_says_why_with_the_error_it_got(self):
+        root = make_root(self, "--generations", "1")
+        # Room for the libraries at start and one more descriptor (the
+        # signalfd): inotify_init1 gets EMFILE.
+        daemon = Daemon(self, watch_argv(root), rlimit_nofile=4)
+        self.assertEqual(daemon.process.wait(timeout=30), 1, daemon.describe())
+        self.assertEqual(daemon.log(), "error: watch: inotify_init1: Too many open files\n")
+
+
 if __name__ == "__main__":
     unittest.main()
