@@ -98,7 +98,9 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
     for (const auto& path : named) {
       try {
-        if (path.size() > 1 && esp.type(path.substr(1)) == EspFileType::regular) {
+        // An ESP path ("/EFI/nixos/k.efi"); anything else names no file here.
+        if (path.size() > 1 && path.front() == '/' &&
+            esp.type(path.substr(1)) == EspFileType::regular) {
           state.boot_files.insert(path.substr(1));
         }
       } catch (const Error&) {
