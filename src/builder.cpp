@@ -1,6 +1,7 @@
 #include "xbb/builder.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <optional>
 #include <set>
@@ -178,8 +179,11 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     reporter.debug("");
     reporter.debug("ESP: " + options.esp.string() + ", root: " + options.root.string());
     Esp esp(options.esp);
-    std::optional<EspLock> lock;
-    if (!options.dry_run) lock.emplace(esp, [&](const auto& text) { reporter.warning(text); });
+    // `plan` and `list` only read, like `verify`: shared, so that they never
+    // read an ESP half way through a build.
+    const EspLock lock(
+        esp, [&](const auto& text) { reporter.warning(text); }, std::chrono::seconds(60),
+        options.dry_run ? EspLock::Mode::shared : EspLock::Mode::exclusive);
     std::optional<std::string> record_text;
     const std::optional<Record> record = read_record(esp, record_text, reporter);
     std::vector<Generation> generations = discover(options, esp);
