@@ -47,7 +47,8 @@ inline constexpr int kRecordVersion = 1;
 // way (the run then trusts nothing it would have said).
 std::optional<Record> parse_record(std::string_view text);
 
-// JSON, keys sorted, one line per image: the same record gives the same text.
+// JSON, one line per image and per source: fields in a fixed order, images
+// and sources by path, so that the same record gives the same text.
 std::string render_record(const Record& record);
 
 }  // namespace xbb
