@@ -35,6 +35,7 @@ complete -c xen-boot-builder -l lanzaboote -d 'for machines whose boot Lanzaboot
 complete -c xen-boot-builder -l keep-debug-sections -d 'keep the .debug_* sections of xen.efi'
 complete -c xen-boot-builder -l debounce -x -d 'milliseconds to wait after a change before building'
 complete -c xen-boot-builder -l helper-timeout -x -d 'seconds a program the tool runs may take'
+complete -c xen-boot-builder -l debounce-max -x -d 'milliseconds a build waits at most while changes go on'
 complete -c xen-boot-builder -l no-default -d 'leave loader/loader.conf alone'
 complete -c xen-boot-builder -l rebuild -d 'ignore the record of the last run and write every image again'
 complete -c xen-boot-builder -l json -d 'print JSON'

@@ -8,17 +8,20 @@
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/signer.hpp"
 
 namespace xbb {
 
 namespace {
 
-constexpr const char* loader_conf_path = "loader/loader.conf";
+const std::string loader_conf_path(layout::kLoaderConf);
 
 // Folders where a run writes, hence where an interrupted run may have left
 // temporaries.
-const std::vector<std::string> written_folders = {"EFI/xen", "loader/entries", "loader"};
+const std::vector<std::string> written_folders = {
+    std::string(layout::kImageFolder), std::string(layout::kEntriesFolder),
+    loader_conf_path.substr(0, loader_conf_path.rfind('/'))};
 
 // A file the run writes, with the size it will have and the size of the
 // file it replaces (if any), known before any is written.

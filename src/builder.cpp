@@ -361,6 +361,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     RecordRead record = read_record(partitions.boot(), options.rebuild, reporter);
     std::vector<Generation> generations = discover(options, partitions.boot());
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
+    // Said before the plan's warnings.
+    std::vector<std::string> early_warnings = keep_one_per_xen_name(generations);
     const auto sources = check_xen_images(generations, record.record, options, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (layout::embeds_kernel(layout_request(options))) {
@@ -371,6 +373,10 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       for (auto& generation : generations) {
         if (!generation.bootspec) continue;
         generation.entry.sort_key = generation.bootspec->lanzaboote_sort_key.value_or("lanza");
+        if (const auto& problem = generation.bootspec->lanzaboote_sort_key_problem) {
+          early_warnings.push_back("nixos-" + generation.rest + ": " + *problem +
+                                   "; its Xen entry sorts with \"lanza\"");
+        }
       }
     }
     std::optional<SbsignSigner> signer;
@@ -395,7 +401,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
 
     Installed main = installer.install(partitions, std::move(record));
     if (partitions.separate()) installer.clear_esp(partitions, main);
-    result.warnings = std::move(main.warnings);
+    result.warnings = std::move(early_warnings);
+    result.warnings.insert(result.warnings.end(), main.warnings.begin(), main.warnings.end());
     result.changes = std::move(main.changes);
     result.written = std::move(main.written);
     result.removed = std::move(main.removed);

@@ -148,7 +148,8 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     std::vector<std::string> named = generation.entry.initrds;
     if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
     for (const auto& path : named) {
-      if (path.size() < 2) continue;
+      // An ESP path ("/EFI/nixos/k.efi"); anything else names no file here.
+      if (path.size() < 2 || path.front() != '/') continue;
       // A name the ESP cannot hold is not there, as the configuration check will say.
       const std::optional<EspFileType> type = value_or_reason(
           [&] { return esp.type(path.substr(1)); },

@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -29,7 +30,7 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 // --helper-timeout at most: a day.
-constexpr unsigned long kMaxHelperTimeout = 86400;
+constexpr std::uint64_t kMaxHelperTimeout = 86400;
 
 const char* const kUsage =
     "Usage: xen-boot-builder [options] <quiet|default|info|debug>\n"
@@ -64,17 +65,26 @@ int usage_error(const std::string& message, int status) {
   return status;
 }
 
-// A whole number of seconds from 1 to kMaxHelperTimeout, digits only.
-std::optional<std::chrono::seconds> parse_seconds(const std::string& text) {
-  unsigned long value = 0;
+// The one rule for numeric option values: decimal digits only (no sign,
+// space or unit), from `min` to `max`. Anything else, a value that would wrap
+// among them, is a usage error naming the option: nullopt, with `why` set.
+std::optional<std::uint64_t> number_value(const po::variables_map& vm, const std::string& option,
+                                          std::uint64_t min, std::uint64_t max, std::string& why) {
+  const std::string text = vm[option].as<std::string>();
+  std::uint64_t value = 0;
   const char* end = text.data() + text.size();
   const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (text.empty() || error != std::errc() || stop != end || value == 0 ||
-      value > kMaxHelperTimeout) {
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || error != std::errc() || stop != end || value < min || value > max) {
+    why = "--" + option + ": '" + text + "' is not a whole number from " + std::to_string(min) +
+          " to " + std::to_string(max);
     return std::nullopt;
   }
-  return std::chrono::seconds(value);
+  return value;
 }
+
+// The longest wait a millisecond option takes: a day.
+constexpr std::uint64_t kMaxMilliseconds = 24 * 60 * 60 * 1000;
 
 bool is_command(const std::string& word) {
   return word == "build" || word == "plan" || word == "verify" || word == "inspect" ||
@@ -149,12 +159,15 @@ int main(int argc, char** argv) {
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")(
       "rebuild", "build, plan: ignore the record of the last run and write every image again")(
-      "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
+      "debounce", po::value<std::string>()->default_value("2000")->value_name("MS"),
       "watch: wait until nothing changed for MS milliseconds before building")(
-      "helper-timeout", po::value<std::string>()->default_value("60")->value_name("SECONDS"),
-      "kill the initrd secrets tool, sbsign or sbverify (with its process group) when it "
-      "runs longer than SECONDS (1 to 86400)")("json", "print JSON (plan, list, verify, inspect)")(
-      "help,h", "show this help")("version", "show the version");
+      "debounce-max", po::value<std::string>()->default_value("30000")->value_name("MS"),
+      "watch: build at the latest MS milliseconds after the first change, even if changes go "
+      "on")("helper-timeout", po::value<std::string>()->default_value("60")->value_name("SECONDS"),
+            "kill the initrd secrets tool, sbsign or sbverify (with its process group) when it "
+            "runs longer than SECONDS (1 to 86400)")(
+      "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
+      "version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -172,9 +185,10 @@ int main(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << kUsage << visible << "\n"
               << "Exit status: 0 on success; 1 when the default generation got no Xen\n"
-                 "entry, the ESP could not be updated, the run was stopped by SIGTERM,\n"
-                 "SIGINT or SIGHUP, or the argument count is wrong; 2 for an unknown\n"
-                 "verbosity or option.\n";
+                 "entry, the ESP (or an extra ESP) could not be updated, the run was\n"
+                 "stopped by SIGTERM, SIGINT or SIGHUP, or the argument count is wrong;\n"
+                 "2 for an unknown verbosity, option or option value (a number out of\n"
+                 "range among them).\n";
     return 0;
   }
   if (vm.count("version")) {
@@ -185,13 +199,9 @@ int main(int argc, char** argv) {
   auto args =
       vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   Command command;
-  const std::string helper_timeout = vm["helper-timeout"].as<std::string>();
-  const auto helper_limit = parse_seconds(helper_timeout);
-  if (!helper_limit) {
-    return usage_error("--helper-timeout: '" + helper_timeout +
-                           "' is not a whole number of seconds from 1 to 86400",
-                       kExitUsage);
-  }
+  std::string why;
+  const auto helper_limit = number_value(vm, "helper-timeout", 1, kMaxHelperTimeout, why);
+  if (!helper_limit) return usage_error(why, kExitUsage);
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
@@ -222,9 +232,15 @@ int main(int argc, char** argv) {
   if (json && command.name != "plan" && command.name != "list" && command.name != "verify") {
     return usage_error("--json: only plan, list, verify and inspect print JSON", kExitUsage);
   }
-  if (!vm["debounce"].defaulted() && command.name != "watch") {
-    return usage_error("--debounce: only watch waits for changes", kExitUsage);
+  for (const char* option : {"debounce", "debounce-max"}) {
+    if (!vm[option].defaulted() && command.name != "watch") {
+      return usage_error("--" + std::string(option) + ": only watch waits for changes", kExitUsage);
+    }
   }
+  const auto debounce = number_value(vm, "debounce", 0, kMaxMilliseconds, why);
+  if (!debounce) return usage_error(why, kExitUsage);
+  const auto debounce_max = number_value(vm, "debounce-max", 0, kMaxMilliseconds, why);
+  if (!debounce_max) return usage_error(why, kExitUsage);
 
   xbb::Verbosity verbosity = xbb::Verbosity::normal;
   if (!command.args.empty() && !xbb::parse_verbosity(command.args.front(), verbosity)) {
@@ -284,7 +300,7 @@ int main(int argc, char** argv) {
         kExitUsage);
   }
   if (vm.count("sign-cert")) options.sign_cert = vm["sign-cert"].as<std::string>();
-  options.helper_timeout = *helper_limit;
+  options.helper_timeout = std::chrono::seconds(*helper_limit);
   if (command.name != "watch") xbb::defer_stop_signals();
   if (command.name == "verify") {
     return verify(options, options.helper_timeout, json);
@@ -317,7 +333,8 @@ int main(int argc, char** argv) {
     xbb::WatchOptions watch;
     watch.build = options;
     watch.verbosity = verbosity;
-    watch.debounce = std::chrono::milliseconds(vm["debounce"].as<unsigned>());
+    watch.debounce = std::chrono::milliseconds(*debounce);
+    watch.debounce_max = std::chrono::milliseconds(*debounce_max);
     return xbb::watch(watch);
   }
   options.dry_run = command.name == "plan" || command.name == "list";

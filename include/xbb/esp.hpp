@@ -194,8 +194,9 @@ class EspLock {
   // another xen-boot-builder run holds the lock; gave up after N s", followed
   // by " (process <pid> (<command line>))" when the holder is known.
   //
-  // A build takes the lock exclusive; `verify` takes it shared, so that it
-  // never reads an ESP half way through a build, and several can read at once.
+  // A build takes the lock exclusive; `verify`, `plan` and `list` take it
+  // shared, so that they never read an ESP half way through a build, and
+  // several can read at once.
   enum class Mode { exclusive, shared };
   explicit EspLock(Esp& esp, const WaitNotice& on_wait = {},
                    std::chrono::milliseconds timeout = std::chrono::seconds(60),

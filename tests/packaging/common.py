@@ -24,6 +24,7 @@ OPTIONS = [
     "--keep-debug-sections",
     "--debounce",
     "--helper-timeout",
+    "--debounce-max",
     "--no-default",
     "--rebuild",
     "--json",

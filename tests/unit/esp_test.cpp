@@ -598,6 +598,18 @@ TEST_F(EspTest, StateReportsAnUnusableLoaderConfAndSkipsItWhenAskedTo) {
   EXPECT_EQ(without.loader_conf_problem, "");
 }
 
+// An entry's kernel or initrd path names a file on the ESP only when it
+// starts with '/': "XEFI/nixos/k.efi" is not "EFI/nixos/k.efi".
+TEST_F(EspTest, StateCountsOnlyAbsoluteKernelAndInitrdPaths) {
+  write_file(root / "EFI/nixos/kernel.efi", "kernel");
+  write_file(root / "EFI/nixos/initrd.efi", "initrd");
+  xbb::Generation generation;
+  generation.entry.kernel = "XEFI/nixos/kernel.efi";
+  generation.entry.initrds = {"EEFI/nixos/initrd.efi", "/EFI/nixos/initrd.efi"};
+  xbb::EspState state = xbb::read_esp_state(esp, {generation}, nullptr, std::nullopt);
+  EXPECT_EQ(state.boot_files, std::set<std::string>{"EFI/nixos/initrd.efi"});
+}
+
 TEST_F(EspTest, StateOfAnEmptyEspIsEmpty) {
   xbb::EspState state = xbb::read_esp_state(esp, {}, &esp, std::nullopt);
   EXPECT_TRUE(state.xen_entries.empty());
