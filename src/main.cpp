@@ -145,7 +145,7 @@ int main(int argc, char** argv) {
       "ucode", po::value<std::string>()->value_name("FILE"),
       "microcode that self-contained images embed as .ucode")(
       "xbootldr", po::value<std::string>()->value_name("DIR"),
-      "the Extended Boot Loader partition's mount point (bootctl's --boot-path): systemd-boot's "
+      "the Extended Boot Loader partition's mount point (bootctl's boot path): systemd-boot's "
       "entries, the kernels and the Xen files are there, loader.conf on the ESP")(
       "extra-esp", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
       "another ESP (a mirror) that gets the same Xen entries and images; repeatable")(

@@ -15,6 +15,8 @@ VERBOSITIES = ["quiet", "default", "info", "debug"]
 OPTIONS = [
     "--esp",
     "--root",
+    "--xbootldr",
+    "--extra-esp",
     "--source",
     "--layout",
     "--ucode",
