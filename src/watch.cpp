@@ -109,15 +109,16 @@ fs::path absolute_folder(const fs::path& path) {
   return folder;
 }
 
+// systemd-boot's entries are on the XBOOTLDR partition when there is one.
 std::vector<Chain> chains_for(const BuildOptions& options) {
   const fs::path root = absolute_folder(options.root);
-  const fs::path esp = absolute_folder(options.esp);
-  const fs::path esp_parent = esp.has_relative_path() ? esp.parent_path() : esp;
+  const fs::path boot = absolute_folder(options.xbootldr.value_or(options.esp));
+  const fs::path boot_parent = boot.has_relative_path() ? boot.parent_path() : boot;
   return {
       chain_to(WatchedFolder::profiles, root, "nix/var/nix/profiles"),
       chain_to(WatchedFolder::system_profiles, root, "nix/var/nix/profiles/system-profiles"),
-      chain_to(WatchedFolder::entries, esp_parent,
-               esp.lexically_relative(esp_parent) / layout::kEntriesFolder),
+      chain_to(WatchedFolder::entries, boot_parent,
+               boot.lexically_relative(boot_parent) / layout::kEntriesFolder),
   };
 }
 
@@ -263,14 +264,19 @@ std::string seconds_text(milliseconds wait) {
 // the ESP) would write into whatever file system holds the mount point: an
 // ESP that is not mounted. The daemon, which builds whenever the mount table
 // changes, waits for it instead.
+// The same holds for the XBOOTLDR partition.
 RunResult build_on_esp(const BuildOptions& options, Reporter& reporter) {
-  std::error_code error;
-  if (fs::is_directory(options.esp, error) && !fs::is_directory(options.esp / "loader", error)) {
-    RunResult refused;
-    refused.error = ErrorKind::esp_missing;
-    refused.error_message =
-        options.esp.string() + ": no loader/ folder: not an ESP, or the ESP is not mounted";
-    return refused;
+  std::vector<fs::path> partitions{options.esp};
+  if (options.xbootldr) partitions.push_back(*options.xbootldr);
+  for (const auto& partition : partitions) {
+    std::error_code error;
+    if (fs::is_directory(partition, error) && !fs::is_directory(partition / "loader", error)) {
+      RunResult refused;
+      refused.error = ErrorKind::esp_missing;
+      refused.error_message = partition.string() +
+                              ": no loader/ folder: not a boot partition, or it is not mounted";
+      return refused;
+    }
   }
   return run_build(options, reporter);
 }
