@@ -59,6 +59,12 @@ void check_paths(const Plan& plan) {
   }
 }
 
+void remove_temporaries_in(Esp& esp, const std::string& folder) {
+  for (const std::string& name : esp.list(folder)) {
+    if (name.find(Esp::temporary_marker) != std::string::npos) esp.remove(folder + "/" + name);
+  }
+}
+
 void remove_leftover_temporaries(Esp& esp, const Plan& plan) {
   std::set<std::string> folders(written_folders.begin(), written_folders.end());
   for (const auto* files : {&plan.images, &plan.entries}) {
@@ -67,11 +73,7 @@ void remove_leftover_temporaries(Esp& esp, const Plan& plan) {
       if (!folder.empty()) folders.insert(folder);
     }
   }
-  for (const std::string& folder : folders) {
-    for (const std::string& name : esp.list(folder)) {
-      if (name.find(Esp::temporary_marker) != std::string::npos) esp.remove(folder + "/" + name);
-    }
-  }
+  for (const std::string& folder : folders) remove_temporaries_in(esp, folder);
 }
 
 // The size of the regular file at `path` that writing there would replace:
@@ -235,6 +237,7 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Sign
   check_paths(plan);
   check_signer(esp, plan, signer);
   remove_leftover_temporaries(esp, plan);
+  if (&loader_conf_esp != &esp) remove_temporaries_in(loader_conf_esp, folder_of(loader_conf_path));
 
   ApplyReport report;
   std::vector<PendingWrite> pending = pending_writes(esp, loader_conf_esp, plan, maker, report);

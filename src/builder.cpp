@@ -243,7 +243,14 @@ struct Installed {
   std::vector<Change> changes;
   std::vector<std::string> warnings;
   std::vector<std::string> written;  // paths on the partition that holds the entries
-  std::vector<std::string> removed;
+  std::vector<std::string> removed;  // and absolute paths of files on another partition
+
+  // Adds what was done on another partition.
+  void add(Installed other) {
+    changes.insert(changes.end(), other.changes.begin(), other.changes.end());
+    warnings.insert(warnings.end(), other.warnings.begin(), other.warnings.end());
+    removed.insert(removed.end(), other.removed.begin(), other.removed.end());
+  }
 };
 
 // Plans and applies the Xen entries of a run's generations on one set of
@@ -277,13 +284,34 @@ struct Installer {
       out.removed = plan.removals;
       for (const auto& path : out.written) reporter.debug("would write (if changed) " + path);
       for (const auto& path : out.removed) reporter.debug("would remove " + path);
+      if (partitions.separate()) out.add(clear_esp(partitions));
       return out;
     }
     PeImageMaker maker;
     const LaterWrite record_write{std::string(layout::kStateFile),
                                   largest_record_size(plan, sources)};
-    ApplyReport applied = apply_plan(boot, plan, maker, signer, record_write,
-                                     partitions.separate() ? &partitions.esp() : nullptr);
+    ApplyReport applied;
+    Installed cleared;  // on the ESP
+    if (!partitions.separate()) {
+      applied = apply_plan(boot, plan, maker, signer, record_write);
+    } else {
+      // The ESP's old Xen entries have the names of the new ones: they go
+      // before loader.conf can name one, so that systemd-boot, which reads
+      // entries from both partitions, never finds the default on both.
+      Plan writes = plan;
+      writes.loader_conf.reset();
+      writes.removals.clear();
+      applied = apply_plan(boot, writes, maker, signer, record_write);
+      cleared = clear_esp(partitions);
+      Plan rest;
+      rest.loader_conf = plan.loader_conf;
+      rest.removals = plan.removals;
+      const ApplyReport after =
+          apply_plan(boot, rest, maker, nullptr, std::nullopt, &partitions.esp());
+      applied.written.insert(applied.written.end(), after.written.begin(), after.written.end());
+      applied.removed.insert(applied.removed.end(), after.removed.begin(), after.removed.end());
+      applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
+    }
     const std::string text = render_record(record_after(plan, state, applied, sources));
     if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
     for (const auto& path : applied.written) reporter.debug("wrote " + path);
@@ -292,14 +320,16 @@ struct Installer {
     out.changes = changes_after(plan, applied, out.planned.generations);
     out.written = std::move(applied.written);
     out.removed = std::move(applied.removed);
+    out.add(std::move(cleared));
     return out;
   }
 
   // With the entries on the XBOOTLDR partition, removes what the tool left
   // on the ESP before (entries, images, configurations, the script's images,
-  // the record): last, once their replacements are in place. Hand-made files
-  // stay, with a warning.
-  void clear_esp(Partitions& partitions, Installed& installed) const {
+  // the record), once their replacements are in place. Hand-made files stay,
+  // with a warning.
+  Installed clear_esp(Partitions& partitions) const {
+    Installed installed;
     Esp& esp = partitions.esp();
     const std::string shown = esp.root().string();
     const EspState state = read_esp_state(esp, {}, nullptr, std::nullopt);
@@ -311,7 +341,7 @@ struct Installer {
       plan.removals.emplace_back(layout::kStateFile);
     for (const auto& warning : planned.warnings)
       installed.warnings.push_back(shown + ": " + warning);
-    if (plan.removals.empty()) return;
+    if (plan.removals.empty()) return installed;
     for (const auto& change : plan.changes) {
       installed.changes.push_back({change.kind, change.name + " on " + shown, change.detail});
     }
@@ -324,6 +354,7 @@ struct Installer {
       installed.removed.push_back((esp.root() / path).string());
       reporter.debug((options.dry_run ? "would remove " : "removed ") + shown + "/" + path);
     }
+    return installed;
   }
 };
 
@@ -400,7 +431,6 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
         options, generations, sources, plan_options, signer ? &*signer : nullptr, reporter};
 
     Installed main = installer.install(partitions, std::move(record));
-    if (partitions.separate()) installer.clear_esp(partitions, main);
     result.warnings = std::move(early_warnings);
     result.warnings.insert(result.warnings.end(), main.warnings.begin(), main.warnings.end());
     result.changes = std::move(main.changes);

@@ -70,6 +70,21 @@ def entry_id(file_name):
     return BOOT_COUNTER.sub("", file_name)
 
 
+# A disk folder, as the XBOOTLDR crash sweep lays one out: its ESP and its
+# Extended Boot Loader partition side by side. systemd-boot reads entries from
+# both (each entry's files from its own partition) and loader.conf from the
+# ESP only.
+DISK_PARTITIONS = ("ESP", "XBOOTLDR")
+
+
+def partitions(root):
+    """The partitions under `root`: the two of a disk folder, the ESP first,
+    else `root` itself, an ESP."""
+    root = Path(root)
+    parts = [root / name for name in DISK_PARTITIONS]
+    return parts if all(part.is_dir() for part in parts) else [root]
+
+
 def entry_files(esp):
     """Entry id -> path of every `loader/entries/*.conf` regular file."""
     folder = Path(esp) / ENTRIES
@@ -301,14 +316,17 @@ def check_entry(esp, path):
 
 
 def entry_problems(esp):
-    """Entry id -> why it does not boot (None when it boots)."""
+    """Entry id -> why it does not boot (None when it boots). An id found on
+    both partitions of a disk boots only when both entries do: systemd-boot
+    may pick either."""
     problems = {}
-    for ident, path in entry_files(esp).items():
-        try:
-            check_entry(esp, path)
-            problems[ident] = None
-        except NotBootable as problem:
-            problems[ident] = str(problem)
+    for partition in partitions(esp):
+        for ident, path in entry_files(partition).items():
+            try:
+                check_entry(partition, path)
+                problems.setdefault(ident, None)
+            except NotBootable as problem:
+                problems[ident] = str(problem)
     return problems
 
 
@@ -322,7 +340,7 @@ def bootable_entries(esp):
 
 def loader_settings(esp):
     """The last `default` and `preferred` values of loader.conf (None when absent)."""
-    path = Path(esp) / LOADER_CONF
+    path = partitions(esp)[0] / LOADER_CONF
     if path.is_symlink() or not path.is_file():
         raise NotBootable(f"{LOADER_CONF} is missing or not a regular file")
     settings = {"default": None, "preferred": None}

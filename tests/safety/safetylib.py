@@ -118,7 +118,9 @@ def tool_command(root, esp, verbosity="quiet", extra_args=()):
     `root`; `--layout unified` unless `extra_args` decide the layout."""
     extra_args = [str(arg) for arg in extra_args]
     layout = [] if DECIDES_LAYOUT & set(extra_args) else ["--layout", "unified"]
-    return [str(binary()), "--root", str(root.path), "--esp", str(esp), *layout, *extra_args, verbosity]
+    parts = espcheck.partitions(esp)
+    where = ["--esp", str(parts[0])] + (["--xbootldr", str(parts[1])] if len(parts) > 1 else [])
+    return [str(binary()), "--root", str(root.path), *where, *layout, *extra_args, verbosity]
 
 
 def describe(result):
@@ -153,9 +155,14 @@ def final_files(tree):
     return {path: value for path, value in tree.items() if not is_temporary(path)}
 
 
+def is_record(path):
+    """The record (see RECORD), on an ESP or on a partition of a disk folder."""
+    return path == RECORD or path.endswith("/" + RECORD)
+
+
 def without_record(tree):
-    """A snapshot without the record (see RECORD)."""
-    return {path: value for path, value in tree.items() if path != RECORD}
+    """A snapshot without the record."""
+    return {path: value for path, value in tree.items() if not is_record(path)}
 
 
 def record_problems(esp, tree=None):
@@ -164,21 +171,24 @@ def record_problems(esp, tree=None):
     vouch only for what it describes: an image it lists whose size and mtime
     are still the recorded ones (then the tool trusts the entry without
     reading the file) must have the recorded SHA-256. `tree`: snapshot(esp),
-    when the caller has it already (its digests are used)."""
-    path = Path(esp) / RECORD
+    when the caller has it already (its digests are used). On a disk folder,
+    the record on the partition that holds the images."""
+    partition = espcheck.partitions(esp)[-1]
+    prefix = partition.relative_to(esp).as_posix() + "/" if partition != Path(esp) else ""
+    path = partition / RECORD
     if not path.exists():
         return []
     try:
         images = json.loads(path.read_text())["images"]
         problems = []
         for image, recorded in images.items():
-            file = Path(esp) / image
+            file = partition / image
             if not file.is_file() or file.is_symlink():
                 continue
             info = file.stat()
             if (info.st_size, info.st_mtime_ns) != (recorded["size"], recorded["mtime_ns"]):
                 continue
-            digest = tree[image][1] if tree is not None else hashlib.sha256(file.read_bytes()).hexdigest()
+            digest = tree[prefix + image][1] if tree is not None else hashlib.sha256(file.read_bytes()).hexdigest()
             if digest != recorded["digest"]:
                 problems.append(f"{RECORD} vouches for {image} (same size and mtime) with a digest it does not have")
         return problems
@@ -702,6 +712,61 @@ class Migration(Scenario):
     @property
     def added(self):
         return [f"EFI/xen/{image}" for image in self.images]
+
+
+class XbootldrMigration(Scenario):
+    """A machine whose NixOS entries and kernels moved to an Extended Boot
+    Loader partition: the tool had run on the ESP alone; then NixOS's
+    installer wrote its entries and kernels to XBOOTLDR, removed the ESP's,
+    and pointed loader.conf's default at its own entry. `before` is a disk
+    folder (espcheck.DISK_PARTITIONS: ESP/ and XBOOTLDR/). The run must write
+    the Xen entries and images on XBOOTLDR, remove the ESP's old ones (whose
+    kernels are gone), and retarget the ESP's loader.conf."""
+
+    GENERATIONS = 3
+    RUN_ARGS = ()
+
+    def __init__(self, test, folder):
+        self.folder = Path(folder)
+        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        esp = self.root.esp
+        first = run_tool(self.root, esp)
+        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.before = self.folder / "before"
+        on_esp, on_xbootldr = (self.before / name for name in espcheck.DISK_PARTITIONS)
+        copy_tree(esp, on_esp)
+        (on_xbootldr / "loader/entries").mkdir(parents=True)
+        (on_xbootldr / "EFI").mkdir()
+        for entry in (on_esp / "loader/entries").glob("nixos-*.conf"):
+            entry.rename(on_xbootldr / "loader/entries" / entry.name)
+        (on_esp / "EFI/nixos").rename(on_xbootldr / "EFI/nixos")
+        conf = on_esp / "loader/loader.conf"
+        default = self.root.manifest["default_entry"]
+        conf.write_text(re.sub(r"(?m)^default .*$", f"default {default}", conf.read_text()))
+        self.entries = self.root.manifest["entries"]
+        self.ids = {entry["xen_entry"] for entry in self.entries}
+
+    @property
+    def before_xen(self):
+        return set()
+
+    @property
+    def after_xen(self):
+        return self.ids
+
+    @property
+    def rewritten(self):
+        return []
+
+    @property
+    def removed(self):
+        return sorted([f"ESP/loader/entries/{entry['xen_entry']}" for entry in self.entries]
+                      + [f"ESP/EFI/xen/{entry['xen_image']}" for entry in self.entries])
+
+    @property
+    def added(self):
+        return sorted([f"XBOOTLDR/loader/entries/{entry['xen_entry']}" for entry in self.entries]
+                      + [f"XBOOTLDR/EFI/xen/{entry['xen_image']}" for entry in self.entries])
 
 
 class MigrationToAuto(Migration):

@@ -355,6 +355,25 @@ TEST_F(ApplyTest, TemporariesOfAnInterruptedRunAreRemoved) {
   EXPECT_EQ(read_file(root / loader_conf), "default nixos-generation-2.conf\ntimeout 3\n");
 }
 
+TEST_F(ApplyTest, LoaderConfGoesToTheEspWhenTheEntriesAreOnXbootldr) {
+  const fs::path esp_root = outside / "esp";
+  write_file(esp_root / "loader/loader.conf", "default nixos-generation-2.conf\n");
+  write_file(esp_root / "loader/loader.conf.xbb-tmp-00000000deadbeef", "def");
+  Esp xbootldr(root);
+  Esp esp(esp_root);
+  Plan plan;
+  plan.entries = {{entry_1, std::string("title NixOS\n"), std::nullopt}};
+  plan.loader_conf = "default xen-generation-1.conf\n";
+
+  const ApplyReport report = xbb::apply_plan(xbootldr, plan, maker, nullptr, std::nullopt, &esp);
+
+  EXPECT_EQ(read_file(esp_root / loader_conf), "default xen-generation-1.conf\n");
+  EXPECT_FALSE(fs::exists(root / loader_conf));
+  EXPECT_EQ(read_file(root / entry_1), "title NixOS\n");
+  EXPECT_EQ(temporaries_under(esp_root), std::vector<std::string>{});
+  EXPECT_EQ(report.written, (std::vector<std::string>{entry_1, loader_conf}));
+}
+
 TEST_F(ApplyTest, SymlinkPlantedAtAnImageNameIsReplacedAndItsTargetUntouched) {
   write_file(outside / "target", "outside the ESP\n");
   fs::create_directories(root / "EFI/xen");
