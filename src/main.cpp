@@ -115,6 +115,10 @@ int verify(const xbb::BuildOptions& options, std::chrono::seconds limit, bool js
         xbb::read_snapshot(partitions.esp(), checker ? &*checker : nullptr)};
     if (partitions.separate())
       snapshots.push_back(xbb::read_snapshot(partitions.boot(), checker ? &*checker : nullptr));
+    for (const auto& snapshot : snapshots) {
+      for (const auto& note : snapshot.notes)
+        std::cerr << "xen-boot-builder: note: " << note << "\n";
+    }
     xbb::Verification result = xbb::verify_partitions(snapshots);
     std::cout << (json ? xbb::json_text(xbb::verify_json(result), 2) + "\n"
                        : xbb::verify_text(result));

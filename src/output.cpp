@@ -82,6 +82,11 @@ nlohmann::ordered_json plan_json(const RunResult& result) {
   document["warnings"] = result.warnings;
   document["default_failure"] = or_null(result.default_failure);
   document["error"] = error_json(result);
+  document["failed_extra_esps"] = nlohmann::ordered_json::array();
+  for (const auto& failure : result.partition_failures) {
+    document["failed_extra_esps"].push_back(
+        {{"esp", failure.esp}, {"kind", kind_name(failure.kind)}, {"message", failure.message}});
+  }
   document["generations"] = generations_json(result);
   return document;
 }

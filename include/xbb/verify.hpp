@@ -38,7 +38,8 @@ struct EspSnapshot {
   std::optional<std::string> loader_conf;  // loader/loader.conf, when present
   std::string loader_conf_problem;         // why it could not be read
   // What was read past and why (a configuration that does not parse, a
-  // name the ESP cannot hold): the checks then say what it costs.
+  // name the ESP cannot hold): the checks then say what it costs; `verify`
+  // prints them as notes on stderr.
   std::vector<std::string> notes;
 };
 

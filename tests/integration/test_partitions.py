@@ -206,6 +206,14 @@ class ExtraEsp(ToolTestCase):
         self.assertIn(str(missing), errors[0])
         self.assertNotEqual(xen_names(root.esp), [])
         self.assertEqual(xen_names(good), xen_names(root.esp))
+        planned = run_tool("--root", root.path, "--esp", root.esp, "--source", "profiles",
+                           "--extra-esp", missing, "--json", "plan")
+        self.assertEqual(planned.returncode, 1, describe(planned))
+        document = json.loads(planned.stdout)
+        self.assertFalse(document["ok"])
+        self.assertIsNone(document["error"])
+        self.assertEqual([(f["esp"], f["kind"]) for f in document["failed_extra_esps"]],
+                         [(str(missing), "esp-missing")])
 
     def test_verify_refuses_extra_esps(self):
         root = copy_root(self, self.template)
