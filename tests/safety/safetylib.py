@@ -487,6 +487,15 @@ class SharedUpdate(Update):
         return [self.image(self.GENERATIONS), self.config(self.GENERATIONS)]
 
 
+def root_after_a_first_run(test, folder, generations, first_args=()):
+    """A root of `generations` generations in `folder`/root, the tool run
+    once on its ESP with `first_args`."""
+    root = make_root(test, Path(folder) / "root", "--generations", str(generations))
+    first = run_tool(root, root.esp, extra_args=first_args)
+    test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+    return root
+
+
 class LayoutSwitch(Scenario):
     """One run switching an ESP from one layout to the other (FIRST_RUN_ARGS
     to RUN_ARGS) with nothing else changed: every entry is rewritten to name
@@ -499,9 +508,7 @@ class LayoutSwitch(Scenario):
 
     def __init__(self, test, folder):
         self.folder = Path(folder)
-        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
-        first = run_tool(self.root, self.root.esp, extra_args=self.FIRST_RUN_ARGS)
-        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
+        self.root = root_after_a_first_run(test, self.folder, self.GENERATIONS, self.FIRST_RUN_ARGS)
         self.before = self.folder / "before"
         copy_tree(self.root.esp, self.before)
         self.entries = self.root.manifest["entries"]
@@ -677,10 +684,8 @@ class Migration(Scenario):
 
     def __init__(self, test, folder):
         self.folder = Path(folder)
-        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        self.root = root_after_a_first_run(test, self.folder, self.GENERATIONS)
         esp = self.root.esp
-        first = run_tool(self.root, esp)
-        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
         self.ids = set()
         for entry in self.root.manifest["entries"]:
             image = entry["xen_image"]
@@ -728,10 +733,8 @@ class XbootldrMigration(Scenario):
 
     def __init__(self, test, folder):
         self.folder = Path(folder)
-        self.root = make_root(test, self.folder / "root", "--generations", str(self.GENERATIONS))
+        self.root = root_after_a_first_run(test, self.folder, self.GENERATIONS)
         esp = self.root.esp
-        first = run_tool(self.root, esp)
-        test.assertEqual(first.returncode, 0, "first run failed: " + describe(first))
         self.before = self.folder / "before"
         on_esp, on_xbootldr = (self.before / name for name in espcheck.DISK_PARTITIONS)
         copy_tree(esp, on_esp)
