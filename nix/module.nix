@@ -3,6 +3,14 @@
 # the options are under virtualisation.xen.boot (builderVerbosity, and
 # builder.*: see nixpkgs/nixos/modules/virtualisation/xen/boot.nix).
 #
+# The boot partitions come from NixOS's own options: the ESP from
+# boot.loader.efi.efiSysMountPoint, an Extended Boot Loader partition from
+# boot.loader.systemd-boot.xbootldrMountPoint (--xbootldr: the Xen entries and
+# images go there, next to systemd-boot's), and with Lanzaboote its mirrored
+# ESPs from boot.lanzaboote.extraEfiSysMountPoints (one --extra-esp each, in
+# their order). Every run gets them, and the units below may write to each
+# (ReadWritePaths) and wait for its mount (RequiresMountsFor).
+#
 # How the script is replaced: nixpkgs' Xen module (virtualisation/xen/boot.nix)
 # calls its script from boot.loader.systemd-boot.extraInstallCommands, a
 # `lines` option whose definitions are concatenated. A definition cannot be
@@ -29,10 +37,10 @@
 # reverse of their start order, so at shutdown this run comes first, waits
 # for the ESP lock of a run under way, and only then is the update service
 # stopped (a run of it that a shutdown would kill has finished by then);
-# both are ordered after the ESP's mount (RequiresMountsFor), so both finish
-# before it is unmounted. `nixos-rebuild boot` followed at once by `reboot`
-# therefore leaves the new generation with its Xen entry, even when the path
-# unit had not yet started its run.
+# both are ordered after the mounts of the boot partitions (RequiresMountsFor),
+# so both finish before those are unmounted. `nixos-rebuild boot` followed at
+# once by `reboot` therefore leaves the new generation with its Xen entry,
+# even when the path unit had not yet started its run.
 { lib, pkgs, ... }:
 
 let

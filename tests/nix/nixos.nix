@@ -101,6 +101,10 @@ in
       type = types.lines;
       default = "";
     };
+    boot.loader.systemd-boot.xbootldrMountPoint = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+    };
     boot.loader.limine.enable = mkOption {
       type = types.bool;
       default = false;
@@ -117,6 +121,10 @@ in
       privateKeyFile = mkOption {
         type = types.path;
         default = "${config.boot.lanzaboote.pkiBundle}/keys/db/db.key";
+      };
+      extraEfiSysMountPoints = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
       };
       settings = mkOption {
         type = types.submodule { freeformType = loaderSettings; };

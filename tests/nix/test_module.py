@@ -120,6 +120,97 @@ class Variants:
             "--sign-key /etc/sb/db.key --sign-cert /etc/sb/db.pem --ucode /boot/ucode.img debug\n",
         )
 
+    def test_xbootldr_reaches_the_install_command(self):
+        result = self.eval(
+            SYSTEMD_BOOT
+            + """
+            boot.loader.efi.efiSysMountPoint = "/efi";
+            boot.loader.systemd-boot.xbootldrMountPoint = "/boot";
+            """
+        )
+        self.assertEqual(result["failedAssertions"], [])
+        self.assertEqual(
+            result["extraInstallCommands"],
+            f"efiMountPoint=/efi {TOOL} --layout auto --xbootldr /boot --helper-timeout 60 default\n",
+        )
+
+    def test_xbootldr_reaches_the_daemon_and_it_can_write_there(self):
+        result = self.eval(
+            SYSTEMD_BOOT
+            + """
+            boot.loader.efi.efiSysMountPoint = "/efi";
+            boot.loader.systemd-boot.xbootldrMountPoint = "/boot";
+            virtualisation.xen.boot.builder.watch.enable = true;
+            """
+        )
+        daemon = result["services"]["xen-boot-builder"]
+        self.assertEqual(
+            daemon["serviceConfig"]["ExecStart"],
+            ["", f'"{TOOL}" "--layout" "auto" "--xbootldr" "/boot" "--helper-timeout" "60" "watch" "default"'],
+        )
+        self.assertEqual(daemon["serviceConfig"]["ReadWritePaths"], ["", "/efi", "/boot"])
+        self.assertEqual(daemon["unitConfig"]["RequiresMountsFor"], ["/efi", "/boot"])
+        self.assertEqual(daemon["environment"], {"efiMountPoint": "/efi"})
+
+    def test_xbootldr_on_the_esp_is_one_writable_path(self):
+        daemon = self.eval(
+            SYSTEMD_BOOT
+            + """
+            boot.loader.systemd-boot.xbootldrMountPoint = "/boot";
+            virtualisation.xen.boot.builder.watch.enable = true;
+            """
+        )["services"]["xen-boot-builder"]
+        self.assertEqual(daemon["serviceConfig"]["ReadWritePaths"], ["", "/boot"])
+        self.assertEqual(daemon["unitConfig"]["RequiresMountsFor"], ["/boot"])
+
+    def test_lanzaboote_units_get_xbootldr_and_extra_esps_in_order(self):
+        result = self.eval(
+            LANZABOOTE
+            + """
+            boot.loader.efi.efiSysMountPoint = "/efi";
+            boot.loader.systemd-boot.xbootldrMountPoint = "/boot";
+            boot.lanzaboote.extraEfiSysMountPoints = [ "/efi3" "/efi2" ];
+            """
+        )
+        self.assertEqual(result["failedAssertions"], [])
+        update = result["services"]["xen-boot-builder-update"]
+        guard = result["services"]["xen-boot-builder-shutdown"]
+        command = update["serviceConfig"]["ExecStart"][1]
+        self.assertTrue(
+            command.startswith(
+                f'"{TOOL}" "--lanzaboote" "--xbootldr" "/boot" '
+                '"--extra-esp" "/efi3" "--extra-esp" "/efi2" "--helper-timeout" "60" '
+            ),
+            command,
+        )
+        self.assertEqual(command.count("--extra-esp"), 2)
+        self.assertEqual(guard["serviceConfig"]["ExecStop"], command)
+        partitions = ["/efi", "/boot", "/efi3", "/efi2"]
+        self.assertEqual(update["serviceConfig"]["ReadWritePaths"], [""] + partitions)
+        self.assertEqual(update["unitConfig"]["RequiresMountsFor"], partitions)
+        # The shutdown run writes the same partitions, and they stay mounted
+        # until it has finished.
+        self.assertEqual(guard["serviceConfig"]["ReadWritePaths"], partitions)
+        self.assertEqual(guard["unitConfig"]["RequiresMountsFor"], partitions)
+
+    def test_lanzaboote_daemon_mirrors_to_extra_esps(self):
+        result = self.eval(
+            LANZABOOTE
+            + """
+            boot.lanzaboote.extraEfiSysMountPoints = [ "/boot2" ];
+            virtualisation.xen.boot.builder.watch.enable = true;
+            """
+        )
+        daemon = result["services"]["xen-boot-builder"]
+        self.assertIn('"--lanzaboote" "--extra-esp" "/boot2" ', daemon["serviceConfig"]["ExecStart"][1])
+        self.assertEqual(daemon["serviceConfig"]["ReadWritePaths"], ["", "/boot", "/boot2"])
+        self.assertEqual(daemon["unitConfig"]["RequiresMountsFor"], ["/boot", "/boot2"])
+
+    def test_extra_esps_of_a_disabled_lanzaboote_are_not_used(self):
+        # Without Lanzaboote nothing installs systemd-boot on its mirrors.
+        result = self.eval(SYSTEMD_BOOT + 'boot.lanzaboote.extraEfiSysMountPoints = [ "/boot2" ];')
+        self.assertNotIn("--extra-esp", result["extraInstallCommands"])
+
     def test_lanzaboote_runs_the_path_unit_signed_with_its_keys(self):
         result = self.eval(LANZABOOTE)
         self.assertEqual(result["failedAssertions"], [])

@@ -11,6 +11,7 @@
 let
   inherit (lib)
     concatLists
+    concatMap
     getExe
     literalExpression
     mkDefault
@@ -20,8 +21,10 @@ let
     mkOption
     mkPackageOption
     mkRenamedOptionModule
+    optional
     optionals
     types
+    unique
     ;
   inherit (types)
     enum
@@ -35,11 +38,20 @@ let
   esp = config.boot.loader.efi.efiSysMountPoint;
   lanzaboote = (config.boot ? lanzaboote) && config.boot.lanzaboote.enable;
   signed = builder.signing.keyFile != null && builder.signing.certFile != null;
+  # The Extended Boot Loader partition: systemd-boot's entries and kernels,
+  # and so the Xen files, are there; loader.conf stays on the ESP.
+  xbootldr = config.boot.loader.systemd-boot.xbootldrMountPoint;
+  # Lanzaboote's mirrored ESPs, which get the same Xen entries.
+  extraEsps = optionals lanzaboote config.boot.lanzaboote.extraEfiSysMountPoints;
+  # Every partition a run writes to.
+  partitions = unique ([ esp ] ++ optional (xbootldr != null) xbootldr ++ extraEsps);
 
   # xen-boot-builder's options, before the verbosity (or `watch`). One line
   # per option.
   builderArgs = concatLists [
     (if lanzaboote then [ "--lanzaboote" ] else [ "--layout" builder.layout ])
+    (optionals (xbootldr != null) [ "--xbootldr" xbootldr ])
+    (concatMap (dir: [ "--extra-esp" dir ]) extraEsps)
     [ "--helper-timeout" (toString builder.helperTimeout) ]
     (optionals signed [ "--sign-key" (toString builder.signing.keyFile) ])
     (optionals signed [ "--sign-cert" (toString builder.signing.certFile) ])
@@ -47,19 +59,17 @@ let
   ];
   builderCommand = command: [ (getExe builder.package) ] ++ builderArgs ++ command;
 
-  # A drop-in for one of the package's units: this machine's ESP and options.
+  # A drop-in for one of the package's units: this machine's boot partitions
+  # (the only writable paths) and options.
   builderService = command: {
     environment.efiMountPoint = esp;
-    unitConfig.RequiresMountsFor = [ esp ];
+    unitConfig.RequiresMountsFor = partitions;
     serviceConfig = {
       ExecStart = [
         ""
         (utils.escapeSystemdExecArgs (builderCommand command))
       ];
-      ReadWritePaths = [
-        ""
-        esp
-      ];
+      ReadWritePaths = [ "" ] ++ partitions;
     };
   };
 in
@@ -323,22 +333,22 @@ in
           # `nixos-rebuild boot && reboot`: the path unit's run may still be
           # under way, or not yet started, when the shutdown begins, and stopping
           # it kills it. Stopping this unit runs xen-boot-builder once more, with
-          # the ESP still mounted (RequiresMountsFor orders its stop before the
-          # unmount), and the update service, ordered before this unit, is
-          # stopped only after that run: a run under way finishes first (this
-          # run waits for its lock on the ESP).
+          # the boot partitions still mounted (RequiresMountsFor orders its stop
+          # before their unmount), and the update service, ordered before this
+          # unit, is stopped only after that run: a run under way finishes first
+          # (this run waits for its lock on the ESP).
           systemd.services.xen-boot-builder-shutdown = {
             description = "Install Xen boot entries before shutdown";
             wantedBy = [ "multi-user.target" ];
             environment.efiMountPoint = esp;
-            unitConfig.RequiresMountsFor = [ esp ];
+            unitConfig.RequiresMountsFor = partitions;
             serviceConfig = {
               Type = "oneshot";
               RemainAfterExit = true;
               ExecStop = utils.escapeSystemdExecArgs (builderCommand [ cfg.boot.builderVerbosity ]);
               TimeoutStopSec = "5min";
               ProtectSystem = "strict";
-              ReadWritePaths = [ esp ];
+              ReadWritePaths = partitions;
               ProtectHome = true;
               PrivateTmp = true;
               PrivateNetwork = true;
