@@ -1,6 +1,6 @@
 # bash completion for xen-boot-builder                     -*- shell-script -*-
 # Needs nothing but bash: subcommands, verbosity words, options and their
-# values (folders for --esp and --root, files for inspect).
+# values (folders for --esp, --xbootldr, --extra-esp and --root, files for inspect).
 
 _xen_boot_builder() {
   local cur=${COMP_WORDS[COMP_CWORD]}
@@ -16,12 +16,12 @@ _xen_boot_builder() {
 
   local commands="build plan verify inspect watch list"
   local verbosities="quiet default info debug"
-  local options="--esp --root --source --layout --ucode --sign-key --sign-cert --lanzaboote
-    --keep-debug-sections --debounce --helper-timeout --no-default --json --help --version"
+  local options="--esp --xbootldr --extra-esp --root --source --layout --ucode --sign-key --sign-cert --lanzaboote
+    --keep-debug-sections --debounce --debounce-max --helper-timeout --no-default --rebuild --json --help --version"
 
   COMPREPLY=()
   case $prev in
-    --esp | --root)
+    --esp | --xbootldr | --extra-esp | --root)
       compopt -o filenames 2>/dev/null
       mapfile -t COMPREPLY < <(compgen -d -- "$cur")
       return
@@ -39,7 +39,7 @@ _xen_boot_builder() {
       mapfile -t COMPREPLY < <(compgen -f -- "$cur")
       return
       ;;
-    --debounce | --helper-timeout)
+    --debounce | --debounce-max | --helper-timeout)
       return # milliseconds, seconds
       ;;
   esac
@@ -55,7 +55,7 @@ _xen_boot_builder() {
   for ((i = 1; i < COMP_CWORD; i++)); do
     word=${COMP_WORDS[i]}
     case $word in
-      --esp | --root | --source | --layout | --ucode | --sign-key | --sign-cert | --debounce | --helper-timeout)
+      --esp | --xbootldr | --extra-esp | --root | --source | --layout | --ucode | --sign-key | --sign-cert | --debounce | --debounce-max | --helper-timeout)
         [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++))
         ((i++))
         ;;

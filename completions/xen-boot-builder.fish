@@ -1,5 +1,6 @@
 # fish completion for xen-boot-builder: subcommands, verbosity words, options
-# and their values (folders for --esp and --root, files for inspect).
+# and their values (folders for --esp, --xbootldr, --extra-esp and --root, files for
+# inspect).
 
 set -l commands build plan verify inspect watch list
 set -l verbosities quiet default info debug
@@ -25,6 +26,8 @@ complete -c xen-boot-builder -n $verbosity -a debug -d 'also every step and deci
 complete -c xen-boot-builder -n "__fish_seen_subcommand_from inspect" -F
 
 complete -c xen-boot-builder -l esp -x -a '(__fish_complete_directories)' -d 'ESP mount point'
+complete -c xen-boot-builder -l xbootldr -x -a '(__fish_complete_directories)' -d 'XBOOTLDR partition mount point'
+complete -c xen-boot-builder -l extra-esp -x -a '(__fish_complete_directories)' -d 'another ESP that gets the same Xen entries'
 complete -c xen-boot-builder -l root -x -a '(__fish_complete_directories)' -d 'treat /nix/... paths as under this folder'
 complete -c xen-boot-builder -l source -x -a 'entries profiles' -d 'where generations come from'
 complete -c xen-boot-builder -l layout -x -a 'auto unified shared self-contained' -d 'how images are laid out on the ESP'
@@ -35,7 +38,9 @@ complete -c xen-boot-builder -l lanzaboote -d 'for machines whose boot Lanzaboot
 complete -c xen-boot-builder -l keep-debug-sections -d 'keep the .debug_* sections of xen.efi'
 complete -c xen-boot-builder -l debounce -x -d 'milliseconds to wait after a change before building'
 complete -c xen-boot-builder -l helper-timeout -x -d 'seconds a program the tool runs may take'
+complete -c xen-boot-builder -l debounce-max -x -d 'milliseconds a build waits at most while changes go on'
 complete -c xen-boot-builder -l no-default -d 'leave loader/loader.conf alone'
+complete -c xen-boot-builder -l rebuild -d 'ignore the record of the last run and write every image again'
 complete -c xen-boot-builder -l json -d 'print JSON'
 complete -c xen-boot-builder -s h -l help -d 'show the help'
 complete -c xen-boot-builder -l version -d 'show the version'

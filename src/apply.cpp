@@ -8,17 +8,20 @@
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/signer.hpp"
 
 namespace xbb {
 
 namespace {
 
-constexpr const char* loader_conf_path = "loader/loader.conf";
+const std::string loader_conf_path(layout::kLoaderConf);
 
 // Folders where a run writes, hence where an interrupted run may have left
 // temporaries.
-const std::vector<std::string> written_folders = {"EFI/xen", "loader/entries", "loader"};
+const std::vector<std::string> written_folders = {
+    std::string(layout::kImageFolder), std::string(layout::kEntriesFolder),
+    loader_conf_path.substr(0, loader_conf_path.rfind('/'))};
 
 // A file the run writes, with the size it will have and the size of the
 // file it replaces (if any), known before any is written.
@@ -93,8 +96,8 @@ std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& pa
 // known digest is streamed through SHA-256 here to compare (nothing written,
 // nothing held): when equal it is not written. A signed image is always
 // written: the bytes it replaces do not tell who signed them.
-std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, ImageMaker& maker,
-                                         ApplyReport& report) {
+std::vector<PendingWrite> pending_writes(const Esp& esp, const Esp& loader_conf_esp,
+                                         const Plan& plan, ImageMaker& maker, ApplyReport& report) {
   std::vector<PendingWrite> pending;
   for (const auto* files : {&plan.images, &plan.entries}) {
     for (const FileWrite& file : *files) {
@@ -123,7 +126,7 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Plan& plan, Image
   }
   if (plan.loader_conf) {
     pending.push_back({loader_conf_path, nullptr, plan.loader_conf->size(),
-                       replaced_size(esp, loader_conf_path)});
+                       replaced_size(loader_conf_esp, loader_conf_path)});
   }
   return pending;
 }
@@ -158,7 +161,7 @@ std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
     try {
       input.hand_to([&](int in) { output.hand_to([&](int out) { signer->sign(in, out); }); });
     } catch (const Error& e) {
-      throw Error((esp.root() / path).string(), e.what());
+      throw e.within((esp.root() / path).string());
     }
     read_back(output);
   };
@@ -186,11 +189,19 @@ std::uint64_t round_up(std::uint64_t value, std::uint64_t unit) {
 // is freed by the rename; a signed image's unsigned input takes its space
 // too until the signed image is in place. Sizes count in whole allocation
 // units (clusters on FAT), plus one unit of margin for folder growth per
-// file; removals, which come last, are not counted as freeing anything. A file system that reports
+// file; removals, which come last, are not counted as freeing anything; a
+// file written after the plan (`later`, the record) comes last. A file system that reports
 // no size cannot be checked: the run goes on with a warning.
-void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
-                      std::vector<std::string>& warnings) {
+void check_free_space(const Esp& esp, std::vector<PendingWrite> pending,
+                      const std::optional<LaterWrite>& later, std::vector<std::string>& warnings) {
   if (pending.empty()) return;
+  if (later) {
+    const EspItem there = esp.stat(later->path);
+    pending.push_back({later->path, nullptr, later->size,
+                       there.type == EspFileType::regular
+                           ? std::optional<std::uint64_t>(there.stamp.size)
+                           : std::nullopt});
+  }
   const EspSpace space = esp.space();
   if (!space.free_bytes) {
     warnings.push_back(esp.root().string() +
@@ -218,19 +229,29 @@ void check_free_space(const Esp& esp, const std::vector<PendingWrite>& pending,
 
 }  // namespace
 
-ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Signer* signer) {
+ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Signer* signer,
+                       const std::optional<LaterWrite>& later, Esp* loader_conf_on) {
+  Esp& loader_conf_esp = loader_conf_on ? *loader_conf_on : esp;
   check_paths(plan);
   check_signer(esp, plan, signer);
   remove_leftover_temporaries(esp, plan);
 
   ApplyReport report;
-  const std::vector<PendingWrite> pending = pending_writes(esp, plan, maker, report);
-  check_free_space(esp, pending, report.warnings);
+  std::vector<PendingWrite> pending = pending_writes(esp, loader_conf_esp, plan, maker, report);
+  if (&loader_conf_esp == &esp) {
+    check_free_space(esp, pending, later, report.warnings);
+  } else {
+    std::vector<PendingWrite> on_esp;
+    if (!pending.empty() && !pending.back().file) on_esp.push_back(pending.back());
+    std::vector<PendingWrite> on_boot(pending.begin(), pending.end() - on_esp.size());
+    check_free_space(esp, on_boot, later, report.warnings);
+    check_free_space(loader_conf_esp, on_esp, std::nullopt, report.warnings);
+  }
 
   for (const PendingWrite& write : pending) {
     check_stop();  // a stop signal: between two files, as a crash would
     if (!write.file) {
-      esp.write_atomic(write.path, *plan.loader_conf);
+      loader_conf_esp.write_atomic(write.path, *plan.loader_conf);
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
       esp.write_atomic(write.path, *text);
     } else {

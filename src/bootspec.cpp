@@ -1,11 +1,13 @@
 #include "xbb/bootspec.hpp"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "json_input.hpp"
 #include "limits.hpp"
 #include "text.hpp"
 #include "xbb/error.hpp"
+#include "xbb/json_text.hpp"
 
 namespace xbb {
 namespace {
@@ -35,7 +37,7 @@ std::optional<std::string> store_path_problem(const std::string& path) {
 // character that would break the one-line message.
 std::string printable_name(const std::string& name) {
   if (!line_break_problem(name)) return name;
-  return Json(name).dump();
+  return json_text(name);
 }
 
 // One JSON object of the document, with the field path that leads to it.
@@ -160,6 +162,35 @@ std::optional<XenExtension> read_xen(const Object& document) {
   return std::nullopt;
 }
 
+bool is_control(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+
+// What is wrong with Lanzaboote's extension as a source of the sort key, or
+// nullopt when nothing is.
+std::optional<std::string> lanzaboote_problem(const Json& lanzaboote, const std::string& field) {
+  if (!lanzaboote.is_object()) return field + ": must be an object";
+  auto key = lanzaboote.find("sort_key");
+  if (key == lanzaboote.end()) return std::nullopt;
+  if (!key->is_string()) return field + ".sort_key: must be a string";
+  const std::string value = key->get<std::string>();
+  if (std::any_of(value.begin(), value.end(), is_control)) {
+    return field + ".sort_key: holds a control character (" + text::printable(value) + ")";
+  }
+  return std::nullopt;
+}
+
+// Lanzaboote's sort_key, when the extension gives one that can be used; what
+// is wrong with one that cannot, without failing the document.
+void read_lanzaboote(const Object& document, Bootspec& spec) {
+  auto lanzaboote = document.json().find(kLanzaboote);
+  if (lanzaboote == document.json().end()) return;
+  if (auto problem = lanzaboote_problem(*lanzaboote, document.field(kLanzaboote))) {
+    spec.lanzaboote_sort_key_problem = document.origin() + ": " + *problem;
+    return;
+  }
+  if (auto key = lanzaboote->find("sort_key"); key != lanzaboote->end())
+    spec.lanzaboote_sort_key = key->get<std::string>();
+}
+
 // Reads one document; its specialisations only when `with_specialisations`.
 Bootspec read_document(const Object& document, bool with_specialisations);
 
@@ -187,15 +218,7 @@ Bootspec read_document(const Object& document, bool with_specialisations) {
     read_systemd_boot(*systemd_boot, spec);
   }
   spec.xen = read_xen(document);
-  const Json& json = document.json();
-  if (auto lanzaboote = json.find(kLanzaboote);
-      lanzaboote != json.end() && lanzaboote->is_object()) {
-    auto key = lanzaboote->find("sort_key");
-    if (key != lanzaboote->end() && key->is_string() &&
-        !line_break_problem(key->get<std::string>())) {
-      spec.lanzaboote_sort_key = key->get<std::string>();
-    }
-  }
+  read_lanzaboote(document, spec);
   if (with_specialisations) {
     if (auto specialisations = document.optional_object(kSpecialisationV1)) {
       read_specialisations(*specialisations, spec);

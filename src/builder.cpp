@@ -1,6 +1,7 @@
 #include "xbb/builder.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -98,7 +99,6 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
                     std::map<std::string, Record::Source> sources) {
   Record record;
   record.sources = std::move(sources);
-  record.foreign = plan.foreign;
   for (const auto& [path, origin] : plan.images_after) {
     if (auto written = applied.images.find(path); written != applied.images.end()) {
       record.images[path] = {written->second.first, written->second.second, origin.recipe,
@@ -114,41 +114,117 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
   return record;
 }
 
-// The record of the last run, when there is one this version can read.
-std::optional<Record> read_record(const Esp& esp, std::optional<std::string>& text,
-                                  Reporter& reporter) {
+// The largest record a run that applies `plan` can write: every image after
+// it, with stamps of the most digits. What the free-space check counts for it.
+std::uint64_t largest_record_size(const Plan& plan,
+                                  const std::map<std::string, Record::Source>& sources) {
+  Record record;
+  record.sources = sources;
+  const FileStamp widest{std::numeric_limits<std::uint64_t>::max(),
+                         std::numeric_limits<std::int64_t>::min()};
+  for (auto& [path, source] : record.sources) source.stamp = widest;
+  for (const auto& [path, origin] : plan.images_after)
+    record.images[path] = {widest, std::string(64, '0'), origin.recipe, origin.config};
+  return render_record(record).size();
+}
+
+// The record of the last run on a partition, as read.
+struct RecordRead {
+  std::optional<Record> record;     // when there is one this version can read (and may use)
+  std::optional<std::string> text;  // its text, to tell whether the run changes it
+  std::vector<std::string> warnings;
+};
+
+// The record of the last run, when there is one this version can read. A
+// record that cannot be read (a folder at its name, an I/O error) or that
+// no run could have written (more images than the ESP can hold, 4 times
+// over) is not used, with a warning: the run reads every image instead.
+// With --rebuild it is not used either.
+RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
+  const std::string path(layout::kStateFile);
+  RecordRead read;
   try {
-    text = esp.read(std::string(layout::kStateFile), 16 << 20);
+    read.text = esp.read(path, 16 << 20);
   } catch (const Error& e) {
-    reporter.debug(std::string("no usable record: ") + e.what());
-    return std::nullopt;
+    read.warnings.push_back(std::string(e.what()) +
+                            "; the record is not used, every image is read");
+    return read;
   }
-  if (!text) return std::nullopt;
-  auto record = parse_record(*text);
-  if (!record)
-    reporter.debug(std::string(layout::kStateFile) +
-                   ": damaged or of another version; reading everything");
-  return record;
+  if (!read.text) return read;
+  if (rebuild) {
+    reporter.debug("--rebuild: the record is not used, every image is written");
+    return read;
+  }
+  std::optional<std::uint64_t> esp_bytes;
+  try {
+    esp_bytes = esp.space().total_bytes;
+  } catch (const Error& e) {
+    reporter.debug(std::string(e.what()) + "; the record's size is not bounded");
+  }
+  try {
+    read.record = parse_record(*read.text, max_record_images(esp_bytes));
+    if (!read.record) reporter.debug(path + ": damaged or of another version; reading everything");
+  } catch (const Error& e) {
+    read.warnings.push_back(path + ": " + e.what() + "; ignored, every image is read");
+  }
+  return read;
 }
 
-std::vector<Generation> discover(const BuildOptions& options, const Esp& esp) {
+// Replaces the record with `text`. The record is a cache: a run that cannot
+// replace it says so and succeeds without it, unless the ESP is full (an
+// esp_full Error, as for any other file).
+void write_record(Esp& esp, const std::string& text, std::vector<std::string>& warnings,
+                  bool warned, Reporter& reporter) {
+  const std::string path(layout::kStateFile);
+  try {
+    esp.write_atomic(path, text);
+    reporter.debug("wrote " + path);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::esp_full) throw;
+    if (!warned)
+      warnings.push_back(std::string(e.what()) +
+                         "; the record is not kept, the next run reads every image");
+  }
+}
+
+std::vector<Generation> discover(const BuildOptions& options, const Esp& boot) {
   if (options.source == Source::profiles) return generations_from_profiles(options.root);
-  return generations_from_entries(esp, options.root);
+  return generations_from_entries(boot, options.root);
 }
 
-// Changes to report: the plan's, plus images rewritten although their entry
-// and configuration stayed the same (a new xen.efi).
-std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied) {
+// Changes to report: the plan's, plus every file written that no change
+// of an entry using it names, with what it is: an image rewritten although
+// its entry and configuration stayed the same (a new xen.efi, a damaged or
+// deleted image), a shared image, a configuration file.
+std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied,
+                                  const std::vector<GenerationOutcome>& generations) {
   std::vector<Change> changes = plan.changes;
   std::set<std::string> named;
   for (const auto& change : changes) named.insert(change.name);
+  // ESP path -> the stems of the entries using it.
+  std::map<std::string, std::vector<std::string>> users;
+  for (const auto& generation : generations) {
+    if (!generation.entry) continue;
+    auto name = parse_entry_name(fs::path(*generation.entry).filename().string());
+    if (!name) continue;
+    for (const auto& file : generation.files) users[file].push_back(name->stem);
+  }
+  std::map<std::string, const FileWrite*> images;
+  for (const auto& image : plan.images) images[image.path] = &image;
   for (const auto& path : applied.written) {
-    for (const auto& image : plan.images) {
-      const auto* recipe = std::get_if<ImageRecipe>(&image.content);
-      if (image.path != path || !recipe || recipe->sections.empty()) continue;
-      std::string stem = fs::path(path).stem().string();
-      if (named.insert(stem).second) changes.push_back({'~', stem, "xen image"});
-    }
+    auto image = images.find(path);
+    if (image == images.end()) continue;  // an entry, loader.conf: named by the plan's changes
+    const auto& using_it = users[path];
+    if (std::any_of(using_it.begin(), using_it.end(),
+                    [&](const std::string& stem) { return named.count(stem) > 0; }))
+      continue;
+    const auto* recipe = std::get_if<ImageRecipe>(&image->second->content);
+    const std::string what = !recipe                    ? "xen config"
+                             : recipe->sections.empty() ? "shared xen image"
+                                                        : "xen image";
+    // Its file name's stem: the entry's (xen-<rest>), or the shared image's own.
+    const std::string name = fs::path(path).stem().string();
+    if (named.insert(name).second) changes.push_back({'~', name, what});
   }
   return changes;
 }
@@ -161,13 +237,105 @@ void report_changes(const std::vector<Change>& changes, Reporter& reporter) {
   for (const auto& change : changes) reporter.change(change.kind, change.name, change.detail);
 }
 
+// What installing the Xen entries on one set of partitions did.
+struct Installed {
+  Planned planned;
+  std::vector<Change> changes;
+  std::vector<std::string> warnings;
+  std::vector<std::string> written;  // paths on the partition that holds the entries
+  std::vector<std::string> removed;
+};
+
+// Plans and applies the Xen entries of a run's generations on one set of
+// partitions: the main ones, then each extra ESP, the same way.
+struct Installer {
+  const BuildOptions& options;
+  const std::vector<Generation>& generations;
+  const std::map<std::string, Record::Source>& sources;
+  const PlanOptions& plan_options;
+  const Signer* signer;
+  Reporter& reporter;
+
+  Installed install(Partitions& partitions, RecordRead record) const {
+    Installed out;
+    Esp& boot = partitions.boot();
+    const EspState state = read_esp_state(
+        boot, generations, options.retarget_default ? &partitions.esp() : nullptr, record.record);
+    for (const auto& note : state.notes) reporter.debug(note);
+    out.planned = make_plan(generations, state, plan_options);
+    for (const auto& note : out.planned.notes) reporter.debug(note);
+    const Plan& plan = out.planned.plan;
+    const bool record_warned = !record.warnings.empty();
+    out.warnings = std::move(record.warnings);
+    out.warnings.insert(out.warnings.end(), out.planned.warnings.begin(),
+                        out.planned.warnings.end());
+    out.changes = plan.changes;
+    if (options.dry_run) {
+      for (const auto& file : plan.images) out.written.push_back(file.path);
+      for (const auto& file : plan.entries) out.written.push_back(file.path);
+      if (plan.loader_conf) out.written.emplace_back(layout::kLoaderConf);
+      out.removed = plan.removals;
+      for (const auto& path : out.written) reporter.debug("would write (if changed) " + path);
+      for (const auto& path : out.removed) reporter.debug("would remove " + path);
+      return out;
+    }
+    PeImageMaker maker;
+    const LaterWrite record_write{std::string(layout::kStateFile),
+                                  largest_record_size(plan, sources)};
+    ApplyReport applied = apply_plan(boot, plan, maker, signer, record_write,
+                                     partitions.separate() ? &partitions.esp() : nullptr);
+    const std::string text = render_record(record_after(plan, state, applied, sources));
+    if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
+    for (const auto& path : applied.written) reporter.debug("wrote " + path);
+    for (const auto& path : applied.removed) reporter.debug("removed " + path);
+    out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
+    out.changes = changes_after(plan, applied, out.planned.generations);
+    out.written = std::move(applied.written);
+    out.removed = std::move(applied.removed);
+    return out;
+  }
+
+  // With the entries on the XBOOTLDR partition, removes what the tool left
+  // on the ESP before (entries, images, configurations, the script's images,
+  // the record): last, once their replacements are in place. Hand-made files
+  // stay, with a warning.
+  void clear_esp(Partitions& partitions, Installed& installed) const {
+    Esp& esp = partitions.esp();
+    const std::string shown = esp.root().string();
+    const EspState state = read_esp_state(esp, {}, nullptr, std::nullopt);
+    PlanOptions cleanup = plan_options;
+    cleanup.retarget_default = false;
+    Planned planned = make_plan({}, state, cleanup);
+    Plan& plan = planned.plan;
+    if (esp.type(std::string(layout::kStateFile)) == EspFileType::regular)
+      plan.removals.emplace_back(layout::kStateFile);
+    for (const auto& warning : planned.warnings)
+      installed.warnings.push_back(shown + ": " + warning);
+    if (plan.removals.empty()) return;
+    for (const auto& change : plan.changes) {
+      installed.changes.push_back({change.kind, change.name + " on " + shown, change.detail});
+    }
+    std::vector<std::string> removed = plan.removals;
+    if (!options.dry_run) {
+      PeImageMaker maker;
+      removed = apply_plan(esp, plan, maker).removed;
+    }
+    for (const auto& path : removed) {
+      installed.removed.push_back((esp.root() / path).string());
+      reporter.debug((options.dry_run ? "would remove " : "removed ") + shown + "/" + path);
+    }
+  }
+};
+
 }  // namespace
 
 layout::Request layout_request(const BuildOptions& options) {
   return {options.layout, options.sign_key.has_value(), options.source == Source::profiles};
 }
 
-int RunResult::exit_status() const { return error || default_failure ? 1 : 0; }
+int RunResult::exit_status() const {
+  return error || default_failure || !partition_failures.empty() ? 1 : 0;
+}
 
 RunResult run_build(const BuildOptions& options, Reporter& reporter) {
   reporter.progress(options.dry_run ? "Planning Xen Project Hypervisor boot entries..."
@@ -178,17 +346,24 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     if (!finished_line) reporter.line(word);
     finished_line = true;
   };
+  const auto on_wait = [&](const std::string& text) { reporter.warning(text); };
+  const EspLock::Mode lock_mode =
+      options.dry_run ? EspLock::Mode::shared : EspLock::Mode::exclusive;
   try {
     reporter.debug("");
-    reporter.debug("ESP: " + options.esp.string() + ", root: " + options.root.string());
-    Esp esp(options.esp);
-    std::optional<EspLock> lock;
-    if (!options.dry_run) lock.emplace(esp, [&](const auto& text) { reporter.warning(text); });
-    std::optional<std::string> record_text;
-    const std::optional<Record> record = read_record(esp, record_text, reporter);
-    std::vector<Generation> generations = discover(options, esp);
+    reporter.debug("ESP: " + options.esp.string() +
+                   (options.xbootldr ? ", XBOOTLDR: " + options.xbootldr->string() : "") +
+                   ", root: " + options.root.string());
+    Partitions partitions(options.esp, options.xbootldr);
+    if (options.xbootldr && !partitions.separate())
+      reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
+    PartitionLocks locks(partitions, on_wait, lock_mode);
+    RecordRead record = read_record(partitions.boot(), options.rebuild, reporter);
+    std::vector<Generation> generations = discover(options, partitions.boot());
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
-    auto sources = check_xen_images(generations, record, options, reporter);
+    // Said before the plan's warnings.
+    std::vector<std::string> early_warnings = keep_one_per_xen_name(generations);
+    const auto sources = check_xen_images(generations, record.record, options, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (layout::embeds_kernel(layout_request(options))) {
       scratch.emplace();
@@ -198,33 +373,62 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       for (auto& generation : generations) {
         if (!generation.bootspec) continue;
         generation.entry.sort_key = generation.bootspec->lanzaboote_sort_key.value_or("lanza");
+        if (const auto& problem = generation.bootspec->lanzaboote_sort_key_problem) {
+          early_warnings.push_back("nixos-" + generation.rest + ": " + *problem +
+                                   "; its Xen entry sorts with \"lanza\"");
+        }
       }
     }
     std::optional<SbsignSigner> signer;
     if (options.sign_key) {
       signer.emplace(*options.sign_key, options.sign_cert.value_or(""), options.helper_timeout);
     }
-    const EspState state = read_esp_state(esp, generations, options.retarget_default, record);
     PlanOptions plan_options;
     if (signer) plan_options.signer = signer->identity();
     plan_options.retarget_default = options.retarget_default;
     plan_options.layout = layout_request(options);
     plan_options.keep_debug_sections = options.keep_debug_sections;
     plan_options.lanzaboote = options.lanzaboote;
+    plan_options.rebuild = options.rebuild;
     if (options.ucode) {
       plan_options.ucode =
           HostFile{*options.ucode,
                    posix::host_file_stamp(*options.ucode, limits::kKernelBytes, "microcode"),
                    {}};
     }
-    Planned planned = make_plan(generations, state, plan_options);
-    for (const auto& note : planned.notes) reporter.debug(note);
+    const Installer installer{
+        options, generations, sources, plan_options, signer ? &*signer : nullptr, reporter};
 
-    const Plan& plan = planned.plan;
-    result.warnings = planned.warnings;
-    result.changes = plan.changes;
-    result.default_failure = planned.default_failure;
-    result.generations = std::move(planned.generations);
+    Installed main = installer.install(partitions, std::move(record));
+    if (partitions.separate()) installer.clear_esp(partitions, main);
+    result.warnings = std::move(early_warnings);
+    result.warnings.insert(result.warnings.end(), main.warnings.begin(), main.warnings.end());
+    result.changes = std::move(main.changes);
+    result.written = std::move(main.written);
+    result.removed = std::move(main.removed);
+    result.default_failure = main.planned.default_failure;
+    result.generations = std::move(main.planned.generations);
+    for (const auto& extra : options.extra_esps) {
+      const std::string shown = extra.string();
+      try {
+        reporter.debug("extra ESP: " + shown);
+        Partitions mirror(extra);
+        PartitionLocks mirror_locks(mirror, on_wait, lock_mode);
+        Installed copy =
+            installer.install(mirror, read_record(mirror.boot(), options.rebuild, reporter));
+        for (auto& warning : copy.warnings) result.warnings.push_back(shown + ": " + warning);
+        for (auto& change : copy.changes) {
+          change.name += " on " + shown;
+          result.changes.push_back(std::move(change));
+        }
+        for (const auto& path : copy.written) result.written.push_back((extra / path).string());
+        for (const auto& path : copy.removed) result.removed.push_back((extra / path).string());
+      } catch (const Error& e) {
+        const std::string message = e.what();
+        result.partition_failures.push_back(
+            {shown, e.kind(), message.starts_with(shown) ? message : shown + ": " + message});
+      }
+    }
     const std::size_t built = static_cast<std::size_t>(std::count_if(
         result.generations.begin(), result.generations.end(), [](const GenerationOutcome& g) {
           return g.status == GenerationOutcome::Status::xen_entry;
@@ -232,36 +436,13 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     result.entries = static_cast<std::size_t>(
         std::count_if(result.generations.begin(), result.generations.end(),
                       [](const GenerationOutcome& g) { return g.entry.has_value(); }));
-    if (!options.dry_run) {
-      PeImageMaker maker;
-      ApplyReport applied = apply_plan(esp, plan, maker, signer ? &*signer : nullptr);
-      const std::string text =
-          render_record(record_after(plan, state, applied, std::move(sources)));
-      if (text != record_text) {
-        esp.write_atomic(std::string(layout::kStateFile), text);
-        reporter.debug("wrote " + std::string(layout::kStateFile));
-      }
-      for (const auto& path : applied.written) reporter.debug("wrote " + path);
-      for (const auto& path : applied.removed) reporter.debug("removed " + path);
-      result.warnings.insert(result.warnings.end(), applied.warnings.begin(),
-                             applied.warnings.end());
-      result.changes = changes_after(plan, applied);
-      result.written = std::move(applied.written);
-      result.removed = std::move(applied.removed);
-    } else {
-      for (const auto& file : plan.images) result.written.push_back(file.path);
-      for (const auto& file : plan.entries) result.written.push_back(file.path);
-      if (plan.loader_conf) result.written.emplace_back(layout::kLoaderConf);
-      result.removed = plan.removals;
-      for (const auto& path : result.written) reporter.debug("would write (if changed) " + path);
-      for (const auto& path : result.removed) reporter.debug("would remove " + path);
-    }
     finish(built == 0 ? "none found." : "done.");
     if (built == 0 && !reporter.at_least(Verbosity::debug)) {
       reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
     }
     for (const auto& warning : result.warnings) reporter.warning(warning);
     report_changes(result.changes, reporter);
+    for (const auto& failure : result.partition_failures) reporter.error(failure.message);
     if (result.default_failure) {
       reporter.error(*result.default_failure +
                      ", the default boot entry, got no Xen entry (see the warning above)");

@@ -7,17 +7,16 @@
 
 namespace xbb {
 
+void Sha256::Free::operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
+
 Sha256::Sha256() : context_(EVP_MD_CTX_new()) {
-  if (context_ == nullptr ||
-      EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(context_), EVP_sha256(), nullptr) != 1) {
+  if (!context_ || EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr) != 1) {
     throw Error("SHA-256: cannot initialise libcrypto's digest");
   }
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(context_)); }
-
 Sha256& Sha256::update(std::string_view bytes) {
-  if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(context_), bytes.data(), bytes.size()) != 1) {
+  if (EVP_DigestUpdate(context_.get(), bytes.data(), bytes.size()) != 1) {
     throw Error("SHA-256: digest update failed");
   }
   return *this;
@@ -26,7 +25,7 @@ Sha256& Sha256::update(std::string_view bytes) {
 std::string Sha256::hex() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(context_), digest, &size) != 1) {
+  if (EVP_DigestFinal_ex(context_.get(), digest, &size) != 1) {
     throw Error("SHA-256: digest final failed");
   }
   return hex_bytes(digest, size);

@@ -85,8 +85,16 @@ UniqueFd duplicate(int fd, const std::string& shown) {
   return copy;
 }
 
+// An Error for a failed call that writes the ESP, from errno: a full ESP is
+// esp_full, wherever in a run it is found.
+Error write_error(const std::string& shown, const std::string& what) {
+  const int error_number = errno;
+  return Error(shown, what + ": " + error_text(error_number),
+               posix::kind_of(error_number, ErrorKind::esp_full));
+}
+
 void flush_folder(int folder, const std::string& shown) {
-  if (::fsync(folder) != 0) throw Error(shown, "cannot flush folder: " + error_text(errno));
+  if (::fsync(folder) != 0) throw write_error(shown, "cannot flush folder");
 }
 
 // Why `name` in `folder` could not be opened the way we wanted: symlinks get
@@ -112,7 +120,7 @@ UniqueFd open_folder(int parent, const std::string& name, const std::string& sho
   if (errno != ENOENT) throw_open_error(parent, name, shown, errno, "folder");
   if (!create) return UniqueFd();
   if (::mkdirat(parent, name.c_str(), 0755) != 0 && errno != EEXIST) {
-    throw Error(shown, "cannot create folder: " + error_text(errno));
+    throw write_error(shown, "cannot create folder");
   }
   flush_folder(parent, shown_parent);
   folder = UniqueFd(::openat(parent, name.c_str(), folder_flags));
@@ -146,7 +154,7 @@ Temporary create_temporary(int folder, const std::string& final_name, const std:
     UniqueFd fd(
         ::openat(folder, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (fd) return {std::move(fd), name};
-    if (errno != EEXIST) throw Error(shown, "cannot create temporary file: " + error_text(errno));
+    if (errno != EEXIST) throw write_error(shown, "cannot create temporary file");
   }
   throw Error(shown, "cannot create temporary file: every random name tried exists");
 }
@@ -208,22 +216,47 @@ Esp::Location Esp::locate(const std::string& path, bool create) const {
   return location;
 }
 
-std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limit,
-                                     FileStamp* stamp) const {
+UniqueFd Esp::open_regular(const std::string& path, std::string& shown, FileStamp& stamp) const {
   Location at = locate(path, false);
-  if (!at.folder) return std::nullopt;
+  shown = at.shown;
+  if (!at.folder) return UniqueFd();
   UniqueFd file(::openat(at.folder.get(), at.name.c_str(),
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!file) {
-    if (errno == ENOENT) return std::nullopt;
+    if (errno == ENOENT) return UniqueFd();
     throw_open_error(at.folder.get(), at.name, at.shown, errno, "regular file");
   }
   struct stat st {};
   if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
   if (!S_ISREG(st.st_mode))
     throw Error(at.shown, "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
-  if (stamp) *stamp = posix::stamp_of(st);
-  return posix::read_all(file.get(), at.shown, limit, "file there");
+  stamp = posix::stamp_of(st);
+  return file;
+}
+
+std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limit,
+                                     FileStamp* stamp) const {
+  std::string shown;
+  FileStamp found;
+  UniqueFd file = open_regular(path, shown, found);
+  if (!file) return std::nullopt;
+  if (stamp) *stamp = found;
+  return posix::read_all(file.get(), shown, limit, "file there");
+}
+
+bool Esp::read_pieces(const std::string& path, const PieceReader& reader) const {
+  std::string shown;
+  FileStamp stamp;
+  UniqueFd file = open_regular(path, shown, stamp);
+  if (!file) return false;
+  reader(stamp, [&](std::uint64_t offset, std::size_t size) {
+    std::string piece(size, '\0');
+    const std::size_t got = posix::read_at(
+        file.get(), offset, {reinterpret_cast<std::uint8_t*>(piece.data()), size}, shown);
+    piece.resize(got);
+    return piece;
+  });
+  return true;
 }
 
 std::vector<EspItem> Esp::list_all(const std::string& dir) const {
@@ -291,7 +324,7 @@ EspFileType Esp::type(const std::string& path) const {
 }
 
 void EspFile::write(std::span<const std::uint8_t> bytes) {
-  posix::write_all(fd_, bytes, shown_);
+  posix::write_all(fd_, bytes, shown_, ErrorKind::esp_full);
   size_ += bytes.size();
 }
 
@@ -301,7 +334,7 @@ void EspFile::write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes
                             std::to_string(offset) + ": only " + std::to_string(size_) +
                             " bytes are written");
   }
-  posix::write_all_at(fd_, offset, bytes, shown_);
+  posix::write_all_at(fd_, offset, bytes, shown_, ErrorKind::esp_full);
 }
 
 void EspFile::read_back(ByteSink& sink) const {
@@ -340,18 +373,15 @@ FileStamp Esp::write_atomic(const std::string& path,
   try {
     EspFile file(temporary.fd.get(), at.shown);
     fill(file);
-    if (::fsync(temporary.fd.get()) != 0)
-      throw Error(at.shown, "cannot flush: " + error_text(errno));
+    if (::fsync(temporary.fd.get()) != 0) throw write_error(at.shown, "cannot flush");
     struct stat st {};
     if (::fstat(temporary.fd.get(), &st) != 0)
       throw Error(at.shown, "cannot stat: " + error_text(errno));
     stamp = posix::stamp_of(st);
-    if (::close(temporary.fd.release()) != 0)
-      throw Error(at.shown, "cannot close: " + error_text(errno));
+    if (::close(temporary.fd.release()) != 0) throw write_error(at.shown, "cannot close");
     if (::renameat(at.folder.get(), temporary.name.c_str(), at.folder.get(), at.name.c_str()) !=
         0) {
-      throw Error(at.shown,
-                  "cannot rename " + temporary.name + " into place: " + error_text(errno));
+      throw write_error(at.shown, "cannot rename " + temporary.name + " into place");
     }
   } catch (...) {
     ::unlinkat(at.folder.get(), temporary.name.c_str(), 0);
@@ -399,6 +429,7 @@ EspSpace space_from_statvfs(const struct statvfs& stats) {
                                                : unit_when_unreported;
   if (stats.f_blocks != 0) {
     space.free_bytes = static_cast<std::uint64_t>(stats.f_bavail) * space.allocation_unit;
+    space.total_bytes = static_cast<std::uint64_t>(stats.f_blocks) * space.allocation_unit;
   }
   return space;
 }
@@ -487,6 +518,27 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
     }
   });
   return holder;
+}
+
+namespace {
+
+std::optional<Esp> open_xbootldr(const fs::path& esp, const std::optional<fs::path>& xbootldr) {
+  if (!xbootldr) return std::nullopt;
+  std::error_code error;
+  if (fs::equivalent(esp, *xbootldr, error)) return std::nullopt;
+  return Esp(*xbootldr);
+}
+
+}  // namespace
+
+Partitions::Partitions(const fs::path& esp, const std::optional<fs::path>& xbootldr)
+    : esp_(esp), xbootldr_(open_xbootldr(esp, xbootldr)) {}
+
+PartitionLocks::PartitionLocks(Partitions& partitions, const EspLock::WaitNotice& on_wait,
+                               EspLock::Mode mode)
+    : esp_(partitions.esp(), on_wait, std::chrono::seconds(60), mode) {
+  if (partitions.separate())
+    xbootldr_.emplace(partitions.boot(), on_wait, std::chrono::seconds(60), mode);
 }
 
 EspLock::EspLock(Esp& esp, const WaitNotice& on_wait, std::chrono::milliseconds timeout, Mode mode)

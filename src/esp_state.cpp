@@ -10,52 +10,102 @@ namespace xbb {
 namespace {
 
 // The shell script's entries point at its own images, EFI/nixos/xen-*.efi.
-bool written_by_script(const std::string& text) {
-  try {
-    auto efi = parse_loader_entry(text, "").efi;
-    const std::string prefix = std::string("/").append(layout::kLegacyImageFolder).append("/xen-");
-    return efi && efi->starts_with(prefix) && efi->ends_with(".efi");
-  } catch (const Error&) {
-    return false;
-  }
+// An entry that does not parse is not one of them; `notes` gets why.
+bool written_by_script(const std::string& text, const std::string& path,
+                       std::vector<std::string>& notes) {
+  const std::optional<LoaderEntry> entry = value_or_reason(
+      [&] { return parse_loader_entry(text, path); },
+      [&notes](const std::string& why) { notes.push_back(why + " (not the script's entry)"); });
+  if (!entry) return false;
+  const std::string prefix = std::string("/").append(layout::kLegacyImageFolder).append("/xen-");
+  return entry->efi && entry->efi->starts_with(prefix) && entry->efi->ends_with(".efi");
 }
 
 // An image the record does not vouch for, read once: its digest, its
 // embedded .config, and whether the tool wrote it (a marked .config, or a
 // shared image's name holding its digest).
 void read_image(const Esp& esp, const std::string& path, const std::string& name,
-                ExistingFile& file) {
+                ExistingFile& file, std::vector<std::string>& notes) {
   FileStamp stamp;
   auto bytes = esp.read(path, limits::kEspImageBytes, &stamp);
   if (!bytes) return;
   file.stamp = stamp;
   file.digest = sha256_hex(*bytes);
-  try {
-    auto image = pe::bytes_of(*bytes);
-    const pe::Image parsed = pe::parse(image);
-    auto config = pe::section_contents(image, parsed, ".config");
-    file.text.assign(config.begin(), config.end());
-  } catch (const Error&) {
-    // Not an image the tool wrote; the digest still tells whether it is one it would write.
-  }
+  // An image that does not parse is not one the tool wrote; the digest still
+  // tells whether it is one it would write.
+  const auto config = value_or_reason(
+      [&] {
+        auto image = pe::bytes_of(*bytes);
+        return pe::section_contents(image, pe::parse(image), ".config");
+      },
+      [&](const std::string& why) { notes.push_back(path + ": " + why + " (not read as ours)"); });
+  if (config) file.text.assign(config->begin(), config->end());
   auto shared = layout::shared_image_digest(name);
   file.ours = layout::is_marked(file.text) || (shared && file.digest->starts_with(*shared));
 }
 
-// What the record says of an image whose stamp is the recorded one.
-bool vouched(const std::optional<Record>& record, const std::string& path, const EspItem& item,
-             ExistingFile& file) {
+// How much of an image is read first to check its headers and section
+// table: the tool's images have 4 KiB of headers or less (Xen's own
+// SizeOfHeaders); larger headers cost a second read, of up to
+// pe::kHeaderPrefixSize bytes.
+constexpr std::size_t kHeaderReadBytes = 4096;
+
+// Whether the image is still what the record says, checked cheaply: its
+// stamp is the recorded one, its headers and section table parse as an EFI
+// application, and its .config is the recorded one byte for byte (none for
+// a shared image). One open, a read of the headers and one of the .config:
+// never the body.
+bool as_recorded(const Esp& esp, const std::string& path, const Record::Image& recorded) {
+  bool same = false;
+  try {
+    esp.read_pieces(path, [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
+      if (stamp != recorded.stamp) return;
+      std::string headers = read_at(0, kHeaderReadBytes);
+      pe::Image image;
+      try {
+        image = pe::parse_headers(pe::bytes_of(headers), stamp.size);
+      } catch (const Error&) {
+        if (headers.size() >= stamp.size) throw;
+        headers = read_at(0, pe::kHeaderPrefixSize);
+        image = pe::parse_headers(pe::bytes_of(headers), stamp.size);
+      }
+      pe::check_efi_application(image);
+      const auto extent = pe::section_extent(image, ".config");
+      if (!extent) {
+        same = recorded.config.empty();
+        return;
+      }
+      same = extent->size == recorded.config.size() &&
+             read_at(extent->offset, static_cast<std::size_t>(extent->size)) == recorded.config;
+    });
+  } catch (const Error&) {
+    return false;  // read again whole, which says what is wrong when it matters
+  }
+  return same;
+}
+
+// What the record says of an image whose stamp is the recorded one, when the
+// image passes the cheap check. The record never makes a file the tool's:
+// its recorded .config (now checked to be its own) must carry the marker, or
+// its name be a shared image's holding the recorded digest.
+bool vouched(const Esp& esp, const std::optional<Record>& record, const std::string& path,
+             const std::string& name, const EspItem& item, ExistingFile& file) {
   if (!record) return false;
   auto found = record->images.find(path);
   if (found == record->images.end() || found->second.stamp != item.stamp) return false;
-  file = {found->second.config, true, item.stamp, found->second.digest, found->second.recipe};
+  const Record::Image& recorded = found->second;
+  if (!as_recorded(esp, path, recorded)) return false;
+  auto shared = layout::shared_image_digest(name);
+  const bool ours =
+      layout::is_marked(recorded.config) || (shared && recorded.digest.starts_with(*shared));
+  file = {recorded.config, ours, item.stamp, recorded.digest, recorded.recipe};
   return true;
 }
 
 }  // namespace
 
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        bool with_loader_conf, const std::optional<Record>& record) {
+                        const Esp* loader_conf_from, const std::optional<Record>& record) {
   EspState state;
   const std::string entries(layout::kEntriesFolder);
   for (const EspItem& item : esp.list_all(entries)) {
@@ -67,7 +117,7 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       ExistingFile& file = state.xen_entries[path];
       file.stamp = item.stamp;
       file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
-      file.ours = layout::is_marked(file.text) || written_by_script(file.text);
+      file.ours = layout::is_marked(file.text) || written_by_script(file.text, path, state.notes);
     }
   }
   const std::string images(layout::kImageFolder);
@@ -80,7 +130,8 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     } else if (item.type == EspFileType::regular) {
       ExistingFile& file = state.xen_images[path];
       if (image) {
-        if (!vouched(record, path, item, file)) read_image(esp, path, item.name, file);
+        if (!vouched(esp, record, path, item.name, item, file))
+          read_image(esp, path, item.name, file, state.notes);
       } else {
         file.stamp = item.stamp;
         file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
@@ -97,19 +148,19 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     std::vector<std::string> named = generation.entry.initrds;
     if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
     for (const auto& path : named) {
-      try {
-        if (path.size() > 1 && esp.type(path.substr(1)) == EspFileType::regular) {
-          state.boot_files.insert(path.substr(1));
-        }
-      } catch (const Error&) {
-        // Not a name the ESP can hold: not there, as the configuration check will say.
-      }
+      // An ESP path ("/EFI/nixos/k.efi"); anything else names no file here.
+      if (path.size() < 2 || path.front() != '/') continue;
+      // A name the ESP cannot hold is not there, as the configuration check will say.
+      const std::optional<EspFileType> type = value_or_reason(
+          [&] { return esp.type(path.substr(1)); },
+          [&](const std::string& why) { state.notes.push_back(why + " (taken as missing)"); });
+      if (type == EspFileType::regular) state.boot_files.insert(path.substr(1));
     }
   }
-  if (record) state.reported_foreign.insert(record->foreign.begin(), record->foreign.end());
-  if (with_loader_conf) {
+  if (loader_conf_from) {
     try {
-      state.loader_conf = esp.read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);
+      state.loader_conf =
+          loader_conf_from->read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);
     } catch (const Error& e) {
       state.loader_conf_problem = e.what();
     }

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <deque>
+#include <map>
 #include <regex>
 #include <sstream>
 
 #include "limits.hpp"
 #include "posix_io.hpp"
 #include "text.hpp"
+#include "xbb/boot_menu.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/layout.hpp"
@@ -273,6 +275,62 @@ std::vector<Generation> generations_from_profiles(const fs::path& root) {
   scan("/nix/var/nix/profiles/system-profiles", true);
   sort_generations(generations);
   return generations;
+}
+
+namespace {
+
+// The generation as an entry of systemd-boot's menu: its source entry, or
+// for a profile link the entry systemd-boot's installer would write.
+MenuEntry as_menu_entry(const Generation& generation) {
+  auto name = parse_entry_name(fs::path(generation.source).filename().string());
+  if (!name) name = EntryName{"nixos-" + generation.rest, generation.counter};
+  return menu_entry(*name, generation.entry);
+}
+
+std::string folded(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> keep_one_per_xen_name(std::vector<Generation>& generations) {
+  std::map<std::string, std::size_t> first;  // folded rest -> index of the one kept so far
+  std::vector<bool> dropped(generations.size(), false);
+  std::vector<std::pair<std::size_t, std::size_t>> pairs;  // (dropped, kept)
+  for (std::size_t i = 0; i < generations.size(); ++i) {
+    auto [kept, fresh] = first.emplace(folded(generations[i].rest), i);
+    if (fresh) continue;
+    const Generation& a = generations[i];
+    const Generation& b = generations[kept->second];
+    const MenuEntry menu_a = as_menu_entry(a), menu_b = as_menu_entry(b);
+    const bool a_first =
+        boots_before(menu_a, menu_b) || (!boots_before(menu_b, menu_a) && a.source < b.source);
+    if (a_first) {
+      for (auto& pair : pairs) {
+        if (pair.second == kept->second) pair.second = i;
+      }
+      pairs.emplace_back(kept->second, i);
+      kept->second = i;
+    } else {
+      pairs.emplace_back(i, kept->second);
+    }
+  }
+  std::vector<std::string> warnings;
+  for (const auto& [lost, kept] : pairs) {
+    dropped[lost] = true;
+    warnings.push_back(generations[lost].source + " and " + generations[kept].source +
+                       " give the same Xen entry name xen-" + generations[kept].rest +
+                       "; skipped " + generations[lost].source + ", kept " +
+                       generations[kept].source + " (systemd-boot lists it first)");
+  }
+  std::vector<Generation> kept;
+  for (std::size_t i = 0; i < generations.size(); ++i) {
+    if (!dropped[i]) kept.push_back(std::move(generations[i]));
+  }
+  generations = std::move(kept);
+  return warnings;
 }
 
 }  // namespace xbb

@@ -104,7 +104,7 @@ pe::Output output_of(const std::filesystem::path& xen_efi, std::span<const std::
   try {
     return pe::Output(file, image, sections, options_of(recipe));
   } catch (const Error& e) {
-    throw Error(xen_efi.string(), e.what());
+    throw e.within(xen_efi.string());
   }
 }
 
@@ -118,7 +118,7 @@ const PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
     try {
       source.image = pe::parse(pe::bytes_of(source.bytes));
     } catch (const Error& e) {
-      throw Error(file.path.string(), e.what());
+      throw e.within(file.path.string());
     }
     source_ = std::move(source);
   }
@@ -133,7 +133,7 @@ std::uint64_t PeImageMaker::size(const ImageRecipe& recipe) {
   try {
     return pe::output_size(source.image, source.bytes.size(), sections, options_of(recipe));
   } catch (const Error& e) {
-    throw Error(recipe.xen_efi.path.string(), e.what());
+    throw e.within(recipe.xen_efi.path.string());
   }
 }
 

@@ -56,6 +56,9 @@ std::string elf_section_type(std::uint32_t type) {
 }
 
 // readelf's letters for the common flags: W(rite), A(lloc), X (execute).
+// A table cell: "-" when empty, so that every row has a word per column.
+std::string or_dash(std::string cell) { return cell.empty() ? "-" : cell; }
+
 std::string elf_section_flags(std::uint64_t flags) {
   std::string letters;
   if (flags & SHF_WRITE) letters += 'W';
@@ -134,7 +137,7 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
   try {
     image = pe::parse(file);
   } catch (const Error& e) {
-    throw Error(path, e.what());
+    throw e.within(path);
   }
   const std::string build_id = pe::build_id(file, image);
   const std::uint32_t computed_checksum = pe::compute_checksum(file, image);
@@ -185,8 +188,9 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
 
   json["sections"] = nlohmann::json::array();
   text += "sections:\n";
-  text += printf_line("  %3s %-20s %-18s %-10s %-10s %-10s %s\n", "Idx", "Name", "VMA", "VirtSize",
-                      "RawSize", "FileOff", "Flags");
+  // Chars: the section's Characteristics, Flags: their names.
+  text += printf_line("  %3s %-20s %-18s %-10s %-10s %-10s %-10s %s\n", "Idx", "Name", "VMA",
+                      "VirtSize", "RawSize", "FileOff", "Chars", "Flags");
   for (std::size_t i = 0; i < image.sections.size(); ++i) {
     const pe::Section& section = image.sections[i];
     const std::uint64_t vma = image.image_base + section.virtual_address;
@@ -204,7 +208,7 @@ InspectReport inspect_pe(std::span<const std::uint8_t> file, const std::string& 
         printf_line("  %3zu %-20s %-18s %-10s %-10s %-10s %-10s %s\n", i, section.name.c_str(),
                     hex(vma).c_str(), hex(section.virtual_size).c_str(),
                     hex(section.size_of_raw_data).c_str(), hex(section.pointer_to_raw_data).c_str(),
-                    hex(section.characteristics).c_str(), joined(flags).c_str());
+                    hex(section.characteristics).c_str(), or_dash(joined(flags)).c_str());
   }
 
   const std::vector<std::uint8_t> config = pe::section_contents(file, image, ".config");
@@ -226,7 +230,7 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
   try {
     image = elf::parse(file);
   } catch (const Error& e) {
-    throw Error(path, e.what());
+    throw e.within(path);
   }
   const std::string format = "ELF" + std::to_string(image.elf_class);
   const std::vector<elf::MultibootHeader> multiboot = elf::find_multiboot_headers(file);
@@ -274,7 +278,7 @@ InspectReport inspect_elf(std::span<const std::uint8_t> file, const std::string&
     text += printf_line("  %3zu %-20s %-10s %-18s %-10s %-10s %s\n", i + 1, section.name.c_str(),
                         elf_section_type(section.type).c_str(), hex(section.address).c_str(),
                         hex(section.offset).c_str(), hex(section.size).c_str(),
-                        elf_section_flags(section.flags).c_str());
+                        or_dash(elf_section_flags(section.flags)).c_str());
   }
   return {std::move(text), std::move(json)};
 }
@@ -287,7 +291,7 @@ InspectReport inspect_image(std::span<const std::uint8_t> file, const std::strin
     try {
       inflated = elf::gunzip(file);
     } catch (const Error& e) {
-      throw Error(path, e.what());
+      throw e.within(path);
     }
     if (!elf::is_elf(inflated)) throw Error(path, "a gzip file that does not hold an ELF image");
     return inspect_elf(inflated, path, true);

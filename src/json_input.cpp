@@ -65,8 +65,9 @@ std::vector<std::pair<std::size_t, std::size_t>> scan(std::string_view text,
 
 }  // namespace
 
-nlohmann::ordered_json parse_json(std::string_view text, const std::string& origin,
-                                  std::size_t max_bytes, std::size_t max_depth) {
+template <typename Json>
+Json parse_json(std::string_view text, const std::string& origin, std::size_t max_bytes,
+                std::size_t max_depth) {
   if (text.size() > max_bytes) {
     throw Error(origin, std::to_string(text.size()) + " bytes, more than the " +
                             std::to_string(max_bytes) + " this document may have");
@@ -83,10 +84,14 @@ nlohmann::ordered_json parse_json(std::string_view text, const std::string& orig
     text = patched;
   }
   try {
-    return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::ordered_json::exception& error) {
+    return Json::parse(text);
+  } catch (const typename Json::exception& error) {
     throw Error(origin, std::string("invalid JSON: ") + error.what());
   }
 }
+
+template nlohmann::ordered_json parse_json(std::string_view, const std::string&, std::size_t,
+                                           std::size_t);
+template nlohmann::json parse_json(std::string_view, const std::string&, std::size_t, std::size_t);
 
 }  // namespace xbb

@@ -18,8 +18,6 @@ inline constexpr std::size_t kJsonDepth = 128;
 inline constexpr std::uint64_t kLoaderTextBytes = 64 << 10;
 // xen.efi: 2.8 MB (Debian's 4.17), 29 MB with debug sections (4.20).
 inline constexpr std::uint64_t kXenImageBytes = 256ull << 20;
-// The first bytes of an image, enough for its headers, read before the rest.
-inline constexpr std::uint64_t kImageHeaderBytes = 64 << 10;
 // A dom0 kernel (about 10 MB) and an initrd (10 to 100 MB) embedded in an image.
 inline constexpr std::uint64_t kKernelBytes = 256ull << 20;
 inline constexpr std::uint64_t kInitrdBytes = 1ull << 30;

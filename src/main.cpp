@@ -4,6 +4,7 @@
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/inspect.hpp"
+#include "xbb/json_text.hpp"
 #include "xbb/layout.hpp"
 #include "xbb/output.hpp"
 #include "xbb/report.hpp"
@@ -28,7 +30,7 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 // --helper-timeout at most: a day.
-constexpr unsigned long kMaxHelperTimeout = 86400;
+constexpr std::uint64_t kMaxHelperTimeout = 86400;
 
 const char* const kUsage =
     "Usage: xen-boot-builder [options] <quiet|default|info|debug>\n"
@@ -63,17 +65,26 @@ int usage_error(const std::string& message, int status) {
   return status;
 }
 
-// A whole number of seconds from 1 to kMaxHelperTimeout, digits only.
-std::optional<std::chrono::seconds> parse_seconds(const std::string& text) {
-  unsigned long value = 0;
+// The one rule for numeric option values: decimal digits only (no sign,
+// space or unit), from `min` to `max`. Anything else, a value that would wrap
+// among them, is a usage error naming the option: nullopt, with `why` set.
+std::optional<std::uint64_t> number_value(const po::variables_map& vm, const std::string& option,
+                                          std::uint64_t min, std::uint64_t max, std::string& why) {
+  const std::string text = vm[option].as<std::string>();
+  std::uint64_t value = 0;
   const char* end = text.data() + text.size();
   const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (text.empty() || error != std::errc() || stop != end || value == 0 ||
-      value > kMaxHelperTimeout) {
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits || error != std::errc() || stop != end || value < min || value > max) {
+    why = "--" + option + ": '" + text + "' is not a whole number from " + std::to_string(min) +
+          " to " + std::to_string(max);
     return std::nullopt;
   }
-  return std::chrono::seconds(value);
+  return value;
 }
+
+// The longest wait a millisecond option takes: a day.
+constexpr std::uint64_t kMaxMilliseconds = 24 * 60 * 60 * 1000;
 
 bool is_command(const std::string& word) {
   return word == "build" || word == "plan" || word == "verify" || word == "inspect" ||
@@ -83,7 +94,7 @@ bool is_command(const std::string& word) {
 int inspect(const std::string& path, bool json) {
   try {
     xbb::InspectReport report = xbb::inspect_file(path);
-    std::cout << (json ? xbb::inspect_json(report).dump(2) + "\n" : report.text);
+    std::cout << (json ? xbb::json_text(xbb::inspect_json(report), 2) + "\n" : report.text);
     return 0;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -91,19 +102,22 @@ int inspect(const std::string& path, bool json) {
   }
 }
 
-int verify(const std::filesystem::path& esp_root,
-           const std::optional<std::filesystem::path>& sign_cert, std::chrono::seconds limit,
-           bool json) {
+int verify(const xbb::BuildOptions& options, std::chrono::seconds limit, bool json) {
   try {
     std::optional<xbb::SbsignSigner> checker;
-    if (sign_cert) checker.emplace(std::nullopt, *sign_cert, limit);
-    xbb::Esp esp(esp_root);
-    xbb::EspLock lock(
-        esp, [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
-        std::chrono::seconds(60), xbb::EspLock::Mode::shared);
-    xbb::Verification result =
-        xbb::verify_snapshot(xbb::read_snapshot(esp, checker ? &*checker : nullptr));
-    std::cout << (json ? xbb::verify_json(result).dump(2) + "\n" : xbb::verify_text(result));
+    if (options.sign_cert) checker.emplace(std::nullopt, *options.sign_cert, limit);
+    xbb::Partitions partitions(options.esp, options.xbootldr);
+    xbb::PartitionLocks locks(
+        partitions,
+        [](const std::string& notice) { std::cerr << "xen-boot-builder: " << notice << "\n"; },
+        xbb::EspLock::Mode::shared);
+    std::vector<xbb::EspSnapshot> snapshots{
+        xbb::read_snapshot(partitions.esp(), checker ? &*checker : nullptr)};
+    if (partitions.separate())
+      snapshots.push_back(xbb::read_snapshot(partitions.boot(), checker ? &*checker : nullptr));
+    xbb::Verification result = xbb::verify_partitions(snapshots);
+    std::cout << (json ? xbb::json_text(xbb::verify_json(result), 2) + "\n"
+                       : xbb::verify_text(result));
     return result.ok() ? 0 : kExitFailure;
   } catch (const xbb::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
@@ -130,6 +144,11 @@ int main(int argc, char** argv) {
       "image per entry carrying its kernel and initrd too)")(
       "ucode", po::value<std::string>()->value_name("FILE"),
       "microcode that self-contained images embed as .ucode")(
+      "xbootldr", po::value<std::string>()->value_name("DIR"),
+      "the Extended Boot Loader partition's mount point (bootctl's boot path): systemd-boot's "
+      "entries, the kernels and the Xen files are there, loader.conf on the ESP")(
+      "extra-esp", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
+      "another ESP (a mirror) that gets the same Xen entries and images; repeatable")(
       "sign-key", po::value<std::string>()->value_name("FILE"),
       "sign every image with this key (PEM), with sbsign")(
       "sign-cert", po::value<std::string>()->value_name("FILE"),
@@ -139,12 +158,16 @@ int main(int argc, char** argv) {
                     "images, loader.conf and Lanzaboote's folders left alone")(
       "keep-debug-sections", "keep the .debug_* sections of xen.efi in the images written")(
       "no-default", "leave loader/loader.conf alone")(
-      "debounce", po::value<unsigned>()->default_value(2000)->value_name("MS"),
+      "rebuild", "build, plan: ignore the record of the last run and write every image again")(
+      "debounce", po::value<std::string>()->default_value("2000")->value_name("MS"),
       "watch: wait until nothing changed for MS milliseconds before building")(
-      "helper-timeout", po::value<std::string>()->default_value("60")->value_name("SECONDS"),
-      "kill the initrd secrets tool, sbsign or sbverify (with its process group) when it "
-      "runs longer than SECONDS (1 to 86400)")("json", "print JSON (plan, list, verify, inspect)")(
-      "help,h", "show this help")("version", "show the version");
+      "debounce-max", po::value<std::string>()->default_value("30000")->value_name("MS"),
+      "watch: build at the latest MS milliseconds after the first change, even if changes go "
+      "on")("helper-timeout", po::value<std::string>()->default_value("60")->value_name("SECONDS"),
+            "kill the initrd secrets tool, sbsign or sbverify (with its process group) when it "
+            "runs longer than SECONDS (1 to 86400)")(
+      "json", "print JSON (plan, list, verify, inspect)")("help,h", "show this help")(
+      "version", "show the version");
   po::options_description hidden;
   hidden.add_options()("args", po::value<std::vector<std::string>>());
   po::options_description all;
@@ -162,9 +185,10 @@ int main(int argc, char** argv) {
   if (vm.count("help")) {
     std::cout << kUsage << visible << "\n"
               << "Exit status: 0 on success; 1 when the default generation got no Xen\n"
-                 "entry, the ESP could not be updated, the run was stopped by SIGTERM,\n"
-                 "SIGINT or SIGHUP, or the argument count is wrong; 2 for an unknown\n"
-                 "verbosity or option.\n";
+                 "entry, the ESP (or an extra ESP) could not be updated, the run was\n"
+                 "stopped by SIGTERM, SIGINT or SIGHUP, or the argument count is wrong;\n"
+                 "2 for an unknown verbosity, option or option value (a number out of\n"
+                 "range among them).\n";
     return 0;
   }
   if (vm.count("version")) {
@@ -175,16 +199,15 @@ int main(int argc, char** argv) {
   auto args =
       vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   Command command;
-  const std::string helper_timeout = vm["helper-timeout"].as<std::string>();
-  const auto helper_limit = parse_seconds(helper_timeout);
-  if (!helper_limit) {
-    return usage_error("--helper-timeout: '" + helper_timeout +
-                           "' is not a whole number of seconds from 1 to 86400",
-                       kExitUsage);
-  }
+  std::string why;
+  const auto helper_limit = number_value(vm, "helper-timeout", 1, kMaxHelperTimeout, why);
+  if (!helper_limit) return usage_error(why, kExitUsage);
   if (!args.empty() && is_command(args.front())) {
     command.name = args.front();
     command.args.assign(args.begin() + 1, args.end());
+    if (vm.count("rebuild") && command.name != "build" && command.name != "plan") {
+      return usage_error("--rebuild: only build and plan write images", kExitUsage);
+    }
     if (command.name == "inspect") {
       if (!vm["helper-timeout"].defaulted()) {
         return usage_error("--helper-timeout: inspect runs no other program", kExitUsage);
@@ -209,9 +232,15 @@ int main(int argc, char** argv) {
   if (json && command.name != "plan" && command.name != "list" && command.name != "verify") {
     return usage_error("--json: only plan, list, verify and inspect print JSON", kExitUsage);
   }
-  if (!vm["debounce"].defaulted() && command.name != "watch") {
-    return usage_error("--debounce: only watch waits for changes", kExitUsage);
+  for (const char* option : {"debounce", "debounce-max"}) {
+    if (!vm[option].defaulted() && command.name != "watch") {
+      return usage_error("--" + std::string(option) + ": only watch waits for changes", kExitUsage);
+    }
   }
+  const auto debounce = number_value(vm, "debounce", 0, kMaxMilliseconds, why);
+  if (!debounce) return usage_error(why, kExitUsage);
+  const auto debounce_max = number_value(vm, "debounce-max", 0, kMaxMilliseconds, why);
+  if (!debounce_max) return usage_error(why, kExitUsage);
 
   xbb::Verbosity verbosity = xbb::Verbosity::normal;
   if (!command.args.empty() && !xbb::parse_verbosity(command.args.front(), verbosity)) {
@@ -226,6 +255,19 @@ int main(int argc, char** argv) {
     if (options.esp.empty()) return usage_error("--esp: the path is empty", kExitUsage);
   } else if (const char* mount = std::getenv("efiMountPoint"); mount && *mount) {
     options.esp = mount;
+  }
+  if (vm.count("xbootldr")) {
+    options.xbootldr = vm["xbootldr"].as<std::string>();
+    if (options.xbootldr->empty()) return usage_error("--xbootldr: the path is empty", kExitUsage);
+  }
+  if (vm.count("extra-esp")) {
+    if (command.name == "verify") {
+      return usage_error("--extra-esp: verify checks one ESP; run it on each", kExitUsage);
+    }
+    for (const auto& extra : vm["extra-esp"].as<std::vector<std::string>>()) {
+      if (extra.empty()) return usage_error("--extra-esp: the path is empty", kExitUsage);
+      options.extra_esps.emplace_back(extra);
+    }
   }
   // Absolute, so that host paths (in the record, in messages) do not depend
   // on the working folder.
@@ -258,10 +300,10 @@ int main(int argc, char** argv) {
         kExitUsage);
   }
   if (vm.count("sign-cert")) options.sign_cert = vm["sign-cert"].as<std::string>();
-  options.helper_timeout = *helper_limit;
+  options.helper_timeout = std::chrono::seconds(*helper_limit);
   if (command.name != "watch") xbb::defer_stop_signals();
   if (command.name == "verify") {
-    return verify(options.esp, options.sign_cert, options.helper_timeout, json);
+    return verify(options, options.helper_timeout, json);
   }
   if (vm.count("sign-key")) {
     if (!options.sign_cert) return usage_error("--sign-key needs --sign-cert", kExitUsage);
@@ -286,11 +328,13 @@ int main(int argc, char** argv) {
   }
   options.keep_debug_sections = vm.count("keep-debug-sections") > 0;
   options.retarget_default = vm.count("no-default") == 0 && !options.lanzaboote;
+  options.rebuild = vm.count("rebuild") > 0;
   if (command.name == "watch") {
     xbb::WatchOptions watch;
     watch.build = options;
     watch.verbosity = verbosity;
-    watch.debounce = std::chrono::milliseconds(vm["debounce"].as<unsigned>());
+    watch.debounce = std::chrono::milliseconds(*debounce);
+    watch.debounce_max = std::chrono::milliseconds(*debounce_max);
     return xbb::watch(watch);
   }
   options.dry_run = command.name == "plan" || command.name == "list";
@@ -302,9 +346,9 @@ int main(int argc, char** argv) {
                          xbb::colour_allowed(STDOUT_FILENO), xbb::colour_allowed(STDERR_FILENO));
   const xbb::RunResult result = xbb::run_build(options, reporter);
   if (command.name == "list") {
-    std::cout << (json ? xbb::list_json(result).dump(2) + "\n" : xbb::list_text(result));
+    std::cout << (json ? xbb::json_text(xbb::list_json(result), 2) + "\n" : xbb::list_text(result));
     return result.error ? kExitFailure : 0;
   }
-  if (json) std::cout << xbb::plan_json(result).dump(2) << "\n";
+  if (json) std::cout << xbb::json_text(xbb::plan_json(result), 2) << "\n";
   return result.exit_status();
 }

@@ -488,17 +488,53 @@ void check_prefix(std::span<const std::uint8_t> prefix, std::uint64_t file_size)
   check_efi_application(image);
 }
 
-std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, const Image& image,
-                                           const std::string& name) {
+Image parse_headers(std::span<const std::uint8_t> prefix, std::uint64_t file_size) {
+  const Reader reader(prefix, file_size);
+  Image image;
+  const auto [section_count, optional_header_size] = read_headers(reader, prefix, image);
+  const std::uint64_t table = std::uint64_t{image.optional_header_offset} + optional_header_size;
+  const std::uint64_t table_end = table + kSectionHeaderSize * section_count;
+  reader.need(table, table_end - table,
+              "section table (" + std::to_string(section_count) + " sections)");
+  image.section_table_offset = static_cast<std::uint32_t>(table);
+  if (image.size_of_headers < table_end || image.size_of_headers > file_size) {
+    throw Error(at(image.optional_header_offset + kOptSizeOfHeaders) + "SizeOfHeaders " +
+                hex(image.size_of_headers) + " does not cover the section table (ending at " +
+                hex(table_end) + ") or exceeds the file (" + hex(file_size) + " bytes)");
+  }
+  for (std::uint16_t i = 0; i < section_count; ++i) {
+    const std::uint64_t header = table + kSectionHeaderSize * i;
+    Section section;
+    const char* raw = reinterpret_cast<const char*>(prefix.data() + header);
+    section.name.assign(raw, strnlen(raw, kShortNameSize));
+    section.virtual_size = reader.u32(header + 8, "VirtualSize");
+    section.virtual_address = reader.u32(header + 12, "VirtualAddress");
+    section.size_of_raw_data = reader.u32(header + 16, "SizeOfRawData");
+    section.pointer_to_raw_data = reader.u32(header + kSecPointerToRawData, "PointerToRawData");
+    section.characteristics = reader.u32(header + 36, "Characteristics");
+    check_section(image, section, i, header, file_size);
+    image.sections.push_back(std::move(section));
+  }
+  check_no_overlap(image);
+  return image;
+}
+
+std::optional<Extent> section_extent(const Image& image, const std::string& name) {
   for (const Section& section : image.sections) {
     if (section.name != name) continue;
-    const std::uint64_t size =
-        std::min(memory_extent(section), std::uint64_t{section.size_of_raw_data});
-    Reader(file).need(section.pointer_to_raw_data, size, "section " + name + " raw data");
-    const auto begin = file.begin() + section.pointer_to_raw_data;
-    return std::vector<std::uint8_t>(begin, begin + static_cast<std::ptrdiff_t>(size));
+    return Extent{section.pointer_to_raw_data,
+                  std::min(memory_extent(section), std::uint64_t{section.size_of_raw_data})};
   }
-  return {};
+  return std::nullopt;
+}
+
+std::vector<std::uint8_t> section_contents(std::span<const std::uint8_t> file, const Image& image,
+                                           const std::string& name) {
+  const auto extent = section_extent(image, name);
+  if (!extent) return {};
+  Reader(file).need(extent->offset, extent->size, "section " + name + " raw data");
+  const auto begin = file.begin() + static_cast<std::ptrdiff_t>(extent->offset);
+  return std::vector<std::uint8_t>(begin, begin + static_cast<std::ptrdiff_t>(extent->size));
 }
 
 namespace {

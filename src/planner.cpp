@@ -127,35 +127,46 @@ std::string entry_path_for(const Target& target, const std::optional<BootCounter
 }
 
 // Which fields differ between the existing entry (and its configuration)
-// and the target; empty when nothing does.
-std::string changed_fields(const Target& target, const Existing& existing, const EspState& state) {
+// and the target; empty when nothing does. An entry or configuration that
+// does not parse differs as a whole ("entry", "xen config"), with why in `notes`.
+std::string changed_fields(const Target& target, const Existing& existing, const EspState& state,
+                           std::vector<std::string>& notes) {
+  const auto note = [&notes](const std::string& why) {
+    notes.push_back(why + " (compared as a whole)");
+  };
   std::vector<std::string> fields;
-  try {
-    LoaderEntry old = parse_loader_entry(existing.file->text, existing.path);
+  const std::optional<LoaderEntry> old =
+      value_or_reason([&] { return parse_loader_entry(existing.file->text, existing.path); }, note);
+  if (old) {
     const LoaderEntry& now = target.entry;
-    if (old.title != now.title) fields.push_back("title");
-    if (old.version != now.version) fields.push_back("version");
-    if (old.machine_id != now.machine_id) fields.push_back("machine-id");
-    if (old.sort_key != now.sort_key) fields.push_back("sort-key");
-    if (old.efi != now.efi) fields.push_back("efi");
-    if (old.options != now.options) fields.push_back("options");
-  } catch (const Error&) {
+    if (old->title != now.title) fields.push_back("title");
+    if (old->version != now.version) fields.push_back("version");
+    if (old->machine_id != now.machine_id) fields.push_back("machine-id");
+    if (old->sort_key != now.sort_key) fields.push_back("sort-key");
+    if (old->efi != now.efi) fields.push_back("efi");
+    if (old->options != now.options) fields.push_back("options");
+  } else {
     fields.push_back("entry");
   }
   const std::string& config_path = target.files.config ? *target.files.config : target.files.image;
   auto config = state.xen_images.find(config_path);
   if (config == state.xen_images.end()) {
-    if (std::find(fields.begin(), fields.end(), "efi") == fields.end()) fields.push_back("image");
+    if (std::find(fields.begin(), fields.end(), "efi") == fields.end())
+      fields.push_back(target.files.config ? "xen config" : "xen image");
   } else if (config->second.text != target.config_text) {
-    try {
-      auto old = parse_xen_config(config->second.text, config_path);
-      auto now = parse_xen_config(target.config_text, "plan");
-      for (const char* key : {"options", "kernel", "ramdisk"}) {
-        if (old.default_value(key) != now.default_value(key))
-          fields.push_back(std::string("xen ") + key);
-      }
-    } catch (const Error&) {
-    }
+    const auto differing = value_or_reason(
+        [&] {
+          const auto old_config = parse_xen_config(config->second.text, config_path);
+          const auto now_config = parse_xen_config(target.config_text, "plan");
+          std::vector<std::string> keys;
+          for (const char* key : {"options", "kernel", "ramdisk"}) {
+            if (old_config.default_value(key) != now_config.default_value(key))
+              keys.push_back(std::string("xen ") + key);
+          }
+          return keys;
+        },
+        note);
+    if (differing) fields.insert(fields.end(), differing->begin(), differing->end());
     if (fields.empty()) fields.push_back("xen config");
   }
   std::string detail;
@@ -192,9 +203,10 @@ std::optional<std::string> default_value(const std::optional<std::string>& loade
 // The source entries and, after them, the existing Xen entries made from
 // them (each with the generation it was made from): the entries of
 // systemd-boot's menu that lead to a generation. A loader.conf retargeted by
-// an earlier run names a Xen entry.
+// an earlier run names a Xen entry. An existing Xen entry that does not
+// parse is left out, with why in `notes`.
 SourceMenu known_menu(const SourceMenu& sources, const std::vector<Generation>& generations,
-                      const EspState& state) {
+                      const EspState& state, std::vector<std::string>& notes) {
   SourceMenu menu = sources;
   for (const auto& [path, file] : state.xen_entries) {
     auto name = parse_entry_name(file_name(path));
@@ -202,11 +214,12 @@ SourceMenu known_menu(const SourceMenu& sources, const std::vector<Generation>& 
     auto made_from = std::find_if(generations.begin(), generations.end(),
                                   [&](const auto& g) { return "xen-" + g.rest == name->stem; });
     if (made_from == generations.end()) continue;
-    try {
-      menu.entries.push_back(menu_entry(*name, parse_loader_entry(file.text, path)));
-      menu.generations.push_back(&*made_from);
-    } catch (const Error&) {
-    }
+    const std::optional<LoaderEntry> entry = value_or_reason(
+        [&] { return parse_loader_entry(file.text, path); },
+        [&notes](const std::string& why) { notes.push_back(why + " (not in the menu)"); });
+    if (!entry) continue;
+    menu.entries.push_back(menu_entry(*name, *entry));
+    menu.generations.push_back(&*made_from);
   }
   return menu;
 }
@@ -277,7 +290,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   const std::optional<std::string> loader_conf =
       options.retarget_default ? state.loader_conf : std::nullopt;
   const Generation* by_default =
-      default_generation(known_menu(sources, generations, state), loader_conf);
+      default_generation(known_menu(sources, generations, state, out.notes), loader_conf);
 
   const auto versions = xen_versions(generations);
   std::vector<Target> targets;
@@ -393,9 +406,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
       auto found = state.xen_images.find(image);
       const ExistingFile* old = found == state.xen_images.end() ? nullptr : &found->second;
-      if (!old || old->recipe != id) {
+      if (options.rebuild || !old || old->recipe != id) {
         note_replaced(image, old);
-        plan.images.push_back({image, std::move(recipe), old ? old->digest : std::nullopt});
+        plan.images.push_back(
+            {image, std::move(recipe), old && !options.rebuild ? old->digest : std::nullopt});
       }
       keep_paths.insert(image);
     }
@@ -407,7 +421,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     if (!old) {
       plan.changes.push_back({'+', target.stem, ""});
     } else {
-      std::string detail = changed_fields(target, *old, state);
+      std::string detail = changed_fields(target, *old, state, out.notes);
       if (!detail.empty()) plan.changes.push_back({'~', target.stem, detail});
     }
   }
@@ -452,8 +466,8 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
           }
         }
       }
-    } catch (const Error&) {
-      out.notes.push_back(path + ": kept unread");
+    } catch (const Error& e) {
+      out.notes.push_back(path + ": kept unread: " + e.what());
     }
   }
   for (const auto& [path, file] : state.xen_images) {
@@ -467,19 +481,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   for (const auto& path : options.lanzaboote ? std::vector<std::string>{} : state.legacy_images) {
     if (!keep_paths.count(path)) plan.removals.push_back(path);
   }
-  // Said once: files already reported by an earlier run are only noted.
-  std::vector<std::string> new_foreign;
-  for (const auto& path : foreign) {
-    if (!state.reported_foreign.count(path)) new_foreign.push_back(path);
+  if (!foreign.empty()) {
+    out.warnings.push_back("left alone " + std::to_string(foreign.size()) +
+                           " file(s) that xen-boot-builder did not write: " + join_paths(foreign));
   }
-  if (!new_foreign.empty()) {
-    out.warnings.push_back(
-        "left alone " + std::to_string(new_foreign.size()) +
-        " file(s) that xen-boot-builder did not write: " + join_paths(new_foreign));
-  }
-  if (!foreign.empty())
-    out.notes.push_back("left alone, not written by xen-boot-builder: " + join_paths(foreign));
-  plan.foreign = std::move(foreign);
 
   std::set<std::string> writes;
   for (const auto& file : plan.images) writes.insert(file.path);

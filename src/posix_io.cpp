@@ -87,14 +87,20 @@ std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std:
   return bytes;
 }
 
-void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown) {
+ErrorKind kind_of(int error_number, ErrorKind when_full) {
+  return error_number == ENOSPC || error_number == EDQUOT ? when_full : ErrorKind::failed;
+}
+
+void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown,
+               ErrorKind when_full) {
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
-    } else if (errno != EINTR) {
-      throw Error(shown, "cannot write: " + error_text(errno));
+    } else if (const int error_number = errno; error_number != EINTR) {
+      throw Error(shown, "cannot write: " + error_text(error_number),
+                  kind_of(error_number, when_full));
     }
   }
 }
@@ -105,15 +111,16 @@ void write_all(int fd, std::string_view bytes, const std::string& shown) {
 }
 
 void write_all_at(int fd, std::uint64_t offset, std::span<const std::uint8_t> bytes,
-                  const std::string& shown) {
+                  const std::string& shown, ErrorKind when_full) {
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n =
         ::pwrite(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
     if (n >= 0) {
       done += static_cast<std::size_t>(n);
-    } else if (errno != EINTR) {
-      throw Error(shown, "cannot write: " + error_text(errno));
+    } else if (const int error_number = errno; error_number != EINTR) {
+      throw Error(shown, "cannot write: " + error_text(error_number),
+                  kind_of(error_number, when_full));
     }
   }
 }

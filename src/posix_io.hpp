@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "xbb/error.hpp"
 #include "xbb/plan.hpp"
 #include "xbb/unique_fd.hpp"
 
@@ -30,13 +31,19 @@ std::string file_type_name(mode_t mode);
 // error (`what` names the kind of file: "a bootspec may have").
 std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what);
 
-// Writes every byte, retrying on EINTR and partial writes.
-void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown);
+// `when_full` for ENOSPC and EDQUOT (a file system out of room), else
+// ErrorKind::failed: the kind of an Error for a failed call.
+ErrorKind kind_of(int error_number, ErrorKind when_full);
+
+// Writes every byte, retrying on EINTR and partial writes. A write that
+// fails for want of room throws an Error of kind `when_full`.
+void write_all(int fd, std::span<const std::uint8_t> bytes, const std::string& shown,
+               ErrorKind when_full = ErrorKind::failed);
 void write_all(int fd, std::string_view bytes, const std::string& shown);
 
 // The same at a file offset (pwrite), leaving the file offset alone.
 void write_all_at(int fd, std::uint64_t offset, std::span<const std::uint8_t> bytes,
-                  const std::string& shown);
+                  const std::string& shown, ErrorKind when_full = ErrorKind::failed);
 
 // Reads from a file offset (pread) until `buffer` is full or the file ends,
 // retrying on EINTR and partial reads; returns how many bytes were read.

@@ -1,12 +1,16 @@
 #include "xbb/record.hpp"
 
+#include <algorithm>
+
 #include "json_input.hpp"
 #include "xbb/error.hpp"
+#include "xbb/json_text.hpp"
 
 namespace xbb {
 namespace {
 
-using Json = nlohmann::ordered_json;
+// Read into a map (keys sorted), not ordered_json, whose inserts are linear.
+using Json = nlohmann::json;
 
 constexpr const char* kFormat = "xen-boot-builder record";
 // A record of a thousand images is about 1 MB, nearly all of it their .config.
@@ -21,74 +25,86 @@ Json stamp_json(const FileStamp& stamp) {
   return Json{{"size", stamp.size}, {"mtime_ns", stamp.mtime_ns}};
 }
 
+// `"path": {...}` lines of an object, in the map's (path) order.
+template <typename Entry, typename ToJson>
+std::string object_lines(const std::map<std::string, Entry>& entries, const ToJson& to_json) {
+  if (entries.empty()) return "{}";
+  std::string text = "{\n";
+  bool first = true;
+  for (const auto& [path, entry] : entries) {
+    text +=
+        std::string(first ? "" : ",\n") + "  " + json_text(path) + ": " + json_text(to_json(entry));
+    first = false;
+  }
+  return text + "\n}";
+}
+
 }  // namespace
 
-std::optional<Record> parse_record(std::string_view text) {
+std::size_t max_record_images(std::optional<std::uint64_t> esp_bytes) {
+  if (!esp_bytes) return std::numeric_limits<std::size_t>::max();
+  return static_cast<std::size_t>(4 * std::max<std::uint64_t>(1, *esp_bytes / kSmallestImageBytes));
+}
+
+std::optional<Record> parse_record(std::string_view text, std::size_t max_images) {
+  Json json;
   try {
-    const Json json = parse_json(text, "record", kMaxRecordBytes, kMaxRecordDepth);
+    json = parse_json<Json>(text, "record", kMaxRecordBytes, kMaxRecordDepth);
     if (json.at("format").get<std::string>() != kFormat) return std::nullopt;
     if (json.at("version").get<int>() != kRecordVersion) return std::nullopt;
-    Record record;
-    for (const auto& [path, image] : json.at("images").items()) {
-      record.images[path] = {stamp_from(image), image.at("digest").get<std::string>(),
-                             image.at("recipe").get<std::string>(),
-                             image.at("config").get<std::string>()};
-    }
-    for (const auto& [path, source] : json.at("sources").items()) {
-      record.sources[path] = {stamp_from(source), source.at("has_config").get<bool>(),
-                              source.at("shared_digest").get<std::string>(),
-                              source.at("shared_drops_debug").get<bool>()};
-    }
-    for (const auto& path : json.at("foreign")) record.foreign.push_back(path.get<std::string>());
-    return record;
+    if (!json.at("images").is_object() || !json.at("sources").is_object()) return std::nullopt;
   } catch (const Error&) {
     return std::nullopt;
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+  const std::size_t images = json.at("images").size();
+  if (images > max_images) {
+    throw Error("it lists " + std::to_string(images) + " images, more than the " +
+                std::to_string(max_images) + " an ESP of this size can hold (4 times over)");
+  }
+  try {
+    Record record;
+    // The JSON object iterates in key order: each insert goes at the end.
+    for (const auto& [path, image] : json.at("images").items()) {
+      record.images.emplace_hint(
+          record.images.end(), path,
+          Record::Image{stamp_from(image), image.at("digest").get<std::string>(),
+                        image.at("recipe").get<std::string>(),
+                        image.at("config").get<std::string>()});
+    }
+    for (const auto& [path, source] : json.at("sources").items()) {
+      record.sources.emplace_hint(
+          record.sources.end(), path,
+          Record::Source{stamp_from(source), source.at("has_config").get<bool>(),
+                         source.at("shared_digest").get<std::string>(),
+                         source.at("shared_drops_debug").get<bool>()});
+    }
+    return record;
   } catch (const Json::exception&) {
     return std::nullopt;
   }
 }
 
 std::string render_record(const Record& record) {
-  Json images = Json::object();
-  for (const auto& [path, image] : record.images) {
+  const std::string images = object_lines(record.images, [](const Record::Image& image) {
     Json entry = stamp_json(image.stamp);
     entry["digest"] = image.digest;
     entry["recipe"] = image.recipe;
     entry["config"] = image.config;
-    images[path] = std::move(entry);
-  }
-  Json sources = Json::object();
-  for (const auto& [path, source] : record.sources) {
+    return entry;
+  });
+  const std::string sources = object_lines(record.sources, [](const Record::Source& source) {
     Json entry = stamp_json(source.stamp);
     entry["has_config"] = source.has_config;
     entry["shared_digest"] = source.shared_digest;
     entry["shared_drops_debug"] = source.shared_drops_debug;
-    sources[path] = std::move(entry);
-  }
-  Json json = {{"format", kFormat},
-               {"version", kRecordVersion},
-               {"images", images},
-               {"sources", sources},
-               {"foreign", record.foreign}};
-  std::string text = "{\n";
-  bool first = true;
-  for (const auto& [key, value] : json.items()) {
-    text += std::string(first ? "" : ",\n") + Json(key).dump() + ": ";
-    first = false;
-    if (!value.is_object() || value.empty()) {
-      text += value.dump();
-      continue;
-    }
-    text += "{\n";
-    bool first_item = true;
-    for (const auto& [item_key, item] : value.items()) {
-      text +=
-          std::string(first_item ? "" : ",\n") + "  " + Json(item_key).dump() + ": " + item.dump();
-      first_item = false;
-    }
-    text += "\n}";
-  }
-  return text + "\n}\n";
+    return entry;
+  });
+  return "{\n" + Json("format").dump() + ": " + Json(kFormat).dump() + ",\n" +
+         Json("version").dump() + ": " + Json(kRecordVersion).dump() + ",\n" +
+         Json("images").dump() + ": " + images + ",\n" + Json("sources").dump() + ": " + sources +
+         "\n}\n";
 }
 
 }  // namespace xbb

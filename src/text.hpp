@@ -57,6 +57,15 @@ inline bool is_printable_ascii(char c) { return c >= 0x20 && c <= 0x7e; }
 // message quoting it stays one readable line.
 std::string printable(std::string_view text);
 
+// Whether `text` is well-formed UTF-8 (no overlong forms, no surrogates,
+// nothing past U+10FFFF): what a JSON string may hold.
+bool is_utf8(std::string_view text);
+
+// `text` with every byte that is not part of well-formed UTF-8 written as
+// \xNN, as printable() writes it; well-formed UTF-8 is kept as it is. The rule
+// by which every JSON document the tool writes holds text (json_text).
+std::string utf8_escaped(std::string_view text);
+
 // The components of `path` between `separator`s, empty ones included
 // ("/a//b" gives "", "a", "", "b").
 std::vector<std::string_view> split(std::string_view path, char separator);

@@ -86,22 +86,23 @@ EspSnapshot::Image read_image(const std::string& path, const std::string& bytes)
   return image;
 }
 
-// The ESP paths of the files a configuration names, for the snapshot.
-std::vector<std::string> named_files(const std::string& config, const std::string& image_path) {
+// The ESP paths of the files a configuration names, for the snapshot; what
+// it cannot read goes to `notes`.
+std::vector<std::string> named_files(const std::string& config, const std::string& image_path,
+                                     std::vector<std::string>& notes) {
+  const auto note = [&notes](const std::string& why) { notes.push_back(why); };
+  const std::optional<ParsedXenConfig> parsed =
+      value_or_reason([&] { return parse_xen_config(config, image_path); }, note);
+  if (!parsed) return {};
   std::vector<std::string> paths;
-  try {
-    ParsedXenConfig parsed = parse_xen_config(config, image_path);
-    const std::string folder = image_path.substr(0, image_path.rfind('/') + 1);
-    for (const char* key : {"kernel", "ramdisk"}) {
-      auto value = parsed.default_value(key);
-      if (!value) continue;
-      std::string name = value->substr(0, value->find_first_of(" \t"));
-      try {
-        paths.push_back(esp_path_of_xen_file(name, folder));
-      } catch (const Error&) {
-      }
-    }
-  } catch (const Error&) {
+  const std::string folder = image_path.substr(0, image_path.rfind('/') + 1);
+  for (const char* key : {"kernel", "ramdisk"}) {
+    auto value = parsed->default_value(key);
+    if (!value) continue;
+    const std::string name = value->substr(0, value->find_first_of(" \t"));
+    const std::optional<std::string> path =
+        value_or_reason([&] { return esp_path_of_xen_file(name, folder); }, note);
+    if (path) paths.push_back(*path);
   }
   return paths;
 }
@@ -129,25 +130,33 @@ std::vector<std::string> check_entry(const EspSnapshot& snapshot, const std::str
   }
 }
 
-std::vector<std::string> check_loader_conf(const EspSnapshot& snapshot) {
-  if (!snapshot.loader_conf_problem.empty()) return {snapshot.loader_conf_problem};
-  if (!snapshot.loader_conf) return {};
+// loader.conf is the ESP's (the first snapshot's); its default may select an
+// entry of any partition.
+std::vector<std::string> check_loader_conf(const std::vector<EspSnapshot>& partitions) {
+  const EspSnapshot& esp = partitions.front();
+  if (!esp.loader_conf_problem.empty()) return {esp.loader_conf_problem};
+  if (!esp.loader_conf) return {};
   std::vector<MenuEntry> menu;
-  for (const auto& [name, text] : snapshot.entries) {
-    auto parsed = parse_entry_name(name);
-    if (!parsed) continue;
-    try {
-      menu.push_back(menu_entry(*parsed, parse_loader_entry(text, name)));
-    } catch (const Error&) {
+  std::vector<std::string> left_out;  // why an entry is not in the menu
+  for (const EspSnapshot& snapshot : partitions) {
+    for (const auto& [name, text] : snapshot.entries) {
+      auto parsed = parse_entry_name(name);
+      if (!parsed) continue;
+      const std::optional<LoaderEntry> entry =
+          value_or_reason([&] { return parse_loader_entry(text, name); },
+                          [&left_out](const std::string& why) { left_out.push_back(why); });
+      if (entry) menu.push_back(menu_entry(*parsed, *entry));
     }
+    for (const auto& name : snapshot.unified_kernels) menu.push_back({name, {}, {}, {}, {}});
   }
-  for (const auto& name : snapshot.unified_kernels) menu.push_back({name, {}, {}, {}, {}});
   std::vector<std::string> problems;
   for (const char* key : {"default", "preferred"}) {
-    auto value = loader_conf_value(*snapshot.loader_conf, key);
+    auto value = loader_conf_value(*esp.loader_conf, key);
     if (!value) continue;
-    if (!pick(*value, menu))
-      problems.push_back(std::string(key) + " " + *value + " selects no entry");
+    if (pick(*value, menu)) continue;
+    std::string problem = std::string(key) + " " + *value + " selects no entry";
+    for (const auto& why : left_out) problem += "; not in the menu: " + why;
+    problems.push_back(problem);
   }
   return problems;
 }
@@ -196,21 +205,18 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
     if (type == EspFileType::regular && name.ends_with(".efi"))
       snapshot.unified_kernels.push_back(name);
   }
+  const auto note = [&snapshot](const std::string& why) { snapshot.notes.push_back(why); };
   auto note_named_files = [&](const std::string& config, const std::string& image) {
-    for (const auto& file : named_files(config, image)) {
-      try {
-        if (esp.type(file) == EspFileType::regular) snapshot.files.insert(file);
-      } catch (const Error&) {
-      }
+    for (const auto& file : named_files(config, image, snapshot.notes)) {
+      if (value_or_reason([&] { return esp.type(file); }, note) == EspFileType::regular)
+        snapshot.files.insert(file);
     }
   };
   for (const auto& [name, text] : snapshot.entries) {
     if (!is_xen_entry(name)) continue;
-    std::optional<EntryBoot> boot;
-    try {
-      boot = boot_of(text, folder + "/" + name);
-    } catch (const Error&) {
-    }
+    const std::optional<EntryBoot> boot =
+        value_or_reason([&] { return boot_of(text, folder + "/" + name); }, note)
+            .value_or(std::nullopt);
     if (!boot) continue;
     if (!snapshot.images.count(boot->image)) {
       try {
@@ -234,15 +240,13 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
     std::vector<std::string> candidates = lookup.candidates;
     if (lookup.file) candidates = {*lookup.file};
     for (const auto& candidate : candidates) {
-      try {
-        auto config = esp.read(candidate, limits::kLoaderTextBytes);
-        if (!config) continue;
-        note_named_files(*config, boot->image);
-        snapshot.config_files[candidate] = std::move(*config);
-        break;
-      } catch (const Error&) {
-        break;  // not a file Xen could open either
-      }
+      auto config =
+          value_or_reason([&] { return esp.read(candidate, limits::kLoaderTextBytes); }, note);
+      if (!config) break;  // not a file Xen could open either
+      if (!*config) continue;
+      note_named_files(**config, boot->image);
+      snapshot.config_files[candidate] = std::move(**config);
+      break;
     }
   }
   try {
@@ -253,17 +257,21 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
   return snapshot;
 }
 
-Verification verify_snapshot(const EspSnapshot& snapshot) {
+Verification verify_snapshot(const EspSnapshot& snapshot) { return verify_partitions({snapshot}); }
+
+Verification verify_partitions(const std::vector<EspSnapshot>& partitions) {
   Verification result;
-  for (const auto& [name, text] : snapshot.entries) {
-    if (is_xen_entry(name)) result.entries.push_back({name, check_entry(snapshot, name, text)});
-  }
-  for (const auto& [name, problem] : snapshot.unreadable_entries) {
-    if (is_xen_entry(name)) result.entries.push_back({name, {problem}});
+  for (const EspSnapshot& snapshot : partitions) {
+    for (const auto& [name, text] : snapshot.entries) {
+      if (is_xen_entry(name)) result.entries.push_back({name, check_entry(snapshot, name, text)});
+    }
+    for (const auto& [name, problem] : snapshot.unreadable_entries) {
+      if (is_xen_entry(name)) result.entries.push_back({name, {problem}});
+    }
   }
   std::sort(result.entries.begin(), result.entries.end(),
             [](const EntryCheck& a, const EntryCheck& b) { return a.entry < b.entry; });
-  result.loader_conf_problems = check_loader_conf(snapshot);
+  result.loader_conf_problems = check_loader_conf(partitions);
   return result;
 }
 

@@ -109,15 +109,16 @@ fs::path absolute_folder(const fs::path& path) {
   return folder;
 }
 
+// systemd-boot's entries are on the XBOOTLDR partition when there is one.
 std::vector<Chain> chains_for(const BuildOptions& options) {
   const fs::path root = absolute_folder(options.root);
-  const fs::path esp = absolute_folder(options.esp);
-  const fs::path esp_parent = esp.has_relative_path() ? esp.parent_path() : esp;
+  const fs::path boot = absolute_folder(options.xbootldr.value_or(options.esp));
+  const fs::path boot_parent = boot.has_relative_path() ? boot.parent_path() : boot;
   return {
       chain_to(WatchedFolder::profiles, root, "nix/var/nix/profiles"),
       chain_to(WatchedFolder::system_profiles, root, "nix/var/nix/profiles/system-profiles"),
-      chain_to(WatchedFolder::entries, esp_parent,
-               esp.lexically_relative(esp_parent) / layout::kEntriesFolder),
+      chain_to(WatchedFolder::entries, boot_parent,
+               boot.lexically_relative(boot_parent) / layout::kEntriesFolder),
   };
 }
 
@@ -263,20 +264,27 @@ std::string seconds_text(milliseconds wait) {
 // the ESP) would write into whatever file system holds the mount point: an
 // ESP that is not mounted. The daemon, which builds whenever the mount table
 // changes, waits for it instead.
+// The same holds for the XBOOTLDR partition.
 RunResult build_on_esp(const BuildOptions& options, Reporter& reporter) {
-  std::error_code error;
-  if (fs::is_directory(options.esp, error) && !fs::is_directory(options.esp / "loader", error)) {
-    RunResult refused;
-    refused.error = ErrorKind::esp_missing;
-    refused.error_message =
-        options.esp.string() + ": no loader/ folder: not an ESP, or the ESP is not mounted";
-    return refused;
+  std::vector<fs::path> partitions{options.esp};
+  if (options.xbootldr) partitions.push_back(*options.xbootldr);
+  for (const auto& partition : partitions) {
+    std::error_code error;
+    if (fs::is_directory(partition, error) && !fs::is_directory(partition / "loader", error)) {
+      RunResult refused;
+      refused.error = ErrorKind::esp_missing;
+      refused.error_message = partition.string() +
+                              ": no loader/ folder: not a boot partition, or it is not mounted";
+      return refused;
+    }
   }
   return run_build(options, reporter);
 }
 
-int fail(Log& log, const std::string& what) {
-  log.write(LOG_ERR, "error: watch: " + what + ": " + std::strerror(errno));
+// Logs what failed with the error number it gave (errno, or what a
+// pthread call returned) and returns 1.
+int fail(Log& log, const std::string& what, int error) {
+  log.write(LOG_ERR, "error: watch: " + what + ": " + std::strerror(error));
   return 1;
 }
 
@@ -292,6 +300,11 @@ bool calls_for_run(WatchedFolder folder, std::string_view name) {
       break;
   }
   return !name.starts_with("xen-") && name.find(Esp::temporary_marker) == std::string_view::npos;
+}
+
+Clock::time_point build_due(Clock::time_point now, Clock::time_point pending_since,
+                            milliseconds debounce, milliseconds debounce_max) {
+  return std::min(now + debounce, std::max(now, pending_since + debounce_max));
 }
 
 milliseconds next_backoff(milliseconds previous) {
@@ -371,8 +384,8 @@ class Daemon {
     while (!stop_signal_) {
       if (due_ && Clock::now() >= *due_) {
         build();
-      } else if (!wait()) {
-        return fail(log_, "poll");
+      } else if (int error = wait()) {
+        return fail(log_, "poll", error);
       }
     }
     sd_notify(0, "STOPPING=1");
@@ -386,6 +399,7 @@ class Daemon {
   // One build, its line and STATUS=, and the next try after a failure.
   void build() {
     due_.reset();
+    pending_since_.reset();
     at_once_ = false;
     RunResult result;
     {
@@ -408,12 +422,12 @@ class Daemon {
     sd_notify(0, ((ready_ ? "" : "READY=1\n") + ("STATUS=" + summary)).c_str());
     ready_ = true;
     // The build may have made a watched folder (loader/entries).
-    if (watches_.resolve() && !due_) due_ = Clock::now() + options_.debounce;
+    if (watches_.resolve() && !due_) note_change(Clock::now());
   }
 
   // Waits for a signal, a change, the due time or the next watchdog ping,
-  // and takes in what came. False when poll() fails.
-  bool wait() {
+  // and takes in what came. 0, or poll()'s errno when it fails.
+  int wait() {
     const Clock::time_point now = Clock::now();
     std::optional<Clock::time_point> wake = due_;
     if (auto ping = watchdog_.next(); ping && (!wake || *ping < *wake)) wake = ping;
@@ -424,7 +438,7 @@ class Daemon {
     }
     struct pollfd fds[3] = {
         {signals_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {mounts_.get(), POLLPRI, 0}};
-    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) return false;
+    if (::poll(fds, 3, timeout) < 0 && errno != EINTR) return errno;
     const Clock::time_point woke = Clock::now();
     watchdog_.ping_if_due(woke);
     if (fds[0].revents & POLLIN) read_signals(woke);
@@ -432,9 +446,15 @@ class Daemon {
     if (fds[1].revents & POLLIN) changed |= read_changes();
     // The mount table changed: the ESP may have been mounted or unmounted.
     if (fds[2].revents & (POLLPRI | POLLERR)) changed |= watches_.resolve();
-    // A quiet period starts again with each change, unless a build is due at once.
-    if (changed && !at_once_) due_ = woke + options_.debounce;
-    return true;
+    if (changed && !at_once_) note_change(woke);
+    return 0;
+  }
+
+  // A quiet period starts again with each change, up to debounce_max after
+  // the first one not yet built.
+  void note_change(Clock::time_point now) {
+    if (!pending_since_) pending_since_ = now;
+    due_ = build_due(now, *pending_since_, options_.debounce, options_.debounce_max);
   }
 
   void read_signals(Clock::time_point now) {
@@ -479,6 +499,7 @@ class Daemon {
   LogReporter reporter_;
   std::optional<Clock::time_point> due_ = Clock::now();  // the first build, at once
   bool at_once_ = true;                                  // due_ was set by the start or SIGHUP
+  std::optional<Clock::time_point> pending_since_;       // the first change not yet built
   milliseconds backoff_{0};
   bool ready_ = false;
   std::optional<int> stop_signal_;
@@ -493,11 +514,13 @@ int watch(const WatchOptions& options) {
   sigset_t signals;
   sigemptyset(&signals);
   for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&signals, signal);
-  if (::pthread_sigmask(SIG_BLOCK, &signals, nullptr) != 0) return fail(log, "blocking signals");
+  // pthread_sigmask returns its error; it does not set errno.
+  if (int error = ::pthread_sigmask(SIG_BLOCK, &signals, nullptr))
+    return fail(log, "blocking signals", error);
   UniqueFd signal_fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!signal_fd) return fail(log, "signalfd");
+  if (!signal_fd) return fail(log, "signalfd", errno);
   UniqueFd inotify(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-  if (!inotify) return fail(log, "inotify_init1");
+  if (!inotify) return fail(log, "inotify_init1", errno);
   // A change of the mount table makes it readable with POLLPRI.
   UniqueFd mounts(::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC));
   if (!mounts) {

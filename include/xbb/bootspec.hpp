@@ -39,9 +39,13 @@ struct Bootspec {
   std::optional<std::string> initrd_secrets;
   // org.nixos.systemd-boot
   std::optional<std::string> sort_key;
-  // org.nix-community.lanzaboote sort_key, read only when it is a one-line
-  // string (nothing else in that extension matters here).
+  // org.nix-community.lanzaboote sort_key, read only when it is a string
+  // without control characters (nothing else in that extension matters
+  // here). When the extension gives one that cannot be used, or is not an
+  // object, why (a one-line message naming the file and field); the document
+  // is read all the same.
   std::optional<std::string> lanzaboote_sort_key;
+  std::optional<std::string> lanzaboote_sort_key_problem;
   std::optional<std::string> devicetree;
   // org.xenproject.bootspec.v2 / v1; absent when the generation has no Xen
   std::optional<XenExtension> xen;

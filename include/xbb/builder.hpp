@@ -35,6 +35,21 @@ struct BuildOptions {
   // --helper-timeout: how long the initrd secrets tool, sbsign and sbverify
   // may each take before they are killed.
   std::chrono::seconds helper_timeout = kDefaultHelperTimeout;
+  // --rebuild: the record is not used and every image is written again.
+  bool rebuild = false;
+  // --xbootldr: the Extended Boot Loader partition, which holds the entries,
+  // kernels and Xen files instead of the ESP (see Partitions).
+  std::optional<std::filesystem::path> xbootldr;
+  // --extra-esp: more ESPs (mirrors) that get the same Xen entries and
+  // images, one after the other, after the main one.
+  std::vector<std::filesystem::path> extra_esps;
+};
+
+// An extra ESP the run could not update, and why (the others are updated).
+struct PartitionFailure {
+  std::string esp;
+  ErrorKind kind = ErrorKind::failed;
+  std::string message;
 };
 
 // What one run did, for the one-shot command and the daemon alike.
@@ -50,11 +65,13 @@ struct RunResult {
   std::vector<GenerationOutcome> generations;  // what became of each generation found
   // The generation systemd-boot boots by default, when it got no Xen entry.
   std::optional<std::string> default_failure;
+  std::vector<PartitionFailure> partition_failures;  // extra ESPs not updated
   // Why the run stopped before its end (the ESP is then unchanged or consistent).
   std::optional<ErrorKind> error;
   std::string error_message;
 
-  // 0, or 1 when the run stopped or the default generation got no Xen entry.
+  // 0, or 1 when the run stopped, an extra ESP could not be updated or the
+  // default generation got no Xen entry.
   int exit_status() const;
 };
 

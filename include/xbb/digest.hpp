@@ -1,10 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "xbb/byte_sink.hpp"
+
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
 
 namespace xbb {
 
@@ -14,16 +17,17 @@ namespace xbb {
 class Sha256 {
  public:
   Sha256();
-  ~Sha256();
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
 
   Sha256& update(std::string_view bytes);
   // The digest as 64 lowercase hex digits; the object is then spent.
   std::string hex();
 
  private:
-  void* context_;
+  struct Free {
+    void operator()(evp_md_ctx_st* context) const;
+  };
+  // Owned from the start: freed also when the constructor throws.
+  std::unique_ptr<evp_md_ctx_st, Free> context_;
 };
 
 // The SHA-256 of the bytes streamed into it, and their count: the digest of

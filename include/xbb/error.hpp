@@ -1,7 +1,9 @@
 #pragma once
 
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace xbb {
 
@@ -10,7 +12,8 @@ namespace xbb {
 enum class ErrorKind {
   failed,        // anything else: an I/O error, a refused file
   esp_missing,   // the ESP cannot be opened (not mounted, not a folder)
-  esp_full,      // not enough free space for the plan; nothing was written
+  esp_full,      // not enough free space for the plan (nothing was written), or the ESP
+                 // filled up during the run (ENOSPC, EDQUOT; what was written is consistent)
   lock_timeout,  // another run held the ESP lock for too long
 };
 
@@ -28,8 +31,25 @@ class Error : public std::runtime_error {
 
   ErrorKind kind() const { return kind_; }
 
+  // This error with `where` before its message ("where: message"), its kind
+  // kept: how a caller adds the path or name it knows and the thrower did not.
+  Error within(const std::string& where) const { return Error(where, what(), kind_); }
+
  private:
   ErrorKind kind_;
 };
+
+// What `compute()` returns, or nullopt when it throws Error, whose message is
+// then handed to `why` (a Reporter's debug, a list of notes): for a caller
+// that goes on without the value, so that the reason is never lost.
+template <typename Compute, typename Why>
+auto value_or_reason(Compute&& compute, Why&& why) -> std::optional<std::invoke_result_t<Compute>> {
+  try {
+    return compute();
+  } catch (const Error& e) {
+    why(std::string(e.what()));
+    return std::nullopt;
+  }
+}
 
 }  // namespace xbb

@@ -38,6 +38,8 @@ struct EspSpace {
   // when the file system reports no size at all (f_blocks 0, as FUSE FAT32
   // mounts do), since its free count then means nothing.
   std::optional<std::uint64_t> free_bytes;
+  // Its size (f_blocks * f_frsize); nullopt likewise.
+  std::optional<std::uint64_t> total_bytes;
   // The allocation unit (the cluster size on FAT): f_frsize, else f_bsize,
   // else 4096 when the file system reports neither.
   std::uint64_t allocation_unit = 0;
@@ -102,6 +104,14 @@ class Esp {
   std::optional<std::string> read(const std::string& path, std::uint64_t limit,
                                   FileStamp* stamp = nullptr) const;
 
+  // Reads pieces of a regular file, never the whole of it unless asked:
+  // `reader` gets the file's stamp and a function that returns the `size`
+  // bytes at `offset` (fewer at the end of the file). False when the file
+  // does not exist; throws Error as read() does.
+  using ReadAt = std::function<std::string(std::uint64_t offset, std::size_t size)>;
+  using PieceReader = std::function<void(const FileStamp& stamp, const ReadAt& read_at)>;
+  bool read_pieces(const std::string& path, const PieceReader& reader) const;
+
   // Everything in a folder with its type (symlinks not followed) and stamp,
   // sorted by name; empty when the folder is absent.
   std::vector<EspItem> list_all(const std::string& dir) const;
@@ -158,6 +168,9 @@ class Esp {
   UniqueFd open_folders(const std::vector<std::string>& components, std::size_t count,
                         bool create) const;
   Location locate(const std::string& path, bool create) const;
+  // The regular file at `path` open for reading, with its shown path and
+  // stamp; an empty descriptor when it does not exist.
+  UniqueFd open_regular(const std::string& path, std::string& shown, FileStamp& stamp) const;
 
   std::filesystem::path root_;
   UniqueFd root_fd_;
@@ -181,8 +194,9 @@ class EspLock {
   // another xen-boot-builder run holds the lock; gave up after N s", followed
   // by " (process <pid> (<command line>))" when the holder is known.
   //
-  // A build takes the lock exclusive; `verify` takes it shared, so that it
-  // never reads an ESP half way through a build, and several can read at once.
+  // A build takes the lock exclusive; `verify`, `plan` and `list` take it
+  // shared, so that they never read an ESP half way through a build, and
+  // several can read at once.
   enum class Mode { exclusive, shared };
   explicit EspLock(Esp& esp, const WaitNotice& on_wait = {},
                    std::chrono::milliseconds timeout = std::chrono::seconds(60),
@@ -199,6 +213,43 @@ class EspLock {
   UniqueFd fd_;
 };
 
+// The partitions one set of Xen entries goes to: the ESP, which holds
+// loader.conf (systemd-boot reads it nowhere else), and the Extended Boot
+// Loader partition (XBOOTLDR) when there is one, which then holds the
+// source entries, the kernels they name, the Xen entries, images and
+// configurations and the record (Xen reads its files from the partition it
+// was started from). Without one, or with one that is the ESP's own folder,
+// the ESP holds everything.
+class Partitions {
+ public:
+  // Throws Error (kind esp_missing) when either cannot be opened.
+  Partitions(const std::filesystem::path& esp,
+             const std::optional<std::filesystem::path>& xbootldr = std::nullopt);
+
+  Esp& esp() { return esp_; }
+  const Esp& esp() const { return esp_; }
+  // Where entries and images live: the XBOOTLDR partition, or the ESP.
+  Esp& boot() { return xbootldr_ ? *xbootldr_ : esp_; }
+  const Esp& boot() const { return xbootldr_ ? *xbootldr_ : esp_; }
+  // The XBOOTLDR partition is not the ESP: Xen files on the ESP are stale.
+  bool separate() const { return xbootldr_.has_value(); }
+
+ private:
+  Esp esp_;
+  std::optional<Esp> xbootldr_;
+};
+
+// Both partitions locked (the ESP first, so that two runs never wait on each
+// other), as EspLock locks one.
+class PartitionLocks {
+ public:
+  PartitionLocks(Partitions& partitions, const EspLock::WaitNotice& on_wait, EspLock::Mode mode);
+
+ private:
+  EspLock esp_;
+  std::optional<EspLock> xbootldr_;
+};
+
 // The process that holds an flock() on the file (`device`, `inode`) according
 // to `proc_locks`, the text of /proc/locks (FLOCK lines give the pid and
 // "major:minor:inode", the device numbers in hex); nullopt when none is
@@ -209,17 +260,21 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // "loader/entries/xen-*.conf", the .config of each image in "EFI/xen/" (and
 // the text of each .cfg there), which of them the tool wrote, the
 // "EFI/nixos/xen-*.efi" images left by the shell script, the regular files
-// among the kernels and initrds the generations' source entries name, and,
-// when `with_loader_conf`, "loader/loader.conf" (a loader.conf that cannot be
-// read, such as a symlink or a folder, is reported in loader_conf_problem).
+// among the kernels and initrds the generations' source entries name, and
+// "loader/loader.conf" from `loader_conf_from` (the ESP; `esp` itself unless
+// that is the XBOOTLDR partition; nullptr: not read) (a loader.conf that
+// cannot be read, such as a symlink or a folder, is reported in
+// loader_conf_problem).
 // Follows no symlink.
 //
 // `record` (the run's record of the images it wrote, when there is a usable
-// one) spares reading: an image whose stamp is the recorded one is taken to
-// be what the record says. Any other image is read once, and its digest
-// kept, so that applying the plan needs not read it again.
+// one) spares reading image bodies: an image whose stamp is the recorded one,
+// whose headers and section table parse and whose .config is the recorded
+// one (a read of its headers and one of its .config) is taken to be what the
+// record says. Any other image is read once, and its digest kept, so that
+// applying the plan needs not read it again.
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        bool with_loader_conf, const std::optional<Record>& record);
+                        const Esp* loader_conf_from, const std::optional<Record>& record);
 
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed
@@ -251,7 +306,20 @@ struct ApplyReport {
 // If a write fails part way (e.g. another writer filled the ESP), throws at
 // once: what was written is complete and nothing that depends on the rest was
 // touched.
+//
+// `later`: a file the caller writes after the plan (the record), at most
+// `size` bytes, replacing what is at `path`: the free-space check counts it
+// last (when the plan writes anything at all).
+struct LaterWrite {
+  std::string path;
+  std::uint64_t size = 0;
+};
+//
+// `loader_conf_on`: the ESP, when `esp` is the XBOOTLDR partition: the plan's
+// loader.conf goes there (in its place in the order), its space checked there.
 ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker,
-                       const Signer* signer = nullptr);
+                       const Signer* signer = nullptr,
+                       const std::optional<LaterWrite>& later = std::nullopt,
+                       Esp* loader_conf_on = nullptr);
 
 }  // namespace xbb

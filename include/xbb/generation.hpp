@@ -58,4 +58,12 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const std::file
 // and the specialisations of each.
 std::vector<Generation> generations_from_profiles(const std::filesystem::path& root);
 
+// Generations that would get the same Xen entry and image ("xen-<rest>",
+// compared ignoring case as FAT does): nixos-generation-3.conf and
+// nixos-generation-3+2-1.conf, or the links system-5-link and system-05-link.
+// Of each such group the one systemd-boot's menu lists first stays (see
+// boot_menu.hpp; on a tie, the first source by name); the others are removed,
+// each with a warning naming both sources. Returns the warnings.
+std::vector<std::string> keep_one_per_xen_name(std::vector<Generation>& generations);
+
 }  // namespace xbb

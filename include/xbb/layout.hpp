@@ -10,7 +10,7 @@
 // Where the tool's files live on the ESP, how they are named, which files an
 // entry owns, how Xen finds an entry's configuration, and how a run tells its
 // own files from files it did not write. The planner, the ESP state reader,
-// `apply` and `verify` ask this module instead of spelling paths themselves.
+// the builder, `apply` and `verify` take their paths from here.
 namespace xbb::layout {
 
 inline constexpr std::string_view kEntriesFolder = "loader/entries";
@@ -22,7 +22,7 @@ inline constexpr std::string_view kUnifiedKernelFolder = "EFI/Linux";
 // Where the shell script the tool replaces put its images (EFI/nixos/xen-*.efi).
 inline constexpr std::string_view kLegacyImageFolder = "EFI/nixos";
 // What the tool records of the images it wrote, so that a run with nothing to
-// change needs to read none of them (see state.hpp).
+// change needs to read none of them (see record.hpp).
 inline constexpr std::string_view kStateFile = "EFI/xen/xen-boot-builder.json";
 
 // How the hypervisor images are laid out.

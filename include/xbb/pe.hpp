@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -134,6 +135,23 @@ void check_efi_application(const Image& image);
 // parse() and check_efi_application() give for the same defect (ELF and gzip
 // files included); a header reaching beyond a partial prefix is an error too.
 void check_prefix(std::span<const std::uint8_t> prefix, std::uint64_t file_size);
+
+// The headers and section table of a file of `file_size` bytes from its
+// first bytes `prefix` (SizeOfHeaders of them are enough): what parse()
+// checks of them and of where each section lies, without reading the symbol
+// table, the debug directory or any section's data. A long section name
+// ("/4", in the string table) is kept as it stands. Throws xbb::Error as
+// parse() does, and for a section table reaching beyond `prefix`.
+Image parse_headers(std::span<const std::uint8_t> prefix, std::uint64_t file_size);
+
+// The file offset and length of the initialised bytes of a section (what
+// section_contents() returns), or nullopt when the image has no section of
+// that name.
+struct Extent {
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+};
+std::optional<Extent> section_extent(const Image& image, const std::string& name);
 
 struct NewSection {
   std::string name;  // e.g. ".config"; an existing section of that name is replaced

@@ -84,8 +84,6 @@ struct Plan {
   std::vector<Change> changes;
   // Every image of ours the ESP holds after the run, with its origin.
   std::map<std::string, ImageOrigin> images_after;
-  // Files in the tool's folders that it did not write, left alone.
-  std::vector<std::string> foreign;
 };
 
 // A file in one of the tool's folders as a run finds it.
@@ -93,19 +91,21 @@ struct ExistingFile {
   // An entry's or configuration file's text; for an image, its embedded
   // .config ("" when it has none, or was not read).
   std::string text;
-  // The tool may replace or remove it: written by the tool (its text carries
-  // layout::kMarker, a shared image's name holds its digest, or the record
-  // lists it), by the shell script it replaces, or a symlink (which FAT
-  // cannot hold and the tool never follows). Anything else was made by hand
-  // and is left alone.
+  // The tool may replace or remove it: its own bytes or name say the tool
+  // wrote it (its text carries layout::kMarker, a shared image's name holds
+  // its digest; being listed in the record is not enough), or the shell
+  // script it replaces did, or it is a symlink (which FAT cannot hold and
+  // the tool never follows). Anything else was made by hand and is left
+  // alone.
   bool ours = false;
   std::optional<FileStamp> stamp;  // a regular file's size and mtime
   // SHA-256 of its bytes (of what was signed, for a signed image), when read
   // or recorded.
   std::optional<std::string> digest;
   // The recipe it was made from, when the record vouches for the file (its
-  // stamp is the one recorded): then it is not read, and not rebuilt while
-  // the recipe stays the same.
+  // stamp is the one recorded, its headers and .config read as recorded):
+  // then its body is not read, and it is not rebuilt while the recipe stays
+  // the same.
   std::optional<std::string> recipe;
 };
 
@@ -117,10 +117,9 @@ struct EspState {
   std::vector<std::string> legacy_images;           // "EFI/nixos/xen-*.efi" left by the script
   std::optional<std::string> loader_conf;           // "loader/loader.conf" text, when usable
   std::string loader_conf_problem;                  // why an existing loader.conf is not usable
+  std::vector<std::string> notes;                   // what was read past and why, for debug
   std::set<std::string>
       boot_files;  // the source entries' kernels and initrds that are regular files
-  // Files left alone that an earlier run already warned about (the record).
-  std::set<std::string> reported_foreign;
 };
 
 // A recipe's identity: a digest of the xen.efi's path and stamp, the debug

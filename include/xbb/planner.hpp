@@ -19,6 +19,8 @@ struct PlanOptions {
   // --lanzaboote: EFI/nixos belongs to Lanzaboote, which deletes what it
   // did not write; the shell script's images there are not ours to remove.
   bool lanzaboote = false;
+  // --rebuild: every image is written again, whatever the ESP holds.
+  bool rebuild = false;
 };
 
 // What a run makes of one generation: what `list` shows.
@@ -63,7 +65,8 @@ struct Planned {
 // contents or recipes) in the layout asked for, which stale files to remove,
 // and the loader.conf edit. Texts are planned only when they differ from the
 // ESP's; images only when the record does not vouch for them (see
-// record.hpp), and then with the digest of what they replace. Switching
+// record.hpp), and then with the digest of what they replace (with
+// `rebuild`: every image, with no digest, so that each is written). Switching
 // layouts is one plan: the new files are written before the entries that
 // name them, and the old ones removed last.
 //

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -12,7 +14,9 @@
 // change reads neither. It is a cache, never the truth: a run that finds it
 // missing, damaged or written by another version reads what it needs
 // instead, and an image is trusted only while its stamp (size and mtime) is
-// the one recorded. `verify` never uses it.
+// the one recorded and its headers and .config still read as recorded (see
+// read_esp_state). It never makes a file the tool's: ownership comes from
+// the file's own bytes or name. `verify` never uses it.
 namespace xbb {
 
 struct Record {
@@ -34,8 +38,6 @@ struct Record {
   };
   std::map<std::string, Image> images;    // by ESP path
   std::map<std::string, Source> sources;  // xen.efi files checked, by host path
-  // Files in the tool's folders it did not write, once warned about.
-  std::vector<std::string> foreign;
 
   bool operator==(const Record&) const = default;
 };
@@ -43,11 +45,24 @@ struct Record {
 // The record format's version: a record of another version is not read.
 inline constexpr int kRecordVersion = 1;
 
-// nullopt when the text is not a record of this version, or is damaged in any
-// way (the run then trusts nothing it would have said).
-std::optional<Record> parse_record(std::string_view text);
+// No Xen image is smaller than this (Debian's 4.17 is 2.8 MB without its
+// debug sections).
+inline constexpr std::uint64_t kSmallestImageBytes = 1 << 20;
 
-// JSON, keys sorted, one line per image: the same record gives the same text.
+// The most images a sane record lists on an ESP of `esp_bytes` bytes: four
+// times as many as it can hold at kSmallestImageBytes each (at least 4);
+// no bound when the size is unknown (nullopt).
+std::size_t max_record_images(std::optional<std::uint64_t> esp_bytes);
+
+// nullopt when the text is not a record of this version, or is damaged in any
+// way (the run then trusts nothing it would have said). Throws Error saying
+// so when it lists more than `max_images` images: no run wrote it. Reads in
+// O(n log n) for n entries.
+std::optional<Record> parse_record(
+    std::string_view text, std::size_t max_images = std::numeric_limits<std::size_t>::max());
+
+// JSON: format, version, then images and sources, one line each in path
+// order. The same record gives the same text.
 std::string render_record(const Record& record);
 
 }  // namespace xbb

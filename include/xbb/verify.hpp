@@ -37,6 +37,9 @@ struct EspSnapshot {
   std::set<std::string> files;             // regular files the configurations name
   std::optional<std::string> loader_conf;  // loader/loader.conf, when present
   std::string loader_conf_problem;         // why it could not be read
+  // What was read past and why (a configuration that does not parse, a
+  // name the ESP cannot hold): the checks then say what it costs.
+  std::vector<std::string> notes;
 };
 
 // What `verify` found wrong with one Xen entry (nothing: it is bootable).
@@ -67,5 +70,11 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker = nullptr);
 // embedded. And that loader.conf's default and preferred values, when they
 // have one, select an entry.
 Verification verify_snapshot(const EspSnapshot& snapshot);
+
+// The same over the ESP and the XBOOTLDR partition, in that order: each
+// partition's Xen entries judged by its own files (Xen reads from the
+// partition it was started from), loader.conf (the ESP's) by the entries
+// of both, as systemd-boot lists them together.
+Verification verify_partitions(const std::vector<EspSnapshot>& partitions);
 
 }  // namespace xbb

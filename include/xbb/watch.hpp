@@ -19,6 +19,9 @@ struct WatchOptions {
   Verbosity verbosity = Verbosity::normal;
   // How long nothing must change before a run starts (--debounce).
   std::chrono::milliseconds debounce{2000};
+  // The longest a build waits after the first change not yet built, however
+  // long changes go on (--debounce-max).
+  std::chrono::milliseconds debounce_max{30000};
 };
 
 // Watches, with inotify, <root>/nix/var/nix/profiles, its system-profiles/
@@ -26,7 +29,8 @@ struct WatchOptions {
 // and from the ESP's parent, so that a folder created later, removed and made
 // again, or replaced by a mount (a change of /proc/self/mountinfo) is watched
 // again. Runs a build at start, then whenever a change there calls for one
-// (calls_for_run) and nothing changed for `debounce`; at once on SIGHUP. An
+// (calls_for_run) and nothing changed for `debounce`, or `debounce_max` after
+// the first change when changes go on (build_due); at once on SIGHUP. An
 // ESP folder without loader/ (not mounted) is not built on: the run fails
 // with esp_missing.
 // Logs one line per run on stderr (run_summary), with journald priority
@@ -50,6 +54,14 @@ enum class WatchedFolder { profiles, system_profiles, entries };
 // there too); in system-profiles, any; in loader/entries, any but the Xen
 // entries the daemon writes itself and their temporaries.
 bool calls_for_run(WatchedFolder folder, std::string_view name);
+
+// When a build is due after a change at `now`: once nothing has changed for
+// `debounce`, but no later than `debounce_max` after `pending_since`, the
+// first change since the last build.
+std::chrono::steady_clock::time_point build_due(std::chrono::steady_clock::time_point now,
+                                                std::chrono::steady_clock::time_point pending_since,
+                                                std::chrono::milliseconds debounce,
+                                                std::chrono::milliseconds debounce_max);
 
 // The wait before retrying after a failed run, given the previous one (zero
 // after a success): 1 s, then doubling, at most 5 min.

@@ -4,7 +4,9 @@
 //   and on images parse() accepts, the one check_efi_application() gives;
 // - whatever add_sections produces (with and without leaving out the debug
 //   sections) must parse again, carry the new section, have the size
-//   output_size() predicts and be a fixed point of adding the same section again.
+//   output_size() predicts and be a fixed point of adding the same section again;
+// - `inspect --json`'s document of any PE image it describes (section names
+//   may hold any byte) is valid JSON.
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -12,6 +14,9 @@
 #include <vector>
 
 #include "xbb/error.hpp"
+#include "xbb/inspect.hpp"
+#include "xbb/json_text.hpp"
+#include "xbb/output.hpp"
 #include "xbb/pe.hpp"
 
 namespace {
@@ -77,6 +82,17 @@ void add_and_check(std::span<const std::uint8_t> file, const xbb::pe::Image& inp
   }
 }
 
+// PE images only: inspect_image hands anything else to libelf and zlib,
+// which this target does not fuzz.
+void inspect_and_check(std::span<const std::uint8_t> file) {
+  if (file.size() < 2 || file[0] != 'M' || file[1] != 'Z') return;
+  try {
+    const std::string text = xbb::json_text(xbb::inspect_json(xbb::inspect_image(file, "fuzz")), 2);
+    check(nlohmann::ordered_json::accept(text));
+  } catch (const xbb::Error&) {
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -88,6 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string whole = parse_error(file);
   check(prefix.empty() || prefix == whole ||
         prefix.find("not an EFI application") != std::string::npos);
+  inspect_and_check(file);
   try {
     const xbb::pe::Image input = xbb::pe::parse(file);
     read_everything(file, input);

@@ -86,3 +86,18 @@ foreach(number RANGE 1 1800)
   string(APPEND sections "[s${number}]\noptions=console=vga\nkernel=linux.efi\n")
 endforeach()
 xbb_fuzz_seed(xen_config_fuzz many-sections.txt "EFI/nixos/linux.efi\n[global]\ndefault=nixos\n${sections}")
+
+# ---------------------------------------------------------------- record_fuzz
+
+# Nested past the record's depth limit, in a record's images.
+xbb_nested(value "{\"x\":" "0" "}" 20000)
+xbb_fuzz_seed(record_fuzz deep-images.json
+  "{\"format\":\"xen-boot-builder record\",\"version\":1,\"images\":${value},\"sources\":{},\"foreign\":[]}")
+# Breadth: two thousand images, each with a configuration, about 1 MB.
+string(REPEAT "c" 300 config)
+set(images "")
+foreach(number RANGE 1 2000)
+  string(APPEND images "\"EFI/xen/xen-generation-${number}.efi\":{\"size\":${number},\"mtime_ns\":1,\"digest\":\"d\",\"recipe\":\"r\",\"config\":\"${config}\"},\n")
+endforeach()
+xbb_fuzz_seed(record_fuzz many-images.json
+  "{\"format\":\"xen-boot-builder record\",\"version\":1,\"images\":{${images}\"EFI/xen/last.efi\":{\"size\":0,\"mtime_ns\":0,\"digest\":\"\",\"recipe\":\"\",\"config\":\"\"}},\"sources\":{},\"foreign\":[]}")

@@ -4,11 +4,13 @@ stderr in a file read while it runs. Every wait is bounded by a deadline and
 polls; nothing sleeps longer than one poll interval."""
 
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -20,14 +22,19 @@ POLL = 0.02
 DEBOUNCE_MS = 200
 
 
+def limit_open_files(count):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
+
+
 class Daemon:
     """One `watch` process. `messages` holds every notification datagram as a
     list of its KEY=VALUE lines, in arrival order. With `journal`, stderr is
     taken for the journal (JOURNAL_STREAM names its file). `prefix` (a list,
     or a function of the folder that holds the notification socket, giving
-    one) runs the daemon through other programs."""
+    one) runs the daemon through other programs. `rlimit_nofile` limits its
+    open files."""
 
-    def __init__(self, test, argv, env=None, prefix=(), pass_fds=(), journal=False, umask=-1):
+    def __init__(self, test, argv, env=None, prefix=(), pass_fds=(), journal=False, umask=-1, rlimit_nofile=None):
         self.test = test
         folder = Path(tempfile.mkdtemp(prefix="xbb-daemon-"))
         test.addCleanup(shutil.rmtree, folder, ignore_errors=True)
@@ -56,6 +63,7 @@ class Daemon:
                 env=environment,
                 pass_fds=pass_fds,
                 umask=umask,
+                preexec_fn=None if rlimit_nofile is None else lambda: limit_open_files(rlimit_nofile),
             )
         # The daemon's process: this one, unless `prefix` runs it as a child
         # (then the caller sets it).
@@ -186,3 +194,29 @@ class Generation:
         temporary = self.entry.with_name(self.entry.name + ".tmp")
         temporary.write_text(self.text)
         temporary.rename(self.entry)
+
+
+class KeepWriting:
+    """A writer that never rests (with ... as writer): rewrites `path` every
+    `every` seconds until the block ends. `writes` counts its writes."""
+
+    def __init__(self, path, every):
+        self.path = Path(path)
+        self.every = every
+        self.writes = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+
+    def loop(self):
+        while not self.done.is_set():
+            self.path.write_text(f"# write {self.writes}\n")
+            self.writes += 1
+            self.done.wait(self.every)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *unused):
+        self.done.set()
+        self.thread.join()

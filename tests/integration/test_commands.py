@@ -11,6 +11,7 @@ from common import (
     describe,
     extract_section,
     make_root,
+    run_bounded,
     run_on_root,
     run_tool,
     sha256_file,
@@ -28,6 +29,10 @@ def esp_contents(root):
     """Path -> content of every file, but the record, which differs between
     ESPs built at different times."""
     return {path: state[2] for path, state in without_record(snapshot_esp(root.esp)).items()}
+
+
+def on_root(root):
+    return ("--root", root.path, "--esp", root.esp)
 
 
 class Plan(ToolTestCase):
@@ -63,6 +68,26 @@ class OptionsForOneCommand(ToolTestCase):
         result = run_on_root(root, "--debounce", "10", "build")
         self.assertEqual(result.returncode, 2, describe(result))
         self.assertIn("--debounce: only watch waits for changes", result.stderr)
+        result = run_on_root(root, "--debounce-max", "10", "build")
+        self.assertEqual(result.returncode, 2, describe(result))
+        self.assertIn("--debounce-max: only watch waits for changes", result.stderr)
+
+    def test_numeric_option_values_never_wrap(self):
+        root = make_root(self, "--generations", "1")
+        before = snapshot_esp(root.esp)
+        for option in ("--debounce", "--debounce-max"):
+            for value in ("-1", "4294967295", "18446744073709551616", "86400001", "1e3", "+5", "5ms"):
+                with self.subTest(option=option, value=value):
+                    # A value taken would start the daemon: bounded.
+                    result = run_bounded(*on_root(root), f"{option}={value}", "watch", timeout=10)
+                    self.assertEqual(result.returncode, 2, describe(result))
+                    self.assertEqual(
+                        result.stderr.splitlines()[0],
+                        f"xen-boot-builder: {option}: '{value}' is not a whole number from 0 to 86400000",
+                    )
+            result = run_bounded(*on_root(root), option, "-1", "watch", timeout=10)
+            self.assertEqual(result.returncode, 2, describe(result))
+        self.assertEqual(snapshot_esp(root.esp), before)
 
 
 class Build(ToolTestCase):

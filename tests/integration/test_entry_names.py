@@ -142,5 +142,33 @@ class InitParameter(EntryNamesTestCase):
                 self.assertFalse(any("boot.json" in w for w in victim_warnings), describe(result))
 
 
+
+class SameXenName(EntryNamesTestCase):
+    """Two source entries that give one Xen name (issue 15, item 7): the one
+    systemd-boot lists first keeps it, the other is skipped with a warning,
+    and the next run writes nothing (the image does not flip between them)."""
+
+    def test_entry_listed_first_keeps_the_xen_name_and_a_second_run_writes_nothing(self):
+        counted = self.root.esp / "loader/entries/nixos-generation-2+2-1.conf"
+        shutil.copyfile(entry_path(self.root, self.victim), counted)
+        first = self.root.entry(1)
+        # The counted copy boots another toplevel: which one won shows in the image.
+        text = counted.read_text()
+        counted.write_text(text.replace(f"init={self.victim['init']}", f"init={first['init']}"))
+        result = self.run_build()
+        self.assert_warned(result, self.victim["entry"], counted.name, "xen-generation-2")
+        self.assertEqual(
+            [name for name in xen_entry_files(self.root) if name.startswith("xen-generation-2")],
+            ["xen-generation-2+3.conf"],
+            describe(result),
+        )
+        config = extract_section(self.root.esp / "EFI/xen" / self.victim["xen_image"], ".config").decode()
+        self.assertIn(f" init={first['init']} ", kernel_line(config))
+        before = snapshot_esp(self.root.esp)
+        again = self.run_build()
+        self.assertIn("No change", again.stdout.splitlines(), describe(again))
+        self.assertEqual(snapshot_esp(self.root.esp), before)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -119,6 +119,22 @@ class Lanzaboote(ToolTestCase):
             fields = dict(parse_loader_entry((root.esp / "loader/entries" / entry["xen_entry"]).read_text()))
             self.assertEqual(fields["sort-key"], "zz-lanza", entry["xen_entry"])
 
+    def test_a_sort_key_that_cannot_be_used_is_said_and_lanza_used(self):
+        root = copy_root(self, make_template_root(type(self), *LANZABOOTE_ROOT))
+        extension = "org.nix-community.lanzaboote"
+        cases = {1: (7, "must be a string"), 2: ("zz\tlanza", "holds a control character (zz\\x09lanza)")}
+        for number, (key, _) in cases.items():
+            rewrite_bootspec(root, root.entry(number), lambda document, key=key: document.update({extension: {"sort_key": key}}))
+        result = build(self, root, "info", *self.signing())
+        for number, (_, why) in cases.items():
+            boot_json = root.store_path(root.entry(number)["toplevel"] + "/boot.json")
+            expected = (f"nixos-generation-{number}: {boot_json}: {extension}.sort_key: {why}; "
+                        'its Xen entry sorts with "lanza"')
+            self.assertIn(expected, warnings_of(result), describe(result))
+        for entry in root.xen_entries():
+            fields = dict(parse_loader_entry((root.esp / "loader/entries" / entry["xen_entry"]).read_text()))
+            self.assertEqual(fields["sort-key"], "lanza", entry["xen_entry"])
+
     def test_images_are_self_contained_and_signed(self):
         root = self.built()
         for entry in root.xen_entries():

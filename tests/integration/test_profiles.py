@@ -15,6 +15,7 @@ from common import (
     read_entry_pairs,
     run_on_root,
     snapshot_esp,
+    warnings_of,
     xen_entry_files,
     xen_image_files,
 )
@@ -80,6 +81,26 @@ class ProfilesSource(ToolTestCase):
         before = snapshot_esp(root.esp)
         result = build(self, root, "info", "--source", "profiles")
         self.assertIn("No change", result.stdout.splitlines(), describe(result))
+        self.assertEqual(snapshot_esp(root.esp), before)
+
+    def test_two_links_with_one_generation_number_give_one_entry_that_stays(self):
+        root = make_root(self, "--scheme", "lanzaboote", "--generations", "3")
+        profiles = root.path / "nix/var/nix/profiles"
+        # system-03-link names generation 3 too, but boots generation 1's
+        # toplevel, whose older label ("Generation 3 <label>") systemd-boot
+        # lists after generation 3's own.
+        os.symlink(os.readlink(profiles / "system-1-link"), profiles / "system-03-link")
+        result = build(self, root, "info", "--source", "profiles")
+        warned = [w for w in warnings_of(result) if "system-3-link" in w and "system-03-link" in w]
+        self.assertEqual(len(warned), 1, describe(result))
+        self.assertIn("xen-generation-3", warned[0])
+        self.assertIn("kept /nix/var/nix/profiles/system-3-link", warned[0])
+        self.assertEqual(xen_entry_files(root), sorted(e["xen_entry"] for e in root.xen_entries()))
+        kept = os.readlink(profiles / "system-3-link")
+        self.assertIn(f" init={kept}/init ", config_lines(root.esp / "EFI/xen" / root.entry(3)["xen_image"])["kernel"] + " ")
+        before = snapshot_esp(root.esp)
+        again = build(self, root, "info", "--source", "profiles")
+        self.assertIn("No change", again.stdout.splitlines(), describe(again))
         self.assertEqual(snapshot_esp(root.esp), before)
 
     def test_unknown_source_exits_2(self):

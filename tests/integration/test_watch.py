@@ -14,7 +14,7 @@ import subprocess
 import unittest
 
 from common import ToolTestCase, make_root, make_template_root, copy_root, xen_entry_files
-from daemon import DEBOUNCE_MS, PROFILES, Daemon, Generation, profile_link, watch_argv
+from daemon import DEBOUNCE_MS, PROFILES, Daemon, Generation, KeepWriting, profile_link, watch_argv
 
 class Watch(ToolTestCase):
     @classmethod
@@ -76,7 +76,7 @@ class Watch(ToolTestCase):
         before = len(daemon.statuses())
         daemon.signal(signal.SIGHUP)
         status = daemon.wait_status(before, "the SIGHUP run")
-        self.assertEqual(status, "1 changed: ~xen-generation-2 (image) (3 Xen entries)")
+        self.assertEqual(status, "1 changed: ~xen-generation-2 (xen image) (3 Xen entries)")
         self.assertTrue(image.is_file())
         self.assertEqual(daemon.stop(), 0, daemon.describe())
 
@@ -107,7 +107,7 @@ class Watch(ToolTestCase):
         daemon.signal(signal.SIGTERM)
         fcntl.flock(lock, fcntl.LOCK_UN)
         self.assertEqual(daemon.process.wait(timeout=30), 0, daemon.describe())
-        self.assertEqual(daemon.statuses()[before:], ["1 changed: ~xen-generation-2 (image) (3 Xen entries)"])
+        self.assertEqual(daemon.statuses()[before:], ["1 changed: ~xen-generation-2 (xen image) (3 Xen entries)"])
         self.assertTrue(image.is_file())
 
     def test_an_esp_that_goes_is_retried_with_a_growing_wait_and_watched_again_when_back(self):
@@ -202,6 +202,21 @@ class Watch(ToolTestCase):
         self.assertEqual(self.xen_stems(root), {"xen-generation-1", "xen-generation-2", "xen-generation-3"})
         self.assertEqual(daemon.stop(), 0, daemon.describe())
 
+    def test_a_writer_that_never_rests_postpones_a_build_no_longer_than_debounce_max(self):
+        root = copy_root(self, self.template)
+        third = Generation(root, 3).take()
+        daemon = self.start(root, "--debounce-max", "2000", debounce=1000)
+        before = len(daemon.statuses())
+        with KeepWriting(root.esp / "loader/entries/other.conf", every=0.2) as writer:
+            third.put_back()
+            daemon.wait_status(before, "the new generation's run", lambda s: "+xen-generation-3" in s)
+            writes = writer.writes
+            # Built while the writer went on: at most about debounce-max after
+            # the first change, far before the test's deadline.
+            self.assertLess(writes, 5 / 0.2, daemon.describe())
+        self.assertIn("xen-generation-3", self.xen_stems(root))
+        self.assertEqual(daemon.stop(), 0, daemon.describe())
+
     def test_a_burst_of_1000_profile_links_costs_a_handful_of_runs(self):
         root = copy_root(self, self.template)
         daemon = self.start(root)
@@ -263,6 +278,15 @@ class WatchLog(ToolTestCase):
         self.assertRegex(
             journal.log(), r"(?m)^<3>error: run failed \(esp-missing\): .*boot: cannot open the ESP: "
         )
+
+
+    def test_a_daemon_that_cannot_watch_says_why_with_the_error_it_got(self):
+        root = make_root(self, "--generations", "1")
+        # Room for the libraries at start and one more descriptor (the
+        # signalfd): inotify_init1 gets EMFILE.
+        daemon = Daemon(self, watch_argv(root), rlimit_nofile=4)
+        self.assertEqual(daemon.process.wait(timeout=30), 1, daemon.describe())
+        self.assertEqual(daemon.log(), "error: watch: inotify_init1: Too many open files\n")
 
 
 if __name__ == "__main__":

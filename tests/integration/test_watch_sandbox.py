@@ -239,7 +239,7 @@ class WatchSandboxed(ToolTestCase):
         (root.esp / "EFI/xen/xen-generation-2.efi").unlink()
         before = len(daemon.statuses())
         daemon.signal(signal.SIGHUP)
-        self.assertEqual(daemon.wait_status(before, "the SIGHUP run"), "1 changed: ~xen-generation-2 (image) (3 Xen entries)")
+        self.assertEqual(daemon.wait_status(before, "the SIGHUP run"), "1 changed: ~xen-generation-2 (xen image) (3 Xen entries)")
         self.assertIn("1", daemon.values("WATCHDOG"))
         self.assertEqual(daemon.stop(), 0, daemon.describe())
         self.assertIn("1", daemon.values("STOPPING"))

@@ -15,6 +15,8 @@ VERBOSITIES = ["quiet", "default", "info", "debug"]
 OPTIONS = [
     "--esp",
     "--root",
+    "--xbootldr",
+    "--extra-esp",
     "--source",
     "--layout",
     "--ucode",
@@ -24,7 +26,9 @@ OPTIONS = [
     "--keep-debug-sections",
     "--debounce",
     "--helper-timeout",
+    "--debounce-max",
     "--no-default",
+    "--rebuild",
     "--json",
     "--help",
     "--version",

@@ -1,5 +1,6 @@
-"""The man page: groff reads it without a warning, and it documents exactly
-the subcommands, options and verbosity words that `--help` prints."""
+"""The man page: groff reads it without a warning, every hyphen of an option
+is escaped (\\-, so that it renders as a hyphen-minus), and it documents
+exactly the subcommands, options and verbosity words that `--help` prints."""
 
 import re
 import unittest
@@ -34,6 +35,16 @@ class ManLint(unittest.TestCase):
     def test_groff_reads_it_without_warnings(self):
         result = run(["groff", "-man", "-ww", "-z", MAN_PAGE])
         self.assertEqual((result.returncode, result.stdout, result.stderr), (0, "", ""), describe(result))
+
+
+    def test_every_hyphen_of_every_option_is_escaped(self):
+        # An unescaped '-' renders as U+2010 in a UTF-8 locale: an option
+        # copied from the page would not work.
+        page = MAN_PAGE.read_text()
+        for option in OPTIONS:
+            escaped = option.replace("-", "\\-")
+            spelled = re.compile("".join(r"\\?-" if c == "-" else re.escape(c) for c in option) + r"(?![\w\\-])")
+            self.assertEqual(set(spelled.findall(page)), {escaped}, f"{option}: every hyphen written \\-")
 
 
 class ManCoversHelp(unittest.TestCase):

@@ -11,7 +11,8 @@ started then, and the first is released a moment later.
 A third test holds the lock from this (Python) process: the run says that it
 waits and for which process, writes nothing meanwhile, and finishes once the
 lock is released. A fourth does the same to `verify`, which takes the lock
-shared: it never reads an ESP that a build is changing."""
+shared: it never reads an ESP that a build is changing; a fifth to `plan` and
+`list`, which take it shared too."""
 
 import fcntl
 import os
@@ -157,6 +158,34 @@ class ConcurrencyTest(unittest.TestCase):
         result = finish(verify)
         self.assertEqual(result.returncode, 0, describe(result))
         self.assertIn("all bootable", result.stdout)
+
+    def test_plan_and_list_wait_for_a_build_to_release_the_lock(self):
+        esp = self.folder / "planned"
+        copy_tree(self.pristine, esp)
+        self.assertEqual(run_tool(self.root, esp).returncode, 0)
+        for command, argv in (("plan", ["plan", "info"]), ("list", ["list"])):
+            with self.subTest(command=command):
+                folder = os.open(esp, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    fcntl.flock(folder, fcntl.LOCK_EX)
+                    env = dict(os.environ, NO_COLOR="1")
+                    env.pop("efiMountPoint", None)
+                    reader = subprocess.Popen(
+                        tool_command(self.root, esp, argv[-1], argv[:-1]),
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                    # It waits, quietly for list (its stdout is the document): it has
+                    # not ended a second after it started.
+                    self.assertIsNone(finish_within(reader, 1.0), f"{command} read the ESP while a build held the lock")
+                finally:
+                    os.close(folder)
+                result = finish(reader)
+                self.assertEqual(result.returncode, 0, describe(result))
+                if command == "plan":
+                    self.assertTrue(result.stderr.startswith(
+                        f"warning: waiting for the lock on {esp} held by process {os.getpid()} ("), describe(result))
+                    self.assertIn("No change", result.stdout)
+                else:
+                    self.assertIn("xen-generation-6", result.stdout)
 
 
 def finish_within(process, seconds):

@@ -27,6 +27,7 @@ using xbb::Error;
 using xbb::Esp;
 using xbb::FileWrite;
 using xbb::ImageRecipe;
+using xbb::LaterWrite;
 using xbb::Plan;
 using xbb::SectionSource;
 
@@ -590,6 +591,54 @@ TEST_F(ApplyTest, ReplacingFilesNeedsRoomForOneNewFileAtATime) {
   EXPECT_EQ(report.written, (std::vector<std::string>{first, second}));
   EXPECT_EQ(read_file(tmpfs.path() / first), std::string(300000, 'c'));
   EXPECT_EQ(read_file(tmpfs.path() / second), std::string(300000, 'd'));
+}
+
+// The record is written after the plan: the check counts it, last.
+TEST_F(ApplyTest, FreeSpaceCheckCountsTheFileWrittenAfterThePlan) {
+  Tmpfs tmpfs("size=1m");
+  const std::string config = "EFI/xen/xen-generation-1.cfg";
+  Plan plan;
+  plan.images = {{config, std::string(300000, 'c'), std::nullopt}};
+  struct statvfs stats {};
+  ASSERT_EQ(::statvfs(tmpfs.path().c_str(), &stats), 0);
+  const std::uint64_t unit = stats.f_frsize;
+  const std::uint64_t have = stats.f_bavail * stats.f_frsize;
+  const std::uint64_t plan_need = round_up(300000, unit) + unit;
+  const LaterWrite record{"EFI/xen/xen-boot-builder.json", have - plan_need};
+  const std::uint64_t need = plan_need + round_up(record.size, unit) + unit;
+  Esp esp(tmpfs.path());
+
+  xbb::ErrorKind kind = xbb::ErrorKind::failed;
+  EXPECT_EQ(error_from([&] {
+              try {
+                xbb::apply_plan(esp, plan, maker, nullptr, record);
+              } catch (const xbb::Error& e) {
+                kind = e.kind();
+                throw;
+              }
+            }),
+            "not enough space on " + tmpfs.path().string() + ": need " +
+                std::to_string(need - have) + " bytes more (have " + std::to_string(have) +
+                ", need " + std::to_string(need) + ")");
+  EXPECT_EQ(kind, xbb::ErrorKind::esp_full);
+  EXPECT_FALSE(fs::exists(tmpfs.path() / config));
+  EXPECT_EQ(xbb::apply_plan(esp, plan, maker).written, std::vector<std::string>{config})
+      << "without the later file, the plan fits";
+}
+
+TEST_F(ApplyTest, SpaceRunningOutMidRunIsAFullEsp) {
+  Tmpfs tmpfs("size=16m");
+  fs::create_directories(tmpfs.path() / "EFI/xen");
+  tmpfs.remount("nr_inodes=" + std::to_string(tmpfs.used_inodes()));
+  Plan plan;
+  plan.images = {{"EFI/xen/xen-generation-1.cfg", std::string("text"), std::nullopt}};
+  Esp esp(tmpfs.path());
+  try {
+    xbb::apply_plan(esp, plan, maker);
+    ADD_FAILURE() << "no xbb::Error thrown";
+  } catch (const xbb::Error& e) {
+    EXPECT_EQ(e.kind(), xbb::ErrorKind::esp_full) << e.what();
+  }
 }
 
 TEST_F(ApplyTest, SpaceRunningOutMidRunStopsWithoutTemporariesAndKeepsTheEspConsistent) {

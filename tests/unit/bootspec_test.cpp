@@ -132,6 +132,32 @@ TEST(Bootspec, IgnoresUnknownExtensionsAndKeys) {
   EXPECT_EQ(parse(document).label, "NixOS hv");
 }
 
+TEST(Bootspec, ReadsLanzabootesSortKeyOrSaysWhyNot) {
+  Json document = minimal_document();
+  EXPECT_FALSE(parse(document).lanzaboote_sort_key_problem);
+  document["org.nix-community.lanzaboote"] = Json::object();
+  EXPECT_FALSE(parse(document).lanzaboote_sort_key);
+  EXPECT_FALSE(parse(document).lanzaboote_sort_key_problem);
+  document["org.nix-community.lanzaboote"]["sort_key"] = "zz-lanza";
+  EXPECT_EQ(parse(document).lanzaboote_sort_key, "zz-lanza");
+  EXPECT_FALSE(parse(document).lanzaboote_sort_key_problem);
+  const std::string field = kOrigin + ": org.nix-community.lanzaboote";
+  for (const auto& [value, why] : std::vector<std::pair<Json, std::string>>{
+           {7, ".sort_key: must be a string"},
+           {nullptr, ".sort_key: must be a string"},
+           {Json::array({"lanza"}), ".sort_key: must be a string"},
+           {"a\tb", ".sort_key: holds a control character (a\\x09b)"},
+           {"a\nb", ".sort_key: holds a control character (a\\x0ab)"},
+           {"a\x7f", ".sort_key: holds a control character (a\\x7f)"}}) {
+    document["org.nix-community.lanzaboote"]["sort_key"] = value;
+    const xbb::Bootspec spec = parse(document);
+    EXPECT_FALSE(spec.lanzaboote_sort_key) << value.dump();
+    EXPECT_EQ(spec.lanzaboote_sort_key_problem, field + why) << value.dump();
+  }
+  document["org.nix-community.lanzaboote"] = "lanza";
+  EXPECT_EQ(parse(document).lanzaboote_sort_key_problem, field + ": must be an object");
+}
+
 TEST(Bootspec, XenV2IsPreferredOverV1) {
   Json document = minimal_document();
   document["org.xenproject.bootspec.v1"] = {{"xen", "/nix/store/old-xen/boot/xen.efi"},

@@ -157,7 +157,9 @@ inline std::vector<std::string> temporaries_under(const fs::path& root) {
 }
 
 inline fs::path xen_efi() {
-  return fs::path(XBB_DEPS_DIR) / "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi";
+  const char* dir = std::getenv("XBB_DEPS_DIR");
+  return fs::path(dir && *dir ? dir : XBB_DEPS_DIR) /
+         "xen-hypervisor-4.17-amd64/boot/xen-4.17-amd64.efi";
 }
 
 // The message of the xbb::Error `action` throws; a test failure when it throws none.

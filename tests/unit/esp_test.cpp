@@ -563,7 +563,7 @@ TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
   xbb::Generation generation;
   generation.entry.kernel = "/EFI/nixos/kernel-bzImage.efi";
   generation.entry.initrds = {"/EFI/nixos/missing-initrd.efi", "/EFI/nixos/bad name.efi"};
-  xbb::EspState state = xbb::read_esp_state(esp, {generation}, true, std::nullopt);
+  xbb::EspState state = xbb::read_esp_state(esp, {generation}, &esp, std::nullopt);
 
   auto entry = [&](const std::string& name) {
     return state.xen_entries.at("loader/entries/" + name);
@@ -588,18 +588,30 @@ TEST_F(EspTest, StateListsWhatThePlannerNeeds) {
 
 TEST_F(EspTest, StateReportsAnUnusableLoaderConfAndSkipsItWhenAskedTo) {
   fs::create_directories(root / "loader/loader.conf");
-  xbb::EspState state = xbb::read_esp_state(esp, {}, true, std::nullopt);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, &esp, std::nullopt);
   EXPECT_EQ(state.loader_conf, std::nullopt);
   EXPECT_EQ(state.loader_conf_problem,
             (root / "loader/loader.conf").string() + ": is a folder, not a regular file");
 
-  xbb::EspState without = xbb::read_esp_state(esp, {}, false, std::nullopt);
+  xbb::EspState without = xbb::read_esp_state(esp, {}, nullptr, std::nullopt);
   EXPECT_EQ(without.loader_conf, std::nullopt);
   EXPECT_EQ(without.loader_conf_problem, "");
 }
 
+// An entry's kernel or initrd path names a file on the ESP only when it
+// starts with '/': "XEFI/nixos/k.efi" is not "EFI/nixos/k.efi".
+TEST_F(EspTest, StateCountsOnlyAbsoluteKernelAndInitrdPaths) {
+  write_file(root / "EFI/nixos/kernel.efi", "kernel");
+  write_file(root / "EFI/nixos/initrd.efi", "initrd");
+  xbb::Generation generation;
+  generation.entry.kernel = "XEFI/nixos/kernel.efi";
+  generation.entry.initrds = {"EEFI/nixos/initrd.efi", "/EFI/nixos/initrd.efi"};
+  xbb::EspState state = xbb::read_esp_state(esp, {generation}, nullptr, std::nullopt);
+  EXPECT_EQ(state.boot_files, std::set<std::string>{"EFI/nixos/initrd.efi"});
+}
+
 TEST_F(EspTest, StateOfAnEmptyEspIsEmpty) {
-  xbb::EspState state = xbb::read_esp_state(esp, {}, true, std::nullopt);
+  xbb::EspState state = xbb::read_esp_state(esp, {}, &esp, std::nullopt);
   EXPECT_TRUE(state.xen_entries.empty());
   EXPECT_TRUE(state.xen_images.empty());
   EXPECT_TRUE(state.legacy_images.empty());

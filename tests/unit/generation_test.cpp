@@ -6,6 +6,7 @@
 
 #include <fstream>
 #include <map>
+#include <tuple>
 
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
@@ -203,6 +204,90 @@ TEST_F(Discovery, ExplainsEntriesThatNameNoUsableGeneration) {
   EXPECT_EQ(problems["huge"], (root_ / "nix/store/gggg-huge/boot.json").string() +
                                   ": 1048577 bytes, more than the 1048576 a bootspec may have");
   EXPECT_EQ(problems["folder"], entries + "folder.conf: is a folder or special file, not an entry");
+}
+
+// A generation found at `source` (an entry file or a profile link).
+Generation found(const std::string& source, const std::string& rest) {
+  Generation generation;
+  generation.source = source;
+  generation.rest = rest;
+  auto name = parse_entry_name(fs::path(source).filename().string());
+  if (name) generation.counter = name->counter;
+  return generation;
+}
+
+std::vector<std::string> sources_of(const std::vector<Generation>& generations) {
+  std::vector<std::string> sources;
+  for (const auto& generation : generations) sources.push_back(generation.source);
+  return sources;
+}
+
+TEST(SameXenName, KeepsTheEntrySystemdBootListsFirst) {
+  const std::string plain = "loader/entries/nixos-generation-3.conf";
+  const std::string counted = "loader/entries/nixos-generation-3+2-1.conf";
+  const std::string spent = "loader/entries/nixos-generation-3+0-3.conf";
+  for (const auto& [a, b, kept] : {std::tuple{plain, counted, counted},
+                                   {counted, plain, counted},
+                                   {plain, spent, plain},
+                                   {spent, plain, plain}}) {
+    std::vector<Generation> generations{
+        found(a, "generation-3"), found(b, "generation-3"),
+        found("loader/entries/nixos-generation-4.conf", "generation-4")};
+    const auto warnings = keep_one_per_xen_name(generations);
+    EXPECT_EQ(sources_of(generations),
+              (std::vector<std::string>{kept, "loader/entries/nixos-generation-4.conf"}));
+    const std::string& lost = kept == a ? b : a;
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_EQ(warnings[0], lost + " and " + kept +
+                               " give the same Xen entry name xen-generation-3; skipped " + lost +
+                               ", kept " + kept + " (systemd-boot lists it first)");
+  }
+}
+
+TEST(SameXenName, KeepsTheFirstProfileLinkByNameOnATie) {
+  const std::string five = "/nix/var/nix/profiles/system-5-link";
+  const std::string zero_five = "/nix/var/nix/profiles/system-05-link";
+  for (bool swapped : {false, true}) {
+    std::vector<Generation> generations{found(five, "generation-5"),
+                                        found(zero_five, "generation-5")};
+    if (swapped) std::swap(generations[0], generations[1]);
+    const auto warnings = keep_one_per_xen_name(generations);
+    EXPECT_EQ(sources_of(generations), std::vector<std::string>{zero_five});
+    ASSERT_EQ(warnings.size(), 1u);
+    EXPECT_NE(warnings[0].find(five), std::string::npos) << warnings[0];
+    EXPECT_NE(warnings[0].find(zero_five), std::string::npos) << warnings[0];
+  }
+}
+
+// FAT folds case: xen-...-Debug.efi and xen-...-debug.efi are one file.
+TEST(SameXenName, ComparesNamesIgnoringCase) {
+  std::vector<Generation> generations{
+      found("loader/entries/nixos-generation-1-specialisation-debug.conf",
+            "generation-1-specialisation-debug"),
+      found("loader/entries/nixos-generation-1-specialisation-Debug.conf",
+            "generation-1-specialisation-Debug")};
+  EXPECT_EQ(keep_one_per_xen_name(generations).size(), 1u);
+  EXPECT_EQ(generations.size(), 1u);
+}
+
+TEST(SameXenName, NamesTheOneKeptInEveryWarningOfAGroup) {
+  const std::string kept = "loader/entries/nixos-generation-7+3.conf";
+  std::vector<Generation> generations{
+      found("loader/entries/nixos-generation-7.conf", "generation-7"),
+      found("loader/entries/nixos-generation-7+1.conf", "generation-7"),
+      found(kept, "generation-7")};
+  const auto warnings = keep_one_per_xen_name(generations);
+  EXPECT_EQ(sources_of(generations), std::vector<std::string>{kept});
+  ASSERT_EQ(warnings.size(), 2u);
+  for (const auto& warning : warnings) EXPECT_NE(warning.find(", kept " + kept), std::string::npos);
+}
+
+TEST(SameXenName, LeavesDistinctNamesAlone) {
+  std::vector<Generation> generations{
+      found("loader/entries/nixos-generation-1.conf", "generation-1"),
+      found("loader/entries/nixos-generation-10.conf", "generation-10")};
+  EXPECT_TRUE(keep_one_per_xen_name(generations).empty());
+  EXPECT_EQ(generations.size(), 2u);
 }
 
 }  // namespace

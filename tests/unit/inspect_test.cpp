@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,33 @@ TEST(Inspect, Xen417EfiText) {
             std::string::npos)
       << text;
   EXPECT_NE(text.find("no embedded .config\n"), std::string::npos);
+}
+
+// The words of each line of the text's section table, header first.
+std::vector<std::vector<std::string>> section_table(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  const std::size_t start = text.find("sections:\n");
+  if (start == std::string::npos) return rows;
+  std::istringstream lines(text.substr(start + 10));
+  for (std::string line; std::getline(lines, line) && line.starts_with("  ");) {
+    std::istringstream words(line);
+    rows.emplace_back(std::istream_iterator<std::string>(words),
+                      std::istream_iterator<std::string>());
+  }
+  return rows;
+}
+
+// Every column has its header, and every row a word per column ("-" for no flags).
+TEST(Inspect, EverySectionTableColumnHasAHeader) {
+  for (const auto& image : {xbb::test::xen417_efi(), xbb::test::xen417_gz()}) {
+    const auto rows = section_table(xbb::inspect_file(image.string()).text);
+    ASSERT_GT(rows.size(), 1u) << image;
+    for (std::size_t i = 1; i < rows.size(); ++i)
+      EXPECT_EQ(rows[i].size(), rows[0].size()) << image << " row " << i;
+  }
+  const auto pe_header = section_table(xbb::inspect_file(xbb::test::xen417_efi().string()).text)[0];
+  EXPECT_EQ(pe_header, (std::vector<std::string>{"Idx", "Name", "VMA", "VirtSize", "RawSize",
+                                                 "FileOff", "Chars", "Flags"}));
 }
 
 TEST(Inspect, ShowsTheEmbeddedConfig) {

@@ -221,13 +221,18 @@ std::vector<std::pair<std::string, std::vector<std::uint8_t>>> fuzz_seeds() {
   SyntheticPe unified = symbols;
   unified.sections.push_back({".config", pattern(0x15, 6), 0, 0x40000040});
 
+  // A section name is eight bytes, UTF-8 or not: inspect --json prints it.
+  SyntheticPe byte_name = small;
+  byte_name.sections[1].name = ".d\xff\xe9ta";
+
   return {{"small.efi", build_pe(small)},
           {"header-room.efi", build_pe(room)},
           {"debug-directory.efi", build_pe(debug)},
           {"symbols-long-names.efi", build_pe(symbols)},
           {"pe32.efi", build_pe(pe32)},
           {"signed.efi", signed_image},
-          {"unified.efi", build_pe(unified)}};
+          {"unified.efi", build_pe(unified)},
+          {"byte-section-name.efi", build_pe(byte_name)}};
 }
 
 std::uint32_t reference_checksum(std::span<const std::uint8_t> file) {

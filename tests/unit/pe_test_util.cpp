@@ -32,8 +32,13 @@ void write_binary(const std::filesystem::path& path, std::span<const std::uint8_
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
+std::filesystem::path deps_dir() {
+  const char* dir = std::getenv("XBB_DEPS_DIR");
+  return dir && *dir ? dir : XBB_DEPS_DIR;
+}
+
 std::filesystem::path deps_file(const std::string& relative) {
-  const std::filesystem::path path = std::filesystem::path(XBB_DEPS_DIR) / relative;
+  const std::filesystem::path path = deps_dir() / relative;
   if (!std::filesystem::is_regular_file(path)) {
     throw std::runtime_error(path.string() +
                              " is missing: run .ci/setup (or configure with -DXBB_DEPS_DIR=...)");

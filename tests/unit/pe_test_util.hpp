@@ -13,8 +13,12 @@ namespace xbb::test {
 std::vector<std::uint8_t> read_binary(const std::filesystem::path& path);
 void write_binary(const std::filesystem::path& path, std::span<const std::uint8_t> bytes);
 
-// A file from the Debian packages .ci/setup unpacked (XBB_DEPS_DIR). Throws
-// when it is missing, so that a test needing it fails instead of passing.
+// Where .ci/setup unpacked the Debian packages: $XBB_DEPS_DIR when set (so
+// that a check can hide them), else the folder the build was configured with.
+std::filesystem::path deps_dir();
+
+// A file from those packages. Throws when it is missing, so that a test
+// needing it fails instead of passing.
 std::filesystem::path deps_file(const std::string& relative);
 std::filesystem::path xen417_efi();
 std::filesystem::path xen417_gz();

@@ -199,21 +199,19 @@ TEST(Planner, LeavesHandMadeFilesAloneWithOneWarning) {
       "EFI/xen/my-xen.efi, EFI/xen/my.cfg");
 }
 
-TEST(Planner, WarnsOnceAboutHandMadeFiles) {
+TEST(Planner, WarnsAboutHandMadeFilesOnEveryRun) {
   EspState state = esp();
   state.xen_entries["loader/entries/xen-custom.conf"] =
       by_hand("title mine\nefi /EFI/xen/my-xen.efi\n");
   state.xen_images["EFI/xen/my-xen.efi"] = by_hand("");
-  state.reported_foreign = {"EFI/xen/my-xen.efi"};
-  auto result = plan({generation("generation-2", 2)}, state);
-  ASSERT_EQ(result.warnings.size(), 1u);
-  EXPECT_EQ(
-      result.warnings[0],
-      "left alone 1 file(s) that xen-boot-builder did not write: loader/entries/xen-custom.conf");
-  EXPECT_EQ(result.plan.foreign,
-            (std::vector<std::string>{"loader/entries/xen-custom.conf", "EFI/xen/my-xen.efi"}));
-  state.reported_foreign.insert("loader/entries/xen-custom.conf");
-  EXPECT_TRUE(plan({generation("generation-2", 2)}, state).warnings.empty());
+  const std::string warning =
+      "left alone 2 file(s) that xen-boot-builder did not write: loader/entries/xen-custom.conf, "
+      "EFI/xen/my-xen.efi";
+  EXPECT_EQ(plan({generation("generation-2", 2)}, state).warnings,
+            std::vector<std::string>{warning});
+  auto again =
+      plan({generation("generation-2", 2)}, after(plan({generation("generation-2", 2)}), state));
+  EXPECT_EQ(again.warnings, std::vector<std::string>{warning}) << "the next run says it again";
 }
 
 TEST(Planner, SaysWhenItReplacesAHandMadeFileAtOneOfItsNames) {
@@ -260,6 +258,20 @@ TEST(Planner, KeepsTheExistingEntryOfAGenerationWhoseBootspecBroke) {
   EXPECT_NE(result.warnings[0].find("nixos-generation-1"), std::string::npos);
   EXPECT_NE(result.warnings[0].find("cannot open"), std::string::npos);
   EXPECT_FALSE(result.default_failure);
+}
+
+TEST(Planner, SaysWhyAnExistingEntryThatDoesNotParseIsComparedAsAWhole) {
+  EspState state = esp();
+  state.xen_entries["loader/entries/xen-generation-1.conf"] =
+      ours(std::string("title A") + '\0' + "B\nefi /EFI/xen/xen-generation-1.efi\n");
+  auto result = plan({generation("generation-1", 1)}, state);
+  ASSERT_EQ(result.plan.changes.size(), 1u);
+  EXPECT_EQ(result.plan.changes[0].detail.substr(0, 5), "entry");
+  const auto said = std::find_if(result.notes.begin(), result.notes.end(), [](const auto& note) {
+    return note.find("contains a NUL byte") != std::string::npos &&
+           note.find("(compared as a whole)") != std::string::npos;
+  });
+  EXPECT_NE(said, result.notes.end()) << "the reason is kept for the debug verbosity";
 }
 
 TEST(Planner, FailsWhenTheDefaultGenerationGetsNoEntry) {
@@ -559,6 +571,33 @@ TEST(Planner, AnImageTheRecordDoesNotVouchForIsPlannedWithTheDigestItReplaces) {
   ASSERT_EQ(again.plan.images.size(), 1u);
   EXPECT_EQ(again.plan.images[0].replaces_digest, "f00d");
   EXPECT_TRUE(again.plan.entries.empty());
+}
+
+TEST(Planner, RebuildPlansEveryImageWithoutTheDigestOfWhatItReplaces) {
+  const std::vector<Generation> gens = {generation("generation-1", 1),
+                                        generation("generation-2", 2)};
+  EspState state = after(plan(gens));
+  PlanOptions options = options_for(layout::Kind::unified);
+  options.rebuild = true;
+  auto again = make_plan(gens, state, options);
+  ASSERT_EQ(again.plan.images.size(), 2u);
+  for (const auto& image : again.plan.images)
+    EXPECT_EQ(image.replaces_digest, std::nullopt)
+        << image.path << " would be compared, not written";
+  EXPECT_TRUE(again.plan.entries.empty()) << "texts are still written only when they differ";
+  EXPECT_TRUE(again.warnings.empty());
+}
+
+TEST(Planner, AMissingConfigurationFileIsReportedAsTheXenConfig) {
+  const std::vector<Generation> gens = {generation("generation-1", 1)};
+  EspState state = after(plan_shared(gens));
+  ASSERT_EQ(state.xen_images.erase("EFI/xen/xen-generation-1.cfg"), 1u);
+  auto again = plan_shared(gens, state);
+  ASSERT_NE(find(again.plan.images, "EFI/xen/xen-generation-1.cfg"), nullptr);
+  ASSERT_EQ(again.plan.changes.size(), 1u);
+  EXPECT_EQ(again.plan.changes[0].kind, '~');
+  EXPECT_EQ(again.plan.changes[0].name, "xen-generation-1");
+  EXPECT_EQ(again.plan.changes[0].detail, "xen config");
 }
 
 TEST(Planner, ANewXenEfiOrKernelStampRebuildsTheImage) {

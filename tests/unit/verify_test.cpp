@@ -181,6 +181,15 @@ TEST(VerifyLoaderConf, DefaultOrPreferredSelectingNothingIsNamed) {
   EXPECT_TRUE(any_contains(result.loader_conf_problems, "nixos-b*"));
 }
 
+TEST(VerifyLoaderConf, DefaultSelectingNothingSaysWhyAnEntryIsNotInTheMenu) {
+  EspSnapshot snapshot = with_loader_conf("default nixos-b.conf\n");
+  snapshot.entries["nixos-b.conf"] = std::string("title A") + '\0' + "B\n";
+  const Verification result = verify_snapshot(snapshot);
+  ASSERT_EQ(result.loader_conf_problems.size(), 1u);
+  EXPECT_TRUE(any_contains(result.loader_conf_problems, "not in the menu: nixos-b.conf"));
+  EXPECT_TRUE(any_contains(result.loader_conf_problems, "contains a NUL byte"));
+}
+
 // Lanzaboote's entries are unified kernel images in EFI/Linux (Type #2):
 // systemd-boot's default may select one.
 TEST(VerifyLoaderConf, DefaultMaySelectAUnifiedKernelImage) {

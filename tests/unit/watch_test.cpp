@@ -35,6 +35,22 @@ TEST(Watch, BackoffStartsAtASecondAndDoublesUpToFiveMinutes) {
   EXPECT_EQ(next_backoff(minutes(5)), minutes(5));
 }
 
+TEST(Watch, ABuildWaitsForQuietButNoLongerThanTheMaximumAfterTheFirstChange) {
+  const auto start = std::chrono::steady_clock::time_point{} + minutes(1);
+  const milliseconds debounce(2000), most(30000);
+  EXPECT_EQ(build_due(start, start, debounce, most), start + debounce);
+  // A writer that changes something every 0.2 s: each change postpones the
+  // build, until 30 s after the first.
+  EXPECT_EQ(build_due(start + milliseconds(10000), start, debounce, most),
+            start + milliseconds(12000));
+  EXPECT_EQ(build_due(start + milliseconds(29000), start, debounce, most), start + most);
+  EXPECT_EQ(build_due(start + milliseconds(29800), start, debounce, most), start + most);
+  // Never in the past.
+  EXPECT_EQ(build_due(start + milliseconds(31000), start, debounce, most),
+            start + milliseconds(31000));
+  EXPECT_EQ(build_due(start, start, debounce, milliseconds(0)), start);
+}
+
 TEST(Watch, SummaryCountsAndNamesTheChanges) {
   RunResult result;
   result.entries = 7;
