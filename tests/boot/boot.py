@@ -10,6 +10,7 @@ Library (used by test_boot.py) and command line (for trying layouts by hand):
 
     boot.py initrd OUT.cpio.gz [--marker TEXT]
     boot.py image TREE OUT.img
+    boot.py disk OUT.img TREE:TYPE [TREE:TYPE ...]
     boot.py boot TREE [--timeout SECONDS] [--log FILE] [--secure-boot] [--systemd-boot SUITE]
 
 Only Python's standard library and the Debian packages named in the recipe
@@ -323,16 +324,71 @@ def _run(argv: list[str], **kwargs) -> None:
         raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
 
 
-def make_image(tree: Path, image: Path) -> Path:
-    """Builds a FAT image (no partition table) holding `tree`. 64 MiB, or
-    more when the tree needs it (several Xen 4.20 images do)."""
-    size_kib = max(IMAGE_MIN_KIB, _tree_kib(tree) * 5 // 4 + 8192)
-    image.unlink(missing_ok=True)
-    _run([_tool("mkfs.vfat"), "-C", "-n", "ESP", str(image), str(size_kib)])
+def _fat_kib(tree: Path) -> int:
+    """The size of a FAT filesystem for `tree`: 64 MiB, or more when the tree
+    needs it (several Xen 4.20 images do), in whole MiB."""
+    return -(-max(IMAGE_MIN_KIB, _tree_kib(tree) * 5 // 4 + 8192) // 1024) * 1024
+
+
+def _copy_tree(tree: Path, target: str) -> None:
+    """Copies `tree`'s contents into the root of the FAT filesystem mtools
+    reaches as `target` (an image, or `IMAGE@@OFFSET` for one inside a disk)."""
     members = sorted(str(p) for p in tree.iterdir())
     if members:
         env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
-        _run([_tool("mcopy"), "-s", "-i", str(image), *members, "::/"], env=env)
+        _run([_tool("mcopy"), "-s", "-i", target, *members, "::/"], env=env)
+
+
+def make_image(tree: Path, image: Path) -> Path:
+    """Builds a FAT image (no partition table) holding `tree`."""
+    image.unlink(missing_ok=True)
+    _run([_tool("mkfs.vfat"), "-C", "-n", "ESP", str(image), str(_fat_kib(tree))])
+    _copy_tree(tree, str(image))
+    return image
+
+
+# GPT partition type GUIDs: the EFI System Partition, the Extended Boot
+# Loader partition (the Boot Loader Specification's XBOOTLDR, which
+# systemd-boot reads entries from when it is on the ESP's disk), and Linux
+# data (a partition no boot loader looks at).
+ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+XBOOTLDR_TYPE = "bc13c2ff-59e6-4262-a352-b275fd6f7172"
+LINUX_DATA_TYPE = "0fc63daf-8483-4772-8e79-3d69c47e8e4a"
+PARTITION_TYPES = {"esp": ESP_TYPE, "xbootldr": XBOOTLDR_TYPE, "linux": LINUX_DATA_TYPE}
+SECTOR = 512
+MIB_SECTORS = (1 << 20) // SECTOR
+
+
+@dataclasses.dataclass
+class Partition:
+    tree: Path  # the folder whose contents the partition's FAT filesystem holds
+    type_guid: str  # its GPT partition type (ESP_TYPE, XBOOTLDR_TYPE, ...)
+    label: str  # the FAT volume label and GPT partition name
+
+
+def make_disk(partitions: list[Partition], image: Path) -> Path:
+    """Builds a GPT disk image with one FAT partition per entry of
+    `partitions`, in that order, each 1 MiB aligned and sized as make_image
+    sizes an image, holding its tree. sfdisk writes the table, mkfs.vfat
+    --offset formats each partition in place and mcopy fills it, so no
+    loop device or root is needed."""
+    starts, sizes = [], []
+    next_start = MIB_SECTORS
+    for partition in partitions:
+        starts.append(next_start)
+        sizes.append(_fat_kib(partition.tree) * 1024 // SECTOR)
+        next_start += sizes[-1]
+    image.unlink(missing_ok=True)
+    with open(image, "wb") as disk:
+        disk.truncate((next_start + MIB_SECTORS) * SECTOR)  # room for the backup GPT at the end
+    table = "label: gpt\n" + "".join(
+        f"start={start}, size={size}, type={p.type_guid}, name={p.label}\n"
+        for p, start, size in zip(partitions, starts, sizes))
+    _run([_tool("sfdisk"), "--quiet", str(image)], input=table)
+    for partition, start, size in zip(partitions, starts, sizes):
+        _run([_tool("mkfs.vfat"), "--offset", str(start), "-n", partition.label, str(image),
+              str(size * SECTOR // 1024)])
+        _copy_tree(partition.tree, f"{image}@@{start * SECTOR}")
     return image
 
 
@@ -525,6 +581,24 @@ def boot_tree(tree: Path, marker: str, timeout: float = DEFAULT_TIMEOUT, log_fil
         image.unlink(missing_ok=True)
 
 
+def boot_disk(partitions: list[Partition], marker: str, timeout: float = DEFAULT_TIMEOUT,
+              log_file: Path | None = None, work: Path | None = None,
+              systemd_boot_suite: str = "bookworm") -> BootResult:
+    """Installs systemd-boot (`systemd_boot_suite`'s) into the tree of the
+    one ESP among `partitions`, builds their GPT disk image (beside that
+    tree, or in `work`) and boots it."""
+    esps = [p.tree for p in partitions if p.type_guid == ESP_TYPE]
+    if len(esps) != 1:
+        raise ValueError(f"a disk to boot needs exactly one ESP partition, got {len(esps)}")
+    install_systemd_boot(esps[0], suite=systemd_boot_suite)
+    image = (work or esps[0].parent) / "disk.img"
+    make_disk(partitions, image)
+    try:
+        return run_qemu(image, marker, timeout, log_file)
+    finally:
+        image.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------------------
 # Judging
 
@@ -557,6 +631,16 @@ def without_counter(entry: str) -> str:
     `.conf`): the counter is not part of the entry's identity, but systemd-boot
     252 records it in LoaderEntrySelected."""
     return BOOT_COUNTER.sub("", entry)
+
+
+def first_menu(text: str) -> str | None:
+    """What systemd-boot's menu showed when first drawn, whitespace collapsed:
+    the text between the firmware's last `starting Boot...` line and the
+    first `Boot in N s.` countdown, that is the entries' titles (cut to the
+    menu's width) and auto entries such as `Reboot Into Firmware Interface`.
+    None when no menu was drawn."""
+    found = re.search(r"starting Boot[^\n]*\n((?:(?!starting Boot).)*?)Boot in \d+ s\.", text, re.DOTALL)
+    return " ".join(found.group(1).split()) if found else None
 
 
 def xen_command_line(text: str) -> str | None:
@@ -630,6 +714,18 @@ def assert_boot_failed(result: BootResult, expect_pattern: str | None = None) ->
 # Command line
 
 
+def _partition_argument(value: str) -> Partition:
+    """`TREE:TYPE` of the disk command: the label is the type's name, upper
+    case (`ESP`, `XBOOTLDR`), or `DATA` for a GUID."""
+    tree, _, kind = value.rpartition(":")
+    if not tree:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected TREE:TYPE")
+    type_guid = PARTITION_TYPES.get(kind.lower())
+    if type_guid is None and not re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", kind):
+        raise argparse.ArgumentTypeError(f"{kind!r}: not a partition type ({', '.join(PARTITION_TYPES)} or a GUID)")
+    return Partition(Path(tree), type_guid or kind, kind.upper() if type_guid else "DATA")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -639,6 +735,10 @@ def main(argv: list[str]) -> int:
     p_image = sub.add_parser("image", help="build a FAT image from an ESP folder")
     p_image.add_argument("tree", type=Path)
     p_image.add_argument("out", type=Path)
+    p_disk = sub.add_parser("disk", help="build a GPT disk image with a FAT partition per folder")
+    p_disk.add_argument("out", type=Path)
+    p_disk.add_argument("partitions", nargs="+", type=_partition_argument, metavar="TREE:TYPE",
+                        help=f"a folder and its partition type: {', '.join(PARTITION_TYPES)} or a GUID")
     p_boot = sub.add_parser("boot", help="add systemd-boot to an ESP folder, build its image and boot it")
     p_boot.add_argument("tree", type=Path)
     p_boot.add_argument("--marker", required=True, help="the marker the tree's initrd prints")
@@ -656,6 +756,8 @@ def main(argv: list[str]) -> int:
         print(marker)
     elif args.command == "image":
         make_image(args.tree, args.out)
+    elif args.command == "disk":
+        make_disk(args.partitions, args.out)
     else:
         with tempfile.TemporaryDirectory(prefix="xbb-keys-") as keys:
             signing = snakeoil_key(Path(keys)) if args.secure_boot else None

@@ -46,7 +46,11 @@ def read_xen_config(image: Path) -> dict[str, dict[str, str]]:
             ["objcopy", "-O", "binary", "--only-section=.config", str(image), str(dump)],
             check=True, capture_output=True,
         )
-        text = dump.read_text()
+        return parse_xen_config(dump.read_text())
+
+
+def parse_xen_config(text: str) -> dict[str, dict[str, str]]:
+    """A Xen configuration file's text as {section: {key: value}}."""
     sections: dict[str, dict[str, str]] = {}
     current = None
     for line in text.splitlines():
@@ -134,19 +138,33 @@ class BootCase(unittest.TestCase):
         `secure_boot`, under the Secure Boot firmware that trusts that key;
         with the systemd-boot of `systemd_boot_suite` (boot.SYSTEMD_BOOT_PACKAGES)."""
         boot.set_loader_option(self.esp, "timeout", "0")
+        result = boot.boot_tree(self.esp, self.marker, log_file=self.log_file(), work=self.work,
+                                secure_boot=secure_boot, systemd_boot_suite=systemd_boot_suite)
+        self.report(result)
+        return result
+
+    def boot_disk(self, *partitions: boot.Partition) -> boot.BootResult:
+        """Boots a GPT disk with these partitions, one of them the ESP
+        (self.esp), with no menu delay, and reports the time."""
+        boot.set_loader_option(self.esp, "timeout", "0")
+        result = boot.boot_disk(list(partitions), self.marker, log_file=self.log_file(), work=self.work)
+        self.report(result)
+        return result
+
+    def log_file(self) -> Path | None:
+        """Where the serial log of this test's boot is kept, if anywhere."""
         log_dir = os.environ.get("XBB_BOOT_LOG_DIR")
-        log_file = None
-        if log_dir:
-            Path(log_dir).mkdir(parents=True, exist_ok=True)
-            log_file = Path(log_dir) / f"{self.id().rsplit('.', 1)[-1]}.log"
-        result = boot.boot_tree(self.esp, self.marker, log_file=log_file, work=self.work, secure_boot=secure_boot,
-                                systemd_boot_suite=systemd_boot_suite)
+        if not log_dir:
+            return None
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        return Path(log_dir) / f"{self.id().rsplit('.', 1)[-1]}.log"
+
+    def report(self, result: boot.BootResult) -> None:
         sys.stderr.write(
             f"[boot] {self.id()}: {result.outcome} in {result.seconds:.1f} s "
             f"(QEMU CPU {result.cpu_seconds:.1f} s), "
             f"Xen {boot.xen_version(result.text)}\n"
         )
-        return result
 
     def entry_image(self, system: dict) -> Path:
         """The image `system`'s Xen entry starts (its `efi` line)."""
@@ -596,6 +614,128 @@ class CurrentNixosTest(BootCase):
         self.assertIn("generation=2", boot.dom0_command_line(result.text).split())
 
 
+class BootPartitionsTest(BootCase):
+    """Issue 16: Xen entries on an Extended Boot Loader partition (XBOOTLDR)
+    beside the ESP, and on a mirrored ESP booted alone."""
+
+    def files(self, folder: Path) -> dict[str, bytes]:
+        """{path relative to `folder`: contents} of every file under it."""
+        return {str(path.relative_to(folder)): path.read_bytes()
+                for path in sorted(folder.rglob("*")) if path.is_file()}
+
+    def xbootldr_root(self) -> dict:
+        """A systemd-boot root as NixOS's installer lays it out with
+        `boot.loader.systemd-boot.xbootldrMountPoint`: mkroot's loader/entries
+        and EFI/nixos moved from the ESP to the XBOOTLDR folder
+        (self.xbootldr), loader.conf left on the ESP. The tool, run with
+        --xbootldr, must write the Xen entries, images and configuration
+        files on the XBOOTLDR folder, beside the kernels they name, and
+        nothing on the ESP but loader.conf, whose default it retargets.
+        Returns the default generation's system."""
+        manifest = self.make_root("--scheme", "generation", "--generations", "2")
+        self.xbootldr = self.work / "xbootldr"
+        for folder in ("loader/entries", "EFI/nixos"):
+            (self.xbootldr / folder).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(self.esp / folder, self.xbootldr / folder)
+        esp_before = self.files(self.esp)
+        self.run_tool("--xbootldr", str(self.xbootldr))
+        esp_after = self.files(self.esp)
+        self.assertEqual(set(esp_after), set(esp_before), "the tool added or removed files on the ESP")
+        self.assertEqual({name for name in esp_before if esp_after[name] != esp_before[name]},
+                         {"loader/loader.conf"})
+        self.assertFalse((self.xbootldr / "loader/loader.conf").exists())
+        system = self.system(manifest, manifest["default_generation"])
+        default = loader_conf_value(self.esp, "default")
+        self.assertTrue(fnmatch.fnmatchcase(system["xen_entry"], default),
+                        f"loader.conf default {default!r} does not name {system['xen_entry']}")
+        for each in manifest["entries"]:
+            self.assert_xen_entry_on_xbootldr(each)
+        return system
+
+    def assert_xen_entry_on_xbootldr(self, system: dict) -> None:
+        """`system`'s Xen entry is on the XBOOTLDR folder, and so are its
+        image (in EFI/xen), its configuration file (shared layout, the
+        default for Debian's xen.efi), and the kernel and initrd that file
+        names (both systemd-boot and Xen read from the partition the entry is on)."""
+        entry = self.xbootldr / "loader/entries" / system["xen_entry"]
+        self.assertTrue(entry.is_file(), f"{entry}: the tool wrote no entry")
+        image = self.xbootldr / entry_field(entry, "efi").lstrip("/")
+        self.assertEqual(image.parent, self.xbootldr / "EFI/xen")
+        self.assertTrue(image.is_file(), f"{image}: the entry's image is missing")
+        config_name = re.search(r"-cfg=(\S+)", entry_field(entry, "options"))
+        self.assertIsNotNone(config_name, f"{entry}: no -cfg= option (not the shared layout)")
+        config = parse_xen_config((image.parent / config_name.group(1)).read_text())
+        section = config[config["global"]["default"]]
+        for key in ("kernel", "ramdisk"):
+            named = section[key].split()[0]
+            self.assertTrue(named.startswith("\\"), f"{key}={named!r} is not an absolute path")
+            path = self.xbootldr / named.lstrip("\\").replace("\\", "/")
+            self.assertTrue(path.is_file(), f"{path}: the {key} the configuration names is not on XBOOTLDR")
+
+    def xbootldr_disk(self, type_guid: str) -> boot.BootResult:
+        """Boots the ESP and the XBOOTLDR folder as one GPT disk, the second
+        partition of type `type_guid`."""
+        return self.boot_disk(boot.Partition(self.esp, boot.ESP_TYPE, "ESP"),
+                              boot.Partition(self.xbootldr, type_guid, "XBOOTLDR"))
+
+    def test_xbootldr_xen_entry_default(self) -> None:
+        """systemd-boot on the ESP finds the Xen entries on the XBOOTLDR
+        partition, starts the default one, and Xen loads its configuration,
+        kernel and initrd from that partition."""
+        system = self.xbootldr_root()
+        self.assert_booted_system(self.xbootldr_disk(boot.XBOOTLDR_TYPE), system, shared=True)
+
+    def test_xbootldr_negative_control_linux_data_type(self) -> None:
+        """The check can fail: the same disk with the XBOOTLDR partition
+        typed Linux data. systemd-boot (252) reads entries from no such
+        partition: its menu offers only `Reboot Into Firmware Interface`
+        (shown for 10 s although loader.conf says `timeout 0`) and no Xen
+        starts."""
+        self.xbootldr_root()
+        result = self.xbootldr_disk(boot.LINUX_DATA_TYPE)
+        boot.assert_boot_failed(result, "Reboot Into Firmware Interface")
+        self.assertEqual(boot.first_menu(result.text), "Reboot Into Firmware Interface")
+        self.assertIsNone(boot.xen_version(result.text), "Xen started")
+
+    def test_extra_esp_boots_alone(self) -> None:
+        """Mirrored ESPs on a Lanzaboote machine: the second ESP starts as
+        Lanzaboote leaves every ESP it installs to (a copy of the first);
+        one run with --extra-esp gives it the same Xen entries and images
+        as the main ESP and retargets its loader.conf. Then, with its kernel
+        and initrd copies deleted and the main ESP gone, the second ESP
+        alone boots the default generation from the image's embedded kernel
+        and initrd."""
+        manifest = self.make_root("--scheme", "lanzaboote", "--generations", "2")
+        mirror = self.work / "esp2"
+        shutil.copytree(self.esp, mirror, symlinks=True)
+        self.run_tool("--source", "profiles", "--extra-esp", str(mirror))
+        system = self.system(manifest, manifest["default_generation"])
+
+        def xen_files(esp: Path) -> dict[str, bytes]:
+            """The Xen entries, images and configuration files (not the
+            record, which may say which partition it describes)."""
+            return {name: data for name, data in self.files(esp).items()
+                    if any(fnmatch.fnmatchcase(name, pattern)
+                           for pattern in ("loader/entries/xen-*", "EFI/xen/*.efi", "EFI/xen/*.cfg"))}
+
+        on_mirror = xen_files(mirror)
+        self.assertIn(f"loader/entries/{system['xen_entry']}", on_mirror)
+        self.assertEqual(on_mirror, xen_files(self.esp), "the extra ESP's Xen files differ from the main ESP's")
+        default = loader_conf_value(mirror, "default")
+        self.assertTrue(fnmatch.fnmatchcase(system["xen_entry"], default),
+                        f"the extra ESP's loader.conf default {default!r} does not name {system['xen_entry']}")
+        shutil.rmtree(self.esp)
+        self.esp = mirror
+        image = self.entry_image(system)
+        self.remove_esp_kernels(image)
+        result = self.boot_esp()
+        self.assert_booted_system(result, system)
+        self.assertEqual(
+            loaded_module_sizes(result.text),
+            {"kernel": self.kernel.stat().st_size, "ramdisk": self.initrd.stat().st_size},
+        )
+
+
 class HarnessTest(unittest.TestCase):
     """The marker initrd, listed by the system's cpio (an independent reader)."""
 
@@ -614,6 +754,35 @@ class HarnessTest(unittest.TestCase):
         self.assertEqual(int(lines["bin/busybox"].split()[4]), boot.busybox().stat().st_size)
         self.assertEqual(links["bin/sh"], "busybox")
         self.assertIn("lib/efivarfs.ko", lines)
+
+    def test_disk_partitions(self) -> None:
+        """make_disk's GPT disk, read back by sfdisk (the table: types, names,
+        1 MiB alignment) and mtools (each partition's files)."""
+        with tempfile.TemporaryDirectory(prefix="xbb-disk-") as scratch:
+            work = Path(scratch)
+            trees = {"ESP": work / "esp", "XBOOTLDR": work / "xbootldr"}
+            for label, tree in trees.items():
+                (tree / "loader").mkdir(parents=True)
+                (tree / "loader/owner").write_text(label)
+            image = boot.make_disk([boot.Partition(trees["ESP"], boot.ESP_TYPE, "ESP"),
+                                    boot.Partition(trees["XBOOTLDR"], boot.XBOOTLDR_TYPE, "XBOOTLDR")],
+                                   work / "disk.img")
+            sfdisk = shutil.which("sfdisk", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+            listing = subprocess.run([sfdisk, "--json", str(image)], capture_output=True, check=True, text=True)
+            table = json.loads(listing.stdout)["partitiontable"]
+            self.assertEqual(table["label"], "gpt")
+            partitions = table["partitions"]
+            self.assertEqual([(p["type"].lower(), p["name"]) for p in partitions],
+                             [(boot.ESP_TYPE, "ESP"), (boot.XBOOTLDR_TYPE, "XBOOTLDR")])
+            self.assertEqual(partitions[0]["start"], boot.MIB_SECTORS)
+            self.assertEqual(partitions[1]["start"], partitions[0]["start"] + partitions[0]["size"])
+            for partition, label in zip(partitions, trees):
+                self.assertEqual(partition["start"] % boot.MIB_SECTORS, 0)
+                content = subprocess.run(
+                    ["mtype", "-i", f"{image}@@{partition['start'] * boot.SECTOR}", "::/loader/owner"],
+                    capture_output=True, check=True, text=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
+                ).stdout
+                self.assertEqual(content, label)
 
 
 if __name__ == "__main__":
