@@ -536,12 +536,13 @@ class CurrentNixosTest(BootCase):
     as dom0."""
 
     def test_xen_4_22_default_layout(self) -> None:
-        """Xen 4.22.0 in the layout the program picks when not told."""
+        """Xen 4.22.0 in the default layout, auto: its xen.efi carries no
+        .config, so one shared image and a -cfg= file per entry."""
         manifest = self.make_root("--scheme", "generation", "--generations", "2", xen="4.22")
         self.run_tool()
         system = self.system(manifest, manifest["default_generation"])
-        shared = "-cfg=" in (self.esp / "loader/entries" / system["xen_entry"]).read_text()
-        self.assert_booted_system(self.boot_esp(), system, xen="4.22", shared=shared)
+        self.assertIn("-cfg=", (self.esp / "loader/entries" / system["xen_entry"]).read_text())
+        self.assert_booted_system(self.boot_esp(), system, xen="4.22", shared=True)
 
     def test_xen_4_22_unified(self) -> None:
         """Xen 4.22.0 unified: its debug sections left out, `.reloc` kept."""
@@ -580,8 +581,9 @@ class CurrentNixosTest(BootCase):
         """A content-addressed ESP (entries nixos-<sha256>+3.conf) whose
         loader.conf prefers the older of two generations (`preferred
         nixos-<hash>.conf`, `default nixos-*`), after the tool ran: loader.conf
-        says `preferred xen-<hash>.conf` and `default xen-*`. Returns the
-        preferred and the newest generation."""
+        says `preferred xen-<hash>.conf` and `default xen-*`; in the default
+        layout (shared, for Xen 4.22). Returns the preferred and the newest
+        generation."""
         manifest = self.make_root("--scheme", "hash", "--generations", "2", "--default", "1",
                                   "--boot-counting", "3", xen="4.22")
         self.run_tool()
@@ -601,7 +603,7 @@ class CurrentNixosTest(BootCase):
         self.assertGreaterEqual(boot.systemd_boot_version(boot.systemd_boot("sid")), 260)
         preferred, _ = self.preferred_older_generation()
         result = self.boot_esp(systemd_boot_suite="sid")
-        self.assert_booted_system(result, preferred, xen="4.22")
+        self.assert_booted_system(result, preferred, xen="4.22", shared=True)
         self.assertIn("generation=1", boot.dom0_command_line(result.text).split())
 
     def test_systemd_boot_252_ignores_preferred(self) -> None:
@@ -610,7 +612,7 @@ class CurrentNixosTest(BootCase):
         self.assertLess(boot.systemd_boot_version(boot.systemd_boot("bookworm")), 260)
         _, newest = self.preferred_older_generation()
         result = self.boot_esp()
-        self.assert_booted_system(result, newest, xen="4.22")
+        self.assert_booted_system(result, newest, xen="4.22", shared=True)
         self.assertIn("generation=2", boot.dom0_command_line(result.text).split())
 
 
