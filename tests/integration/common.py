@@ -201,8 +201,17 @@ def run_tool(*argv, efi_mount_point=None, preexec_fn=None):
 
 
 def run_on_root(root, *argv):
-    """Run the tool on a mkroot root: --root ROOT --esp ROOT/boot ARGV..."""
-    return run_tool("--root", root.path, "--esp", root.esp, *argv)
+    """Run the tool on a mkroot root: --root ROOT --esp ROOT/boot ARGV...,
+    but with the options the command takes: verify reads only the ESP (it
+    gets --esp alone) and inspect only its image (neither); each refuses
+    the others."""
+    if "inspect" in argv:
+        where = []
+    elif "verify" in argv:
+        where = ["--esp", root.esp]
+    else:
+        where = ["--root", root.path, "--esp", root.esp]
+    return run_tool(*where, *argv)
 
 
 def describe(result):
