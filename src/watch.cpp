@@ -266,15 +266,15 @@ std::string seconds_text(milliseconds wait) {
 // changes, waits for it instead.
 // The same holds for the XBOOTLDR partition.
 RunResult build_on_esp(const BuildOptions& options, Reporter& reporter) {
-  std::vector<fs::path> partitions{options.esp};
-  if (options.xbootldr) partitions.push_back(*options.xbootldr);
-  for (const auto& partition : partitions) {
+  std::vector<std::pair<fs::path, std::string>> partitions{{options.esp, "ESP"}};
+  if (options.xbootldr) partitions.emplace_back(*options.xbootldr, "XBOOTLDR partition");
+  for (const auto& [partition, what] : partitions) {
     std::error_code error;
     if (fs::is_directory(partition, error) && !fs::is_directory(partition / "loader", error)) {
       RunResult refused;
       refused.error = ErrorKind::esp_missing;
-      refused.error_message = partition.string() +
-                              ": no loader/ folder: not a boot partition, or it is not mounted";
+      refused.error_message = partition.string() + ": no loader/ folder: not an " + what +
+                              ", or the " + what + " is not mounted";
       return refused;
     }
   }
