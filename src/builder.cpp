@@ -22,22 +22,18 @@ namespace fs = std::filesystem;
 namespace xbb {
 namespace {
 
-// What a run learns of one xen.efi: from the record when its stamp is the one
-// recorded, else by reading it (headers first, then the whole file).
+// What a run learns of one xen.efi: from the record when it may reuse the
+// check recorded (see reused_source), else by reading it (headers first, then
+// the whole file).
 Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& record,
                              const BuildOptions& options, Reporter& reporter) {
   const std::string shown = path.string();
   const FileStamp stamp = posix::host_file_stamp(path, limits::kXenImageBytes, "Xen image");
   const bool shared = layout::may_share(layout_request(options));
   const bool drop_debug = !options.keep_debug_sections;
-  if (record) {
-    auto found = record->sources.find(shown);
-    if (found != record->sources.end() && found->second.stamp == stamp &&
-        (!shared || (!found->second.shared_digest.empty() &&
-                     found->second.shared_drops_debug == drop_debug))) {
-      reporter.debug("checked " + shown + " before (recorded)");
-      return found->second;
-    }
+  if (auto recorded = reused_source(record, shown, stamp, shared, drop_debug)) {
+    reporter.debug("checked " + shown + " before (recorded)");
+    return *recorded;
   }
   auto check_headers = [](std::string_view start, std::uint64_t size) {
     pe::check_prefix(pe::bytes_of(start), size);

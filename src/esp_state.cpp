@@ -5,6 +5,7 @@
 #include "xbb/esp.hpp"
 #include "xbb/layout.hpp"
 #include "xbb/pe.hpp"
+#include "xbb/record.hpp"
 
 namespace xbb {
 namespace {
@@ -50,55 +51,67 @@ void read_image(const Esp& esp, const std::string& path, const std::string& name
 // pe::kHeaderPrefixSize bytes.
 constexpr std::size_t kHeaderReadBytes = 4096;
 
-// Whether the image is still what the record says, checked cheaply: its
-// stamp is the recorded one, its headers and section table parse as an EFI
-// application, and its .config is the recorded one byte for byte (none for
-// a shared image). One open, a read of the headers and one of the .config:
-// never the body.
-bool as_recorded(const Esp& esp, const std::string& path, const Record::Image& recorded) {
-  bool same = false;
+// An image's headers and section table when they read as an EFI
+// application, else nullopt. Reads the first kHeaderReadBytes, and more only
+// when the headers are larger. Throws Error when a read fails.
+std::optional<pe::Image> efi_headers(const Esp::ReadAt& read_at, std::uint64_t size) {
+  const auto parse = [size](const std::string& headers) -> std::optional<pe::Image> {
+    try {
+      return pe::parse_headers(pe::bytes_of(headers), size);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  };
+  const std::string first = read_at(0, kHeaderReadBytes);
+  std::optional<pe::Image> image = parse(first);
+  if (!image && first.size() < size) image = parse(read_at(0, pe::kHeaderPrefixSize));
+  if (!image) return std::nullopt;
   try {
-    esp.read_pieces(path, [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
-      if (stamp != recorded.stamp) return;
-      std::string headers = read_at(0, kHeaderReadBytes);
-      pe::Image image;
-      try {
-        image = pe::parse_headers(pe::bytes_of(headers), stamp.size);
-      } catch (const Error&) {
-        if (headers.size() >= stamp.size) throw;
-        headers = read_at(0, pe::kHeaderPrefixSize);
-        image = pe::parse_headers(pe::bytes_of(headers), stamp.size);
-      }
-      pe::check_efi_application(image);
-      const auto extent = pe::section_extent(image, ".config");
-      if (!extent) {
-        same = recorded.config.empty();
-        return;
-      }
-      same = extent->size == recorded.config.size() &&
-             read_at(extent->offset, static_cast<std::size_t>(extent->size)) == recorded.config;
-    });
+    pe::check_efi_application(*image);
   } catch (const Error&) {
-    return false;  // read again whole, which says what is wrong when it matters
+    return std::nullopt;
   }
-  return same;
+  return image;
 }
 
-// What the record says of an image whose stamp is the recorded one, when the
-// image passes the cheap check. The record never makes a file the tool's:
-// its recorded .config (now checked to be its own) must carry the marker, or
-// its name be a shared image's holding the recorded digest.
+// What a run reads of an image to check it against the record's entry (see
+// record.hpp): its stamp when opened and, when that is the recorded one, its
+// headers and section table, and its .config when it is the recorded one's
+// size. One open, a read of the headers and one of the .config: never the
+// body. nullopt when a read fails (the image is then read again whole, which
+// says what is wrong when it matters).
+std::optional<ImageRead> read_for_record(const Esp& esp, const std::string& path,
+                                         const Record::Image& recorded) {
+  ImageRead read;
+  try {
+    esp.read_pieces(path, [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
+      read.stamp = stamp;
+      if (stamp != recorded.stamp) return;
+      const std::optional<pe::Image> image = efi_headers(read_at, stamp.size);
+      if (!image) return;
+      read.efi_application = true;
+      const auto extent = pe::section_extent(*image, ".config");
+      read.has_config = extent.has_value();
+      if (extent && extent->size == recorded.config.size())
+        read.config = read_at(extent->offset, static_cast<std::size_t>(extent->size));
+    });
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  return read;
+}
+
+// Whether the record vouches for the image at `path` (`item` as listed), and
+// then `file` is what it says of it (see vouched_image).
 bool vouched(const Esp& esp, const std::optional<Record>& record, const std::string& path,
-             const std::string& name, const EspItem& item, ExistingFile& file) {
-  if (!record) return false;
-  auto found = record->images.find(path);
-  if (found == record->images.end() || found->second.stamp != item.stamp) return false;
-  const Record::Image& recorded = found->second;
-  if (!as_recorded(esp, path, recorded)) return false;
-  auto shared = layout::shared_image_digest(name);
-  const bool ours =
-      layout::is_marked(recorded.config) || (shared && recorded.digest.starts_with(*shared));
-  file = {recorded.config, ours, item.stamp, recorded.digest, recorded.recipe};
+             const EspItem& item, ExistingFile& file) {
+  const std::optional<Record::Image> recorded = recorded_image(record, path, item.stamp);
+  if (!recorded) return false;
+  const std::optional<ImageRead> read = read_for_record(esp, path, *recorded);
+  if (!read) return false;
+  std::optional<ExistingFile> vouched_for = vouched_image(*recorded, item.name, *read);
+  if (!vouched_for) return false;
+  file = std::move(*vouched_for);
   return true;
 }
 
@@ -130,7 +143,7 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     } else if (item.type == EspFileType::regular) {
       ExistingFile& file = state.xen_images[path];
       if (image) {
-        if (!vouched(esp, record, path, item.name, item, file))
+        if (!vouched(esp, record, path, item, file))
           read_image(esp, path, item.name, file, state.notes);
       } else {
         file.stamp = item.stamp;

@@ -269,42 +269,105 @@ std::string join_paths(const std::vector<std::string>& paths) {
   return joined;
 }
 
-}  // namespace
+// The plan a run is making, built in named phases, each deciding one thing
+// from what the phases before it decided: choose_targets, plan_writes,
+// collect_garbage, retarget_default (make_plan runs them in that order).
+struct PlanBuilder {
+  PlanBuilder(const std::vector<Generation>& generations, const EspState& state,
+              const PlanOptions& options);
 
-Planned make_plan(const std::vector<Generation>& generations, const EspState& state,
-                  const PlanOptions& options) {
+  void choose_targets();
+  void plan_writes();
+  void collect_garbage();
+  void retarget_default();
+
+  const std::vector<Generation>& generations;
+  const EspState& state;
+  const PlanOptions& options;
   Planned out;
-  Plan& plan = out.plan;
 
-  std::map<std::string, Existing> existing;  // by stem
+  // What the ESP holds and which generation boots by default: read once.
+  std::map<std::string, Existing> existing;  // the Xen entries there, by stem
+  SourceMenu sources;
+  std::optional<std::string> loader_conf;  // the loader.conf text to retarget, if any
+  const Generation* by_default = nullptr;
+
+  // choose_targets: the Xen entries to exist after the run, and the
+  // generations we could not rebuild, by stem, with their outcome (their
+  // Xen entries stay as they are).
+  std::vector<Target> targets;
+  std::map<std::string, std::size_t> kept;
+
+  // plan_writes and collect_garbage: the files that stay (targets and what
+  // kept entries use), and the Xen entries after the run as systemd-boot
+  // lists them, each with its stem.
+  std::set<std::string> keep_paths;
+  std::vector<MenuEntry> xen_menu;
+  std::vector<std::string> xen_stems;
+
+ private:
+  std::optional<Existing> existing_for(const std::string& stem) const;
+  void skip(const Generation& generation, const std::optional<std::string>& stem,
+            const std::string& why);
+  Target target_for(const Generation& generation, const std::string& stem,
+                    const std::map<std::filesystem::path, std::string>& versions);
+  void add_to_menu(const std::string& path, const LoaderEntry& entry);
+  void plan_image(const Target& target, std::vector<std::string>& replaced_by_hand);
+  void write_text(std::vector<FileWrite>& files, const std::string& path, const std::string& text,
+                  const std::map<std::string, ExistingFile>& existing_files,
+                  std::vector<std::string>& replaced_by_hand);
+  void mark_installed();
+};
+
+// A file made by hand at one of the tool's own names is replaced: the entry
+// needs that name. Said, since it is the one exception to leaving such files
+// alone.
+void note_replaced(const std::string& path, const ExistingFile* old,
+                   std::vector<std::string>& replaced_by_hand) {
+  if (old && old->stamp && !old->ours) replaced_by_hand.push_back(path);
+}
+
+const ExistingFile* find_file(const std::map<std::string, ExistingFile>& files,
+                              const std::string& path) {
+  auto found = files.find(path);
+  return found == files.end() ? nullptr : &found->second;
+}
+
+// What every phase starts from: the Xen entries the ESP holds, the source
+// menu, and the generation systemd-boot boots by default (with loader.conf
+// only when the run may retarget it).
+PlanBuilder::PlanBuilder(const std::vector<Generation>& generations_, const EspState& state_,
+                         const PlanOptions& options_)
+    : generations(generations_), state(state_), options(options_) {
   for (const auto& [path, file] : state.xen_entries) {
     if (auto name = parse_entry_name(file_name(path))) existing[name->stem] = {path, &file};
   }
-  auto existing_for = [&](const std::string& stem) -> std::optional<Existing> {
-    auto it = existing.find(stem);
-    if (it == existing.end()) return std::nullopt;
-    return it->second;
-  };
+  sources = source_menu(generations);
+  loader_conf = options.retarget_default ? state.loader_conf : std::nullopt;
+  by_default = default_generation(known_menu(sources, generations, state, out.notes), loader_conf);
+}
 
-  const SourceMenu sources = source_menu(generations);
-  const std::optional<std::string> loader_conf =
-      options.retarget_default ? state.loader_conf : std::nullopt;
-  const Generation* by_default =
-      default_generation(known_menu(sources, generations, state, out.notes), loader_conf);
+std::optional<Existing> PlanBuilder::existing_for(const std::string& stem) const {
+  auto it = existing.find(stem);
+  if (it == existing.end()) return std::nullopt;
+  return it->second;
+}
 
+void PlanBuilder::skip(const Generation& generation, const std::optional<std::string>& stem,
+                       const std::string& why) {
+  out.warnings.push_back(label(generation) + ": skipped: " + why);
+  out.generations.back().status = GenerationOutcome::Status::skipped;
+  out.generations.back().reason = why;
+  if (stem) kept[*stem] = out.generations.size() - 1;
+  if (&generation == by_default) out.default_failure = label(generation);
+}
+
+// Decides which generations get a Xen entry, and for each its layout
+// (layout::choose), its files, its configuration and its entry; and the
+// outcome of every generation: a Xen entry, none (no Xen extension), or
+// skipped (its existing Xen entry is kept) with the reason.
+void PlanBuilder::choose_targets() {
   const auto versions = xen_versions(generations);
-  std::vector<Target> targets;
-  // Generations we could not rebuild, by stem, with their outcome: their Xen
-  // entries stay as they are.
-  std::map<std::string, std::size_t> kept;
-  auto skip = [&](const Generation& generation, const std::optional<std::string>& stem,
-                  const std::string& why) {
-    out.warnings.push_back(label(generation) + ": skipped: " + why);
-    out.generations.back().status = GenerationOutcome::Status::skipped;
-    out.generations.back().reason = why;
-    if (stem) kept[*stem] = out.generations.size() - 1;
-    if (&generation == by_default) out.default_failure = label(generation);
-  };
   for (const auto& generation : generations) {
     GenerationOutcome& outcome = out.generations.emplace_back();
     outcome.label = label(generation);
@@ -334,26 +397,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
                              ": Xen's EFI configuration carries no devicetree; it is left out");
     }
     try {
-      Target target;
-      target.generation = &generation;
-      target.stem = *stem;
-      target.layout = layout::choose(options.layout, generation.xen_has_config);
-      if (auto problem = layout_problem(generation, target.layout)) throw Error(*problem);
-      const auto version = versions.find(generation.xen_efi.path);
-      target.files = layout::entry_files(target.layout.kind, target.stem,
-                                         version == versions.end() ? "" : version->second,
-                                         generation.shared_digest);
-      target.config_text =
-          render_xen_config(xen_config_for(generation, policy_of(target), out.warnings));
-      check_bootable(target, state);
-      target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
-      target.entry.version = generation.entry.version;
-      target.entry.efi = "/" + target.files.image;
-      target.entry.options = target.files.options;
-      target.entry.machine_id = generation.entry.machine_id;
-      target.entry.sort_key = generation.entry.sort_key;
-      target.entry_text = render_loader_entry(target.entry);
-      target.entry_path = entry_path_for(target, generation.counter, existing_for(target.stem));
+      Target target = target_for(generation, *stem, versions);
       out.notes.push_back(
           label(generation) + ": Xen (bootspec v" + std::to_string(spec.xen->schema) + ") " +
           spec.xen->efi_path + " -> " + target.entry_path + ", " + target.files.image + " (" +
@@ -369,69 +413,122 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
       skip(generation, stem, e.what());
     }
   }
+}
 
-  std::set<std::string> keep_paths;  // files that stay: targets and what kept entries use
-  std::vector<MenuEntry> xen_menu;   // the Xen entries after the run, as systemd-boot lists them
-  std::vector<std::string> xen_stems;
-  auto add_to_menu = [&](const std::string& path, const LoaderEntry& entry) {
-    auto name = parse_entry_name(file_name(path));
-    if (!name) return;
-    xen_menu.push_back(menu_entry(*name, entry));
-    xen_stems.push_back(name->stem);
-  };
-  // A text is written only when it differs from what is there; an image
-  // only when the record does not vouch that it is made from the same recipe.
-  // A file made by hand at one of the tool's own names is replaced: the
-  // entry needs that name. Said, since it is the one exception to leaving
-  // such files alone.
+// The Xen entry of a generation with a Xen extension; throws Error saying
+// why it cannot have one (its xen.efi cannot serve the layout, its
+// configuration would not boot).
+Target PlanBuilder::target_for(const Generation& generation, const std::string& stem,
+                               const std::map<std::filesystem::path, std::string>& versions) {
+  Target target;
+  target.generation = &generation;
+  target.stem = stem;
+  target.layout = layout::choose(options.layout, generation.xen_has_config);
+  if (auto problem = layout_problem(generation, target.layout)) throw Error(*problem);
+  const auto version = versions.find(generation.xen_efi.path);
+  target.files = layout::entry_files(target.layout.kind, target.stem,
+                                     version == versions.end() ? "" : version->second,
+                                     generation.shared_digest);
+  target.config_text =
+      render_xen_config(xen_config_for(generation, policy_of(target), out.warnings));
+  check_bootable(target, state);
+  target.entry.title = generation.entry.title.value_or("NixOS") + " (with Xen Hypervisor)";
+  target.entry.version = generation.entry.version;
+  target.entry.efi = "/" + target.files.image;
+  target.entry.options = target.files.options;
+  target.entry.machine_id = generation.entry.machine_id;
+  target.entry.sort_key = generation.entry.sort_key;
+  target.entry_text = render_loader_entry(target.entry);
+  target.entry_path = entry_path_for(target, generation.counter, existing_for(target.stem));
+  return target;
+}
+
+void PlanBuilder::add_to_menu(const std::string& path, const LoaderEntry& entry) {
+  auto name = parse_entry_name(file_name(path));
+  if (!name) return;
+  xen_menu.push_back(menu_entry(*name, entry));
+  xen_stems.push_back(name->stem);
+}
+
+// Decides what each target writes: its image (once for the entries that
+// share it), its configuration file and its entry, and the change it makes
+// to each entry ('+' new, '~' with the fields that differ). A text is
+// written only when it differs from what is there; an image only when the
+// record does not vouch that it is made from the same recipe (see
+// record.hpp), or with --rebuild. Then which generations are installed
+// already: nothing to write for their entry and files.
+void PlanBuilder::plan_writes() {
   std::vector<std::string> replaced_by_hand;
-  auto note_replaced = [&](const std::string& path, const ExistingFile* old) {
-    if (old && old->stamp && !old->ours) replaced_by_hand.push_back(path);
-  };
-  auto write_text = [&](std::vector<FileWrite>& files, const std::string& path,
-                        const std::string& text,
-                        const std::map<std::string, ExistingFile>& existing_files) {
-    keep_paths.insert(path);
-    auto found = existing_files.find(path);
-    const ExistingFile* old = found == existing_files.end() ? nullptr : &found->second;
-    if (old && old->stamp && old->text == text) return;
-    note_replaced(path, old);
-    files.push_back({path, text, std::nullopt});
-  };
   for (const auto& target : targets) {
-    const std::string& image = target.files.image;
-    if (!keep_paths.count(image)) {
-      ImageRecipe recipe = recipe_for(target, options);
-      const std::string id = recipe_id(recipe);
-      plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
-      auto found = state.xen_images.find(image);
-      const ExistingFile* old = found == state.xen_images.end() ? nullptr : &found->second;
-      if (options.rebuild || !old || old->recipe != id) {
-        note_replaced(image, old);
-        plan.images.push_back(
-            {image, std::move(recipe), old && !options.rebuild ? old->digest : std::nullopt});
-      }
-      keep_paths.insert(image);
-    }
+    if (!keep_paths.count(target.files.image)) plan_image(target, replaced_by_hand);
     if (target.files.config)
-      write_text(plan.images, *target.files.config, target.config_text, state.xen_images);
-    write_text(plan.entries, target.entry_path, target.entry_text, state.xen_entries);
+      write_text(out.plan.images, *target.files.config, target.config_text, state.xen_images,
+                 replaced_by_hand);
+    write_text(out.plan.entries, target.entry_path, target.entry_text, state.xen_entries,
+               replaced_by_hand);
     add_to_menu(target.entry_path, target.entry);
     auto old = existing_for(target.stem);
     if (!old) {
-      plan.changes.push_back({'+', target.stem, ""});
+      out.plan.changes.push_back({'+', target.stem, ""});
     } else {
       std::string detail = changed_fields(target, *old, state, out.notes);
-      if (!detail.empty()) plan.changes.push_back({'~', target.stem, detail});
+      if (!detail.empty()) out.plan.changes.push_back({'~', target.stem, detail});
     }
   }
-
   if (!replaced_by_hand.empty()) {
     out.warnings.push_back("replacing " + std::to_string(replaced_by_hand.size()) +
                            " file(s) that xen-boot-builder did not write, at names it writes: " +
                            join_paths(replaced_by_hand));
   }
+  mark_installed();
+}
 
+// A target's image, after the run and, unless the record vouches for the one
+// there, to write (with the digest of the one it replaces).
+void PlanBuilder::plan_image(const Target& target, std::vector<std::string>& replaced_by_hand) {
+  const std::string& image = target.files.image;
+  ImageRecipe recipe = recipe_for(target, options);
+  const std::string id = recipe_id(recipe);
+  out.plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
+  const ExistingFile* old = find_file(state.xen_images, image);
+  if (options.rebuild || !old || old->recipe != id) {
+    note_replaced(image, old, replaced_by_hand);
+    out.plan.images.push_back(
+        {image, std::move(recipe), old && !options.rebuild ? old->digest : std::nullopt});
+  }
+  keep_paths.insert(image);
+}
+
+void PlanBuilder::write_text(std::vector<FileWrite>& files, const std::string& path,
+                             const std::string& text,
+                             const std::map<std::string, ExistingFile>& existing_files,
+                             std::vector<std::string>& replaced_by_hand) {
+  keep_paths.insert(path);
+  const ExistingFile* old = find_file(existing_files, path);
+  if (old && old->stamp && old->text == text) return;
+  note_replaced(path, old, replaced_by_hand);
+  files.push_back({path, text, std::nullopt});
+}
+
+void PlanBuilder::mark_installed() {
+  std::set<std::string> writes;
+  for (const auto& file : out.plan.images) writes.insert(file.path);
+  for (const auto& file : out.plan.entries) writes.insert(file.path);
+  for (auto& outcome : out.generations) {
+    if (outcome.status != GenerationOutcome::Status::xen_entry) continue;
+    outcome.installed = !writes.count(*outcome.entry) &&
+                        std::none_of(outcome.files.begin(), outcome.files.end(),
+                                     [&](const std::string& file) { return writes.count(file); });
+  }
+}
+
+// Decides what goes: the tool's Xen entries no target keeps (but not those
+// of skipped generations, which stay with the files they use), the tool's
+// images and configuration files nothing uses after the run, and the shell
+// script's images (not with --lanzaboote: they are Lanzaboote's). Files made
+// by hand are left alone, with a warning naming them; the entries that stay
+// join the menu the default is retargeted in.
+void PlanBuilder::collect_garbage() {
   std::vector<std::string> foreign;
   for (const auto& [path, file] : state.xen_entries) {
     if (keep_paths.count(path)) continue;
@@ -439,11 +536,11 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
     auto kept_by = name ? kept.find(name->stem) : kept.end();
     const bool is_kept = kept_by != kept.end();
     if (file.ours && !is_kept) {
-      plan.removals.push_back(path);
+      out.plan.removals.push_back(path);
       const bool rebuilt = std::any_of(targets.begin(), targets.end(), [&](const Target& t) {
         return name && t.stem == name->stem;
       });
-      if (name && !rebuilt) plan.changes.push_back({'-', name->stem, ""});
+      if (name && !rebuilt) out.plan.changes.push_back({'-', name->stem, ""});
       continue;
     }
     if (file.ours) keep_paths.insert(path);
@@ -462,7 +559,7 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
           keep_paths.insert(used);
           auto recorded = state.xen_images.find(used);
           if (recorded != state.xen_images.end() && recorded->second.recipe) {
-            plan.images_after[used] = {*recorded->second.recipe, recorded->second.text};
+            out.plan.images_after[used] = {*recorded->second.recipe, recorded->second.text};
           }
         }
       }
@@ -473,45 +570,50 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   for (const auto& [path, file] : state.xen_images) {
     if (keep_paths.count(path)) continue;
     if (file.ours) {
-      plan.removals.push_back(path);
+      out.plan.removals.push_back(path);
     } else {
       foreign.push_back(path);
     }
   }
   for (const auto& path : options.lanzaboote ? std::vector<std::string>{} : state.legacy_images) {
-    if (!keep_paths.count(path)) plan.removals.push_back(path);
+    if (!keep_paths.count(path)) out.plan.removals.push_back(path);
   }
   if (!foreign.empty()) {
     out.warnings.push_back("left alone " + std::to_string(foreign.size()) +
                            " file(s) that xen-boot-builder did not write: " + join_paths(foreign));
   }
+}
 
-  std::set<std::string> writes;
-  for (const auto& file : plan.images) writes.insert(file.path);
-  for (const auto& file : plan.entries) writes.insert(file.path);
-  for (auto& outcome : out.generations) {
-    if (outcome.status != GenerationOutcome::Status::xen_entry) continue;
-    outcome.installed = !writes.count(*outcome.entry) &&
-                        std::none_of(outcome.files.begin(), outcome.files.end(),
-                                     [&](const std::string& file) { return writes.count(file); });
-  }
-
+// Decides the loader.conf edit: a default (or preferred) naming a source
+// entry names its Xen entry instead when systemd-boot would then boot the
+// Xen entry of the same generation (see retarget_to). A loader.conf that
+// cannot be used is left as it is, with a warning.
+void PlanBuilder::retarget_default() {
   if (options.retarget_default && !state.loader_conf_problem.empty()) {
     out.warnings.push_back(std::string(layout::kLoaderConf) + ": " + state.loader_conf_problem +
                            "; the default entry was not changed");
   }
-  if (loader_conf) {
-    std::string text =
-        retarget_loader_conf(*loader_conf, retarget_to(sources, xen_menu, xen_stems));
-    if (text != *loader_conf) {
-      plan.loader_conf = text;
-      out.notes.push_back("loader/loader.conf: default retargeted to a Xen entry");
-    } else if (by_default && by_default->bootspec && by_default->bootspec->xen &&
-               !out.default_failure) {
-      out.notes.push_back("loader/loader.conf: left as it is");
-    }
+  if (!loader_conf) return;
+  std::string text = retarget_loader_conf(*loader_conf, retarget_to(sources, xen_menu, xen_stems));
+  if (text != *loader_conf) {
+    out.plan.loader_conf = text;
+    out.notes.push_back("loader/loader.conf: default retargeted to a Xen entry");
+  } else if (by_default && by_default->bootspec && by_default->bootspec->xen &&
+             !out.default_failure) {
+    out.notes.push_back("loader/loader.conf: left as it is");
   }
-  return out;
+}
+
+}  // namespace
+
+Planned make_plan(const std::vector<Generation>& generations, const EspState& state,
+                  const PlanOptions& options) {
+  PlanBuilder builder(generations, state, options);
+  builder.choose_targets();
+  builder.plan_writes();
+  builder.collect_garbage();
+  builder.retarget_default();
+  return std::move(builder.out);
 }
 
 }  // namespace xbb

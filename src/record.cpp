@@ -5,6 +5,7 @@
 #include "json_input.hpp"
 #include "xbb/error.hpp"
 #include "xbb/json_text.hpp"
+#include "xbb/layout.hpp"
 
 namespace xbb {
 namespace {
@@ -105,6 +106,38 @@ std::string render_record(const Record& record) {
          Json("version").dump() + ": " + Json(kRecordVersion).dump() + ",\n" +
          Json("images").dump() + ": " + images + ",\n" + Json("sources").dump() + ": " + sources +
          "\n}\n";
+}
+
+std::optional<Record::Image> recorded_image(const std::optional<Record>& record,
+                                            const std::string& path, const FileStamp& stamp) {
+  if (!record) return std::nullopt;
+  auto found = record->images.find(path);
+  if (found == record->images.end() || found->second.stamp != stamp) return std::nullopt;
+  return found->second;
+}
+
+std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::string_view name,
+                                          const ImageRead& read) {
+  if (read.stamp != recorded.stamp || !read.efi_application) return std::nullopt;
+  const bool same_config =
+      read.has_config ? read.config == recorded.config : recorded.config.empty();
+  if (!same_config) return std::nullopt;
+  auto shared = layout::shared_image_digest(name);
+  const bool ours =
+      layout::is_marked(recorded.config) || (shared && recorded.digest.starts_with(*shared));
+  return ExistingFile{recorded.config, ours, recorded.stamp, recorded.digest, recorded.recipe};
+}
+
+std::optional<Record::Source> reused_source(const std::optional<Record>& record,
+                                            const std::string& path, const FileStamp& stamp,
+                                            bool may_share, bool drop_debug) {
+  if (!record) return std::nullopt;
+  auto found = record->sources.find(path);
+  if (found == record->sources.end() || found->second.stamp != stamp) return std::nullopt;
+  const Record::Source& recorded = found->second;
+  if (may_share && (recorded.shared_digest.empty() || recorded.shared_drops_debug != drop_debug))
+    return std::nullopt;
+  return recorded;
 }
 
 }  // namespace xbb

@@ -15,7 +15,7 @@
 // missing, damaged or written by another version reads what it needs
 // instead, and an image is trusted only while its stamp (size and mtime) is
 // the one recorded and its headers and .config still read as recorded (see
-// read_esp_state). It never makes a file the tool's: ownership comes from
+// vouched_image). It never makes a file the tool's: ownership comes from
 // the file's own bytes or name. `verify` never uses it.
 namespace xbb {
 
@@ -64,5 +64,45 @@ std::optional<Record> parse_record(
 // JSON: format, version, then images and sources, one line each in path
 // order. The same record gives the same text.
 std::string render_record(const Record& record);
+
+// The record's rules, as pure decisions over what a run read (the reading
+// stays with its callers: read_esp_state for images, the builder for xen.efi).
+
+// What a run read of an image on the ESP to check it against the record: one
+// open, its headers and, when it has one, its .config; never its body.
+struct ImageRead {
+  FileStamp stamp;               // when it was opened
+  bool efi_application = false;  // its headers and section table read as an EFI application
+  bool has_config = false;       // it has a .config section
+  // That section's bytes, read only when it is the recorded .config's size
+  // (one of another size is not the recorded one).
+  std::optional<std::string> config;
+};
+
+// The record's entry for the image at `path` when its stamp (as listed) is
+// the recorded one: the image is then worth checking against it. nullopt
+// otherwise, and without a record.
+std::optional<Record::Image> recorded_image(const std::optional<Record>& record,
+                                            const std::string& path, const FileStamp& stamp);
+
+// What the record vouches for an image named `name` (its file name), given
+// what a run read of it: the recorded .config, digest and recipe, when its
+// stamp is still the recorded one, its headers read as an EFI application
+// and its .config is the recorded one byte for byte (none for a shared
+// image); nullopt otherwise (the image is then read whole). The record never
+// makes a file the tool's: it is ours only when the recorded .config (now
+// checked to be its own) carries the marker, or its name is a shared image's
+// holding the recorded digest.
+std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::string_view name,
+                                          const ImageRead& read);
+
+// The recorded check of the xen.efi at `path` (its host path), when a run may
+// reuse it instead of reading the file: its stamp is the recorded one and,
+// when the shared layout may be used (`may_share`), the recorded shared
+// digest was computed, leaving out the debug sections exactly when this run
+// does (`drop_debug`). nullopt otherwise, and without a record.
+std::optional<Record::Source> reused_source(const std::optional<Record>& record,
+                                            const std::string& path, const FileStamp& stamp,
+                                            bool may_share, bool drop_debug);
 
 }  // namespace xbb
