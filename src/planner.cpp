@@ -215,7 +215,7 @@ SourceMenu known_menu(const SourceMenu& sources, const std::vector<Generation>& 
                                   [&](const auto& g) { return "xen-" + g.rest == name->stem; });
     if (made_from == generations.end()) continue;
     const std::optional<LoaderEntry> entry = value_or_reason(
-        [&] { return parse_loader_entry(file.text, path); },
+        [&text = file.text, &where = path] { return parse_loader_entry(text, where); },
         [&notes](const std::string& why) { notes.push_back(why + " (not in the menu)"); });
     if (!entry) continue;
     menu.entries.push_back(menu_entry(*name, *entry));

@@ -143,7 +143,7 @@ std::vector<std::string> check_loader_conf(const std::vector<EspSnapshot>& parti
       auto parsed = parse_entry_name(name);
       if (!parsed) continue;
       const std::optional<LoaderEntry> entry =
-          value_or_reason([&] { return parse_loader_entry(text, name); },
+          value_or_reason([&text = text, &name = name] { return parse_loader_entry(text, name); },
                           [&left_out](const std::string& why) { left_out.push_back(why); });
       if (entry) menu.push_back(menu_entry(*parsed, *entry));
     }
@@ -215,7 +215,8 @@ EspSnapshot read_snapshot(const Esp& esp, const Signer* checker) {
   for (const auto& [name, text] : snapshot.entries) {
     if (!is_xen_entry(name)) continue;
     const std::optional<EntryBoot> boot =
-        value_or_reason([&] { return boot_of(text, folder + "/" + name); }, note)
+        value_or_reason(
+            [&, &text = text, &name = name] { return boot_of(text, folder + "/" + name); }, note)
             .value_or(std::nullopt);
     if (!boot) continue;
     if (!snapshot.images.count(boot->image)) {
