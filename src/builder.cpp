@@ -261,9 +261,11 @@ struct Installer {
 
   Installed install(Partitions& partitions, RecordRead record) const {
     Installed out;
-    Esp& boot = partitions.boot();
+    Esp& boot = partitions.on(layout::kImages.partition);
     const EspState state = read_esp_state(
-        boot, generations, options.retarget_default ? &partitions.esp() : nullptr, record.record);
+        boot, generations,
+        options.retarget_default ? &partitions.on(layout::kLoaderConfPlace.partition) : nullptr,
+        record.record);
     for (const auto& note : state.notes) reporter.debug(note);
     out.planned = make_plan(generations, state, plan_options);
     for (const auto& note : out.planned.notes) reporter.debug(note);
@@ -302,8 +304,8 @@ struct Installer {
       Plan rest;
       rest.loader_conf = plan.loader_conf;
       rest.removals = plan.removals;
-      const ApplyReport after =
-          apply_plan(boot, rest, maker, nullptr, std::nullopt, &partitions.esp());
+      const ApplyReport after = apply_plan(boot, rest, maker, nullptr, std::nullopt,
+                                           &partitions.on(layout::kLoaderConfPlace.partition));
       applied.written.insert(applied.written.end(), after.written.begin(), after.written.end());
       applied.removed.insert(applied.removed.end(), after.removed.begin(), after.removed.end());
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
@@ -385,8 +387,10 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     if (options.xbootldr && !partitions.separate())
       reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
     PartitionLocks locks(partitions, on_wait, lock_mode);
-    RecordRead record = read_record(partitions.boot(), options.rebuild, reporter);
-    std::vector<Generation> generations = discover(options, partitions.boot());
+    RecordRead record =
+        read_record(partitions.on(layout::kRecord.partition), options.rebuild, reporter);
+    std::vector<Generation> generations =
+        discover(options, partitions.on(layout::kEntries.partition));
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     // Said before the plan's warnings.
     std::vector<std::string> early_warnings = keep_one_per_xen_name(generations);
@@ -440,8 +444,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
         reporter.debug("extra ESP: " + shown);
         Partitions mirror(extra);
         PartitionLocks mirror_locks(mirror, on_wait, lock_mode);
-        Installed copy =
-            installer.install(mirror, read_record(mirror.boot(), options.rebuild, reporter));
+        Installed copy = installer.install(
+            mirror, read_record(mirror.on(layout::kRecord.partition), options.rebuild, reporter));
         for (auto& warning : copy.warnings) result.warnings.push_back(shown + ": " + warning);
         for (auto& change : copy.changes) {
           change.name += " on " + shown;

@@ -16,6 +16,7 @@
 #include "xbb/byte_sink.hpp"
 #include "xbb/generation.hpp"
 #include "xbb/image_recipe.hpp"
+#include "xbb/layout.hpp"
 #include "xbb/plan.hpp"
 #include "xbb/record.hpp"
 #include "xbb/unique_fd.hpp"
@@ -233,6 +234,8 @@ class Partitions {
   const Esp& boot() const { return xbootldr_ ? *xbootldr_ : esp_; }
   // The XBOOTLDR partition is not the ESP: Xen files on the ESP are stale.
   bool separate() const { return xbootldr_.has_value(); }
+  // The partition that plays `role` (layout::Place says which plays which).
+  Esp& on(layout::Partition role) { return role == layout::Partition::esp ? esp() : boot(); }
 
  private:
   Esp esp_;

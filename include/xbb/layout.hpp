@@ -25,6 +25,27 @@ inline constexpr std::string_view kLegacyImageFolder = "EFI/nixos";
 // change needs to read none of them (see record.hpp).
 inline constexpr std::string_view kStateFile = "EFI/xen/xen-boot-builder.json";
 
+// The two roles a partition plays (esp.hpp's Partitions opens them). The
+// ESP holds loader.conf, which systemd-boot reads nowhere else. The boot
+// partition holds everything else the tool reads and writes: the source
+// entries and the kernels they name, the Xen entries, images and
+// configurations, and the record (Xen reads its files from the partition it
+// was started from). It is the XBOOTLDR partition when there is one, else
+// the ESP.
+enum class Partition { esp, boot };
+
+// A file or folder on a partition: which one, and its path there.
+struct Place {
+  Partition partition;
+  std::string_view path;
+};
+
+// Where each of the tool's files and folders lives.
+inline constexpr Place kEntries{Partition::boot, kEntriesFolder};
+inline constexpr Place kImages{Partition::boot, kImageFolder};
+inline constexpr Place kRecord{Partition::boot, kStateFile};
+inline constexpr Place kLoaderConfPlace{Partition::esp, kLoaderConf};
+
 // How the hypervisor images are laid out.
 enum class Kind {
   // One image per entry: xen.efi with its configuration embedded as .config
