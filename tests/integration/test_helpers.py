@@ -28,13 +28,12 @@ from common import (
     build,
     copy_root,
     describe,
-    make_template_root,
     rewrite_bootspec,
     snapshot_esp,
     tool_environment,
     warnings_of,
 )
-from test_lanzaboote import LANZABOOTE_ROOT, make_key
+from test_lanzaboote import lanzaboote_template_with_keys
 
 TOOL = "/nix/store/00000000000000000000000000000000-append-initrd-secrets/bin/append-initrd-secrets"
 
@@ -56,10 +55,7 @@ def process_gone(pid, wait=10):
 class Helpers(ToolTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.template = make_template_root(cls, *LANZABOOTE_ROOT)
-        keys = Path(tempfile.mkdtemp(prefix="xbb-keys-"))
-        cls.addClassCleanup(shutil.rmtree, keys, ignore_errors=True)
-        cls.key, cls.cert = make_key(keys, "db")
+        [(cls.key, cls.cert)] = lanzaboote_template_with_keys(cls, "db")
 
     def setUp(self):
         super().setUp()

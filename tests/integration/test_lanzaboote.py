@@ -60,6 +60,15 @@ def make_key(folder, name):
     return key, cert
 
 
+def lanzaboote_template_with_keys(cls, *names):
+    """For setUpClass: a Lanzaboote template root in cls.template, and a key
+    and certificate for each name, removed with the class."""
+    cls.template = make_template_root(cls, *LANZABOOTE_ROOT)
+    keys = Path(tempfile.mkdtemp(prefix="xbb-keys-"))
+    cls.addClassCleanup(shutil.rmtree, keys, ignore_errors=True)
+    return [make_key(keys, name) for name in names]
+
+
 def signature_verifies(image, cert):
     """sbverify (Debian's sbsigntool): the independent check of a signature."""
     result = subprocess.run(["sbverify", "--cert", str(cert), str(image)], capture_output=True, text=True)
@@ -73,11 +82,7 @@ def lanzaboote_part(snapshot):
 class Lanzaboote(ToolTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.template = make_template_root(cls, *LANZABOOTE_ROOT)
-        keys = Path(tempfile.mkdtemp(prefix="xbb-keys-"))
-        cls.addClassCleanup(shutil.rmtree, keys, ignore_errors=True)
-        cls.key, cls.cert = make_key(keys, "db")
-        cls.other_key, cls.other_cert = make_key(keys, "other")
+        (cls.key, cls.cert), (cls.other_key, cls.other_cert) = lanzaboote_template_with_keys(cls, "db", "other")
 
     def signing(self):
         return ("--lanzaboote", "--sign-key", self.key, "--sign-cert", self.cert)
