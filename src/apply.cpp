@@ -95,8 +95,8 @@ std::optional<std::uint64_t> replaced_size(const Esp& esp, const std::string& pa
 }
 
 // What the plan writes, each with its size. An image that replaces a file of
-// known digest is streamed through SHA-256 here to compare (nothing written,
-// nothing held): when equal it is not written. A signed image is always
+// known digest is streamed through RecordHash here to compare (nothing
+// written, nothing held): when equal it is not written. A signed image is always
 // written: the bytes it replaces do not tell who signed them.
 std::vector<PendingWrite> pending_writes(const Esp& esp, const Esp& loader_conf_esp,
                                          const Plan& plan, ImageMaker& maker, ApplyReport& report) {
@@ -108,7 +108,7 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Esp& loader_conf_
         write.size = text->size();
       } else if (write.old_size && file.replaces_digest &&
                  std::get<ImageRecipe>(file.content).signer.empty()) {
-        Sha256Sink digest;
+        RecordHash digest;
         maker.stream(std::get<ImageRecipe>(file.content), digest);
         if (digest.hex() == *file.replaces_digest) {
           report.unchanged.push_back(file.path);
@@ -133,31 +133,57 @@ std::vector<PendingWrite> pending_writes(const Esp& esp, const Esp& loader_conf_
   return pending;
 }
 
-// Writes an image by streaming it into the temporary, and reads the temporary
-// back for the digest the record keeps: the CheckSum is written last, so the
-// bytes are only final in the file. A signed image is written so into a
-// first temporary, signed from it into a second, read back, and renamed into
-// place. Returns the stamp and digest.
-std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
-                                              const ImageRecipe& recipe, ImageMaker& maker,
-                                              const Signer* signer,
-                                              std::vector<std::string>& warnings) {
-  std::string digest;
-  const auto read_back = [&](const EspFile& file) {
-    Sha256Sink written;
-    file.read_back(written);
-    digest = written.hex();
-  };
-  const auto make = [&](EspFile& file) {
+// A file being written, and the record hash of what it holds, in step while
+// no bytes are written again but the ones the hash can take again (the
+// CheckSum field): complete() says whether they stayed in step.
+class HashedFile : public FileSink {
+ public:
+  HashedFile(FileSink& file, RecordHash& hash) : file_(file), hash_(&hash) {}
+  void write(std::span<const std::uint8_t> bytes) override {
+    file_.write(bytes);
+    if (hash_) hash_->write(bytes);
+  }
+  void write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) override {
+    file_.write_at(offset, bytes);
+    if (hash_ && !hash_->rewritable(offset, bytes.size())) hash_ = nullptr;
+    if (hash_) hash_->write_at(offset, bytes);
+  }
+  bool complete() const { return hash_ != nullptr; }
+
+ private:
+  FileSink& file_;
+  RecordHash* hash_;
+};
+
+// Writes an image by streaming it into the temporary and through RecordHash
+// at once: the CheckSum, written last, is the one field the hash takes again,
+// so the file is not read back (it is when a maker writes other bytes again).
+// A shared image's SHA-256, which its name holds, is of its final bytes: the
+// temporary is read back for it (one image per Xen build). A signed image is
+// written so into a first temporary, signed from it into a second by a
+// program, read back for its hash, and renamed into place.
+WrittenImage write_image(Esp& esp, const std::string& path, const ImageRecipe& recipe,
+                         ImageMaker& maker, const Signer* signer,
+                         std::vector<std::string>& warnings) {
+  WrittenImage written;
+  const bool shared = layout::shared_image_digest(path.substr(path.rfind('/') + 1)).has_value();
+  const auto make = [&](FileSink& file) {
     for (const std::string& warning : maker.write(recipe, file))
       warnings.push_back(path + ": " + warning);
   };
+  const auto read_back = [](const EspFile& file, auto hash) {
+    file.read_back(hash);
+    return hash.hex();
+  };
   if (recipe.signer.empty()) {
-    const FileStamp stamp = esp.write_atomic(path, [&](EspFile& file) {
-      make(file);
-      read_back(file);
+    written.stamp = esp.write_atomic(path, [&](EspFile& file) {
+      RecordHash hash;
+      HashedFile hashed(file, hash);
+      make(hashed);
+      written.digest = hashed.complete() ? hash.hex() : read_back(file, RecordHash());
+      if (shared) written.sha256 = read_back(file, Sha256Sink());
     });
-    return {stamp, digest};
+    return written;
   }
   const auto sign = [&](EspFile& input, EspFile& output) {
     try {
@@ -165,10 +191,10 @@ std::pair<FileStamp, std::string> write_image(Esp& esp, const std::string& path,
     } catch (const Error& e) {
       throw e.within((esp.root() / path).string());
     }
-    read_back(output);
+    written.digest = read_back(output, RecordHash());
   };
-  const FileStamp stamp = esp.write_atomic_through(path, make, sign);
-  return {stamp, digest};
+  written.stamp = esp.write_atomic_through(path, make, sign);
+  return written;
 }
 
 // Every signed image in the plan is signed by `signer`.

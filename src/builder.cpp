@@ -97,15 +97,15 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
   record.sources = std::move(sources);
   for (const auto& [path, origin] : plan.images_after) {
     if (auto written = applied.images.find(path); written != applied.images.end()) {
-      record.images[path] = {written->second.first, written->second.second, origin.recipe,
-                             origin.config};
+      record.images[path] = {written->second.stamp, written->second.digest, origin.recipe,
+                             origin.config, written->second.sha256};
       continue;
     }
     auto existing = state.xen_images.find(path);
     if (existing == state.xen_images.end() || !existing->second.stamp || !existing->second.digest)
       continue;
     record.images[path] = {*existing->second.stamp, *existing->second.digest, origin.recipe,
-                           origin.config};
+                           origin.config, existing->second.sha256.value_or("")};
   }
   return record;
 }
@@ -119,8 +119,11 @@ std::uint64_t largest_record_size(const Plan& plan,
   const FileStamp widest{std::numeric_limits<std::uint64_t>::max(),
                          std::numeric_limits<std::int64_t>::min()};
   for (auto& [path, source] : record.sources) source.stamp = widest;
-  for (const auto& [path, origin] : plan.images_after)
-    record.images[path] = {widest, std::string(64, '0'), origin.recipe, origin.config};
+  for (const auto& [path, origin] : plan.images_after) {
+    const bool shared = layout::shared_image_digest(path.substr(path.rfind('/') + 1)).has_value();
+    record.images[path] = {widest, std::string(32, '0'), origin.recipe, origin.config,
+                           std::string(shared ? 64 : 0, '0')};
+  }
   return render_record(record).size();
 }
 

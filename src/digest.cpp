@@ -1,6 +1,7 @@
 #include "xbb/digest.hpp"
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 #include "hex.hpp"
 #include "xbb/error.hpp"
@@ -32,5 +33,26 @@ std::string Sha256::hex() {
 }
 
 std::string sha256_hex(std::string_view bytes) { return Sha256().update(bytes).hex(); }
+
+void Xxh3::Free::operator()(XXH3_state_s* state) const { XXH3_freeState(state); }
+
+Xxh3::Xxh3() : state_(XXH3_createState()) {
+  if (!state_ || XXH3_128bits_reset(state_.get()) != XXH_OK) {
+    throw Error("XXH3: cannot initialise xxHash's state");
+  }
+}
+
+Xxh3& Xxh3::update(std::span<const std::uint8_t> bytes) {
+  if (XXH3_128bits_update(state_.get(), bytes.data(), bytes.size()) != XXH_OK) {
+    throw Error("XXH3: hash update failed");
+  }
+  return *this;
+}
+
+std::string Xxh3::hex() {
+  XXH128_canonical_t canonical;
+  XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(state_.get()));
+  return hex_bytes(canonical.digest, sizeof canonical.digest);
+}
 
 }  // namespace xbb

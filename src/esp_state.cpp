@@ -22,16 +22,16 @@ bool written_by_script(const std::string& text, const std::string& path,
   return entry->efi && entry->efi->starts_with(prefix) && entry->efi->ends_with(".efi");
 }
 
-// An image the record does not vouch for, read once: its digest, its
+// An image the record does not vouch for, read once: its record hash, its
 // embedded .config, and whether the tool wrote it (a marked .config, or a
-// shared image's name holding its digest).
+// shared image's name holding its SHA-256, computed only for such a name).
 void read_image(const Esp& esp, const std::string& path, const std::string& name,
                 ExistingFile& file, std::vector<std::string>& notes) {
   FileStamp stamp;
   auto bytes = esp.read(path, limits::kEspImageBytes, &stamp);
   if (!bytes) return;
   file.stamp = stamp;
-  file.digest = sha256_hex(*bytes);
+  file.digest = record_hash(*bytes);
   // An image that does not parse is not one the tool wrote; the digest still
   // tells whether it is one it would write.
   const auto config = value_or_reason(
@@ -42,7 +42,8 @@ void read_image(const Esp& esp, const std::string& path, const std::string& name
       [&](const std::string& why) { notes.push_back(path + ": " + why + " (not read as ours)"); });
   if (config) file.text.assign(config->begin(), config->end());
   auto shared = layout::shared_image_digest(name);
-  file.ours = layout::is_marked(file.text) || (shared && file.digest->starts_with(*shared));
+  if (shared) file.sha256 = sha256_hex(*bytes);
+  file.ours = layout::is_marked(file.text) || (shared && file.sha256->starts_with(*shared));
 }
 
 // How much of an image is read first to check its headers and section

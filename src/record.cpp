@@ -42,6 +42,67 @@ std::string object_lines(const std::map<std::string, Entry>& entries, const ToJs
 
 }  // namespace
 
+void RecordHash::write(std::span<const std::uint8_t> bytes) {
+  while (!bytes.empty()) {
+    std::size_t take = bytes.size();
+    if (size_ < kHeadBytes) {
+      take = std::min<std::size_t>(take, kHeadBytes - size_);
+      std::copy_n(bytes.begin(), take, head_.begin() + static_cast<std::ptrdiff_t>(size_));
+      if (size_ + take == kHeadBytes) {
+        if (head_[0] == 'M' && head_[1] == 'Z') {
+          field_ = std::uint64_t{head_[60]} | std::uint64_t{head_[61]} << 8 |
+                   std::uint64_t{head_[62]} << 16 | std::uint64_t{head_[63]} << 24;
+          *field_ += 88;  // PE signature (4), file header (20), optional header's CheckSum (64)
+        }
+        hash_.update(head_);
+      }
+    } else if (field_ && size_ < *field_) {
+      take = static_cast<std::size_t>(std::min<std::uint64_t>(take, *field_ - size_));
+      hash_.update(bytes.first(take));
+    } else if (field_ && size_ < *field_ + 4) {
+      take = static_cast<std::size_t>(std::min<std::uint64_t>(take, *field_ + 4 - size_));
+      std::copy_n(bytes.begin(), take,
+                  checksum_.begin() + static_cast<std::ptrdiff_t>(size_ - *field_));
+      if (size_ + take == *field_ + 4) hash_.update(std::array<std::uint8_t, 4>{});
+    } else {
+      hash_.update(bytes);
+    }
+    size_ += take;
+    bytes = bytes.subspan(take);
+  }
+}
+
+bool RecordHash::rewritable(std::uint64_t offset, std::size_t size) const {
+  return field_ && size_ >= *field_ + 4 && offset >= *field_ && size <= 4 &&
+         offset - *field_ <= 4 - size;
+}
+
+void RecordHash::write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) {
+  if (!rewritable(offset, bytes.size())) {
+    throw Error("record hash: only the PE CheckSum field, once streamed, may be written again");
+  }
+  std::copy(bytes.begin(), bytes.end(),
+            checksum_.begin() + static_cast<std::ptrdiff_t>(offset - *field_));
+}
+
+std::string RecordHash::hex() {
+  if (size_ < kHeadBytes) {
+    hash_.update(std::span(head_).first(static_cast<std::size_t>(size_)));
+  } else if (field_ && size_ >= *field_ + 4) {
+    hash_.update(checksum_);
+  } else if (field_ && size_ > *field_) {
+    // The file ends within the field: it has none, and its last bytes are hashed as they are.
+    hash_.update(std::span(checksum_).first(static_cast<std::size_t>(size_ - *field_)));
+  }
+  return hash_.hex();
+}
+
+std::string record_hash(std::string_view bytes) {
+  RecordHash hash;
+  hash.write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+  return hash.hex();
+}
+
 std::size_t max_record_images(std::optional<std::uint64_t> esp_bytes) {
   if (!esp_bytes) return std::numeric_limits<std::size_t>::max();
   return static_cast<std::size_t>(4 * std::max<std::uint64_t>(1, *esp_bytes / kSmallestImageBytes));
@@ -72,7 +133,8 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
           record.images.end(), path,
           Record::Image{stamp_from(image), image.at("digest").get<std::string>(),
                         image.at("recipe").get<std::string>(),
-                        image.at("config").get<std::string>()});
+                        image.at("config").get<std::string>(),
+                        image.at("sha256").get<std::string>()});
     }
     for (const auto& [path, source] : json.at("sources").items()) {
       record.sources.emplace_hint(
@@ -93,6 +155,7 @@ std::string render_record(const Record& record) {
     entry["digest"] = image.digest;
     entry["recipe"] = image.recipe;
     entry["config"] = image.config;
+    entry["sha256"] = image.sha256;
     return entry;
   });
   const std::string sources = object_lines(record.sources, [](const Record::Source& source) {
@@ -124,8 +187,11 @@ std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::st
   if (!same_config) return std::nullopt;
   auto shared = layout::shared_image_digest(name);
   const bool ours =
-      layout::is_marked(recorded.config) || (shared && recorded.digest.starts_with(*shared));
-  return ExistingFile{recorded.config, ours, recorded.stamp, recorded.digest, recorded.recipe};
+      layout::is_marked(recorded.config) || (shared && recorded.sha256.starts_with(*shared));
+  return ExistingFile{
+      recorded.config, ours,
+      recorded.stamp,  recorded.digest,
+      recorded.recipe, recorded.sha256.empty() ? std::nullopt : std::optional(recorded.sha256)};
 }
 
 std::optional<Record::Source> reused_source(const std::optional<Record>& record,

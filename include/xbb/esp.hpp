@@ -279,22 +279,31 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
                         const Esp* loader_conf_from, const std::optional<Record>& record);
 
+// An image as written, for the record.
+struct WrittenImage {
+  FileStamp stamp;
+  std::string digest;  // its record hash (RecordHash)
+  std::string sha256;  // a shared image's SHA-256 (its name holds a prefix of it), else empty
+};
+
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed
   std::vector<std::string> unchanged;  // images made and found equal to what they replace
   std::vector<std::string> removed;    // paths that existed and were removed
   std::vector<std::string> warnings;
-  // Of each image written: its stamp and the SHA-256 of its bytes (for the record).
-  std::map<std::string, std::pair<FileStamp, std::string>> images;
+  // Of each image written: what the record keeps of it.
+  std::map<std::string, WrittenImage> images;
 };
 
 // Applies a plan in the safe order (images and configuration files, entries,
 // loader.conf, removals), one file at a time: each image is streamed into its
 // temporary (ImageMaker::write), flushed and renamed into place before the
 // next is made, so that no image is ever held whole. An image that replaces a
-// file whose digest the plan gives is first streamed through SHA-256
+// file whose digest the plan gives is first streamed through RecordHash
 // (ImageMaker::stream), and not written when the digests are equal. The digest
-// in ApplyReport::images is read back from the file written.
+// in ApplyReport::images is hashed as the image is streamed into its file
+// (its CheckSum written last: see RecordHash); only a shared image's SHA-256
+// and a signed image's digest are read back from the file written.
 // An image whose recipe names a signer is written unsigned into a first
 // temporary and signed by `signer` into the second (Esp::write_atomic_through);
 // its digest is that of the signed file. It is written even when the plan

@@ -53,7 +53,8 @@ struct ImageRecipe {
 struct FileWrite {
   std::string path;
   std::variant<std::string, ImageRecipe> content;
-  // For an image that replaces a file: the SHA-256 of that file's bytes, so
+  // For an image that replaces a file: the record hash (RecordHash) of that
+  // file's bytes, so
   // that applying compares the new image with it without reading it again
   // (nothing is written when they are equal). Texts are only planned when
   // they differ from what is there.
@@ -99,14 +100,17 @@ struct ExistingFile {
   // alone.
   bool ours = false;
   std::optional<FileStamp> stamp;  // a regular file's size and mtime
-  // SHA-256 of its bytes (of what was signed, for a signed image), when read
-  // or recorded.
+  // The record hash (RecordHash in record.hpp) of its bytes (of what was
+  // signed, for a signed image), when read or recorded.
   std::optional<std::string> digest;
   // The recipe it was made from, when the record vouches for the file (its
   // stamp is the one recorded, its headers and .config read as recorded):
   // then its body is not read, and it is not rebuilt while the recipe stays
   // the same.
   std::optional<std::string> recipe;
+  // The SHA-256 of a shared image's bytes (its name holds a prefix of it),
+  // when read or recorded.
+  std::optional<std::string> sha256;
 };
 
 // What the planner needs to know of the ESP as it is now: one value, read by

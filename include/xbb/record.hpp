@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -7,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "xbb/byte_sink.hpp"
+#include "xbb/digest.hpp"
 #include "xbb/plan.hpp"
 
 // The record a run keeps on the ESP (layout::kStateFile) of the images it
@@ -22,9 +25,12 @@ namespace xbb {
 struct Record {
   struct Image {
     FileStamp stamp;
-    std::string digest;  // SHA-256 of its bytes
+    std::string digest;  // the record hash of its bytes (RecordHash), hex
     std::string recipe;  // recipe_id() of what it was made from
     std::string config;  // its embedded .config ("" for a shared image)
+    // SHA-256 of its bytes, for a shared image (its name holds a prefix of
+    // it: layout::shared_image_digest); empty for any other.
+    std::string sha256;
     bool operator==(const Image&) const = default;
   };
   struct Source {
@@ -43,7 +49,44 @@ struct Record {
 };
 
 // The record format's version: a record of another version is not read.
-inline constexpr int kRecordVersion = 1;
+// 2: image digests are record hashes (XXH3-128), no longer SHA-256.
+inline constexpr int kRecordVersion = 2;
+
+// The record hash of an image's bytes, the one definition the writer (which
+// hashes an image as it streams it, then patches its CheckSum) and the reader
+// (which hashes an image read whole) share: XXH3-128 (Xxh3) of the bytes with
+// the PE CheckSum field read as four zero bytes, followed by that field's
+// four bytes as they are. The field is the 4 bytes at e_lfanew + 88 (the
+// u32 at offset 60) of a file that starts with "MZ" and holds them whole;
+// a file without one is hashed as it is. Equal hashes mean equal bytes
+// (change detection: nothing here is a proof).
+//
+// As a FileSink: bytes come in order, in pieces of any size, and the
+// CheckSum field (only it) may be written again once streamed, as
+// pe::Output::write does last.
+class RecordHash : public FileSink {
+ public:
+  void write(std::span<const std::uint8_t> bytes) override;
+  // Throws Error unless rewritable(offset, bytes.size()).
+  void write_at(std::uint64_t offset, std::span<const std::uint8_t> bytes) override;
+  // Whether [offset, offset + size) lies within the CheckSum field, streamed
+  // whole: the only bytes the hash can take again.
+  bool rewritable(std::uint64_t offset, std::size_t size) const;
+  // The hash as 32 lowercase hex digits; the object is then spent.
+  std::string hex();
+  std::uint64_t size() const { return size_; }
+
+ private:
+  static constexpr std::size_t kHeadBytes = 64;  // the DOS header, which gives e_lfanew
+  Xxh3 hash_;
+  std::uint64_t size_ = 0;
+  std::array<std::uint8_t, kHeadBytes> head_{};
+  std::optional<std::uint64_t> field_;  // the CheckSum field's offset, once known
+  std::array<std::uint8_t, 4> checksum_{};
+};
+
+// The record hash of `bytes`, read whole.
+std::string record_hash(std::string_view bytes);
 
 // No Xen image is smaller than this (Debian's 4.17 is 2.8 MB without its
 // debug sections).
@@ -92,7 +135,7 @@ std::optional<Record::Image> recorded_image(const std::optional<Record>& record,
 // image); nullopt otherwise (the image is then read whole). The record never
 // makes a file the tool's: it is ours only when the recorded .config (now
 // checked to be its own) carries the marker, or its name is a shared image's
-// holding the recorded digest.
+// holding the recorded SHA-256.
 std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::string_view name,
                                           const ImageRead& read);
 

@@ -104,7 +104,7 @@ void ReadRecord(benchmark::State& state) {
   xbb::Record record;
   for (std::int64_t n = 0; n < state.range(0); ++n) {
     record.images["EFI/xen/xen-generation-" + std::to_string(n) + ".efi"] = {
-        {2867200, 1764650000123456789 + n}, "d", "r", ""};
+        {2867200, 1764650000123456789 + n}, "d", "r", "", ""};
   }
   const std::string text = xbb::render_record(record);
   for (auto _ : state) {
@@ -148,7 +148,7 @@ void CheckRecordedImages(benchmark::State& state) {
   for (std::int64_t n = 0; n < state.range(0); ++n) {
     const std::string path = "EFI/xen/xen-generation-" + std::to_string(n) + ".efi";
     fs::create_hard_link(original, esp_root / path);
-    record.images[path] = {stamp, "d", "r", config};
+    record.images[path] = {stamp, "d", "r", config, ""};
   }
   fs::remove(original);
   const double before = bytes_read_so_far();

@@ -32,12 +32,12 @@ void check_round_trip(const xbb::Record& record) {
 std::vector<std::string> lines_of(std::string_view input) {
   std::vector<std::string> lines;
   std::size_t start = 0;
-  while (start <= input.size() && lines.size() < 6) {
+  while (start <= input.size() && lines.size() < 7) {
     const std::size_t end = std::min(input.find('\n', start), input.size());
     lines.emplace_back(input.substr(start, end - start));
     start = end + 1;
   }
-  lines.resize(6);
+  lines.resize(7);
   return lines;
 }
 
@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::vector<std::string> lines = lines_of(input);
   xbb::Record written;
   written.images[lines[0]] = {
-      {size, static_cast<std::int64_t>(size) - 7}, lines[1], lines[2], lines[3]};
+      {size, static_cast<std::int64_t>(size) - 7}, lines[1], lines[2], lines[3], lines[6]};
   written.sources[lines[4]] = {{0, -1}, size % 2 == 0, lines[5], size % 3 == 0};
   check_round_trip(written);
   return 0;

@@ -97,7 +97,7 @@ class CrashSweep(unittest.TestCase):
         for path, state in without_record(final_files(self.comparable(esp, tree))).items():
             if state != self.before_tree.get(path) and state != after_tree.get(path):
                 problems.append(f"(c) {path} matches neither its version before nor after the run")
-        problems += [f"(c) {problem}" for problem in record_problems(esp, tree)]
+        problems += [f"(c) {problem}" for problem in record_problems(esp)]
         return problems
 
     def recovery_problems(self, esp, after_tree):
@@ -109,7 +109,7 @@ class CrashSweep(unittest.TestCase):
                                                               without_record(final_files(after_tree)))]
         if not any(is_record(path) for path in tree):
             problems.append(f"(d) no {RECORD}")
-        problems += [f"(d) {problem}" for problem in record_problems(esp, tree)]
+        problems += [f"(d) {problem}" for problem in record_problems(esp)]
         problems += [f"(d) temporary left: {path}" for path in temporaries(tree)]
         return problems
 

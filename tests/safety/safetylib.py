@@ -6,6 +6,8 @@ crash tests replay.
 Nothing here uses the tool's code: ESPs are read with espcheck.py and plain
 file comparisons."""
 
+import ctypes
+import ctypes.util
 import hashlib
 import json
 import os
@@ -165,16 +167,46 @@ def without_record(tree):
     return {path: value for path, value in tree.items() if not is_record(path)}
 
 
-def record_problems(esp, tree=None):
+class _Xxh128(ctypes.Structure):
+    _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+
+
+_xxhash = None
+
+
+def xxh3_128_hex(data):
+    """XXH3-128 of `data` in xxHash's canonical form (high half first), from
+    the libxxhash the tool itself links."""
+    global _xxhash
+    if _xxhash is None:
+        _xxhash = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+        _xxhash.XXH3_128bits.restype = _Xxh128
+        _xxhash.XXH3_128bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    value = _xxhash.XXH3_128bits(data, len(data))
+    return f"{value.high64:016x}{value.low64:016x}"
+
+
+def record_hash(data):
+    """The record's hash of an image's bytes, as RecordHash (record.hpp)
+    defines it: XXH3-128 of the bytes with the PE CheckSum field (4 bytes at
+    e_lfanew + 88 of a file that starts with "MZ" and holds them whole) read
+    as zeros, followed by that field as it is."""
+    if len(data) >= 64 and data[:2] == b"MZ":
+        field = struct.unpack_from("<I", data, 60)[0] + 88
+        if field + 4 <= len(data):
+            data = data[:field] + bytes(4) + data[field + 4:] + data[field:field + 4]
+    return xxh3_128_hex(data)
+
+
+def record_problems(esp):
     """What is wrong with the record on `esp`: it must be complete JSON (it
     is written to a temporary and renamed like everything else), and it may
     vouch only for what it describes: an image it lists whose size and mtime
     are still the recorded ones (then the tool trusts the entry without
-    reading the file) must have the recorded SHA-256. `tree`: snapshot(esp),
-    when the caller has it already (its digests are used). On a disk folder,
-    the record on the partition that holds the images."""
+    reading the file) must have the recorded record hash (and, for a shared
+    image, the recorded SHA-256). On a disk folder, the record on the
+    partition that holds the images."""
     partition = espcheck.partitions(esp)[-1]
-    prefix = partition.relative_to(esp).as_posix() + "/" if partition != Path(esp) else ""
     path = partition / RECORD
     if not path.exists():
         return []
@@ -188,9 +220,11 @@ def record_problems(esp, tree=None):
             info = file.stat()
             if (info.st_size, info.st_mtime_ns) != (recorded["size"], recorded["mtime_ns"]):
                 continue
-            digest = tree[prefix + image][1] if tree is not None else hashlib.sha256(file.read_bytes()).hexdigest()
-            if digest != recorded["digest"]:
+            data = file.read_bytes()
+            if record_hash(data) != recorded["digest"]:
                 problems.append(f"{RECORD} vouches for {image} (same size and mtime) with a digest it does not have")
+            if recorded["sha256"] and hashlib.sha256(data).hexdigest() != recorded["sha256"]:
+                problems.append(f"{RECORD} vouches for {image} (same size and mtime) with a SHA-256 it does not have")
         return problems
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return [f"{RECORD} is not a complete record: {error!r}"]

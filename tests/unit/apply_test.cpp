@@ -111,7 +111,7 @@ class FakeSigner : public xbb::Signer {
   mutable std::vector<std::string> inputs;
 };
 
-std::string sha256_of(const fs::path& file) { return xbb::sha256_hex(read_file(file)); }
+std::string record_hash_of(const fs::path& file) { return xbb::record_hash(read_file(file)); }
 
 const std::string image_1 = "EFI/xen/xen-generation-1.efi";
 const std::string image_2 = "EFI/xen/xen-generation-2.efi";
@@ -203,15 +203,15 @@ TEST_F(ApplyTest, FirstRunWritesEverythingThenRemovesStaleFiles) {
   // Each image is made once: its size came from the maker, not from making it.
   EXPECT_EQ(maker.made, 2);
   ASSERT_EQ(report.images.size(), 2u);
-  EXPECT_EQ(report.images.at(image_1).second, sha256_of(root / image_1));
-  EXPECT_EQ(report.images.at(image_1).first.size, fs::file_size(root / image_1));
-  EXPECT_EQ(report.images.at(image_2).first.mtime_ns,
+  EXPECT_EQ(report.images.at(image_1).digest, record_hash_of(root / image_1));
+  EXPECT_EQ(report.images.at(image_1).stamp.size, fs::file_size(root / image_1));
+  EXPECT_EQ(report.images.at(image_2).stamp.mtime_ns,
             lstat_of(root / image_2).st_mtim.tv_sec * 1000000000ll +
                 lstat_of(root / image_2).st_mtim.tv_nsec);
 }
 
 // The planner gives an image that replaces a file the digest of that file:
-// the image is streamed once through SHA-256, and not written when equal.
+// the image is streamed once through RecordHash, and not written when equal.
 TEST_F(ApplyTest, AnImageEqualToTheFileItReplacesIsNotWritten) {
   write_previous_run(root);
   Esp esp(root);
@@ -219,8 +219,8 @@ TEST_F(ApplyTest, AnImageEqualToTheFileItReplacesIsNotWritten) {
   const Snapshot after_first = snapshot(root);
 
   Plan again = sample_plan();
-  again.images[0].replaces_digest = sha256_of(root / image_1);
-  again.images[1].replaces_digest = sha256_of(root / image_2);
+  again.images[0].replaces_digest = record_hash_of(root / image_1);
+  again.images[1].replaces_digest = record_hash_of(root / image_2);
   again.entries.clear();
   again.loader_conf.reset();
   maker.made = 0;
@@ -477,7 +477,7 @@ TEST_F(ApplyTest, SignedImageIsMadeThenSignedIntoPlace) {
   ASSERT_EQ(signer.inputs.size(), 1u) << "only one image is signed";
   EXPECT_TRUE(signer.inputs[0] == made_image);
   EXPECT_TRUE(read_file(root / image_1) == "signed by fake\n" + made_image);
-  EXPECT_EQ(report.images.at(image_1).second, sha256_of(root / image_1));
+  EXPECT_EQ(report.images.at(image_1).digest, record_hash_of(root / image_1));
   EXPECT_TRUE(read_file(root / image_2) == expected_image(plan, 1)) << "its recipe names no signer";
   EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});
 }
@@ -489,7 +489,7 @@ TEST_F(ApplyTest, SignedImageIsSignedAgainWhateverItReplaces) {
   auto& recipe = std::get<ImageRecipe>(plan.images[0].content);
   recipe.signer = "fake";
   write_file(root / image_1, concatenated_image(recipe));
-  plan.images[0].replaces_digest = sha256_of(root / image_1);
+  plan.images[0].replaces_digest = record_hash_of(root / image_1);
   FakeSigner signer;
   Esp esp(root);
 
@@ -700,7 +700,7 @@ TEST_F(ApplyTest, RunAfterAFailedRunFinishesTheJob) {
   tmpfs.remount("nr_inodes=1000");
 
   // The next run's planner finds the first image written, with its digest.
-  plan.images[0].replaces_digest = sha256_of(tmpfs.path() / image_1);
+  plan.images[0].replaces_digest = record_hash_of(tmpfs.path() / image_1);
   Esp esp(tmpfs.path());
   ApplyReport report = xbb::apply_plan(esp, plan, maker);
 
@@ -720,12 +720,33 @@ std::uint64_t status_kib(const std::string& field) {
   throw std::runtime_error("no " + field + " in /proc/self/status");
 }
 
-std::string sha256_streamed(const fs::path& file) {
+// The record hash of an image written by the program's maker is hashed as
+// it is streamed (the CheckSum patched last) and is that of the file's final
+// bytes; a shared image also gets the SHA-256 its name holds, no other does.
+TEST_F(ApplyTest, AWrittenImageGetsTheRecordHashOfItsFinalBytes) {
+  const std::string shared = "EFI/xen/xen-4.17-3fa9c2d1.efi";
+  Plan plan = sample_plan();
+  plan.images.push_back({shared, ImageRecipe{{xen_efi(), {}, {}}, {}, true, ""}, std::nullopt});
+  Esp esp(root);
+  xbb::PeImageMaker pe_maker;
+
+  const ApplyReport report = xbb::apply_plan(esp, plan, pe_maker);
+
+  ASSERT_EQ(report.images.size(), 3u);
+  for (const auto& [path, written] : report.images) {
+    const std::string bytes = read_file(root / path);
+    EXPECT_EQ(written.digest, xbb::record_hash(bytes)) << path;
+    EXPECT_EQ(written.stamp.size, bytes.size()) << path;
+    EXPECT_EQ(written.sha256, path == shared ? xbb::sha256_hex(bytes) : "") << path;
+  }
+}
+
+std::string record_hash_streamed(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
-  xbb::Sha256 hash;
+  xbb::RecordHash hash;
   std::string chunk(1 << 20, '\0');
   while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0)
-    hash.update(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount())));
+    hash.write(span_of(std::string_view(chunk.data(), static_cast<std::size_t>(in.gcount()))));
   return hash.hex();
 }
 
@@ -759,11 +780,11 @@ TEST_F(ApplyTest, PeakMemoryStaysFarBelowAnImageWithA200MiBRamdisk) {
     xbb::PeImageMaker maker;
     const ApplyReport written = xbb::apply_plan(esp, plan, maker);
     Plan again = plan;
-    again.images[0].replaces_digest = written.images.at(image_1).second;
+    again.images[0].replaces_digest = written.images.at(image_1).digest;
     const ApplyReport compared = xbb::apply_plan(esp, again, maker);
     return std::to_string(start) + " " + std::to_string(status_kib("VmHWM")) + " " +
-           written.images.at(image_1).second + " " +
-           std::to_string(written.images.at(image_1).first.size) + " " +
+           written.images.at(image_1).digest + " " +
+           std::to_string(written.images.at(image_1).stamp.size) + " " +
            std::to_string(compared.unchanged.size());
   });
   ASSERT_EQ(child.exit_code, 0) << child.said;
@@ -778,7 +799,7 @@ TEST_F(ApplyTest, PeakMemoryStaysFarBelowAnImageWithA200MiBRamdisk) {
             << fs::file_size(root / image_1) << "-byte image\n";
   EXPECT_GT(fs::file_size(root / image_1), kRamdiskBytes);
   EXPECT_EQ(size, fs::file_size(root / image_1));
-  EXPECT_EQ(digest, sha256_streamed(root / image_1));
+  EXPECT_EQ(digest, record_hash_streamed(root / image_1));
   EXPECT_EQ(unchanged, 1u);
   EXPECT_LT(peak_kib - start_kib, kRiseLimitKib);
   EXPECT_EQ(temporaries_under(root), std::vector<std::string>{});

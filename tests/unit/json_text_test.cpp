@@ -94,7 +94,7 @@ TEST(JsonText, InspectShowsASectionNameOfAnyByte) {
 TEST(JsonText, TheRecordTakesAnyByteAndReadsBack) {
   Record record;
   record.images["EFI/xen/xen-generation-1.efi"] = {
-      {1, 2}, std::string(64, 'a'), std::string(64, 'b'), "[global]\n\xff"};
+      {1, 2}, std::string(32, 'a'), std::string(64, 'b'), "[global]\n\xff", ""};
   record.sources["/root/caf\xe9/boot/xen.efi"] = {{3, 4}, false, std::string(64, 'c'), true};
   const std::string text = render_record(record);
   const std::optional<Record> read = parse_record(text);

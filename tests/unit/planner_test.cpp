@@ -56,12 +56,14 @@ EspState esp(std::optional<std::string> loader_conf = std::nullopt) {
 const FileStamp kStamp{100, 1700000000000000000};
 
 ExistingFile ours(const std::string& text) {
-  return {kMarker + "\n" + text, true, kStamp, std::nullopt, std::nullopt};
+  return {kMarker + "\n" + text, true, kStamp, std::nullopt, std::nullopt, std::nullopt};
 }
 ExistingFile by_hand(const std::string& text) {
-  return {text, false, kStamp, std::nullopt, std::nullopt};
+  return {text, false, kStamp, std::nullopt, std::nullopt, std::nullopt};
 }
-ExistingFile symlink() { return {"", true, std::nullopt, std::nullopt, std::nullopt}; }
+ExistingFile symlink() {
+  return {"", true, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+}
 
 const FileWrite* find(const std::vector<FileWrite>& files, const std::string& path) {
   auto it =
@@ -98,16 +100,21 @@ std::string config_of(const FileWrite& image) {
 // it: its texts, and its images as the record vouches for them.
 EspState after(const Planned& first, EspState state = esp()) {
   for (const auto& entry : first.plan.entries) {
-    state.xen_entries[entry.path] = {std::get<std::string>(entry.content), true, kStamp,
-                                     std::nullopt, std::nullopt};
+    state.xen_entries[entry.path] = {std::get<std::string>(entry.content),
+                                     true,
+                                     kStamp,
+                                     std::nullopt,
+                                     std::nullopt,
+                                     std::nullopt};
   }
   for (const auto& file : first.plan.images) {
     if (const auto* text = std::get_if<std::string>(&file.content)) {
-      state.xen_images[file.path] = {*text, true, kStamp, std::nullopt, std::nullopt};
+      state.xen_images[file.path] = {*text, true, kStamp, std::nullopt, std::nullopt, std::nullopt};
     }
   }
   for (const auto& [path, origin] : first.plan.images_after) {
-    state.xen_images[path] = {origin.config, true, kStamp, std::string(64, 'd'), origin.recipe};
+    state.xen_images[path] = {origin.config,        true,          kStamp,
+                              std::string(32, 'd'), origin.recipe, std::nullopt};
   }
   if (first.plan.loader_conf) state.loader_conf = first.plan.loader_conf;
   return state;

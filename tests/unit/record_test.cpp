@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+
+#include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/layout.hpp"
 
@@ -15,9 +18,13 @@ Record sample() {
   record.images["EFI/xen/xen-generation-1.efi"] = {{2867200, 1764650000123456789},
                                                    std::string(64, 'a'),
                                                    std::string(64, 'b'),
-                                                   "[global]\ndefault=nixos\n"};
-  record.images["EFI/xen/xen-4.17.7-3fa9c2d1.efi"] = {
-      {2500000, 1}, std::string(64, 'c'), std::string(64, 'd'), ""};
+                                                   "[global]\ndefault=nixos\n",
+                                                   ""};
+  record.images["EFI/xen/xen-4.17.7-3fa9c2d1.efi"] = {{2500000, 1},
+                                                      std::string(32, 'c'),
+                                                      std::string(64, 'd'),
+                                                      "",
+                                                      "3fa9c2d1" + std::string(56, 'e')};
   record.sources["/nix/store/x-xen/boot/xen.efi"] = {
       {2867000, 2}, false, std::string(64, 'e'), true};
   return record;
@@ -36,7 +43,7 @@ TEST(Record, AnythingDamagedOrForeignIsNoRecord) {
   EXPECT_EQ(parse_record(text.substr(0, text.size() / 2)), std::nullopt) << "truncated";
   EXPECT_EQ(parse_record("garbage"), std::nullopt);
   std::string other_version = text;
-  other_version.replace(other_version.find("\"version\": 1"), 12, "\"version\": 2");
+  other_version.replace(other_version.find("\"version\": 2"), 12, "\"version\": 1");
   EXPECT_EQ(parse_record(other_version), std::nullopt);
   std::string wrong_type = text;
   wrong_type.replace(wrong_type.find("\"size\":2867200"), 14, "\"size\":\"many\"");
@@ -84,9 +91,12 @@ std::string marked_config() { return std::string(layout::kMarker) + "\n[global]\
 Record vouching_record() {
   Record record;
   record.images[kUnified] = {
-      {2867200, 5}, std::string(64, 'a'), std::string(64, 'b'), marked_config()};
-  record.images[kShared] = {
-      {2500000, 6}, "3fa9c2d1" + std::string(56, 'c'), std::string(64, 'd'), ""};
+      {2867200, 5}, std::string(32, 'a'), std::string(64, 'b'), marked_config(), ""};
+  record.images[kShared] = {{2500000, 6},
+                            std::string(32, 'c'),
+                            std::string(64, 'd'),
+                            "",
+                            "3fa9c2d1" + std::string(56, 'c')};
   return record;
 }
 
@@ -126,7 +136,7 @@ TEST(RecordVouches, ForAnImageWhoseStampHeadersAndConfigAreTheRecordedOnes) {
       vouched_image(shared, "xen-4.17.7-3fa9c2d1.efi", read_as_recorded(shared));
   ASSERT_TRUE(shared_file) << "a shared image has no .config, and none is recorded";
   EXPECT_EQ(shared_file->text, "");
-  EXPECT_TRUE(shared_file->ours) << "its name holds the recorded digest";
+  EXPECT_TRUE(shared_file->ours) << "its name holds the recorded SHA-256";
   EXPECT_EQ(shared_file->recipe, shared.recipe);
 }
 
@@ -139,7 +149,9 @@ TEST(RecordVouches, NeverMakesAFileTheToolsByListingIt) {
   EXPECT_FALSE(hand_made->ours);
 
   Record::Image& shared = record.images.at(kShared);
-  shared.digest = std::string(64, 'e');  // not the digest its name holds
+  shared.sha256 = std::string(64, 'e');  // not the digest its name holds
+  // The record hash is no SHA-256: one that starts as the name does proves nothing.
+  shared.digest = "3fa9c2d1" + std::string(24, 'e');
   const auto misnamed = vouched_image(shared, "xen-4.17.7-3fa9c2d1.efi", read_as_recorded(shared));
   ASSERT_TRUE(misnamed);
   EXPECT_FALSE(misnamed->ours);
@@ -226,6 +238,92 @@ TEST(RecordReusesXenEfiCheck, ForTheSharedLayoutOnlyWithItsDigestForTheSameDebug
       << "the shared digest was not computed";
   EXPECT_EQ(reused_source(kept, kXenEfi, {2867000, 3}, true, false), std::nullopt)
       << "touched since";
+}
+
+// The record hash of an image's bytes (RecordHash): one definition for the
+// writer, which streams an image and patches its CheckSum last, and the
+// reader, which hashes an image read whole.
+
+std::span<const std::uint8_t> span_of(std::string_view text) {
+  return {reinterpret_cast<const std::uint8_t*>(text.data()), text.size()};
+}
+
+constexpr std::size_t kPeHeader = 0x80;                 // e_lfanew of the sample
+constexpr std::size_t kCheckSumField = kPeHeader + 88;  // PE signature, file header, CheckSum
+
+// An image's bytes as the writer streams them: "MZ", e_lfanew, the PE
+// signature there, a CheckSum field of zeros, `size` bytes in all.
+std::string pe_like(std::size_t size) {
+  std::string bytes(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<char>(i * 7 % 253);
+  bytes.replace(0, 2, "MZ");
+  bytes.replace(60, 4, std::string("\x80\0\0\0", 4));
+  bytes.replace(kPeHeader, 4, std::string("PE\0\0", 4));
+  bytes.replace(kCheckSumField, 4, std::string(4, '\0'));
+  return bytes;
+}
+
+std::string with_checksum(std::string bytes, std::string_view checksum) {
+  return bytes.replace(kCheckSumField, 4, checksum);
+}
+
+std::string xxh3_of(std::string_view bytes) { return Xxh3().update(span_of(bytes)).hex(); }
+
+TEST(RecordHash, IsXxh3OfTheBytesWithTheCheckSumZeroedThenTheCheckSum) {
+  const std::string image = with_checksum(pe_like(5000), "\x12\x34\x56\x78");
+  EXPECT_EQ(record_hash(image), xxh3_of(pe_like(5000) + "\x12\x34\x56\x78"));
+  EXPECT_EQ(record_hash(image).size(), 32u);
+}
+
+TEST(RecordHash, OfAnImageWrittenWithItsCheckSumLastIsThatOfItsFinalBytes) {
+  const std::string streamed = pe_like(100000);
+  const std::string final = with_checksum(streamed, "\xaa\xbb\xcc\xdd");
+  for (const std::size_t piece : {std::size_t{1}, std::size_t{61}, std::size_t{4093}}) {
+    RecordHash hash;
+    for (std::size_t at = 0; at < streamed.size(); at += piece)
+      hash.write(span_of(std::string_view(streamed).substr(at, piece)));
+    ASSERT_TRUE(hash.rewritable(kCheckSumField, 4));
+    hash.write_at(kCheckSumField, span_of("\xaa\xbb\xcc\xdd"));
+    EXPECT_EQ(hash.size(), final.size());
+    EXPECT_EQ(hash.hex(), record_hash(final)) << "pieces of " << piece;
+  }
+}
+
+TEST(RecordHash, TellsImagesThatDifferOnlyInTheirCheckSumApart) {
+  const std::string image = pe_like(5000);
+  EXPECT_NE(record_hash(with_checksum(image, "\x01\0\0\0")), record_hash(image));
+  EXPECT_NE(record_hash(with_checksum(image, "\x01\0\0\0")),
+            record_hash(with_checksum(image, "\0\0\0\x01")));
+  std::string other = image;
+  other[4000] ^= 1;
+  EXPECT_NE(record_hash(other), record_hash(image));
+}
+
+TEST(RecordHash, TakesAgainOnlyTheCheckSumFieldOnceStreamed) {
+  RecordHash hash;
+  const std::string image = pe_like(5000);
+  hash.write(span_of(std::string_view(image).substr(0, kCheckSumField + 2)));
+  EXPECT_FALSE(hash.rewritable(kCheckSumField, 4)) << "not streamed whole yet";
+  hash.write(span_of(std::string_view(image).substr(kCheckSumField + 2)));
+  EXPECT_TRUE(hash.rewritable(kCheckSumField + 1, 2));
+  EXPECT_FALSE(hash.rewritable(kCheckSumField - 1, 4));
+  EXPECT_FALSE(hash.rewritable(kCheckSumField + 1, 4));
+  EXPECT_FALSE(hash.rewritable(0, 2));
+  EXPECT_THROW(hash.write_at(0, span_of("MZ")), Error);
+}
+
+TEST(RecordHash, HashesAFileWithoutACheckSumFieldAsItIs) {
+  EXPECT_EQ(record_hash(""), xxh3_of(""));
+  EXPECT_EQ(record_hash("MZ short"), xxh3_of("MZ short")) << "shorter than a DOS header";
+  std::string not_pe = pe_like(5000);
+  not_pe[0] = 'X';
+  EXPECT_EQ(record_hash(not_pe), xxh3_of(not_pe));
+  const std::string cut =
+      with_checksum(pe_like(5000), "\x01\x02\x03\x04").substr(0, kCheckSumField + 3);
+  EXPECT_EQ(record_hash(cut), xxh3_of(cut)) << "ends within the field: it has none";
+  RecordHash never_rewritten;
+  never_rewritten.write(span_of(not_pe));
+  EXPECT_FALSE(never_rewritten.rewritable(kCheckSumField, 4));
 }
 
 }  // namespace

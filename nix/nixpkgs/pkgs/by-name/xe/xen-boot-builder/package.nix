@@ -18,6 +18,7 @@
   zlib,
   openssl,
   systemdLibs,
+  xxHash,
   gtest,
   gbenchmark,
   libseccomp,
@@ -48,8 +49,9 @@ stdenv.mkDerivation (finalAttrs: {
     nlohmann_json # bootspec documents, --json output
     elfutils # libelf: ELF (multiboot) Xen images
     zlib # gzip-compressed ELF Xen images
-    openssl # libcrypto: SHA-256 of images and recipes
+    openssl # libcrypto: SHA-256 of shared images' names and of recipes
     systemdLibs # libsystemd: sd_notify for the watch daemon
+    xxHash # XXH3: the record's hash of the images it lists
   ];
 
   cmakeFlags = [
