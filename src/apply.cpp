@@ -282,7 +282,7 @@ ApplyReport apply_plan(Esp& esp, const Plan& plan, ImageMaker& maker, const Sign
     if (!write.file) {
       loader_conf_esp.write_atomic(write.path, *plan.loader_conf);
     } else if (const auto* text = std::get_if<std::string>(&write.file->content)) {
-      esp.write_atomic(write.path, *text);
+      report.texts[write.path] = esp.write_atomic(write.path, *text);
     } else {
       report.images[write.path] =
           write_image(esp, write.path, std::get<ImageRecipe>(write.file->content), maker, signer,

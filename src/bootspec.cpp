@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "bootspec_document.hpp"
 #include "json_input.hpp"
 #include "limits.hpp"
 #include "text.hpp"
@@ -239,6 +240,20 @@ Bootspec::~Bootspec() = default;
 Bootspec parse_bootspec(std::string_view json_text, const std::string& origin) {
   const Json json = parse_json(json_text, origin, limits::kBootspecBytes, limits::kJsonDepth);
   return read_document(Object(json, "", origin), true);
+}
+
+BootspecDocument parse_bootspec_document(std::string_view json_text, const std::string& origin) {
+  Json json = parse_json(json_text, origin, limits::kBootspecBytes, limits::kJsonDepth);
+  BootspecDocument read{read_document(Object(json, "", origin), true), ""};
+  json.erase(kSpecialisationV1);
+  // With its keys sorted, as the record's reader gives it back.
+  read.document = nlohmann::json(json).dump();
+  return read;
+}
+
+Bootspec bootspec_from_document(const nlohmann::json& document, const std::string& origin) {
+  const Json ordered(document);
+  return read_document(Object(ordered, "", origin), false);
 }
 
 }  // namespace xbb

@@ -1,17 +1,21 @@
 #include "xbb/builder.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "embed.hpp"
 #include "limits.hpp"
 #include "posix_io.hpp"
+#include "text.hpp"
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/esp.hpp"
+#include "xbb/memo.hpp"
 #include "xbb/pe.hpp"
 #include "xbb/planner.hpp"
 #include "xbb/record.hpp"
@@ -21,6 +25,9 @@ namespace fs = std::filesystem;
 
 namespace xbb {
 namespace {
+
+// The largest record read.
+constexpr std::uint64_t kMaxRecordTextBytes = 16 << 20;
 
 // What a run learns of one xen.efi: from the record when it may reuse the
 // check recorded (see reused_source), else by reading it (headers first, then
@@ -89,9 +96,11 @@ std::map<std::string, Record::Source> check_xen_images(std::vector<Generation>& 
 }
 
 // The record of a run that applied `plan`: each image of ours on the ESP
-// after it, with the stamp and digest it has now, and the xen.efi files
-// checked.
+// after it, with the stamp and digest it has now, each entry and
+// configuration file its targets keep, with the stamp it has now, the
+// xen.efi files checked and the bootspecs read.
 Record record_after(const Plan& plan, const EspState& state, const ApplyReport& applied,
+                    const std::vector<Generation>& generations, const BuildOptions& options,
                     std::map<std::string, Record::Source> sources) {
   Record record;
   record.sources = std::move(sources);
@@ -107,23 +116,49 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
     record.images[path] = {*existing->second.stamp, *existing->second.digest, origin.recipe,
                            origin.config, existing->second.sha256.value_or("")};
   }
+  for (const auto& [path, text] : plan.texts_after) {
+    if (auto written = applied.texts.find(path); written != applied.texts.end()) {
+      record.texts[path] = {written->second, text};
+      continue;
+    }
+    const auto& folder =
+        path.starts_with(layout::kEntriesFolder) ? state.xen_entries : state.xen_images;
+    auto existing = folder.find(path);
+    if (existing != folder.end() && existing->second.stamp && existing->second.text == text)
+      record.texts[path] = {*existing->second.stamp, text};
+  }
+  // Only what reads back as it was: the record's JSON text keeps a byte that
+  // is not UTF-8 as the escape "\xNN", which names no file and no text.
+  std::erase_if(record.texts, [](const auto& item) { return !text::is_utf8(item.second.text); });
+  record.root = options.root.string();
+  if (!text::is_utf8(record.root)) return record;
+  for (const auto& generation : generations) {
+    if (!generation.known) continue;
+    const auto& [toplevel, known] = *generation.known;
+    const bool readable = text::is_utf8(toplevel) && text::is_utf8(known.file.string()) &&
+                          text::is_utf8(known.xen_efi.string()) &&
+                          text::is_utf8(known.kernel.string()) &&
+                          (!known.initrd || text::is_utf8(known.initrd->string()));
+    if (readable) record.bootspecs.insert(*generation.known);
+  }
   return record;
 }
 
 // The largest record a run that applies `plan` can write: every image after
 // it, with stamps of the most digits. What the free-space check counts for it.
-std::uint64_t largest_record_size(const Plan& plan,
+std::uint64_t largest_record_size(const Plan& plan, const std::vector<Generation>& generations,
+                                  const BuildOptions& options,
                                   const std::map<std::string, Record::Source>& sources) {
-  Record record;
-  record.sources = sources;
   const FileStamp widest{std::numeric_limits<std::uint64_t>::max(),
                          std::numeric_limits<std::int64_t>::min()};
+  Record record = record_after(Plan{}, {}, {}, generations, options, sources);
   for (auto& [path, source] : record.sources) source.stamp = widest;
   for (const auto& [path, origin] : plan.images_after) {
     const bool shared = layout::shared_image_digest(path.substr(path.rfind('/') + 1)).has_value();
     record.images[path] = {widest, std::string(32, '0'), origin.recipe, origin.config,
                            std::string(shared ? 64 : 0, '0')};
   }
+  for (const auto& [path, text] : plan.texts_after) record.texts[path] = {widest, text};
   return render_record(record).size();
 }
 
@@ -143,7 +178,7 @@ RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
   const std::string path(layout::kStateFile);
   RecordRead read;
   try {
-    read.text = esp.read(path, 16 << 20);
+    read.text = esp.read(path, kMaxRecordTextBytes);
   } catch (const Error& e) {
     read.warnings.push_back(std::string(e.what()) +
                             "; the record is not used, every image is read");
@@ -186,8 +221,13 @@ void write_record(Esp& esp, const std::string& text, std::vector<std::string>& w
   }
 }
 
-std::vector<Generation> discover(const BuildOptions& options, const Esp& boot) {
+// The generations, from the source entries or the profiles. The record's
+// bootspecs serve only a run with the root they were resolved under.
+std::vector<Generation> discover(const BuildOptions& options, const Esp& boot,
+                                 const std::optional<Record>& record) {
   if (options.source == Source::profiles) return generations_from_profiles(options.root);
+  if (record && record->root == options.root.string())
+    return generations_from_entries(boot, options.root, record->bootspecs);
   return generations_from_entries(boot, options.root);
 }
 
@@ -228,6 +268,17 @@ std::vector<Change> changes_after(const Plan& plan, const ApplyReport& applied,
   return changes;
 }
 
+// Generations whose Xen entry the run planned, and those with a Xen entry
+// after it (planned, or kept for a skipped generation).
+std::pair<std::size_t, std::size_t> count_entries(const std::vector<GenerationOutcome>& outcomes) {
+  const auto built = std::count_if(outcomes.begin(), outcomes.end(), [](const auto& g) {
+    return g.status == GenerationOutcome::Status::xen_entry;
+  });
+  const auto entries = std::count_if(outcomes.begin(), outcomes.end(),
+                                     [](const auto& g) { return g.entry.has_value(); });
+  return {static_cast<std::size_t>(built), static_cast<std::size_t>(entries)};
+}
+
 void report_changes(const std::vector<Change>& changes, Reporter& reporter) {
   if (changes.empty()) {
     reporter.info("No change");
@@ -261,6 +312,63 @@ struct Installer {
   const PlanOptions& plan_options;
   const Signer* signer;
   Reporter& reporter;
+  // When the run may keep a memo (see memo.hpp): what it scanned before
+  // discovering anything, and the warnings said before the plan's.
+  const std::optional<std::string>& scan;
+  const std::vector<std::string>& early_warnings;
+
+  // The memo of a run that changed nothing and whose record vouched for every
+  // image it keeps; nullopt otherwise, or when something it would say does not
+  // read back from the record's JSON as it is (a byte that is not UTF-8).
+  std::optional<Memo> memo_of(const Installed& out, const Record& after, const EspState& state,
+                              const ApplyReport& applied) const {
+    const Plan& plan = out.planned.plan;
+    if (!scan || !plan.images.empty() || !plan.entries.empty() || plan.loader_conf ||
+        !plan.removals.empty() || !applied.written.empty() || !applied.removed.empty())
+      return std::nullopt;
+    Memo memo;
+    MemoSight sight;
+    for (const auto& [toplevel, known] : after.bootspecs)
+      sight.host_files[known.file.string()] = known.stamp;
+    for (const auto& [path, source] : sources) sight.host_files[path] = source.stamp;
+    if (plan_options.ucode)
+      sight.host_files[plan_options.ucode->path.string()] = plan_options.ucode->stamp;
+    for (const auto& generation : generations) {
+      std::vector<std::string> named = generation.entry.initrds;
+      if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
+      for (const auto& path : named) {
+        if (path.size() < 2 || path.front() != '/') continue;
+        // The scan lists EFI/nixos (with each file's type) already.
+        const std::string file = path.substr(1);
+        const auto slash = file.rfind('/');
+        if (slash != std::string::npos && file.substr(0, slash) == layout::kLegacyImageFolder)
+          continue;
+        sight.esp_files[file] = state.boot_files.count(file) > 0;
+      }
+    }
+    for (const auto& [path, image] : after.images) {
+      auto seen = state.xen_images.find(path);
+      if (seen == state.xen_images.end() || !seen->second.recipe || !seen->second.stamp)
+        return std::nullopt;  // read whole, not vouched for: no memo yet
+      sight.images[path].emplace(*seen->second.stamp, seen->second.text);
+      memo.images[path] = seen->second.text.size();
+    }
+    for (const auto& [path, stamp] : sight.host_files) memo.host_files.push_back(path);
+    for (const auto& [path, regular] : sight.esp_files) memo.esp_files.push_back(path);
+    std::tie(memo.built, memo.entries) = count_entries(out.planned.generations);
+    memo.warnings = early_warnings;
+    memo.warnings.insert(memo.warnings.end(), out.warnings.begin(), out.warnings.end());
+    memo.default_failure = out.planned.default_failure;
+    const auto readable = [](const std::vector<std::string>& texts) {
+      return std::all_of(texts.begin(), texts.end(), text::is_utf8);
+    };
+    if (!readable(memo.host_files) || !readable(memo.warnings) ||
+        !text::is_utf8(memo.default_failure.value_or("")))
+      return std::nullopt;
+    const std::string text = render_record(after);
+    memo.inputs = memo_inputs(*scan, sight, read_memo(text));
+    return memo;
+  }
 
   Installed install(Partitions& partitions, RecordRead record) const {
     Installed out;
@@ -290,7 +398,7 @@ struct Installer {
     }
     PeImageMaker maker;
     const LaterWrite record_write{std::string(layout::kStateFile),
-                                  largest_record_size(plan, sources)};
+                                  largest_record_size(plan, generations, options, sources)};
     ApplyReport applied;
     Installed cleared;  // on the ESP
     if (!partitions.separate()) {
@@ -313,11 +421,15 @@ struct Installer {
       applied.removed.insert(applied.removed.end(), after.removed.begin(), after.removed.end());
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
     }
-    const std::string text = render_record(record_after(plan, state, applied, sources));
-    if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
+    Record after = record_after(plan, state, applied, generations, options, sources);
+    out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
+    if (record.record) after.memo = memo_of(out, after, state, applied);
+    if (!record.record || after != *record.record) {
+      const std::string text = render_record(after);
+      if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
+    }
     for (const auto& path : applied.written) reporter.debug("wrote " + path);
     for (const auto& path : applied.removed) reporter.debug("removed " + path);
-    out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
     out.changes = changes_after(plan, applied, out.planned.generations);
     out.written = std::move(applied.written);
     out.removed = std::move(applied.removed);
@@ -359,6 +471,42 @@ struct Installer {
   }
 };
 
+// Says how a run ended: its last progress word, its warnings, changes and
+// failures.
+void report_run(const RunResult& result, std::size_t built, Reporter& reporter,
+                const std::function<void(const std::string&)>& finish) {
+  finish(built == 0 ? "none found." : "done.");
+  if (built == 0 && !reporter.at_least(Verbosity::debug)) {
+    reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
+  }
+  for (const auto& warning : result.warnings) reporter.warning(warning);
+  report_changes(result.changes, reporter);
+  for (const auto& failure : result.partition_failures) reporter.error(failure.message);
+  if (result.default_failure) {
+    reporter.error(*result.default_failure +
+                   ", the default boot entry, got no Xen entry (see the warning above)");
+  }
+}
+
+// When the record's memo holds the fingerprint of the inputs found now
+// (`scan`, then what the memo names looked at again, and the record itself),
+// `result` gets what the run that kept it said, and true: nothing else is
+// read. False otherwise.
+bool answer_from_memo(const Esp& boot, const std::string& scan, RunResult& result) {
+  const std::optional<std::optional<std::string>> text = value_or_reason(
+      [&] { return boot.read(std::string(layout::kStateFile), kMaxRecordTextBytes); },
+      [](const std::string&) {});  // read again the usual way, which warns
+  if (!text || !*text) return false;
+  MemoRead read = read_memo(**text);
+  if (!read.memo || memo_inputs(scan, look_again(boot, *read.memo), read) != read.memo->inputs)
+    return false;
+  result.warnings = std::move(read.memo->warnings);
+  result.default_failure = std::move(read.memo->default_failure);
+  result.entries = read.memo->entries;
+  result.entries_built = read.memo->built;
+  return true;
+}
+
 }  // namespace
 
 layout::Request layout_request(const BuildOptions& options) {
@@ -390,10 +538,23 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     if (options.xbootldr && !partitions.separate())
       reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
     PartitionLocks locks(partitions, on_wait, lock_mode);
+    std::optional<std::string> scan;
+    if (memo_applies(options, partitions, reporter)) {
+      scan = value_or_reason(
+          [&] {
+            return scan_inputs(partitions.on(layout::kEntries.partition),
+                               partitions.on(layout::kLoaderConfPlace.partition), options);
+          },
+          [](const std::string&) {});  // read again the usual way, which says what is wrong
+      if (scan && answer_from_memo(partitions.on(layout::kRecord.partition), *scan, result)) {
+        report_run(result, result.entries_built, reporter, finish);
+        return result;
+      }
+    }
     RecordRead record =
         read_record(partitions.on(layout::kRecord.partition), options.rebuild, reporter);
     std::vector<Generation> generations =
-        discover(options, partitions.on(layout::kEntries.partition));
+        discover(options, partitions.on(layout::kEntries.partition), record.record);
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     // Said before the plan's warnings.
     std::vector<std::string> early_warnings = keep_one_per_xen_name(generations);
@@ -431,7 +592,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
                    {}};
     }
     const Installer installer{
-        options, generations, sources, plan_options, signer ? &*signer : nullptr, reporter};
+        options,  generations, sources,       plan_options, signer ? &*signer : nullptr,
+        reporter, scan,        early_warnings};
 
     Installed main = installer.install(partitions, std::move(record));
     result.warnings = std::move(early_warnings);
@@ -462,24 +624,8 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
             {shown, e.kind(), message.starts_with(shown) ? message : shown + ": " + message});
       }
     }
-    const std::size_t built = static_cast<std::size_t>(std::count_if(
-        result.generations.begin(), result.generations.end(), [](const GenerationOutcome& g) {
-          return g.status == GenerationOutcome::Status::xen_entry;
-        }));
-    result.entries = static_cast<std::size_t>(
-        std::count_if(result.generations.begin(), result.generations.end(),
-                      [](const GenerationOutcome& g) { return g.entry.has_value(); }));
-    finish(built == 0 ? "none found." : "done.");
-    if (built == 0 && !reporter.at_least(Verbosity::debug)) {
-      reporter.line("Run with 'debug' to see why no generation got a Xen entry.");
-    }
-    for (const auto& warning : result.warnings) reporter.warning(warning);
-    report_changes(result.changes, reporter);
-    for (const auto& failure : result.partition_failures) reporter.error(failure.message);
-    if (result.default_failure) {
-      reporter.error(*result.default_failure +
-                     ", the default boot entry, got no Xen entry (see the warning above)");
-    }
+    std::tie(result.entries_built, result.entries) = count_entries(result.generations);
+    report_run(result, result.entries_built, reporter, finish);
   } catch (const Error& e) {
     finish("failed.");
     reporter.error(e.what());

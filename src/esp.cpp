@@ -52,22 +52,27 @@ std::string quoted(const std::string& path) {
 }
 
 void check_component(const std::string& path, const std::string& component) {
-  const std::string where = "ESP path " + quoted(path);
-  if (component.empty()) throw Error(where, "empty component (leading, trailing or doubled \"/\")");
+  const auto where = [&path] { return "ESP path " + quoted(path); };
+  if (component.empty())
+    throw Error(where(), "empty component (leading, trailing or doubled \"/\")");
   if (component == "." || component == "..")
-    throw Error(where, "component \"" + component + "\" not allowed");
+    throw Error(where(), "component \"" + component + "\" not allowed");
   if (component.size() > max_component_length)
-    throw Error(where, "component longer than 255 bytes");
+    throw Error(where(), "component longer than 255 bytes");
   for (char c : component) {
     if (!text::is_file_name_character(c)) {
-      throw Error(where, "character " + quoted(std::string(1, c)) +
-                             " not allowed (only A-Z a-z 0-9 + _ . -)");
+      throw Error(where(), "character " + quoted(std::string(1, c)) +
+                               " not allowed (only A-Z a-z 0-9 + _ . -)");
     }
   }
 }
 
+// The path as the user knows it: (root / relative).string(), without
+// parsing either.
 std::string shown_path(const fs::path& root, const std::string& relative) {
-  return relative.empty() ? root.string() : (root / relative).string();
+  const std::string& base = root.native();
+  if (relative.empty()) return base;
+  return base + (base.ends_with('/') ? "" : "/") + relative;
 }
 
 std::string join(const std::vector<std::string>& components, std::size_t count) {
@@ -77,12 +82,6 @@ std::string join(const std::vector<std::string>& components, std::size_t count) 
     joined += components[i];
   }
   return joined;
-}
-
-UniqueFd duplicate(int fd, const std::string& shown) {
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!copy) throw Error(shown, "cannot duplicate descriptor: " + error_text(errno));
-  return copy;
 }
 
 // An Error for a failed call that writes the ESP, from errno: a full ESP is
@@ -143,6 +142,23 @@ EspFileType type_of(mode_t mode) {
   return EspFileType::other;
 }
 
+// The type a folder listing gives (d_type), or nullopt when the file system
+// does not say (DT_UNKNOWN): then only a stat tells.
+std::optional<EspFileType> type_of_entry(unsigned char type) {
+  switch (type) {
+    case DT_REG:
+      return EspFileType::regular;
+    case DT_LNK:
+      return EspFileType::symlink;
+    case DT_DIR:
+      return EspFileType::folder;
+    case DT_UNKNOWN:
+      return std::nullopt;
+    default:
+      return EspFileType::other;
+  }
+}
+
 struct Temporary {
   UniqueFd fd;
   std::string name;
@@ -177,10 +193,11 @@ std::vector<std::string> split_esp_path(const std::string& path) {
   }
 }
 
-// A resolved ESP path: its folder, opened without following symlinks, and its
-// final name. `folder` is empty when a folder on the way does not exist.
+// A resolved ESP path: its folder, opened without following symlinks (a
+// descriptor the Esp keeps, see Esp::folder), and its final name. `folder` is
+// -1 when a folder on the way does not exist.
 struct Esp::Location {
-  UniqueFd folder;
+  int folder = -1;
   std::string name;
   std::string shown_folder;
   std::string shown;
@@ -194,13 +211,20 @@ Esp::Esp(fs::path root) : root_(std::move(root)) {
   }
 }
 
-UniqueFd Esp::open_folders(const std::vector<std::string>& components, std::size_t count,
-                           bool create) const {
-  UniqueFd current = duplicate(root_fd_.get(), root_.string());
+int Esp::folder(const std::vector<std::string>& components, std::size_t count, bool create) const {
+  int current = root_fd_.get();
+  std::string path;
   for (std::size_t i = 0; i < count; ++i) {
-    current = open_folder(current.get(), components[i], shown_path(root_, join(components, i)),
-                          shown_path(root_, join(components, i + 1)), create);
-    if (!current) break;
+    const std::string parent = path;
+    path += (i > 0 ? "/" : "") + components[i];
+    auto known = folders_.find(path);
+    if (known == folders_.end()) {
+      UniqueFd opened = open_folder(current, components[i], shown_path(root_, parent),
+                                    shown_path(root_, path), create);
+      if (!opened) return -1;
+      known = folders_.emplace(path, std::move(opened)).first;
+    }
+    current = known->second.get();
   }
   return current;
 }
@@ -209,7 +233,7 @@ Esp::Location Esp::locate(const std::string& path, bool create) const {
   std::vector<std::string> components = split_esp_path(path);
   std::size_t folders = components.size() - 1;
   Location location;
-  location.folder = open_folders(components, folders, create);
+  location.folder = folder(components, folders, create);
   location.name = components.back();
   location.shown_folder = shown_path(root_, join(components, folders));
   location.shown = shown_path(root_, path);
@@ -219,12 +243,12 @@ Esp::Location Esp::locate(const std::string& path, bool create) const {
 UniqueFd Esp::open_regular(const std::string& path, std::string& shown, FileStamp& stamp) const {
   Location at = locate(path, false);
   shown = at.shown;
-  if (!at.folder) return UniqueFd();
-  UniqueFd file(::openat(at.folder.get(), at.name.c_str(),
+  if (at.folder < 0) return UniqueFd();
+  UniqueFd file(::openat(at.folder, at.name.c_str(),
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!file) {
     if (errno == ENOENT) return UniqueFd();
-    throw_open_error(at.folder.get(), at.name, at.shown, errno, "regular file");
+    throw_open_error(at.folder, at.name, at.shown, errno, "regular file");
   }
   struct stat st {};
   if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
@@ -259,14 +283,17 @@ bool Esp::read_pieces(const std::string& path, const PieceReader& reader) const 
   return true;
 }
 
-std::vector<EspItem> Esp::list_all(const std::string& dir) const {
+std::vector<EspItem> Esp::list_all(const std::string& dir, Stamps stamps) const {
   std::vector<std::string> components = split_esp_path(dir);
-  UniqueFd folder = open_folders(components, components.size(), false);
-  if (!folder) return {};
+  const int parent = folder(components, components.size(), false);
+  if (parent < 0) return {};
   const std::string shown = shown_path(root_, dir);
-  std::unique_ptr<DIR, int (*)(DIR*)> stream(::fdopendir(folder.get()), ::closedir);
+  // A descriptor of its own for the stream, which closes it.
+  UniqueFd listed(::openat(parent, ".", folder_flags));
+  if (!listed) throw Error(shown, "cannot list folder: " + error_text(errno));
+  std::unique_ptr<DIR, int (*)(DIR*)> stream(::fdopendir(listed.get()), ::closedir);
   if (!stream) throw Error(shown, "cannot list folder: " + error_text(errno));
-  folder.release();
+  listed.release();
 
   std::vector<EspItem> items;
   for (;;) {
@@ -275,8 +302,13 @@ std::vector<EspItem> Esp::list_all(const std::string& dir) const {
     if (entry == nullptr) break;
     std::string name = entry->d_name;
     if (name == "." || name == "..") continue;
+    const std::optional<EspFileType> listed_type = type_of_entry(entry->d_type);
+    if (listed_type && (stamps == Stamps::without || *listed_type != EspFileType::regular)) {
+      items.push_back({std::move(name), *listed_type, {}});
+      continue;
+    }
     struct stat st {};
-    if (::fstatat(::dirfd(stream.get()), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (::fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;
       throw Error(shown_path(root_, dir + "/" + name), "cannot stat: " + error_text(errno));
     }
@@ -290,7 +322,7 @@ std::vector<EspItem> Esp::list_all(const std::string& dir) const {
 
 std::vector<std::string> Esp::list(const std::string& dir) const {
   std::vector<std::string> names;
-  for (auto& item : list_all(dir)) {
+  for (auto& item : list_all(dir, Stamps::without)) {
     if (item.type == EspFileType::regular || item.type == EspFileType::symlink) {
       names.push_back(std::move(item.name));
     }
@@ -301,9 +333,9 @@ std::vector<std::string> Esp::list(const std::string& dir) const {
 EspItem Esp::stat(const std::string& path) const {
   Location at = locate(path, false);
   EspItem item{at.name, EspFileType::absent, {}};
-  if (!at.folder) return item;
+  if (at.folder < 0) return item;
   struct stat st {};
-  if (::fstatat(at.folder.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(at.folder, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return item;
     throw Error(at.shown, "cannot stat: " + error_text(errno));
   }
@@ -314,9 +346,9 @@ EspItem Esp::stat(const std::string& path) const {
 
 EspFileType Esp::type(const std::string& path) const {
   Location at = locate(path, false);
-  if (!at.folder) return EspFileType::absent;
+  if (at.folder < 0) return EspFileType::absent;
   struct stat st {};
-  if (::fstatat(at.folder.get(), at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(at.folder, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return EspFileType::absent;
     throw Error(at.shown, "cannot stat: " + error_text(errno));
   }
@@ -368,7 +400,7 @@ FileStamp Esp::write_atomic(const std::string& path, const std::string& bytes) {
 FileStamp Esp::write_atomic(const std::string& path,
                             const std::function<void(EspFile& file)>& fill) {
   Location at = locate(path, true);
-  Temporary temporary = create_temporary(at.folder.get(), at.name, at.shown);
+  Temporary temporary = create_temporary(at.folder, at.name, at.shown);
   FileStamp stamp;
   try {
     EspFile file(temporary.fd.get(), at.shown);
@@ -379,15 +411,14 @@ FileStamp Esp::write_atomic(const std::string& path,
       throw Error(at.shown, "cannot stat: " + error_text(errno));
     stamp = posix::stamp_of(st);
     if (::close(temporary.fd.release()) != 0) throw write_error(at.shown, "cannot close");
-    if (::renameat(at.folder.get(), temporary.name.c_str(), at.folder.get(), at.name.c_str()) !=
-        0) {
+    if (::renameat(at.folder, temporary.name.c_str(), at.folder, at.name.c_str()) != 0) {
       throw write_error(at.shown, "cannot rename " + temporary.name + " into place");
     }
   } catch (...) {
-    ::unlinkat(at.folder.get(), temporary.name.c_str(), 0);
+    ::unlinkat(at.folder, temporary.name.c_str(), 0);
     throw;
   }
-  flush_folder(at.folder.get(), at.shown_folder);
+  flush_folder(at.folder, at.shown_folder);
   return stamp;
 }
 
@@ -395,17 +426,17 @@ FileStamp Esp::write_atomic_through(
     const std::string& path, const std::function<void(EspFile& input)>& fill,
     const std::function<void(EspFile& input, EspFile& output)>& make) {
   Location at = locate(path, true);
-  Temporary input = create_temporary(at.folder.get(), at.name, at.shown);
+  Temporary input = create_temporary(at.folder, at.name, at.shown);
   FileStamp stamp;
   try {
     EspFile file(input.fd.get(), at.shown);
     fill(file);
     stamp = write_atomic(path, [&](EspFile& output) { make(file, output); });
   } catch (...) {
-    ::unlinkat(at.folder.get(), input.name.c_str(), 0);
+    ::unlinkat(at.folder, input.name.c_str(), 0);
     throw;
   }
-  if (::unlinkat(at.folder.get(), input.name.c_str(), 0) != 0) {
+  if (::unlinkat(at.folder, input.name.c_str(), 0) != 0) {
     throw Error(at.shown, "cannot remove temporary file " + input.name + ": " + error_text(errno));
   }
   return stamp;
@@ -413,12 +444,12 @@ FileStamp Esp::write_atomic_through(
 
 void Esp::remove(const std::string& path) {
   Location at = locate(path, false);
-  if (!at.folder) return;
-  if (::unlinkat(at.folder.get(), at.name.c_str(), 0) != 0) {
+  if (at.folder < 0) return;
+  if (::unlinkat(at.folder, at.name.c_str(), 0) != 0) {
     if (errno == ENOENT) return;
     throw Error(at.shown, "cannot remove: " + error_text(errno));
   }
-  flush_folder(at.folder.get(), at.shown_folder);
+  flush_folder(at.folder, at.shown_folder);
 }
 
 EspSpace space_from_statvfs(const struct statvfs& stats) {

@@ -1,4 +1,6 @@
 // Reading the ESP as the planner needs it (the I/O half of planning).
+#include <set>
+
 #include "limits.hpp"
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
@@ -75,40 +77,14 @@ std::optional<pe::Image> efi_headers(const Esp::ReadAt& read_at, std::uint64_t s
   return image;
 }
 
-// What a run reads of an image to check it against the record's entry (see
-// record.hpp): its stamp when opened and, when that is the recorded one, its
-// headers and section table, and its .config when it is the recorded one's
-// size. One open, a read of the headers and one of the .config: never the
-// body. nullopt when a read fails (the image is then read again whole, which
-// says what is wrong when it matters).
-std::optional<ImageRead> read_for_record(const Esp& esp, const std::string& path,
-                                         const Record::Image& recorded) {
-  ImageRead read;
-  try {
-    esp.read_pieces(path, [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
-      read.stamp = stamp;
-      if (stamp != recorded.stamp) return;
-      const std::optional<pe::Image> image = efi_headers(read_at, stamp.size);
-      if (!image) return;
-      read.efi_application = true;
-      const auto extent = pe::section_extent(*image, ".config");
-      read.has_config = extent.has_value();
-      if (extent && extent->size == recorded.config.size())
-        read.config = read_at(extent->offset, static_cast<std::size_t>(extent->size));
-    });
-  } catch (const Error&) {
-    return std::nullopt;
-  }
-  return read;
-}
-
 // Whether the record vouches for the image at `path` (`item` as listed), and
 // then `file` is what it says of it (see vouched_image).
 bool vouched(const Esp& esp, const std::optional<Record>& record, const std::string& path,
              const EspItem& item, ExistingFile& file) {
   const std::optional<Record::Image> recorded = recorded_image(record, path, item.stamp);
   if (!recorded) return false;
-  const std::optional<ImageRead> read = read_for_record(esp, path, *recorded);
+  const std::optional<ImageRead> read =
+      read_image_check(esp, path, recorded->config.size(), recorded->stamp);
   if (!read) return false;
   std::optional<ExistingFile> vouched_for = vouched_image(*recorded, item.name, *read);
   if (!vouched_for) return false;
@@ -118,19 +94,51 @@ bool vouched(const Esp& esp, const std::optional<Record>& record, const std::str
 
 }  // namespace
 
+// One open, a read of the headers and one of the .config: never the body.
+// nullopt when a read fails (the image is then read again whole, which says
+// what is wrong when it matters).
+std::optional<ImageRead> read_image_check(const Esp& esp, const std::string& path,
+                                          std::uint64_t config_size,
+                                          const std::optional<FileStamp>& expected) {
+  ImageRead read;
+  try {
+    esp.read_pieces(path, [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
+      read.stamp = stamp;
+      if (expected && stamp != *expected) return;
+      const std::optional<pe::Image> image = efi_headers(read_at, stamp.size);
+      if (!image) return;
+      read.efi_application = true;
+      const auto extent = pe::section_extent(*image, ".config");
+      read.has_config = extent.has_value();
+      if (extent && extent->size == config_size)
+        read.config = read_at(extent->offset, static_cast<std::size_t>(extent->size));
+    });
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  return read;
+}
+
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
                         const Esp* loader_conf_from, const std::optional<Record>& record) {
   EspState state;
   const std::string entries(layout::kEntriesFolder);
-  for (const EspItem& item : esp.list_all(entries)) {
+  for (const EspItem& item : esp.list_all(entries, Esp::Stamps::without)) {
     if (!item.name.starts_with("xen-") || !item.name.ends_with(".conf")) continue;
     const std::string path = entries + "/" + item.name;
     if (item.type == EspFileType::symlink) {
       state.xen_entries[path].ours = true;
     } else if (item.type == EspFileType::regular) {
       ExistingFile& file = state.xen_entries[path];
-      file.stamp = item.stamp;
-      file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
+      if (record && record->texts.count(path)) {
+        if (auto recorded = vouched_text(record, path, esp.stat(path).stamp)) {
+          file = std::move(*recorded);
+          continue;
+        }
+      }
+      FileStamp stamp;
+      file.text = esp.read(path, limits::kLoaderTextBytes, &stamp).value_or("");
+      file.stamp = stamp;
       file.ours = layout::is_marked(file.text) || written_by_script(file.text, path, state.notes);
     }
   }
@@ -146,6 +154,8 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       if (image) {
         if (!vouched(esp, record, path, item, file))
           read_image(esp, path, item.name, file, state.notes);
+      } else if (auto recorded = vouched_text(record, path, item.stamp)) {
+        file = std::move(*recorded);
       } else {
         file.stamp = item.stamp;
         file.text = esp.read(path, limits::kLoaderTextBytes).value_or("");
@@ -158,18 +168,19 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       state.legacy_images.push_back(std::string(layout::kLegacyImageFolder) + "/" + name);
     }
   }
+  std::set<std::string> named;  // each looked at once: generations share kernels
   for (const auto& generation : generations) {
-    std::vector<std::string> named = generation.entry.initrds;
-    if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
-    for (const auto& path : named) {
-      // An ESP path ("/EFI/nixos/k.efi"); anything else names no file here.
-      if (path.size() < 2 || path.front() != '/') continue;
-      // A name the ESP cannot hold is not there, as the configuration check will say.
-      const std::optional<EspFileType> type = value_or_reason(
-          [&] { return esp.type(path.substr(1)); },
-          [&](const std::string& why) { state.notes.push_back(why + " (taken as missing)"); });
-      if (type == EspFileType::regular) state.boot_files.insert(path.substr(1));
-    }
+    for (const auto& path : generation.entry.initrds) named.insert(path);
+    if (generation.entry.kernel) named.insert(*generation.entry.kernel);
+  }
+  for (const auto& path : named) {
+    // An ESP path ("/EFI/nixos/k.efi"); anything else names no file here.
+    if (path.size() < 2 || path.front() != '/') continue;
+    // A name the ESP cannot hold is not there, as the configuration check will say.
+    const std::optional<EspFileType> type = value_or_reason(
+        [&] { return esp.type(path.substr(1)); },
+        [&](const std::string& why) { state.notes.push_back(why + " (taken as missing)"); });
+    if (type == EspFileType::regular) state.boot_files.insert(path.substr(1));
   }
   if (loader_conf_from) {
     try {

@@ -1,5 +1,7 @@
 #include "xbb/generation.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <deque>
@@ -7,6 +9,7 @@
 #include <regex>
 #include <sstream>
 
+#include "bootspec_document.hpp"
 #include "limits.hpp"
 #include "posix_io.hpp"
 #include "text.hpp"
@@ -90,12 +93,42 @@ Bootspec read_bootspec(const fs::path& root, const std::string& toplevel) {
                         file.string());
 }
 
-void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel) {
+// The known bootspec when its file is still there with the stamp recorded.
+const KnownBootspec* still_known(const KnownBootspecs& known, const std::string& toplevel) {
+  auto found = known.find(toplevel);
+  if (found == known.end()) return nullptr;
+  struct stat st {};
+  if (::stat(found->second.file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  return posix::stamp_of(st) == found->second.stamp ? &found->second : nullptr;
+}
+
+void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel,
+                   const KnownBootspecs& known) {
+  if (const KnownBootspec* kept = still_known(known, toplevel)) {
+    generation.bootspec = kept->spec;
+    if (kept->spec.xen) generation.xen_efi.path = kept->xen_efi;
+    generation.kernel_file.path = kept->kernel;
+    if (kept->initrd) generation.initrd_file = HostFile{*kept->initrd, {}, {}};
+    generation.known.emplace(toplevel, *kept);
+    return;
+  }
   try {
-    generation.bootspec = read_bootspec(root, toplevel);
+    const fs::path file = host_path(root, toplevel + "/boot.json");
+    FileStamp stamp;
+    const UniqueFd fd = posix::open_host_file(file, limits::kBootspecBytes, "bootspec", stamp);
+    BootspecDocument read = parse_bootspec_document(
+        posix::read_all(fd.get(), file.string(), limits::kBootspecBytes, "bootspec"),
+        file.string());
+    generation.bootspec = read.spec;
     resolve_files(generation, root);
+    std::optional<fs::path> initrd;
+    if (generation.initrd_file) initrd = generation.initrd_file->path;
+    generation.known.emplace(
+        toplevel, KnownBootspec{file, stamp, std::move(read.document), std::move(read.spec),
+                                generation.xen_efi.path, generation.kernel_file.path, initrd});
   } catch (const Error& e) {
     generation.bootspec.reset();
+    generation.known.reset();
     generation.problem = e.what();
   }
 }
@@ -171,10 +204,11 @@ fs::path host_path(const fs::path& root, const std::string& path) {
   return joined(done);
 }
 
-std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path& root) {
+std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path& root,
+                                                 const KnownBootspecs& known) {
   std::vector<Generation> generations;
   const std::string folder(layout::kEntriesFolder);
-  for (const auto& [name, type, stamp] : esp.list_all(folder)) {
+  for (const auto& [name, type, stamp] : esp.list_all(folder, Esp::Stamps::without)) {
     if (!name.starts_with("nixos-") || !name.ends_with(".conf")) continue;
     Generation generation;
     generation.source = folder + "/" + name;
@@ -194,9 +228,9 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path&
       if (!text) continue;
       generation.entry = parse_loader_entry(*text, generation.source);
       generation.number = generation_number(generation.rest, generation.entry);
-      load_bootspec(
-          generation, root,
-          toplevel_from_options(generation.entry.options.value_or(""), generation.source));
+      load_bootspec(generation, root,
+                    toplevel_from_options(generation.entry.options.value_or(""), generation.source),
+                    known);
     } catch (const Error& e) {
       generation.bootspec.reset();
       generation.problem = e.what();

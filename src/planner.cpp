@@ -504,6 +504,7 @@ void PlanBuilder::write_text(std::vector<FileWrite>& files, const std::string& p
                              const std::map<std::string, ExistingFile>& existing_files,
                              std::vector<std::string>& replaced_by_hand) {
   keep_paths.insert(path);
+  out.plan.texts_after[path] = text;
   const ExistingFile* old = find_file(existing_files, path);
   if (old && old->stamp && old->text == text) return;
   note_replaced(path, old, replaced_by_hand);

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include "bootspec_document.hpp"
 #include "json_input.hpp"
+#include "limits.hpp"
 #include "xbb/error.hpp"
 #include "xbb/json_text.hpp"
 #include "xbb/layout.hpp"
@@ -16,7 +18,8 @@ using Json = nlohmann::json;
 constexpr const char* kFormat = "xen-boot-builder record";
 // A record of a thousand images is about 1 MB, nearly all of it their .config.
 constexpr std::uint64_t kMaxRecordBytes = 16 << 20;
-constexpr std::size_t kMaxRecordDepth = 4;
+// Four levels of its own, then a bootspec's document.
+constexpr std::size_t kMaxRecordDepth = 4 + limits::kJsonDepth;
 
 FileStamp stamp_from(const Json& json) {
   return {json.at("size").get<std::uint64_t>(), json.at("mtime_ns").get<std::int64_t>()};
@@ -26,6 +29,10 @@ Json stamp_json(const FileStamp& stamp) {
   return Json{{"size", stamp.size}, {"mtime_ns", stamp.mtime_ns}};
 }
 
+// An entry of the record as text: a JSON value, or text already JSON.
+std::string rendered(const Json& json) { return json_text(json); }
+std::string rendered(std::string json) { return json; }
+
 // `"path": {...}` lines of an object, in the map's (path) order.
 template <typename Entry, typename ToJson>
 std::string object_lines(const std::map<std::string, Entry>& entries, const ToJson& to_json) {
@@ -34,10 +41,45 @@ std::string object_lines(const std::map<std::string, Entry>& entries, const ToJs
   bool first = true;
   for (const auto& [path, entry] : entries) {
     text +=
-        std::string(first ? "" : ",\n") + "  " + json_text(path) + ": " + json_text(to_json(entry));
+        std::string(first ? "" : ",\n") + "  " + json_text(path) + ": " + rendered(to_json(entry));
     first = false;
   }
   return text + "\n}";
+}
+
+Json memo_json(const Memo& memo) {
+  Json images = Json::object();
+  for (const auto& [path, size] : memo.images) images[path] = size;
+  return Json{{"inputs", memo.inputs},
+              {"host_files", memo.host_files},
+              {"esp_files", memo.esp_files},
+              {"images", images},
+              {"entries", memo.entries},
+              {"built", memo.built},
+              {"warnings", memo.warnings},
+              {"default_failure", memo.default_failure ? Json(*memo.default_failure) : Json()}};
+}
+
+Memo memo_from(const Json& json) {
+  Memo memo;
+  memo.inputs = json.at("inputs").get<std::string>();
+  memo.host_files = json.at("host_files").get<std::vector<std::string>>();
+  memo.esp_files = json.at("esp_files").get<std::vector<std::string>>();
+  for (const auto& [path, size] : json.at("images").items())
+    memo.images[path] = size.get<std::uint64_t>();
+  memo.entries = json.at("entries").get<std::size_t>();
+  memo.built = json.at("built").get<std::size_t>();
+  memo.warnings = json.at("warnings").get<std::vector<std::string>>();
+  if (!json.at("default_failure").is_null())
+    memo.default_failure = json.at("default_failure").get<std::string>();
+  return memo;
+}
+
+// How a record's text starts, up to its memo.
+std::string memo_prefix() {
+  return "{\n" + Json("format").dump() + ": " + Json(kFormat).dump() + ",\n" +
+         Json("version").dump() + ": " + Json(kRecordVersion).dump() + ",\n" + Json("memo").dump() +
+         ": ";
 }
 
 }  // namespace
@@ -114,7 +156,9 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
     json = parse_json<Json>(text, "record", kMaxRecordBytes, kMaxRecordDepth);
     if (json.at("format").get<std::string>() != kFormat) return std::nullopt;
     if (json.at("version").get<int>() != kRecordVersion) return std::nullopt;
-    if (!json.at("images").is_object() || !json.at("sources").is_object()) return std::nullopt;
+    for (const char* key : {"images", "sources", "texts", "bootspecs"}) {
+      if (!json.at(key).is_object()) return std::nullopt;
+    }
   } catch (const Error&) {
     return std::nullopt;
   } catch (const Json::exception&) {
@@ -143,9 +187,28 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
                          source.at("shared_digest").get<std::string>(),
                          source.at("shared_drops_debug").get<bool>()});
     }
+    for (const auto& [path, text] : json.at("texts").items()) {
+      record.texts.emplace_hint(record.texts.end(), path,
+                                Record::Text{stamp_from(text), text.at("text").get<std::string>()});
+    }
+    record.root = json.at("root").get<std::string>();
+    if (!json.at("memo").is_null()) record.memo = memo_from(json.at("memo"));
+    for (const auto& [toplevel, known] : json.at("bootspecs").items()) {
+      const std::string file = known.at("file").get<std::string>();
+      const Json& document = known.at("document");
+      std::optional<std::filesystem::path> initrd;
+      if (known.contains("initrd")) initrd = known.at("initrd").get<std::string>();
+      record.bootspecs.emplace_hint(record.bootspecs.end(), toplevel,
+                                    KnownBootspec{file, stamp_from(known), document.dump(),
+                                                  bootspec_from_document(document, file),
+                                                  known.at("xen_efi").get<std::string>(),
+                                                  known.at("kernel").get<std::string>(), initrd});
+    }
     return record;
   } catch (const Json::exception&) {
     return std::nullopt;
+  } catch (const Error&) {
+    return std::nullopt;  // a bootspec document that does not read
   }
 }
 
@@ -165,10 +228,25 @@ std::string render_record(const Record& record) {
     entry["shared_drops_debug"] = source.shared_drops_debug;
     return entry;
   });
-  return "{\n" + Json("format").dump() + ": " + Json(kFormat).dump() + ",\n" +
-         Json("version").dump() + ": " + Json(kRecordVersion).dump() + ",\n" +
+  const std::string texts = object_lines(record.texts, [](const Record::Text& text) {
+    Json entry = stamp_json(text.stamp);
+    entry["text"] = text.text;
+    return json_text(entry);
+  });
+  // The document is kept as JSON text: written as it is, not parsed again.
+  const std::string bootspecs = object_lines(record.bootspecs, [](const KnownBootspec& known) {
+    Json entry = stamp_json(known.stamp);
+    entry["file"] = known.file.string();
+    entry["xen_efi"] = known.xen_efi.string();
+    entry["kernel"] = known.kernel.string();
+    if (known.initrd) entry["initrd"] = known.initrd->string();
+    std::string fields = json_text(entry);
+    return "{\"document\": " + known.document + ", " + fields.substr(1);
+  });
+  return memo_prefix() + (record.memo ? json_text(memo_json(*record.memo)) : "null") + ",\n" +
          Json("images").dump() + ": " + images + ",\n" + Json("sources").dump() + ": " + sources +
-         "\n}\n";
+         ",\n" + Json("texts").dump() + ": " + texts + ",\n" + Json("root").dump() + ": " +
+         json_text(record.root) + ",\n" + Json("bootspecs").dump() + ": " + bootspecs + "\n}\n";
 }
 
 std::optional<Record::Image> recorded_image(const std::optional<Record>& record,
@@ -192,6 +270,37 @@ std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::st
       recorded.config, ours,
       recorded.stamp,  recorded.digest,
       recorded.recipe, recorded.sha256.empty() ? std::nullopt : std::optional(recorded.sha256)};
+}
+
+MemoRead read_memo(std::string_view text) {
+  const std::string prefix = memo_prefix();
+  if (!text.starts_with(prefix)) return {std::nullopt, text, {}};
+  const std::size_t end = text.find(",\n", prefix.size());
+  if (end == std::string_view::npos) return {std::nullopt, text, {}};
+  MemoRead read{std::nullopt, text.substr(0, prefix.size()), text.substr(end)};
+  try {
+    const Json json = parse_json<Json>(text.substr(prefix.size(), end - prefix.size()), "memo",
+                                       kMaxRecordBytes, kMaxRecordDepth);
+    if (!json.is_null()) read.memo = memo_from(json);
+  } catch (const Error&) {
+    // A memo that does not read is none: the run reads everything.
+  } catch (const Json::exception&) {
+    // The same for one of the wrong shape.
+  }
+  return read;
+}
+
+std::optional<ExistingFile> vouched_text(const std::optional<Record>& record,
+                                         const std::string& path, const FileStamp& stamp) {
+  if (!record) return std::nullopt;
+  auto found = record->texts.find(path);
+  if (found == record->texts.end() || found->second.stamp != stamp) return std::nullopt;
+  const std::string& text = found->second.text;
+  ExistingFile file;
+  file.text = text;
+  file.ours = layout::is_marked(text);
+  file.stamp = stamp;
+  return file;
 }
 
 std::optional<Record::Source> reused_source(const std::optional<Record>& record,

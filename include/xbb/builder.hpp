@@ -61,7 +61,8 @@ struct RunResult {
   // and is not written) and remove.
   std::vector<std::string> written;
   std::vector<std::string> removed;
-  std::size_t entries = 0;  // generations with a Xen entry after the run (built or kept)
+  std::size_t entries = 0;        // generations with a Xen entry after the run (built or kept)
+  std::size_t entries_built = 0;  // of them, those whose entry the run planned (not kept)
   std::vector<GenerationOutcome> generations;  // what became of each generation found
   // The generation systemd-boot boots by default, when it got no Xen entry.
   std::optional<std::string> default_failure;

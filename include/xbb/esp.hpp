@@ -89,8 +89,8 @@ class EspFile : public FileSink {
 //
 // The root itself is opened once, in the constructor, following symlinks (it
 // is usually a mount point); every later access goes through that descriptor,
-// one component at a time, with O_NOFOLLOW. A symlink in a folder position is
-// an error; a symlink at a final name is never read or written through.
+// one component at a time, with O_NOFOLLOW, each folder opened once and kept. A symlink in a folder
+// position is an error; a symlink at a final name is never read or written through.
 class Esp {
  public:
   // Throws Error (kind esp_missing) when the root cannot be opened as a folder.
@@ -113,9 +113,12 @@ class Esp {
   using PieceReader = std::function<void(const FileStamp& stamp, const ReadAt& read_at)>;
   bool read_pieces(const std::string& path, const PieceReader& reader) const;
 
-  // Everything in a folder with its type (symlinks not followed) and stamp,
+  // Everything in a folder with its type (symlinks not followed) and, with
+  // Stamps::with, the stamp of each regular file (one stat each; without, the
+  // listing alone, and a stat only where the file system gives no type),
   // sorted by name; empty when the folder is absent.
-  std::vector<EspItem> list_all(const std::string& dir) const;
+  enum class Stamps { with, without };
+  std::vector<EspItem> list_all(const std::string& dir, Stamps stamps = Stamps::with) const;
 
   // Names of the regular files and symlinks in a folder, sorted (empty when
   // the folder is absent). Symlinks are listed so that the planner can see,
@@ -166,8 +169,11 @@ class Esp {
 
  private:
   struct Location;
-  UniqueFd open_folders(const std::vector<std::string>& components, std::size_t count,
-                        bool create) const;
+  // The descriptor of the folder made of the first `count` components (the
+  // root for 0), each opened once per Esp without following a symlink and
+  // kept until the Esp goes (a run opens each folder once); -1 when one does
+  // not exist and `create` is false.
+  int folder(const std::vector<std::string>& components, std::size_t count, bool create) const;
   Location locate(const std::string& path, bool create) const;
   // The regular file at `path` open for reading, with its shown path and
   // stamp; an empty descriptor when it does not exist.
@@ -175,6 +181,7 @@ class Esp {
 
   std::filesystem::path root_;
   UniqueFd root_fd_;
+  mutable std::map<std::string, UniqueFd> folders_;  // by ESP path, see folder()
 };
 
 // One run at a time per ESP: an exclusive flock() on the ESP's root folder,
@@ -275,7 +282,9 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // whose headers and section table parse and whose .config is the recorded
 // one (a read of its headers and one of its .config) is taken to be what the
 // record says. Any other image is read once, and its digest kept, so that
-// applying the plan needs not read it again.
+// applying the plan needs not read it again. An entry or configuration file
+// whose stamp is the one recorded is not read: the record gives its text
+// (see vouched_text).
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
                         const Esp* loader_conf_from, const std::optional<Record>& record);
 
@@ -286,6 +295,14 @@ struct WrittenImage {
   std::string sha256;  // a shared image's SHA-256 (its name holds a prefix of it), else empty
 };
 
+// What a run reads of an image to check it against what the record or its
+// memo says (see ImageRead): its stamp when opened and, unless that is not
+// `expected`, its headers and section table, and its .config when that is
+// `config_size` bytes. nullopt when a read fails.
+std::optional<ImageRead> read_image_check(const Esp& esp, const std::string& path,
+                                          std::uint64_t config_size,
+                                          const std::optional<FileStamp>& expected = std::nullopt);
+
 struct ApplyReport {
   std::vector<std::string> written;    // paths whose bytes changed
   std::vector<std::string> unchanged;  // images made and found equal to what they replace
@@ -293,6 +310,8 @@ struct ApplyReport {
   std::vector<std::string> warnings;
   // Of each image written: what the record keeps of it.
   std::map<std::string, WrittenImage> images;
+  // Of each entry and configuration file written: its stamp (for the record).
+  std::map<std::string, FileStamp> texts;
 };
 
 // Applies a plan in the safe order (images and configuration files, entries,

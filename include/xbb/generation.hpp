@@ -1,8 +1,10 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xbb/bootspec.hpp"
@@ -12,6 +14,30 @@
 namespace xbb {
 
 class Esp;
+
+// What a run learnt of a toplevel's bootspec, which the record keeps so that
+// a later run neither reads nor resolves it again. A store path does not
+// change in place: while `file` is there with the stamp recorded, it holds
+// `document`.
+struct KnownBootspec {
+  std::filesystem::path file;  // its boot.json on the host (under --root), resolved
+  FileStamp stamp;
+  std::string document;  // as kept (see bootspec_document.hpp)
+  Bootspec spec;         // read from `document`
+  // The host files the bootspec names, resolved under --root ("" when none).
+  std::filesystem::path xen_efi;
+  std::filesystem::path kernel;
+  std::optional<std::filesystem::path> initrd;
+
+  // The same record entry (`spec` is read from `document`).
+  bool operator==(const KnownBootspec& other) const {
+    return file == other.file && stamp == other.stamp && document == other.document &&
+           xen_efi == other.xen_efi && kernel == other.kernel && initrd == other.initrd;
+  }
+};
+
+// Known bootspecs by toplevel ("/nix/store/...-nixos-system-...").
+using KnownBootspecs = std::map<std::string, KnownBootspec>;
 
 // One bootable NixOS system, as systemd-boot shows it: a generation, or one
 // of its specialisations, of some profile.
@@ -38,6 +64,9 @@ struct Generation {
   std::string shared_digest;
   std::optional<Bootspec> bootspec;  // absent when it could not be read
   std::string problem;               // why bootspec is absent
+  // The toplevel and what was learnt of its bootspec (from the record or
+  // read), for the next run; absent for a profile link.
+  std::optional<std::pair<std::string, KnownBootspec>> known;
 };
 
 // Where generations come from.
@@ -50,8 +79,10 @@ std::filesystem::path host_path(const std::filesystem::path& root, const std::st
 
 // Generations from systemd-boot's NixOS entries, loader/entries/nixos-*.conf
 // (both naming schemes), in file name order. A missing or broken bootspec
-// gives a Generation with `problem` set.
-std::vector<Generation> generations_from_entries(const Esp& esp, const std::filesystem::path& root);
+// gives a Generation with `problem` set. A bootspec in `known` (the record's)
+// whose file still has the stamp recorded is not read again: one stat.
+std::vector<Generation> generations_from_entries(const Esp& esp, const std::filesystem::path& root,
+                                                 const KnownBootspecs& known = {});
 
 // Generations from the system profiles (Lanzaboote: no entries on the ESP):
 // nix/var/nix/profiles/system-<N>-link and system-profiles/<p>-<N>-link,

@@ -85,6 +85,9 @@ struct Plan {
   std::vector<Change> changes;
   // Every image of ours the ESP holds after the run, with its origin.
   std::map<std::string, ImageOrigin> images_after;
+  // Every entry and configuration file the run's targets keep, with its text
+  // (written by the run or already there).
+  std::map<std::string, std::string> texts_after;
 };
 
 // A file in one of the tool's folders as a run finds it.

@@ -7,20 +7,43 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "xbb/byte_sink.hpp"
 #include "xbb/digest.hpp"
+#include "xbb/generation.hpp"
 #include "xbb/plan.hpp"
 
-// The record a run keeps on the ESP (layout::kStateFile) of the images it
-// wrote and of the xen.efi files it checked, so that a run with nothing to
-// change reads neither. It is a cache, never the truth: a run that finds it
+// The record a run keeps on the ESP (layout::kStateFile) of the images,
+// entries and configuration files it wrote, of the xen.efi files it checked
+// and of the bootspecs it read, so that a run with nothing to change reads
+// none of them: it reads the source entries and the record, and stats the
+// rest. It is a cache, never the truth: a run that finds it
 // missing, damaged or written by another version reads what it needs
 // instead, and an image is trusted only while its stamp (size and mtime) is
 // the one recorded and its headers and .config still read as recorded (see
-// vouched_image). It never makes a file the tool's: ownership comes from
-// the file's own bytes or name. `verify` never uses it.
+// vouched_image), an entry or configuration file while its stamp is the one
+// recorded (see vouched_text), a bootspec while its file's is. It never makes a file the tool's:
+// ownership comes from the file's own bytes or name. `verify` never uses it.
 namespace xbb {
+
+// A run that found nothing to change, as the record keeps it: the
+// fingerprint of everything it read (see memo.hpp) and what it said, so that
+// the next run finding the same inputs says it again without discovering,
+// checking or planning anything.
+struct Memo {
+  std::string inputs;  // the fingerprint, 32 hex digits
+  // What it looked at beyond the folders it lists, to be looked at again:
+  std::vector<std::string> host_files;          // bootspecs, xen.efi files (host paths)
+  std::vector<std::string> esp_files;           // the kernels and initrds the entries name
+  std::map<std::string, std::uint64_t> images;  // image vouched for -> its .config's size
+  // What it said.
+  std::size_t entries = 0;  // generations with a Xen entry
+  std::size_t built = 0;    // generations whose Xen entry is planned (not kept for a skipped one)
+  std::vector<std::string> warnings;
+  std::optional<std::string> default_failure;
+  bool operator==(const Memo&) const = default;
+};
 
 struct Record {
   struct Image {
@@ -42,15 +65,28 @@ struct Record {
     bool shared_drops_debug = true;
     bool operator==(const Source&) const = default;
   };
+  // An entry or configuration file the tool wrote, with its text.
+  struct Text {
+    FileStamp stamp;
+    std::string text;
+    bool operator==(const Text&) const = default;
+  };
   std::map<std::string, Image> images;    // by ESP path
   std::map<std::string, Source> sources;  // xen.efi files checked, by host path
+  std::map<std::string, Text> texts;      // by ESP path
+  // The bootspecs read (or reused) for the source entries, and the --root
+  // their host paths were resolved under: used only by a run with that root.
+  std::string root;
+  KnownBootspecs bootspecs;
+  std::optional<Memo> memo;
 
   bool operator==(const Record&) const = default;
 };
 
 // The record format's version: a record of another version is not read.
 // 2: image digests are record hashes (XXH3-128), no longer SHA-256.
-inline constexpr int kRecordVersion = 2;
+// 3: entries and configuration files, bootspecs and the memo are recorded.
+inline constexpr int kRecordVersion = 3;
 
 // The record hash of an image's bytes, the one definition the writer (which
 // hashes an image as it streams it, then patches its CheckSum) and the reader
@@ -104,9 +140,21 @@ std::size_t max_record_images(std::optional<std::uint64_t> esp_bytes);
 std::optional<Record> parse_record(
     std::string_view text, std::size_t max_images = std::numeric_limits<std::size_t>::max());
 
-// JSON: format, version, then images and sources, one line each in path
+// JSON: format, version, the memo on a line of its own (null without one),
+// then images, sources, texts, root and bootspecs, one line each in path
 // order. The same record gives the same text.
 std::string render_record(const Record& record);
+
+// The memo of a record's text, read from its own line without reading the
+// rest, and the text before and after that line (what the memo's fingerprint
+// covers; views into `text`). No memo when the text does not start as
+// render_record writes it or the line does not read.
+struct MemoRead {
+  std::optional<Memo> memo;
+  std::string_view before;
+  std::string_view after;
+};
+MemoRead read_memo(std::string_view text);
 
 // The record's rules, as pure decisions over what a run read (the reading
 // stays with its callers: read_esp_state for images, the builder for xen.efi).
@@ -138,6 +186,13 @@ std::optional<Record::Image> recorded_image(const std::optional<Record>& record,
 // holding the recorded SHA-256.
 std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::string_view name,
                                           const ImageRead& read);
+
+// What the record vouches for the entry or configuration file at `path`,
+// found with `stamp` (one stat, no read): its recorded text, when the stamp is
+// the recorded one; the tool's when that text carries the marker. nullopt
+// otherwise (the file is then read), and without a record.
+std::optional<ExistingFile> vouched_text(const std::optional<Record>& record,
+                                         const std::string& path, const FileStamp& stamp);
 
 // The recorded check of the xen.efi at `path` (its host path), when a run may
 // reuse it instead of reading the file: its stamp is the recorded one and,

@@ -43,7 +43,9 @@ TEST(Record, AnythingDamagedOrForeignIsNoRecord) {
   EXPECT_EQ(parse_record(text.substr(0, text.size() / 2)), std::nullopt) << "truncated";
   EXPECT_EQ(parse_record("garbage"), std::nullopt);
   std::string other_version = text;
-  other_version.replace(other_version.find("\"version\": 2"), 12, "\"version\": 1");
+  const std::string version = "\"version\": " + std::to_string(kRecordVersion);
+  other_version.replace(other_version.find(version), version.size(),
+                        "\"version\": " + std::to_string(kRecordVersion + 1));
   EXPECT_EQ(parse_record(other_version), std::nullopt);
   std::string wrong_type = text;
   wrong_type.replace(wrong_type.find("\"size\":2867200"), 14, "\"size\":\"many\"");

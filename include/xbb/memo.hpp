@@ -1,0 +1,59 @@
+#pragma once
+
+// The memo a run that changed nothing keeps in the record (Record::memo):
+// the fingerprint of everything it read, so that the next run finding the
+// same inputs says again what it said, without discovering, checking or
+// planning anything. What it fingerprints: the options; every name in
+// loader/entries with its type, the text of each source entry
+// (nixos-*.conf) and the stamp of each Xen entry; every file of EFI/xen but
+// the record, with its stamp; the names in EFI/nixos; loader.conf; and, named
+// by the memo, the stamps of the host files it read (bootspecs, xen.efi
+// files), whether each kernel and initrd the entries name is a regular file,
+// and each image's headers and .config, as the record's check reads them;
+// and the record's own text. A run whose inputs differ in any of these reads
+// everything, as without a memo.
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "xbb/builder.hpp"
+#include "xbb/esp.hpp"
+#include "xbb/record.hpp"
+#include "xbb/report.hpp"
+
+namespace xbb {
+
+// Whether a run may answer from the memo, and keep one: a build (not plan
+// or list), neither at the debug verbosity (which tells every decision) nor
+// with --rebuild, on one partition (no separate XBOOTLDR, no extra ESP), from
+// the source entries, without signing or embedding kernels (helpers whose
+// output no fingerprint sees).
+bool memo_applies(const BuildOptions& options, const Partitions& partitions,
+                  const Reporter& reporter);
+
+// The options and what the run reads of the partition's folders (see above),
+// as a fingerprint. Throws Error when something cannot be read: the run then
+// reads it the usual way, which says what is wrong when it matters.
+std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions& options);
+
+// What a run saw of the files a memo names: each host file's stamp (nullopt:
+// not a regular file), whether each ESP file is a regular file, each image's
+// stamp and .config ("" without one) when its headers read as an EFI
+// application and its .config is the size recorded (else nullopt).
+struct MemoSight {
+  std::map<std::string, std::optional<FileStamp>> host_files;
+  std::map<std::string, bool> esp_files;
+  std::map<std::string, std::optional<std::pair<FileStamp, std::string>>> images;
+};
+
+// Looks again at what `memo` names.
+MemoSight look_again(const Esp& boot, const Memo& memo);
+
+// The fingerprint of a run's inputs (Memo::inputs): the scan, the sight, and
+// the record's text without its memo (around it, as `record` read it).
+std::string memo_inputs(const std::string& scan, const MemoSight& sight, const MemoRead& record);
+
+}  // namespace xbb

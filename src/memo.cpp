@@ -1,0 +1,137 @@
+#include "xbb/memo.hpp"
+
+#include <sys/stat.h>
+
+#include <cstring>
+
+#include "limits.hpp"
+#include "posix_io.hpp"
+#include "xbb/digest.hpp"
+#include "xbb/error.hpp"
+#include "xbb/layout.hpp"
+
+namespace xbb {
+namespace {
+
+// Values fed to one hash, each with its length first, so that no two
+// sequences of values give the same bytes.
+class Fingerprint {
+ public:
+  Fingerprint& text(std::string_view bytes) {
+    number(bytes.size());
+    hash_.update({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+    return *this;
+  }
+  Fingerprint& number(std::uint64_t value) {
+    std::uint8_t bytes[sizeof value];
+    std::memcpy(bytes, &value, sizeof value);
+    hash_.update(bytes);
+    return *this;
+  }
+  Fingerprint& stamp(const FileStamp& stamp) {
+    return number(stamp.size).number(static_cast<std::uint64_t>(stamp.mtime_ns));
+  }
+  std::string hex() { return hash_.hex(); }
+
+ private:
+  Xxh3 hash_;
+};
+
+bool is_named(const std::string& name, std::string_view prefix) {
+  return name.starts_with(prefix) && name.ends_with(".conf");
+}
+
+}  // namespace
+
+bool memo_applies(const BuildOptions& options, const Partitions& partitions,
+                  const Reporter& reporter) {
+  return !options.dry_run && !options.rebuild && !reporter.at_least(Verbosity::debug) &&
+         options.source == Source::entries && !options.sign_key && !options.lanzaboote &&
+         !layout::embeds_kernel(layout_request(options)) && !partitions.separate() &&
+         options.extra_esps.empty();
+}
+
+std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions& options) {
+  Fingerprint print;
+  print.text(XBB_VERSION).number(kRecordVersion);
+  // Every option a run that may keep a memo can be given, but the verbosity
+  // below debug (which changes no decision) and --helper-timeout (no helper
+  // runs).
+  print.text(options.esp.string()).text(options.root.string());
+  print.text(options.xbootldr ? options.xbootldr->string() : "");
+  print.number(options.retarget_default ? 1 : 0).number(options.keep_debug_sections ? 1 : 0);
+  print.number(options.layout ? 1 + static_cast<std::uint64_t>(*options.layout) : 0);
+  print.text(options.ucode ? options.ucode->string() : "");
+
+  const std::string entries(layout::kEntriesFolder);
+  for (const EspItem& item : boot.list_all(entries, Esp::Stamps::without)) {
+    print.text(item.name).number(static_cast<std::uint64_t>(item.type));
+    if (item.type != EspFileType::regular) continue;
+    const std::string path = entries + "/" + item.name;
+    if (is_named(item.name, "nixos-")) {
+      const std::optional<std::string> text = boot.read(path, limits::kLoaderTextBytes);
+      print.number(text ? 1 : 0).text(text.value_or(""));
+    } else if (is_named(item.name, "xen-")) {
+      print.stamp(boot.stat(path).stamp);
+    }
+  }
+  const std::string_view record_name =
+      std::string_view(layout::kStateFile).substr(layout::kImageFolder.size() + 1);
+  for (const EspItem& item : boot.list_all(std::string(layout::kImageFolder))) {
+    if (item.name == record_name) continue;
+    print.text(item.name).number(static_cast<std::uint64_t>(item.type)).stamp(item.stamp);
+  }
+  for (const EspItem& item :
+       boot.list_all(std::string(layout::kLegacyImageFolder), Esp::Stamps::without)) {
+    print.text(item.name).number(static_cast<std::uint64_t>(item.type));
+  }
+  if (options.retarget_default) {
+    try {
+      const auto text =
+          loader_conf_on.read(std::string(layout::kLoaderConf), limits::kLoaderTextBytes);
+      print.number(text ? 1 : 0).text(text.value_or(""));
+    } catch (const Error& e) {
+      print.number(2).text(e.what());
+    }
+  }
+  return print.hex();
+}
+
+MemoSight look_again(const Esp& boot, const Memo& memo) {
+  MemoSight sight;
+  for (const auto& path : memo.host_files) {
+    struct stat st {};
+    const bool regular = ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    sight.host_files[path] = regular ? std::optional(posix::stamp_of(st)) : std::nullopt;
+  }
+  for (const auto& path : memo.esp_files) {
+    const std::optional<EspFileType> type =
+        value_or_reason([&] { return boot.type(path); },
+                        [](const std::string&) {});  // a name the ESP cannot hold: no file there
+    sight.esp_files[path] = type == EspFileType::regular;
+  }
+  for (const auto& [path, config_size] : memo.images) {
+    const std::optional<ImageRead> read = read_image_check(boot, path, config_size);
+    auto& seen = sight.images[path];
+    if (!read || !read->efi_application || (read->has_config && !read->config)) continue;
+    seen.emplace(read->stamp, read->config.value_or(""));
+  }
+  return sight;
+}
+
+std::string memo_inputs(const std::string& scan, const MemoSight& sight, const MemoRead& record) {
+  Fingerprint print;
+  print.text(scan);
+  for (const auto& [path, stamp] : sight.host_files) {
+    print.text(path).number(stamp ? 1 : 0).stamp(stamp.value_or(FileStamp{}));
+  }
+  for (const auto& [path, regular] : sight.esp_files) print.text(path).number(regular ? 1 : 0);
+  for (const auto& [path, seen] : sight.images) {
+    print.text(path).number(seen ? 1 : 0);
+    if (seen) print.stamp(seen->first).text(seen->second);
+  }
+  print.text(record.before).text(record.after);
+  return print.hex();
+}
+
+}  // namespace xbb
