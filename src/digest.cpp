@@ -4,20 +4,49 @@
 #include <xxhash.h>
 
 #include "hex.hpp"
+#include "shared_library.hpp"
 #include "xbb/error.hpp"
 
 namespace xbb {
 
-void Sha256::Free::operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
+namespace {
 
-Sha256::Sha256() : context_(EVP_MD_CTX_new()) {
-  if (!context_ || EVP_DigestInit_ex(context_.get(), EVP_sha256(), nullptr) != 1) {
+// libcrypto's digest functions, loaded by the first Sha256: a run that
+// hashes nothing never loads OpenSSL. XBB_LIBCRYPTO is its path (CMakeLists.txt).
+struct Evp {
+  decltype(&::EVP_MD_CTX_new) md_ctx_new;
+  decltype(&::EVP_MD_CTX_free) md_ctx_free;
+  decltype(&::EVP_sha256) sha256;
+  decltype(&::EVP_DigestInit_ex) digest_init;
+  decltype(&::EVP_DigestUpdate) digest_update;
+  decltype(&::EVP_DigestFinal_ex) digest_final;
+};
+
+const Evp& evp() {
+  static const Evp functions = [] {
+    const SharedLibrary library("libcrypto", XBB_LIBCRYPTO);
+    return Evp{XBB_LIBRARY_FUNCTION(library, EVP_MD_CTX_new),
+               XBB_LIBRARY_FUNCTION(library, EVP_MD_CTX_free),
+               XBB_LIBRARY_FUNCTION(library, EVP_sha256),
+               XBB_LIBRARY_FUNCTION(library, EVP_DigestInit_ex),
+               XBB_LIBRARY_FUNCTION(library, EVP_DigestUpdate),
+               XBB_LIBRARY_FUNCTION(library, EVP_DigestFinal_ex)};
+  }();
+  return functions;
+}
+
+}  // namespace
+
+void Sha256::Free::operator()(EVP_MD_CTX* context) const { evp().md_ctx_free(context); }
+
+Sha256::Sha256() : context_(evp().md_ctx_new()) {
+  if (!context_ || evp().digest_init(context_.get(), evp().sha256(), nullptr) != 1) {
     throw Error("SHA-256: cannot initialise libcrypto's digest");
   }
 }
 
 Sha256& Sha256::update(std::string_view bytes) {
-  if (EVP_DigestUpdate(context_.get(), bytes.data(), bytes.size()) != 1) {
+  if (evp().digest_update(context_.get(), bytes.data(), bytes.size()) != 1) {
     throw Error("SHA-256: digest update failed");
   }
   return *this;
@@ -26,7 +55,7 @@ Sha256& Sha256::update(std::string_view bytes) {
 std::string Sha256::hex() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  if (EVP_DigestFinal_ex(context_.get(), digest, &size) != 1) {
+  if (evp().digest_final(context_.get(), digest, &size) != 1) {
     throw Error("SHA-256: digest final failed");
   }
   return hex_bytes(digest, size);

@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include "shared_library.hpp"
+#include "xbb/error.hpp"
 #include "xbb/esp.hpp"
 #include "xbb/layout.hpp"
 #include "xbb/unique_fd.hpp"
@@ -200,23 +202,41 @@ class Watches {
   std::vector<std::optional<std::pair<dev_t, ino_t>>> targets_;
 };
 
+// libsystemd's functions for a daemon, loaded when the daemon starts: the
+// other commands never load libsystemd. XBB_LIBSYSTEMD is its path
+// (CMakeLists.txt).
+struct SdDaemon {
+  decltype(&::sd_notify) notify;
+  decltype(&::sd_watchdog_enabled) watchdog_enabled;
+};
+
+const SdDaemon& sd_daemon() {
+  static const SdDaemon functions = [] {
+    const SharedLibrary library("libsystemd", XBB_LIBSYSTEMD);
+    return SdDaemon{XBB_LIBRARY_FUNCTION(library, sd_notify),
+                    XBB_LIBRARY_FUNCTION(library, sd_watchdog_enabled)};
+  }();
+  return functions;
+}
+
 // systemd's watchdog, when it watches this process (WATCHDOG_USEC): pinged
 // at half its interval.
 class Watchdog {
  public:
-  Watchdog() {
+  explicit Watchdog(const SdDaemon& systemd) : notify_(systemd.notify) {
     std::uint64_t usec = 0;
-    if (sd_watchdog_enabled(0, &usec) > 0) {
+    if (systemd.watchdog_enabled(0, &usec) > 0) {
       interval_ = std::chrono::duration_cast<Clock::duration>(std::chrono::microseconds(usec / 2));
     }
   }
 
   bool enabled() const { return interval_ > Clock::duration::zero(); }
   Clock::duration interval() const { return interval_; }
+  decltype(&::sd_notify) notify() const { return notify_; }
 
   void ping() {
     if (!enabled()) return;
-    sd_notify(0, "WATCHDOG=1");
+    notify_(0, "WATCHDOG=1");
     last_ = Clock::now();
   }
   void ping_if_due(Clock::time_point now) {
@@ -228,6 +248,7 @@ class Watchdog {
   }
 
  private:
+  decltype(&::sd_notify) notify_;
   Clock::duration interval_ = Clock::duration::zero();
   Clock::time_point last_ = Clock::now();
 };
@@ -240,13 +261,13 @@ class RunPinger {
     if (!watchdog.enabled()) return;
     const Clock::duration interval = watchdog.interval();
     const Clock::time_point deadline = Clock::now() + kRunLimit;
-    thread_ = std::jthread([interval, deadline](std::stop_token stop) {
+    thread_ = std::jthread([notify = watchdog.notify(), interval, deadline](std::stop_token stop) {
       std::mutex mutex;
       std::condition_variable_any wake;
       std::unique_lock lock(mutex);
       while (!wake.wait_for(lock, stop, interval, [] { return false; })) {
         if (stop.stop_requested() || Clock::now() > deadline) return;
-        sd_notify(0, "WATCHDOG=1");
+        notify(0, "WATCHDOG=1");
       }
     });
   }
@@ -362,13 +383,16 @@ namespace {
 // time and the watchdog.
 class Daemon {
  public:
-  Daemon(const WatchOptions& options, Log& log, UniqueFd signals, UniqueFd inotify, UniqueFd mounts)
+  Daemon(const WatchOptions& options, Log& log, const SdDaemon& systemd, UniqueFd signals,
+         UniqueFd inotify, UniqueFd mounts)
       : options_(options),
         log_(log),
+        systemd_(systemd),
         signals_(std::move(signals)),
         inotify_(std::move(inotify)),
         mounts_(std::move(mounts)),
         watches_(inotify_.get(), chains_for(options.build)),
+        watchdog_(systemd),
         reporter_(options.verbosity, log) {
     watches_.resolve();
     if (options_.verbosity >= Verbosity::info) {
@@ -388,7 +412,7 @@ class Daemon {
         return fail(log_, "poll", error);
       }
     }
-    sd_notify(0, "STOPPING=1");
+    systemd_.notify(0, "STOPPING=1");
     if (options_.verbosity >= Verbosity::normal) {
       log_.write(LOG_INFO, *stop_signal_ == SIGINT ? "stopping on SIGINT" : "stopping on SIGTERM");
     }
@@ -419,7 +443,7 @@ class Daemon {
     const bool failed = result.exit_status() != 0;
     if (failed || options_.verbosity >= Verbosity::normal)
       log_.write(failed ? LOG_ERR : LOG_INFO, summary);
-    sd_notify(0, ((ready_ ? "" : "READY=1\n") + ("STATUS=" + summary)).c_str());
+    systemd_.notify(0, ((ready_ ? "" : "READY=1\n") + ("STATUS=" + summary)).c_str());
     ready_ = true;
     // The build may have made a watched folder (loader/entries).
     if (watches_.resolve() && !due_) note_change(Clock::now());
@@ -491,6 +515,7 @@ class Daemon {
 
   const WatchOptions& options_;
   Log& log_;
+  const SdDaemon& systemd_;
   UniqueFd signals_;
   UniqueFd inotify_;
   UniqueFd mounts_;
@@ -509,6 +534,13 @@ class Daemon {
 
 int watch(const WatchOptions& options) {
   Log log(stderr_is_journal());
+  const SdDaemon* systemd = nullptr;
+  try {
+    systemd = &sd_daemon();
+  } catch (const Error& e) {
+    log.write(LOG_ERR, std::string("error: watch: ") + e.what());
+    return 1;
+  }
   // Signals are read from a descriptor in the loop; the second thread
   // inherits the mask, so it never takes one.
   sigset_t signals;
@@ -527,7 +559,8 @@ int watch(const WatchOptions& options) {
     log.write(LOG_WARNING, std::string("warning: /proc/self/mountinfo: ") + std::strerror(errno) +
                                "; a remounted ESP is noticed only with the next change");
   }
-  return Daemon(options, log, std::move(signal_fd), std::move(inotify), std::move(mounts)).run();
+  return Daemon(options, log, *systemd, std::move(signal_fd), std::move(inotify), std::move(mounts))
+      .run();
 }
 
 }  // namespace xbb
