@@ -317,17 +317,20 @@ struct Installer {
   const std::optional<std::string>& scan;
   const std::vector<std::string>& early_warnings;
 
-  // The memo of a run that changed nothing and whose record vouched for every
-  // image it keeps; nullopt otherwise, or when something it would say does not
-  // read back from the record's JSON as it is (a byte that is not UTF-8).
-  std::optional<Memo> memo_of(const Installed& out, const Record& after, const EspState& state,
-                              const ApplyReport& applied) const {
-    const Plan& plan = out.planned.plan;
-    if (!scan || !plan.images.empty() || !plan.entries.empty() || plan.loader_conf ||
-        !plan.removals.empty() || !applied.written.empty() || !applied.removed.empty())
+  // The memo of a run that planned `planned` on `state`, scanned as `scanned`,
+  // said `warnings` and keeps `after`: when its plan changes nothing and the
+  // record vouched for every image it keeps; nullopt otherwise, or when
+  // something it would say does not read back from the record's JSON as it is
+  // (a byte that is not UTF-8).
+  std::optional<Memo> memo_of(const std::string& scanned, const Planned& planned,
+                              const EspState& state, std::vector<std::string> warnings,
+                              const Record& after) const {
+    const Plan& plan = planned.plan;
+    if (!plan.images.empty() || !plan.entries.empty() || plan.loader_conf || !plan.removals.empty())
       return std::nullopt;
     Memo memo;
     MemoSight sight;
+    ImageSight images;
     for (const auto& [toplevel, known] : after.bootspecs)
       sight.host_files[known.file.string()] = known.stamp;
     for (const auto& [path, source] : sources) sight.host_files[path] = source.stamp;
@@ -350,15 +353,14 @@ struct Installer {
       auto seen = state.xen_images.find(path);
       if (seen == state.xen_images.end() || !seen->second.recipe || !seen->second.stamp)
         return std::nullopt;  // read whole, not vouched for: no memo yet
-      sight.images[path].emplace(*seen->second.stamp, seen->second.text);
+      images[path].emplace(*seen->second.stamp, seen->second.text);
       memo.images[path] = seen->second.text.size();
     }
     for (const auto& [path, stamp] : sight.host_files) memo.host_files.push_back(path);
     for (const auto& [path, regular] : sight.esp_files) memo.esp_files.push_back(path);
-    std::tie(memo.built, memo.entries) = count_entries(out.planned.generations);
-    memo.warnings = early_warnings;
-    memo.warnings.insert(memo.warnings.end(), out.warnings.begin(), out.warnings.end());
-    memo.default_failure = out.planned.default_failure;
+    std::tie(memo.built, memo.entries) = count_entries(planned.generations);
+    memo.warnings = std::move(warnings);
+    memo.default_failure = planned.default_failure;
     const auto readable = [](const std::vector<std::string>& texts) {
       return std::all_of(texts.begin(), texts.end(), text::is_utf8);
     };
@@ -366,8 +368,42 @@ struct Installer {
         !text::is_utf8(memo.default_failure.value_or("")))
       return std::nullopt;
     const std::string text = render_record(after);
-    memo.inputs = memo_inputs(*scan, sight, read_memo(text));
+    memo.inputs = memo_inputs(scanned, sight, read_memo(text));
+    memo.images_seen = images_fingerprint(images);
     return memo;
+  }
+
+  // The memo the next run finds: this run's own when it wrote nothing (its
+  // warnings are the next run's), else that of the plan a run would make on
+  // the partition as this one leaves it (with `after` as its record), when
+  // that plan changes nothing. nullopt when the run may keep none.
+  std::optional<Memo> next_memo(const Esp& boot, Partitions& partitions, const Installed& out,
+                                const EspState& state, const ApplyReport& applied,
+                                const Record& after) const {
+    if (!scan) return std::nullopt;
+    const auto with_early = [this](const std::vector<std::string>& more) {
+      std::vector<std::string> all = early_warnings;
+      all.insert(all.end(), more.begin(), more.end());
+      return all;
+    };
+    if (applied.written.empty() && applied.removed.empty()) {
+      if (auto memo = memo_of(*scan, out.planned, state, with_early(out.warnings), after))
+        return memo;
+    }
+    return value_or_reason(
+               [&]() -> std::optional<Memo> {
+                 const Esp& loader_conf = partitions.on(layout::kLoaderConfPlace.partition);
+                 const std::string scanned = scan_inputs(boot, loader_conf, options);
+                 // Images as `after` says: this run wrote or checked each; the
+                 // next run checks them again before it trusts the memo.
+                 const EspState now = read_esp_state(
+                     boot, generations, options.retarget_default ? &loader_conf : nullptr, after,
+                     ImageChecks::stamp_only);
+                 const Planned again = make_plan(generations, now, plan_options);
+                 return memo_of(scanned, again, now, with_early(again.warnings), after);
+               },
+               [this](const std::string& why) { reporter.debug(why + "; no memo kept"); })
+        .value_or(std::nullopt);
   }
 
   Installed install(Partitions& partitions, RecordRead record) const {
@@ -423,8 +459,14 @@ struct Installer {
     }
     Record after = record_after(plan, state, applied, generations, options, sources);
     out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
-    if (record.record) after.memo = memo_of(out, after, state, applied);
-    if (!record.record || after != *record.record) {
+    after.memo = next_memo(boot, partitions, out, state, applied, after);
+    // A run that changed nothing writes nothing, the record included, unless
+    // there was none it could use or it had to make images again to find them
+    // equal (a touched xen.efi): a stale record only costs the next run some
+    // reading (its memo no longer matches), not that.
+    const bool changed =
+        !applied.written.empty() || !applied.removed.empty() || !applied.unchanged.empty();
+    if (!record.record || (changed && after != *record.record)) {
       const std::string text = render_record(after);
       if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
     }
@@ -498,7 +540,8 @@ bool answer_from_memo(const Esp& boot, const std::string& scan, RunResult& resul
       [](const std::string&) {});  // read again the usual way, which warns
   if (!text || !*text) return false;
   MemoRead read = read_memo(**text);
-  if (!read.memo || memo_inputs(scan, look_again(boot, *read.memo), read) != read.memo->inputs)
+  if (!read.memo || memo_inputs(scan, look_again(boot, *read.memo), read) != read.memo->inputs ||
+      images_fingerprint(look_at_images(boot, *read.memo)) != read.memo->images_seen)
     return false;
   result.warnings = std::move(read.memo->warnings);
   result.default_failure = std::move(read.memo->default_failure);

@@ -268,6 +268,32 @@ std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limi
   return posix::read_all(file.get(), shown, limit, "file there");
 }
 
+std::optional<std::string> Esp::read_listed(const std::string& path, std::uint64_t limit) const {
+  Location at = locate(path, false);
+  if (at.folder < 0) return std::nullopt;
+  UniqueFd file(::openat(at.folder, at.name.c_str(),
+                         O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (!file) {
+    if (errno == ENOENT) return std::nullopt;
+    throw_open_error(at.folder, at.name, at.shown, errno, "regular file");
+  }
+  scratch_.resize(static_cast<std::size_t>(limit) + 1);
+  std::size_t done = 0;
+  while (done < scratch_.size()) {
+    const std::size_t asked = scratch_.size() - done;
+    const ssize_t n = ::read(file.get(), scratch_.data() + done, asked);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(at.shown, "cannot read: " + error_text(errno));
+    done += static_cast<std::size_t>(n);
+    if (static_cast<std::size_t>(n) < asked) break;
+  }
+  if (done > limit) {
+    throw Error(at.shown,
+                "more than the " + std::to_string(limit) + " bytes a file there may have");
+  }
+  return std::string(scratch_.data(), done);
+}
+
 bool Esp::read_pieces(const std::string& path, const PieceReader& reader) const {
   std::string shown;
   FileStamp stamp;

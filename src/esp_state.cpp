@@ -80,11 +80,13 @@ std::optional<pe::Image> efi_headers(const Esp::ReadAt& read_at, std::uint64_t s
 // Whether the record vouches for the image at `path` (`item` as listed), and
 // then `file` is what it says of it (see vouched_image).
 bool vouched(const Esp& esp, const std::optional<Record>& record, const std::string& path,
-             const EspItem& item, ExistingFile& file) {
+             const EspItem& item, ImageChecks checks, ExistingFile& file) {
   const std::optional<Record::Image> recorded = recorded_image(record, path, item.stamp);
   if (!recorded) return false;
   const std::optional<ImageRead> read =
-      read_image_check(esp, path, recorded->config.size(), recorded->stamp);
+      checks == ImageChecks::stamp_only
+          ? ImageRead{item.stamp, true, !recorded->config.empty(), recorded->config}
+          : read_image_check(esp, path, recorded->config.size(), recorded->stamp);
   if (!read) return false;
   std::optional<ExistingFile> vouched_for = vouched_image(*recorded, item.name, *read);
   if (!vouched_for) return false;
@@ -120,7 +122,8 @@ std::optional<ImageRead> read_image_check(const Esp& esp, const std::string& pat
 }
 
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        const Esp* loader_conf_from, const std::optional<Record>& record) {
+                        const Esp* loader_conf_from, const std::optional<Record>& record,
+                        ImageChecks checks) {
   EspState state;
   const std::string entries(layout::kEntriesFolder);
   for (const EspItem& item : esp.list_all(entries, Esp::Stamps::without)) {
@@ -152,7 +155,7 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
     } else if (item.type == EspFileType::regular) {
       ExistingFile& file = state.xen_images[path];
       if (image) {
-        if (!vouched(esp, record, path, item, file))
+        if (!vouched(esp, record, path, item, checks, file))
           read_image(esp, path, item.name, file, state.notes);
       } else if (auto recorded = vouched_text(record, path, item.stamp)) {
         file = std::move(*recorded);

@@ -69,7 +69,7 @@ std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildO
     if (item.type != EspFileType::regular) continue;
     const std::string path = entries + "/" + item.name;
     if (is_named(item.name, "nixos-")) {
-      const std::optional<std::string> text = boot.read(path, limits::kLoaderTextBytes);
+      const std::optional<std::string> text = boot.read_listed(path, limits::kLoaderTextBytes);
       print.number(text ? 1 : 0).text(text.value_or(""));
     } else if (is_named(item.name, "xen-")) {
       print.stamp(boot.stat(path).stamp);
@@ -110,13 +110,18 @@ MemoSight look_again(const Esp& boot, const Memo& memo) {
                         [](const std::string&) {});  // a name the ESP cannot hold: no file there
     sight.esp_files[path] = type == EspFileType::regular;
   }
+  return sight;
+}
+
+ImageSight look_at_images(const Esp& boot, const Memo& memo) {
+  ImageSight images;
   for (const auto& [path, config_size] : memo.images) {
     const std::optional<ImageRead> read = read_image_check(boot, path, config_size);
-    auto& seen = sight.images[path];
+    auto& seen = images[path];
     if (!read || !read->efi_application || (read->has_config && !read->config)) continue;
     seen.emplace(read->stamp, read->config.value_or(""));
   }
-  return sight;
+  return images;
 }
 
 std::string memo_inputs(const std::string& scan, const MemoSight& sight, const MemoRead& record) {
@@ -126,11 +131,16 @@ std::string memo_inputs(const std::string& scan, const MemoSight& sight, const M
     print.text(path).number(stamp ? 1 : 0).stamp(stamp.value_or(FileStamp{}));
   }
   for (const auto& [path, regular] : sight.esp_files) print.text(path).number(regular ? 1 : 0);
-  for (const auto& [path, seen] : sight.images) {
+  print.text(record.before).text(record.after);
+  return print.hex();
+}
+
+std::string images_fingerprint(const ImageSight& images) {
+  Fingerprint print;
+  for (const auto& [path, seen] : images) {
     print.text(path).number(seen ? 1 : 0);
     if (seen) print.stamp(seen->first).text(seen->second);
   }
-  print.text(record.before).text(record.after);
   return print.hex();
 }
 

@@ -51,6 +51,7 @@ Json memo_json(const Memo& memo) {
   Json images = Json::object();
   for (const auto& [path, size] : memo.images) images[path] = size;
   return Json{{"inputs", memo.inputs},
+              {"images_seen", memo.images_seen},
               {"host_files", memo.host_files},
               {"esp_files", memo.esp_files},
               {"images", images},
@@ -63,6 +64,7 @@ Json memo_json(const Memo& memo) {
 Memo memo_from(const Json& json) {
   Memo memo;
   memo.inputs = json.at("inputs").get<std::string>();
+  memo.images_seen = json.at("images_seen").get<std::string>();
   memo.host_files = json.at("host_files").get<std::vector<std::string>>();
   memo.esp_files = json.at("esp_files").get<std::vector<std::string>>();
   for (const auto& [path, size] : json.at("images").items())

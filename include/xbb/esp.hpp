@@ -105,6 +105,12 @@ class Esp {
   std::optional<std::string> read(const std::string& path, std::uint64_t limit,
                                   FileStamp* stamp = nullptr) const;
 
+  // The same for a small file its folder's listing gives as a regular file:
+  // one open, one read (a read that returns less than asked of a regular file
+  // ends it), one close. Whatever is there instead gives what it reads (a
+  // FIFO nothing) or an Error; an Error also for a symlink, more than `limit`
+  // bytes, or an I/O error.
+  std::optional<std::string> read_listed(const std::string& path, std::uint64_t limit) const;
   // Reads pieces of a regular file, never the whole of it unless asked:
   // `reader` gets the file's stamp and a function that returns the `size`
   // bytes at `offset` (fewer at the end of the file). False when the file
@@ -182,6 +188,7 @@ class Esp {
   std::filesystem::path root_;
   UniqueFd root_fd_;
   mutable std::map<std::string, UniqueFd> folders_;  // by ESP path, see folder()
+  mutable std::vector<char> scratch_;                // read_listed's buffer
 };
 
 // One run at a time per ESP: an exclusive flock() on the ESP's root folder,
@@ -285,8 +292,14 @@ std::optional<pid_t> flock_holder(std::string_view proc_locks, dev_t device, ino
 // applying the plan needs not read it again. An entry or configuration file
 // whose stamp is the one recorded is not read: the record gives its text
 // (see vouched_text).
+//
+// With ImageChecks::stamp_only, an image whose stamp is the recorded one is
+// taken to be what the record says without reading its headers: for a
+// record the run has just made of images it has just written or checked.
+enum class ImageChecks { headers, stamp_only };
 EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generations,
-                        const Esp* loader_conf_from, const std::optional<Record>& record);
+                        const Esp* loader_conf_from, const std::optional<Record>& record,
+                        ImageChecks checks = ImageChecks::headers);
 
 // An image as written, for the record.
 struct WrittenImage {

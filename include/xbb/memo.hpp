@@ -46,14 +46,22 @@ std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildO
 struct MemoSight {
   std::map<std::string, std::optional<FileStamp>> host_files;
   std::map<std::string, bool> esp_files;
-  std::map<std::string, std::optional<std::pair<FileStamp, std::string>>> images;
 };
+using ImageSight = std::map<std::string, std::optional<std::pair<FileStamp, std::string>>>;
 
-// Looks again at what `memo` names.
+// Looks again at the files `memo` names (but its images).
 MemoSight look_again(const Esp& boot, const Memo& memo);
+
+// Looks again at the images `memo` names: looked at only once every other
+// input is found the same, so that a run with something to do reads no image
+// twice.
+ImageSight look_at_images(const Esp& boot, const Memo& memo);
 
 // The fingerprint of a run's inputs (Memo::inputs): the scan, the sight, and
 // the record's text without its memo (around it, as `record` read it).
 std::string memo_inputs(const std::string& scan, const MemoSight& sight, const MemoRead& record);
+
+// The fingerprint of what was seen of the images (Memo::images_seen).
+std::string images_fingerprint(const ImageSight& images);
 
 }  // namespace xbb

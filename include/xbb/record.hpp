@@ -32,7 +32,8 @@ namespace xbb {
 // the next run finding the same inputs says it again without discovering,
 // checking or planning anything.
 struct Memo {
-  std::string inputs;  // the fingerprint, 32 hex digits
+  std::string inputs;       // the fingerprint of its inputs but images, 32 hex digits
+  std::string images_seen;  // and of what it saw of its images
   // What it looked at beyond the folders it lists, to be looked at again:
   std::vector<std::string> host_files;          // bootspecs, xen.efi files (host paths)
   std::vector<std::string> esp_files;           // the kernels and initrds the entries name
