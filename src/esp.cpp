@@ -265,7 +265,7 @@ std::optional<std::string> Esp::read(const std::string& path, std::uint64_t limi
   UniqueFd file = open_regular(path, shown, found);
   if (!file) return std::nullopt;
   if (stamp) *stamp = found;
-  return posix::read_all(file.get(), shown, limit, "file there");
+  return posix::read_all(file.get(), shown, limit, "file there", found.size);
 }
 
 std::optional<std::string> Esp::read_listed(const std::string& path, std::uint64_t limit) const {

@@ -81,8 +81,10 @@ std::string file_type_name(mode_t mode) {
   return "a file of unknown type";
 }
 
-std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what) {
+std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what,
+                     std::uint64_t expected) {
   std::string bytes;
+  bytes.reserve(static_cast<std::size_t>(std::min(expected, limit)) + 1);
   append_all(fd, bytes, shown, limit, what);
   return bytes;
 }

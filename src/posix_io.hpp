@@ -29,7 +29,9 @@ std::string file_type_name(mode_t mode);
 
 // Reads until end of file, retrying on EINTR; more than `limit` bytes is an
 // error (`what` names the kind of file: "a bootspec may have").
-std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what);
+// `expected`: the size the file had when opened, reserved at once.
+std::string read_all(int fd, const std::string& shown, std::uint64_t limit, std::string_view what,
+                     std::uint64_t expected = 0);
 
 // `when_full` for ENOSPC and EDQUOT (a file system out of room), else
 // ErrorKind::failed: the kind of an Error for a failed call.
