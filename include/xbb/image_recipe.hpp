@@ -34,12 +34,11 @@ class ImageMaker {
 
 // The program's maker, with pe::Output. It reads the recipe's xen.efi whole
 // (keeping only the last one read, which the recipes of one run nearly always
-// share) and streams the host files of its sections (.kernel, .ramdisk) in
-// chunks of kChunkBytes, checked as read_host_file checks them: a regular
-// file within its limit, which must keep the size it had when opened.
-// write() reads each of them once (the CheckSum goes in last); stream() reads
-// them twice (the CheckSum comes first and sums them). Throws Error naming a
-// host file that cannot be read or changes while it is read.
+// share, with the CheckSum sums of its pieces: see pe::InputSums) and streams the host files of its
+// sections (.kernel, .ramdisk) in chunks of kChunkBytes, checked as read_host_file checks them: a
+// regular file within its limit, which must keep the size it had when opened. write() reads each of
+// them once (the CheckSum goes in last); stream() reads them twice (the CheckSum comes first and
+// sums them). Throws Error naming a host file that cannot be read or changes while it is read.
 class PeImageMaker : public ImageMaker {
  public:
   static constexpr std::size_t kChunkBytes = 1 << 20;
@@ -53,8 +52,9 @@ class PeImageMaker : public ImageMaker {
     std::filesystem::path path;
     std::string bytes;
     pe::Image image;
+    pe::InputSums sums;  // of pieces of `bytes`, for the CheckSum of each image made
   };
-  const Source& xen_efi(const HostFile& file);
+  Source& xen_efi(const HostFile& file);
 
   std::optional<Source> source_;
 };
