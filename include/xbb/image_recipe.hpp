@@ -24,7 +24,8 @@ class ImageMaker {
   // needs is computed from sizes.
   virtual std::uint64_t size(const ImageRecipe& recipe) = 0;
   // Writes the image into `file` (from its start; bytes already written may be
-  // written again) and returns what the maker had to say about it (e.g. a
+  // written again, though rewriting nothing but a PE CheckSum field spares
+  // apply_plan a read-back: see RecordHash) and returns what the maker had to say about it (e.g. a
   // dropped Authenticode signature).
   virtual std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) = 0;
   // Streams the image's bytes strictly in order into `sink`: for a digest,
