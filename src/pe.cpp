@@ -1117,8 +1117,8 @@ constexpr std::size_t kZeroBlockBytes = 64 * 1024;
 // bytes (copied, with the patches that fall in them applied) and new
 // sections' bytes (passed through: no patch lies in them, since every patch
 // is at a moved input offset). The CheckSum field holds `checksum.value` and
-// counts as zero. Pieces of `input` that no patch touches are summed once
-// per place parity when `sums` keeps them, and zeros not at all.
+// counts as zero. Pieces of `input` that no patch touches and that go at an
+// even offset are summed once when `sums` keeps them; zeros not at all.
 class Emitter {
  public:
   Emitter(ByteSink& sink, std::vector<Patch> patches, Patch checksum,
@@ -1180,15 +1180,13 @@ class Emitter {
   void add_untouched(std::span<const std::uint8_t> window, bool zeros) {
     if (zeros) {
       sum_.add_zeros(window.size());
-    } else if (sums_ && in_input(window)) {
-      const bool odd = offset() % 2 == 1;
-      std::optional<std::uint64_t> sum = sums_->find(window.data(), window.size(), odd);
+    } else if (sums_ && offset() % 2 == 0 && in_input(window)) {
+      std::optional<std::uint64_t> sum = sums_->find(window.data(), window.size());
       if (!sum) {
         ChecksumSum piece;
-        piece.add_zeros(odd ? 1 : 0);
         piece.add(window);
         sum = piece.sum();
-        sums_->keep(window.data(), window.size(), odd, *sum);
+        sums_->keep(window.data(), window.size(), *sum);
       }
       sum_.add_summed(window.size(), *sum);
     } else {
@@ -1257,15 +1255,14 @@ std::uint64_t checksum_field_offset(const Image& image) {
 
 }  // namespace
 
-std::optional<std::uint64_t> InputSums::find(const std::uint8_t* start, std::size_t size,
-                                             bool odd) const {
-  auto found = sums_.find({start, size, odd});
+std::optional<std::uint64_t> InputSums::find(const std::uint8_t* start, std::size_t size) const {
+  auto found = sums_.find({start, size});
   if (found == sums_.end()) return std::nullopt;
   return found->second;
 }
 
-void InputSums::keep(const std::uint8_t* start, std::size_t size, bool odd, std::uint64_t sum) {
-  sums_[{start, size, odd}] = sum;
+void InputSums::keep(const std::uint8_t* start, std::size_t size, std::uint64_t sum) {
+  sums_[{start, size}] = sum;
 }
 
 std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image) {

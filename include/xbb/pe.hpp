@@ -8,7 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "xbb/byte_sink.hpp"
@@ -245,17 +245,16 @@ using SectionContents = std::function<void(const Deliver& deliver)>;
 // The CheckSum's sums of pieces of one input file, kept from one Output to
 // the next made from the same bytes in memory: images made from one xen.efi
 // carry most of its bytes unchanged, whose sum (which depends only on the
-// bytes and on the parity of where they go) is then computed once. It
-// belongs to those bytes: drop it with them.
+// bytes, placed at an even offset, as the layout places them) is then
+// computed once. It belongs to those bytes: drop it with them.
 class InputSums {
  public:
-  // The sum kept for the `size` bytes at `start` placed at an odd (`odd`) or
-  // even output offset, if any.
-  std::optional<std::uint64_t> find(const std::uint8_t* start, std::size_t size, bool odd) const;
-  void keep(const std::uint8_t* start, std::size_t size, bool odd, std::uint64_t sum);
+  // The sum kept for the `size` bytes at `start`, if any.
+  std::optional<std::uint64_t> find(const std::uint8_t* start, std::size_t size) const;
+  void keep(const std::uint8_t* start, std::size_t size, std::uint64_t sum);
 
  private:
-  std::map<std::tuple<const std::uint8_t*, std::size_t, bool>, std::uint64_t> sums_;
+  std::map<std::pair<const std::uint8_t*, std::size_t>, std::uint64_t> sums_;
 };
 
 // The file add_sections(file, sections, options) returns, laid out from the
