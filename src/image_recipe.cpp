@@ -110,11 +110,11 @@ pe::Output output_of(const std::filesystem::path& xen_efi, std::span<const std::
 
 }  // namespace
 
-const PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
+PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
   if (!source_ || source_->path != file.path) {
     source_.reset();
     Source source{
-        file.path, posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"), {}};
+        file.path, posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"), {}, {}};
     try {
       source.image = pe::parse(pe::bytes_of(source.bytes));
     } catch (const Error& e) {
@@ -138,19 +138,19 @@ std::uint64_t PeImageMaker::size(const ImageRecipe& recipe) {
 }
 
 std::vector<std::string> PeImageMaker::write(const ImageRecipe& recipe, FileSink& file) {
-  const Source& source = xen_efi(recipe.xen_efi);
+  Source& source = xen_efi(recipe.xen_efi);
   const SectionInputs inputs(recipe);
   const pe::Output output =
       output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe);
-  output.write(inputs.contents(), file);
+  output.write(inputs.contents(), file, &source.sums);
   return output.warnings();
 }
 
 void PeImageMaker::stream(const ImageRecipe& recipe, ByteSink& sink) {
-  const Source& source = xen_efi(recipe.xen_efi);
+  Source& source = xen_efi(recipe.xen_efi);
   const SectionInputs inputs(recipe);
   output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe)
-      .stream(inputs.contents(), sink);
+      .stream(inputs.contents(), sink, &source.sums);
 }
 
 }  // namespace xbb

@@ -1089,6 +1089,11 @@ class ChecksumSum {
   }
   // Zero bytes count for nothing but their place.
   void add_zeros(std::uint64_t count) { length_ += count; }
+  // `count` bytes whose words sum to `sum`, summed before (see InputSums).
+  void add_summed(std::uint64_t count, std::uint64_t sum) {
+    sum_ += sum;
+    length_ += count;
+  }
 
   std::uint64_t length() const { return length_; }
   std::uint64_t sum() const { return sum_; }
@@ -1112,11 +1117,17 @@ constexpr std::size_t kZeroBlockBytes = 64 * 1024;
 // bytes (copied, with the patches that fall in them applied) and new
 // sections' bytes (passed through: no patch lies in them, since every patch
 // is at a moved input offset). The CheckSum field holds `checksum.value` and
-// counts as zero.
+// counts as zero. Pieces of `input` that no patch touches and that go at an
+// even offset are summed once when `sums` keeps them; zeros not at all.
 class Emitter {
  public:
-  Emitter(ByteSink& sink, std::vector<Patch> patches, Patch checksum)
-      : sink_(sink), patches_(std::move(patches)), checksum_(checksum) {}
+  Emitter(ByteSink& sink, std::vector<Patch> patches, Patch checksum,
+          std::span<const std::uint8_t> input = {}, InputSums* sums = nullptr)
+      : sink_(sink),
+        patches_(std::move(patches)),
+        checksum_(checksum),
+        input_(input),
+        sums_(sums) {}
 
   // Bytes from the input file or the header block.
   void put(std::span<const std::uint8_t> bytes) {
@@ -1131,7 +1142,7 @@ class Emitter {
     while (count != 0) {
       const std::size_t size =
           static_cast<std::size_t>(std::min<std::uint64_t>(count, zeros.size()));
-      put_window(std::span(zeros).first(size));
+      put_window(std::span(zeros).first(size), true);
       count -= size;
     }
   }
@@ -1158,7 +1169,32 @@ class Emitter {
     }
   }
 
-  void put_window(std::span<const std::uint8_t> window) {
+  // Whether `window` lies within the input file.
+  bool in_input(std::span<const std::uint8_t> window) const {
+    const std::less_equal<const std::uint8_t*> at_most;
+    return !input_.empty() && at_most(input_.data(), window.data()) &&
+           at_most(window.data() + window.size(), input_.data() + input_.size());
+  }
+
+  // Sums an untouched window: zeros for nothing, a piece of the input once.
+  void add_untouched(std::span<const std::uint8_t> window, bool zeros) {
+    if (zeros) {
+      sum_.add_zeros(window.size());
+    } else if (sums_ && offset() % 2 == 0 && in_input(window)) {
+      std::optional<std::uint64_t> sum = sums_->find(window.data(), window.size());
+      if (!sum) {
+        ChecksumSum piece;
+        piece.add(window);
+        sum = piece.sum();
+        sums_->keep(window.data(), window.size(), *sum);
+      }
+      sum_.add_summed(window.size(), *sum);
+    } else {
+      sum_.add(window);
+    }
+  }
+
+  void put_window(std::span<const std::uint8_t> window, bool zeros = false) {
     const std::uint64_t start = offset();
     const std::uint64_t end = start + window.size();
     while (next_ < patches_.size() && patches_[next_].offset + patches_[next_].size <= start) {
@@ -1167,7 +1203,8 @@ class Emitter {
     std::size_t last = next_;
     while (last < patches_.size() && patches_[last].offset < end) ++last;
     if (last == next_ && !overlaps(checksum_, start, end)) {
-      pass(window);
+      add_untouched(window, zeros);
+      sink_.write(window);
       return;
     }
     staging_.assign(window.begin(), window.end());
@@ -1183,6 +1220,8 @@ class Emitter {
   std::vector<Patch> patches_;
   std::size_t next_ = 0;  // patches before it end before the next window
   Patch checksum_;
+  std::span<const std::uint8_t> input_;
+  InputSums* sums_;
   ChecksumSum sum_;
   std::vector<std::uint8_t> staging_;
 };
@@ -1215,6 +1254,16 @@ std::uint64_t checksum_field_offset(const Image& image) {
 }
 
 }  // namespace
+
+std::optional<std::uint64_t> InputSums::find(const std::uint8_t* start, std::size_t size) const {
+  auto found = sums_.find({start, size});
+  if (found == sums_.end()) return std::nullopt;
+  return found->second;
+}
+
+void InputSums::keep(const std::uint8_t* start, std::size_t size, std::uint64_t sum) {
+  sums_[{start, size}] = sum;
+}
 
 std::uint32_t compute_checksum(std::span<const std::uint8_t> file, const Image& image) {
   const std::size_t field = std::min<std::size_t>(checksum_field_offset(image), file.size());
@@ -1265,8 +1314,8 @@ const std::vector<std::string>& Output::warnings() const { return parts_->warnin
 // of each new section's words, to tell whether contents changed between two
 // passes.
 std::uint32_t Output::emit(const std::vector<SectionContents>& contents, ByteSink& sink,
-                           std::uint32_t checksum_field,
-                           std::vector<std::uint64_t>& section_sums) const {
+                           std::uint32_t checksum_field, std::vector<std::uint64_t>& section_sums,
+                           InputSums* sums) const {
   const auto& [file, image, sections, layout, warnings] = *parts_;
   if (contents.size() != sections.size()) {
     throw Error("add_sections: " + std::to_string(contents.size()) + " contents for " +
@@ -1274,12 +1323,12 @@ std::uint32_t Output::emit(const std::vector<SectionContents>& contents, ByteSin
   }
   const Patch checksum{checksum_field_offset(image), checksum_field, 4};
   if (layout.unchanged) {
-    Emitter out(sink, {}, checksum);
+    Emitter out(sink, {}, checksum, file, sums);
     out.put(file);
     return image.checksum;
   }
 
-  Emitter out(sink, scattered_patches(file, image, sections, layout), checksum);
+  Emitter out(sink, scattered_patches(file, image, sections, layout), checksum, file, sums);
   out.put(header_block(file, image, sections, layout));
   std::vector<std::pair<Range, bool>> removed;  // cuts (false) and blanks (true), in file order
   for (const Range& cut : layout.cuts) removed.push_back({cut, false});
@@ -1321,20 +1370,22 @@ std::uint32_t Output::emit(const std::vector<SectionContents>& contents, ByteSin
   return out.sum().value();
 }
 
-void Output::write(const std::vector<SectionContents>& contents, FileSink& file) const {
+void Output::write(const std::vector<SectionContents>& contents, FileSink& file,
+                   InputSums* sums) const {
   std::vector<std::uint64_t> section_sums;
-  const std::uint32_t checksum = emit(contents, file, 0, section_sums);
+  const std::uint32_t checksum = emit(contents, file, 0, section_sums, sums);
   std::array<std::uint8_t, 4> field{};
   store32(field.data(), checksum);
   file.write_at(checksum_field_offset(parts_->image), field);
 }
 
-void Output::stream(const std::vector<SectionContents>& contents, ByteSink& sink) const {
+void Output::stream(const std::vector<SectionContents>& contents, ByteSink& sink,
+                    InputSums* sums) const {
   Discard discard;
   std::vector<std::uint64_t> first_sums;
-  const std::uint32_t checksum = emit(contents, discard, 0, first_sums);
+  const std::uint32_t checksum = emit(contents, discard, 0, first_sums, sums);
   std::vector<std::uint64_t> second_sums;
-  emit(contents, sink, checksum, second_sums);
+  emit(contents, sink, checksum, second_sums, sums);
   for (std::size_t i = 0; i < first_sums.size(); ++i) {
     if (second_sums[i] != first_sums[i]) {
       throw Error("new section \"" + parts_->sections[i].name +

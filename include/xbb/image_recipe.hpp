@@ -24,7 +24,8 @@ class ImageMaker {
   // needs is computed from sizes.
   virtual std::uint64_t size(const ImageRecipe& recipe) = 0;
   // Writes the image into `file` (from its start; bytes already written may be
-  // written again) and returns what the maker had to say about it (e.g. a
+  // written again, though rewriting nothing but a PE CheckSum field spares
+  // apply_plan a read-back: see RecordHash) and returns what the maker had to say about it (e.g. a
   // dropped Authenticode signature).
   virtual std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) = 0;
   // Streams the image's bytes strictly in order into `sink`: for a digest,
@@ -34,12 +35,11 @@ class ImageMaker {
 
 // The program's maker, with pe::Output. It reads the recipe's xen.efi whole
 // (keeping only the last one read, which the recipes of one run nearly always
-// share) and streams the host files of its sections (.kernel, .ramdisk) in
-// chunks of kChunkBytes, checked as read_host_file checks them: a regular
-// file within its limit, which must keep the size it had when opened.
-// write() reads each of them once (the CheckSum goes in last); stream() reads
-// them twice (the CheckSum comes first and sums them). Throws Error naming a
-// host file that cannot be read or changes while it is read.
+// share, with the CheckSum sums of its pieces: see pe::InputSums) and streams the host files of its
+// sections (.kernel, .ramdisk) in chunks of kChunkBytes, checked as read_host_file checks them: a
+// regular file within its limit, which must keep the size it had when opened. write() reads each of
+// them once (the CheckSum goes in last); stream() reads them twice (the CheckSum comes first and
+// sums them). Throws Error naming a host file that cannot be read or changes while it is read.
 class PeImageMaker : public ImageMaker {
  public:
   static constexpr std::size_t kChunkBytes = 1 << 20;
@@ -53,8 +53,9 @@ class PeImageMaker : public ImageMaker {
     std::filesystem::path path;
     std::string bytes;
     pe::Image image;
+    pe::InputSums sums;  // of pieces of `bytes`, for the CheckSum of each image made
   };
-  const Source& xen_efi(const HostFile& file);
+  Source& xen_efi(const HostFile& file);
 
   std::optional<Source> source_;
 };

@@ -2,11 +2,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "xbb/byte_sink.hpp"
@@ -240,6 +242,21 @@ std::uint64_t output_size(const Image& image, std::uint64_t file_size,
 using Deliver = std::function<void(std::span<const std::uint8_t> piece)>;
 using SectionContents = std::function<void(const Deliver& deliver)>;
 
+// The CheckSum's sums of pieces of one input file, kept from one Output to
+// the next made from the same bytes in memory: images made from one xen.efi
+// carry most of its bytes unchanged, whose sum (which depends only on the
+// bytes, placed at an even offset, as the layout places them) is then
+// computed once. It belongs to those bytes: drop it with them.
+class InputSums {
+ public:
+  // The sum kept for the `size` bytes at `start`, if any.
+  std::optional<std::uint64_t> find(const std::uint8_t* start, std::size_t size) const;
+  void keep(const std::uint8_t* start, std::size_t size, std::uint64_t sum);
+
+ private:
+  std::map<std::pair<const std::uint8_t*, std::size_t>, std::uint64_t> sums_;
+};
+
 // The file add_sections(file, sections, options) returns, laid out from the
 // sizes of the new sections alone and written on demand, in order, so that
 // nothing holds more of it than the input file (which the caller holds) and
@@ -263,13 +280,16 @@ class Output {
   // `sections`, in the same order): every byte in order with the CheckSum
   // field zero, then, since the CheckSum sums the whole file, the CheckSum
   // over FileSink::write_at.
-  void write(const std::vector<SectionContents>& contents, FileSink& file) const;
+  // `sums`: kept sums of the input's pieces (see InputSums), or nullptr.
+  void write(const std::vector<SectionContents>& contents, FileSink& file,
+             InputSums* sums = nullptr) const;
 
   // Streams the output into `sink` strictly in order (for a digest, where
   // nothing can be rewritten): a first pass over `contents` sums them for the
   // CheckSum, the second streams them. Contents that differ between the two
   // passes are an error.
-  void stream(const std::vector<SectionContents>& contents, ByteSink& sink) const;
+  void stream(const std::vector<SectionContents>& contents, ByteSink& sink,
+              InputSums* sums = nullptr) const;
 
   // Both throw Error, after writing part of the output, for contents that
   // deliver more bytes than their section's declared size (at the first byte
@@ -278,7 +298,8 @@ class Output {
  private:
   struct Parts;
   std::uint32_t emit(const std::vector<SectionContents>& contents, ByteSink& sink,
-                     std::uint32_t checksum_field, std::vector<std::uint64_t>& section_sums) const;
+                     std::uint32_t checksum_field, std::vector<std::uint64_t>& section_sums,
+                     InputSums* sums) const;
 
   std::unique_ptr<const Parts> parts_;
 };

@@ -108,9 +108,12 @@ struct Input {
 // For one input, sections and options: the file Output::write writes through
 // Esp::write_atomic, and the bytes Output::stream gives, with contents in
 // pieces of many sizes, are add_sections' bytes; its CheckSum is the one the
-// test computes, unless the output is the input itself.
+// test computes, unless the output is the input itself. So are they when
+// made with `sums` (see InputSums), kept from the outputs made before from the
+// same input (other sections, other options: its pieces at other places).
 void expect_same_bytes_everywhere(xbb::Esp& esp, const Input& input,
-                                  const std::vector<NewSection>& sections, bool drop_debug) {
+                                  const std::vector<NewSection>& sections, bool drop_debug,
+                                  xbb::pe::InputSums& sums) {
   SCOPED_TRACE(input.name + (drop_debug ? ", debug dropped" : ", debug kept") + ", " +
                std::to_string(sections.size()) + " sections");
   const xbb::pe::AddResult expected = xbb::pe::add_sections(input.file, sections, {drop_debug});
@@ -132,6 +135,17 @@ void expect_same_bytes_everywhere(xbb::Esp& esp, const Input& input,
   Collect streamed;
   output.stream(contents_of(sections, 3), streamed);
   EXPECT_TRUE(streamed.bytes == expected.file);
+
+  for (int time = 0; time < 2; ++time) {
+    esp.write_atomic("EFI/xen/out.efi", [&](xbb::EspFile& file) {
+      output.write(contents_of(sections, 1), file, &sums);
+    });
+    EXPECT_TRUE(xbb::test::read_binary(esp.root() / "EFI/xen/out.efi") == expected.file)
+        << "written with sums kept, time " << time;
+    Collect streamed_with_sums;
+    output.stream(contents_of(sections, 2), streamed_with_sums, &sums);
+    EXPECT_TRUE(streamed_with_sums.bytes == expected.file) << "streamed with sums kept";
+  }
 }
 
 TEST(PeStream, WrittenAndStreamedOutputsAreAddSectionsOutputs) {
@@ -158,14 +172,16 @@ TEST(PeStream, WrittenAndStreamedOutputsAreAddSectionsOutputs) {
   };
 
   for (const Input& input : inputs) {
+    xbb::pe::InputSums sums;  // of this input's bytes, across its outputs
     for (bool drop_debug : {false, true}) {
       for (const auto& sections : section_sets)
-        expect_same_bytes_everywhere(esp, input, sections, drop_debug);
+        expect_same_bytes_everywhere(esp, input, sections, drop_debug, sums);
       // Replacing sections added before (header room, SizeOfImage taken back).
       const Input added{input.name + " with sections added",
                         xbb::pe::add_sections(input.file, section_sets[2], {drop_debug}).file};
+      xbb::pe::InputSums added_sums;
       expect_same_bytes_everywhere(esp, added, {{".ramdisk", config}, {".config", ramdisk}},
-                                   drop_debug);
+                                   drop_debug, added_sums);
     }
   }
 }
