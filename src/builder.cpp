@@ -145,10 +145,12 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
 }
 
 // The largest record a run that applies `plan` can write: every image after
-// it, with stamps of the most digits. What the free-space check counts for it.
+// it, with stamps of the most digits, and `memo` (the largest it can keep).
+// What the free-space check counts for it.
 std::uint64_t largest_record_size(const Plan& plan, const std::vector<Generation>& generations,
                                   const BuildOptions& options,
-                                  const std::map<std::string, Record::Source>& sources) {
+                                  const std::map<std::string, Record::Source>& sources,
+                                  std::optional<Memo> memo) {
   const FileStamp widest{std::numeric_limits<std::uint64_t>::max(),
                          std::numeric_limits<std::int64_t>::min()};
   Record record = record_after(Plan{}, {}, {}, generations, options, sources);
@@ -159,13 +161,15 @@ std::uint64_t largest_record_size(const Plan& plan, const std::vector<Generation
                            std::string(shared ? 64 : 0, '0')};
   }
   for (const auto& [path, text] : plan.texts_after) record.texts[path] = {widest, text};
-  return render_record(record).size();
+  record.memo = std::move(memo);
+  std::uint64_t size = 0;
+  render_record(record, [&size](std::string_view piece) { size += piece.size(); });
+  return size;
 }
 
 // The record of the last run on a partition, as read.
 struct RecordRead {
-  std::optional<Record> record;     // when there is one this version can read (and may use)
-  std::optional<std::string> text;  // its text, to tell whether the run changes it
+  std::optional<Record> record;  // when there is one this version can read (and may use)
   std::vector<std::string> warnings;
 };
 
@@ -177,14 +181,15 @@ struct RecordRead {
 RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
   const std::string path(layout::kStateFile);
   RecordRead read;
+  std::optional<std::string> text;
   try {
-    read.text = esp.read(path, kMaxRecordTextBytes);
+    text = esp.read(path, kMaxRecordTextBytes);
   } catch (const Error& e) {
     read.warnings.push_back(std::string(e.what()) +
                             "; the record is not used, every image is read");
     return read;
   }
-  if (!read.text) return read;
+  if (!text) return read;
   if (rebuild) {
     reporter.debug("--rebuild: the record is not used, every image is written");
     return read;
@@ -196,7 +201,7 @@ RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
     reporter.debug(std::string(e.what()) + "; the record's size is not bounded");
   }
   try {
-    read.record = parse_record(*read.text, max_record_images(esp_bytes));
+    read.record = parse_record(*text, max_record_images(esp_bytes));
     if (!read.record) reporter.debug(path + ": damaged or of another version; reading everything");
   } catch (const Error& e) {
     read.warnings.push_back(path + ": " + e.what() + "; ignored, every image is read");
@@ -204,14 +209,26 @@ RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
   return read;
 }
 
-// Replaces the record with `text`. The record is a cache: a run that cannot
-// replace it says so and succeeds without it, unless the ESP is full (an
-// esp_full Error, as for any other file).
-void write_record(Esp& esp, const std::string& text, std::vector<std::string>& warnings,
-                  bool warned, Reporter& reporter) {
+// Replaces the record with `record`, streamed. The record is a cache: a run
+// that cannot replace it says so and succeeds without it, unless the ESP is
+// full (an esp_full Error, as for any other file).
+void write_record(Esp& esp, const Record& record, std::vector<std::string>& warnings, bool warned,
+                  Reporter& reporter) {
   const std::string path(layout::kStateFile);
+  constexpr std::size_t kBufferBytes = 1 << 16;
   try {
-    esp.write_atomic(path, text);
+    esp.write_atomic(path, [&record](EspFile& file) {
+      std::string buffer;
+      const auto flush = [&] {
+        file.write({reinterpret_cast<const std::uint8_t*>(buffer.data()), buffer.size()});
+        buffer.clear();
+      };
+      render_record(record, [&](std::string_view piece) {
+        buffer.append(piece);
+        if (buffer.size() >= kBufferBytes) flush();
+      });
+      flush();
+    });
     reporter.debug("wrote " + path);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::esp_full) throw;
@@ -367,9 +384,32 @@ struct Installer {
     if (!readable(memo.host_files) || !readable(memo.warnings) ||
         !text::is_utf8(memo.default_failure.value_or("")))
       return std::nullopt;
-    const std::string text = render_record(after);
-    memo.inputs = memo_inputs(scanned, sight, read_memo(text));
+    memo.inputs = memo_inputs(scanned, sight, record_rest_digest(after));
     memo.images_seen = images_fingerprint(images);
+    return memo;
+  }
+
+  // The largest memo the run can keep (see memo_of): every file it names,
+  // every warning it has, and room for those applying the plan may add.
+  std::optional<Memo> largest_memo(const Installed& out) const {
+    if (!scan) return std::nullopt;
+    constexpr std::size_t kApplyWarningBytes = 64 << 10;
+    Memo memo;
+    memo.inputs = memo.images_seen = std::string(32, '0');
+    for (const auto& generation : generations) {
+      if (generation.known) memo.host_files.push_back(generation.known->second.file.string());
+      memo.esp_files.insert(memo.esp_files.end(), generation.entry.initrds.begin(),
+                            generation.entry.initrds.end());
+      if (generation.entry.kernel) memo.esp_files.push_back(*generation.entry.kernel);
+    }
+    for (const auto& [path, source] : sources) memo.host_files.push_back(path);
+    if (plan_options.ucode) memo.host_files.push_back(plan_options.ucode->path.string());
+    for (const auto& [path, origin] : out.planned.plan.images_after)
+      memo.images[path] = std::numeric_limits<std::uint64_t>::max();
+    memo.entries = memo.built = std::numeric_limits<std::size_t>::max();
+    memo.warnings = early_warnings;
+    memo.warnings.insert(memo.warnings.end(), out.warnings.begin(), out.warnings.end());
+    memo.warnings.emplace_back(kApplyWarningBytes, ' ');
     return memo;
   }
 
@@ -433,8 +473,9 @@ struct Installer {
       return out;
     }
     PeImageMaker maker;
-    const LaterWrite record_write{std::string(layout::kStateFile),
-                                  largest_record_size(plan, generations, options, sources)};
+    const LaterWrite record_write{
+        std::string(layout::kStateFile),
+        largest_record_size(plan, generations, options, sources, largest_memo(out))};
     ApplyReport applied;
     Installed cleared;  // on the ESP
     if (!partitions.separate()) {
@@ -466,10 +507,8 @@ struct Installer {
     // reading (its memo no longer matches), not that.
     const bool changed =
         !applied.written.empty() || !applied.removed.empty() || !applied.unchanged.empty();
-    if (!record.record || (changed && after != *record.record)) {
-      const std::string text = render_record(after);
-      if (text != record.text) write_record(boot, text, out.warnings, record_warned, reporter);
-    }
+    if (!record.record || (changed && after != *record.record))
+      write_record(boot, after, out.warnings, record_warned, reporter);
     for (const auto& path : applied.written) reporter.debug("wrote " + path);
     for (const auto& path : applied.removed) reporter.debug("removed " + path);
     out.changes = changes_after(plan, applied, out.planned.generations);
@@ -540,7 +579,9 @@ bool answer_from_memo(const Esp& boot, const std::string& scan, RunResult& resul
       [](const std::string&) {});  // read again the usual way, which warns
   if (!text || !*text) return false;
   MemoRead read = read_memo(**text);
-  if (!read.memo || memo_inputs(scan, look_again(boot, *read.memo), read) != read.memo->inputs ||
+  if (!read.memo ||
+      memo_inputs(scan, look_again(boot, *read.memo), record_rest_digest(read.after)) !=
+          read.memo->inputs ||
       images_fingerprint(look_at_images(boot, *read.memo)) != read.memo->images_seen)
     return false;
   result.warnings = std::move(read.memo->warnings);

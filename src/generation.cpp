@@ -109,7 +109,13 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
     if (kept->spec.xen) generation.xen_efi.path = kept->xen_efi;
     generation.kernel_file.path = kept->kernel;
     if (kept->initrd) generation.initrd_file = HostFile{*kept->initrd, {}, {}};
-    generation.known.emplace(toplevel, *kept);
+    generation.known.emplace(toplevel, KnownBootspec{kept->file,
+                                                     kept->stamp,
+                                                     kept->document,
+                                                     {},
+                                                     kept->xen_efi,
+                                                     kept->kernel,
+                                                     kept->initrd});
     return;
   }
   try {
@@ -119,13 +125,18 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
     BootspecDocument read = parse_bootspec_document(
         posix::read_all(fd.get(), file.string(), limits::kBootspecBytes, "bootspec"),
         file.string());
-    generation.bootspec = read.spec;
+    generation.bootspec = std::move(read.spec);
     resolve_files(generation, root);
     std::optional<fs::path> initrd;
     if (generation.initrd_file) initrd = generation.initrd_file->path;
     generation.known.emplace(
-        toplevel, KnownBootspec{file, stamp, std::move(read.document), std::move(read.spec),
-                                generation.xen_efi.path, generation.kernel_file.path, initrd});
+        toplevel, KnownBootspec{file,
+                                stamp,
+                                std::make_shared<const std::string>(std::move(read.document)),
+                                {},
+                                generation.xen_efi.path,
+                                generation.kernel_file.path,
+                                initrd});
   } catch (const Error& e) {
     generation.bootspec.reset();
     generation.known.reset();

@@ -124,14 +124,27 @@ ImageSight look_at_images(const Esp& boot, const Memo& memo) {
   return images;
 }
 
-std::string memo_inputs(const std::string& scan, const MemoSight& sight, const MemoRead& record) {
+std::string record_rest_digest(const Record& record) {
+  Xxh3 digest;
+  render_record_rest(record, [&digest](std::string_view piece) {
+    digest.update({reinterpret_cast<const std::uint8_t*>(piece.data()), piece.size()});
+  });
+  return digest.hex();
+}
+
+std::string record_rest_digest(std::string_view rest) {
+  return Xxh3().update({reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size()}).hex();
+}
+
+std::string memo_inputs(const std::string& scan, const MemoSight& sight,
+                        const std::string& record_digest) {
   Fingerprint print;
   print.text(scan);
   for (const auto& [path, stamp] : sight.host_files) {
     print.text(path).number(stamp ? 1 : 0).stamp(stamp.value_or(FileStamp{}));
   }
   for (const auto& [path, regular] : sight.esp_files) print.text(path).number(regular ? 1 : 0);
-  print.text(record.before).text(record.after);
+  print.text(record_digest);
   return print.hex();
 }
 

@@ -33,18 +33,23 @@ Json stamp_json(const FileStamp& stamp) {
 std::string rendered(const Json& json) { return json_text(json); }
 std::string rendered(std::string json) { return json; }
 
-// `"path": {...}` lines of an object, in the map's (path) order.
+// `"name": {` then a `"path": {...}` line per entry, in the map's (path)
+// order, then `}`, each piece passed to `out` as it is made.
 template <typename Entry, typename ToJson>
-std::string object_lines(const std::map<std::string, Entry>& entries, const ToJson& to_json) {
-  if (entries.empty()) return "{}";
-  std::string text = "{\n";
+void object_lines(std::string_view name, const std::map<std::string, Entry>& entries,
+                  const ToJson& to_json, const RecordOut& out) {
+  out(",\n" + Json(name).dump() + ": ");
+  if (entries.empty()) {
+    out("{}");
+    return;
+  }
   bool first = true;
   for (const auto& [path, entry] : entries) {
-    text +=
-        std::string(first ? "" : ",\n") + "  " + json_text(path) + ": " + rendered(to_json(entry));
+    out(std::string(first ? "{\n" : ",\n") + "  " + json_text(path) + ": " +
+        rendered(to_json(entry)));
     first = false;
   }
-  return text + "\n}";
+  out("\n}");
 }
 
 Json memo_json(const Memo& memo) {
@@ -200,11 +205,12 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
       const Json& document = known.at("document");
       std::optional<std::filesystem::path> initrd;
       if (known.contains("initrd")) initrd = known.at("initrd").get<std::string>();
-      record.bootspecs.emplace_hint(record.bootspecs.end(), toplevel,
-                                    KnownBootspec{file, stamp_from(known), document.dump(),
-                                                  bootspec_from_document(document, file),
-                                                  known.at("xen_efi").get<std::string>(),
-                                                  known.at("kernel").get<std::string>(), initrd});
+      record.bootspecs.emplace_hint(
+          record.bootspecs.end(), toplevel,
+          KnownBootspec{
+              file, stamp_from(known), std::make_shared<const std::string>(document.dump()),
+              bootspec_from_document(document, file), known.at("xen_efi").get<std::string>(),
+              known.at("kernel").get<std::string>(), initrd});
     }
     return record;
   } catch (const Json::exception&) {
@@ -214,41 +220,63 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
   }
 }
 
-std::string render_record(const Record& record) {
-  const std::string images = object_lines(record.images, [](const Record::Image& image) {
-    Json entry = stamp_json(image.stamp);
-    entry["digest"] = image.digest;
-    entry["recipe"] = image.recipe;
-    entry["config"] = image.config;
-    entry["sha256"] = image.sha256;
-    return entry;
-  });
-  const std::string sources = object_lines(record.sources, [](const Record::Source& source) {
-    Json entry = stamp_json(source.stamp);
-    entry["has_config"] = source.has_config;
-    entry["shared_digest"] = source.shared_digest;
-    entry["shared_drops_debug"] = source.shared_drops_debug;
-    return entry;
-  });
-  const std::string texts = object_lines(record.texts, [](const Record::Text& text) {
-    Json entry = stamp_json(text.stamp);
-    entry["text"] = text.text;
-    return json_text(entry);
-  });
+void render_record_rest(const Record& record, const RecordOut& out) {
+  object_lines(
+      "images", record.images,
+      [](const Record::Image& image) {
+        Json entry = stamp_json(image.stamp);
+        entry["digest"] = image.digest;
+        entry["recipe"] = image.recipe;
+        entry["config"] = image.config;
+        entry["sha256"] = image.sha256;
+        return entry;
+      },
+      out);
+  object_lines(
+      "sources", record.sources,
+      [](const Record::Source& source) {
+        Json entry = stamp_json(source.stamp);
+        entry["has_config"] = source.has_config;
+        entry["shared_digest"] = source.shared_digest;
+        entry["shared_drops_debug"] = source.shared_drops_debug;
+        return entry;
+      },
+      out);
+  object_lines(
+      "texts", record.texts,
+      [](const Record::Text& text) {
+        Json entry = stamp_json(text.stamp);
+        entry["text"] = text.text;
+        return entry;
+      },
+      out);
+  out(",\n" + Json("root").dump() + ": " + json_text(record.root));
   // The document is kept as JSON text: written as it is, not parsed again.
-  const std::string bootspecs = object_lines(record.bootspecs, [](const KnownBootspec& known) {
-    Json entry = stamp_json(known.stamp);
-    entry["file"] = known.file.string();
-    entry["xen_efi"] = known.xen_efi.string();
-    entry["kernel"] = known.kernel.string();
-    if (known.initrd) entry["initrd"] = known.initrd->string();
-    std::string fields = json_text(entry);
-    return "{\"document\": " + known.document + ", " + fields.substr(1);
-  });
-  return memo_prefix() + (record.memo ? json_text(memo_json(*record.memo)) : "null") + ",\n" +
-         Json("images").dump() + ": " + images + ",\n" + Json("sources").dump() + ": " + sources +
-         ",\n" + Json("texts").dump() + ": " + texts + ",\n" + Json("root").dump() + ": " +
-         json_text(record.root) + ",\n" + Json("bootspecs").dump() + ": " + bootspecs + "\n}\n";
+  object_lines(
+      "bootspecs", record.bootspecs,
+      [](const KnownBootspec& known) {
+        Json entry = stamp_json(known.stamp);
+        entry["file"] = known.file.string();
+        entry["xen_efi"] = known.xen_efi.string();
+        entry["kernel"] = known.kernel.string();
+        if (known.initrd) entry["initrd"] = known.initrd->string();
+        std::string fields = json_text(entry);
+        return "{\"document\": " + *known.document + ", " + fields.substr(1);
+      },
+      out);
+  out("\n}\n");
+}
+
+void render_record(const Record& record, const RecordOut& out) {
+  out(memo_prefix());
+  out(record.memo ? json_text(memo_json(*record.memo)) : "null");
+  render_record_rest(record, out);
+}
+
+std::string render_record(const Record& record) {
+  std::string text;
+  render_record(record, [&text](std::string_view piece) { text.append(piece); });
+  return text;
 }
 
 std::optional<Record::Image> recorded_image(const std::optional<Record>& record,

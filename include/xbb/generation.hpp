@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -22,8 +23,11 @@ class Esp;
 struct KnownBootspec {
   std::filesystem::path file;  // its boot.json on the host (under --root), resolved
   FileStamp stamp;
-  std::string document;  // as kept (see bootspec_document.hpp)
-  Bootspec spec;         // read from `document`
+  // As kept (see bootspec_document.hpp); shared by the copies a run makes.
+  std::shared_ptr<const std::string> document;
+  // Read from `document`; only in the record read (a generation has it as
+  // its bootspec).
+  Bootspec spec;
   // The host files the bootspec names, resolved under --root ("" when none).
   std::filesystem::path xen_efi;
   std::filesystem::path kernel;
@@ -31,7 +35,7 @@ struct KnownBootspec {
 
   // The same record entry (`spec` is read from `document`).
   bool operator==(const KnownBootspec& other) const {
-    return file == other.file && stamp == other.stamp && document == other.document &&
+    return file == other.file && stamp == other.stamp && *document == *other.document &&
            xen_efi == other.xen_efi && kernel == other.kernel && initrd == other.initrd;
   }
 };

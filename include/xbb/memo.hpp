@@ -57,9 +57,16 @@ MemoSight look_again(const Esp& boot, const Memo& memo);
 // twice.
 ImageSight look_at_images(const Esp& boot, const Memo& memo);
 
+// The digest of a record's text after its memo line (MemoRead::after, or
+// render_record_rest of a record): what a memo's fingerprint covers of the
+// record (what comes before the memo is the format and version).
+std::string record_rest_digest(const Record& record);
+std::string record_rest_digest(std::string_view rest);
+
 // The fingerprint of a run's inputs (Memo::inputs): the scan, the sight, and
-// the record's text without its memo (around it, as `record` read it).
-std::string memo_inputs(const std::string& scan, const MemoSight& sight, const MemoRead& record);
+// the digest of the record's text (record_rest_digest).
+std::string memo_inputs(const std::string& scan, const MemoSight& sight,
+                        const std::string& record_digest);
 
 // The fingerprint of what was seen of the images (Memo::images_seen).
 std::string images_fingerprint(const ImageSight& images);

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -143,8 +144,14 @@ std::optional<Record> parse_record(
 
 // JSON: format, version, the memo on a line of its own (null without one),
 // then images, sources, texts, root and bootspecs, one line each in path
-// order. The same record gives the same text.
+// order. The same record gives the same text. Streamed to `out` a piece at
+// a time (a record of a thousand entries is megabytes), or made whole.
+using RecordOut = std::function<void(std::string_view piece)>;
+void render_record(const Record& record, const RecordOut& out);
 std::string render_record(const Record& record);
+
+// What follows the memo line (MemoRead::after), streamed.
+void render_record_rest(const Record& record, const RecordOut& out);
 
 // The memo of a record's text, read from its own line without reading the
 // rest, and the text before and after that line (what the memo's fingerprint

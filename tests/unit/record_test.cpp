@@ -6,12 +6,23 @@
 
 #include <string>
 
+#include "bootspec_document.hpp"
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/layout.hpp"
 
 namespace xbb {
 namespace {
+
+constexpr std::string_view kBootJson = R"({
+  "org.nixos.bootspec.v1": {
+    "init": "/nix/store/t-nixos-system/init", "kernel": "/nix/store/k-linux/bzImage",
+    "kernelParams": ["loglevel=4"], "label": "NixOS", "system": "x86_64-linux",
+    "toplevel": "/nix/store/t-nixos-system"
+  },
+  "org.nixos.specialisation.v1": {"debug": {"org.nixos.bootspec.v1": {}}},
+  "org.xenproject.bootspec.v2": {"efiPath": "/nix/store/x-xen/boot/xen.efi", "params": ["dom0_mem=1G"]}
+})";
 
 Record sample() {
   Record record;
@@ -27,6 +38,28 @@ Record sample() {
                                                       "3fa9c2d1" + std::string(56, 'e')};
   record.sources["/nix/store/x-xen/boot/xen.efi"] = {
       {2867000, 2}, false, std::string(64, 'e'), true};
+  record.texts["loader/entries/xen-generation-1.conf"] = {{412, 3}, "title NixOS\nefi /x.efi\n"};
+  record.root = "/mnt";
+  const BootspecDocument read = parse_bootspec_document(kBootJson, "boot.json");
+  record.bootspecs["/nix/store/t-nixos-system"] = {
+      "/mnt/nix/store/t-nixos-system/boot.json",
+      {1358, 4},
+      std::make_shared<const std::string>(read.document),
+      read.spec,
+      "/mnt/nix/store/x-xen/boot/xen.efi",
+      "/mnt/nix/store/k-linux/bzImage",
+      std::nullopt};
+  Memo memo;
+  memo.inputs = std::string(32, '1');
+  memo.images_seen = std::string(32, '2');
+  memo.host_files = {"/mnt/nix/store/t-nixos-system/boot.json"};
+  memo.esp_files = {"EFI/Linux/k.efi"};
+  memo.images = {{"EFI/xen/xen-generation-1.efi", 23}};
+  memo.entries = 1;
+  memo.built = 1;
+  memo.warnings = {"nixos-generation-2: skipped: no xen"};
+  memo.default_failure = "nixos-generation-2";
+  record.memo = memo;
   return record;
 }
 
@@ -35,6 +68,94 @@ TEST(Record, ReadsBackWhatItWrites) {
   EXPECT_EQ(parse_record(text), sample());
   EXPECT_EQ(render_record(*parse_record(text)), text) << "the same record gives the same text";
   EXPECT_EQ(parse_record(render_record(Record{})), Record{});
+}
+
+TEST(Record, KeepsABootspecWithoutItsSpecialisationsAndReadsItBackAsParsed) {
+  const BootspecDocument read = parse_bootspec_document(kBootJson, "boot.json");
+  EXPECT_EQ(read.document.find("specialisation"), std::string::npos);
+  const Bootspec parsed = parse_bootspec(kBootJson, "boot.json");
+  ASSERT_EQ(parsed.specialisations.size(), 0u);
+  ASSERT_EQ(parsed.broken_specialisations.size(), 1u) << "the parent reads despite a broken one";
+  const std::optional<Record> back = parse_record(render_record(sample()));
+  ASSERT_TRUE(back);
+  const Bootspec& kept = back->bootspecs.at("/nix/store/t-nixos-system").spec;
+  EXPECT_EQ(kept.toplevel, parsed.toplevel);
+  EXPECT_EQ(kept.kernel_params, parsed.kernel_params);
+  ASSERT_TRUE(kept.xen);
+  EXPECT_EQ(kept.xen->efi_path, "/nix/store/x-xen/boot/xen.efi");
+  EXPECT_EQ(kept.xen->params, std::vector<std::string>{"dom0_mem=1G"});
+}
+
+TEST(Record, ABootspecDocumentThatDoesNotReadMakesNoRecord) {
+  std::string text = render_record(sample());
+  const std::string field = "\"kernel\":\"/nix/store/k-linux/bzImage\"";
+  ASSERT_NE(text.find(field), std::string::npos) << text;
+  text.replace(text.find(field), field.size(), "\"kernel\":\"k-linux/bzImage\"");
+  EXPECT_EQ(parse_record(text), std::nullopt)
+      << "a relative kernel path, as parse_bootspec refuses";
+}
+
+TEST(Record, StreamedInPiecesAsMadeWhole) {
+  std::string pieces;
+  std::size_t count = 0;
+  render_record(sample(), [&](std::string_view piece) {
+    pieces.append(piece);
+    ++count;
+  });
+  EXPECT_EQ(pieces, render_record(sample()));
+  EXPECT_GT(count, 5u);
+  std::string rest;
+  render_record_rest(sample(), [&](std::string_view piece) { rest.append(piece); });
+  EXPECT_EQ(read_memo(pieces).after, rest);
+}
+
+TEST(RecordMemo, IsReadFromItsOwnLineAlone) {
+  const std::string text = render_record(sample());
+  const MemoRead read = read_memo(text);
+  EXPECT_EQ(read.memo, sample().memo);
+  EXPECT_TRUE(text.starts_with(read.before));
+  EXPECT_TRUE(text.ends_with(read.after));
+  EXPECT_TRUE(read.after.starts_with(",\n\"images\""));
+  // The rest of the record is not read: garbage after the memo line leaves it.
+  const std::string damaged =
+      std::string(read.before) +
+      text.substr(read.before.size(), text.size() - read.before.size() - read.after.size()) +
+      ",\ngarbage";
+  EXPECT_EQ(read_memo(damaged).memo, sample().memo);
+  EXPECT_EQ(parse_record(damaged), std::nullopt);
+}
+
+TEST(RecordMemo, NoneWhenItsLineDoesNotReadOrTheRecordIsOfAnotherVersion) {
+  Record without = sample();
+  without.memo.reset();
+  EXPECT_EQ(read_memo(render_record(without)).memo, std::nullopt);
+  std::string text = render_record(sample());
+  EXPECT_EQ(read_memo(text.substr(0, text.find(",\n\"images\"") - 5)).memo, std::nullopt)
+      << "cut inside the memo";
+  std::string bad = text;
+  bad.replace(bad.find("\"built\":1"), 9, "\"built\":\"1\"");
+  EXPECT_EQ(read_memo(bad).memo, std::nullopt) << "a field of the wrong type";
+  const std::string version = "\"version\": " + std::to_string(kRecordVersion);
+  std::string other = text;
+  other.replace(other.find(version), version.size(), "\"version\": 99");
+  EXPECT_EQ(read_memo(other).memo, std::nullopt);
+}
+
+TEST(RecordVouchesForText, OnlyWithTheStampRecordedAndOursOnlyByItsMarker) {
+  Record record = sample();
+  const std::string path = "loader/entries/xen-generation-1.conf";
+  EXPECT_EQ(vouched_text(std::nullopt, path, {412, 3}), std::nullopt);
+  EXPECT_EQ(vouched_text(record, path, {412, 4}), std::nullopt) << "touched";
+  EXPECT_EQ(vouched_text(record, path, {413, 3}), std::nullopt) << "resized";
+  EXPECT_EQ(vouched_text(record, "loader/entries/other.conf", {412, 3}), std::nullopt);
+  auto vouched = vouched_text(record, path, {412, 3});
+  ASSERT_TRUE(vouched);
+  EXPECT_EQ(vouched->text, record.texts[path].text);
+  EXPECT_FALSE(vouched->ours) << "no marker in the recorded text: not the tool's";
+  record.texts[path].text = std::string(layout::kMarker) + "\ntitle NixOS\n";
+  vouched = vouched_text(record, path, {412, 3});
+  ASSERT_TRUE(vouched);
+  EXPECT_TRUE(vouched->ours);
 }
 
 TEST(Record, AnythingDamagedOrForeignIsNoRecord) {
