@@ -4,6 +4,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -135,10 +136,9 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
   for (const auto& generation : generations) {
     if (!generation.known) continue;
     const auto& [toplevel, known] = *generation.known;
-    const bool readable = text::is_utf8(toplevel) && text::is_utf8(known.file.string()) &&
-                          text::is_utf8(known.xen_efi.string()) &&
-                          text::is_utf8(known.kernel.string()) &&
-                          (!known.initrd || text::is_utf8(known.initrd->string()));
+    const bool readable = text::is_utf8(toplevel) && text::is_utf8(known.file) &&
+                          text::is_utf8(known.xen_efi) && text::is_utf8(known.kernel) &&
+                          (!known.initrd || text::is_utf8(*known.initrd));
     if (readable) record.bootspecs.insert(*generation.known);
   }
   return record;
@@ -349,7 +349,7 @@ struct Installer {
     MemoSight sight;
     ImageSight images;
     for (const auto& [toplevel, known] : after.bootspecs)
-      sight.host_files[known.file.string()] = known.stamp;
+      sight.host_files[known.file] = known.stamp;
     for (const auto& [path, source] : sources) sight.host_files[path] = source.stamp;
     if (plan_options.ucode)
       sight.host_files[plan_options.ucode->path.string()] = plan_options.ucode->stamp;
@@ -397,7 +397,7 @@ struct Installer {
     Memo memo;
     memo.inputs = memo.images_seen = std::string(32, '0');
     for (const auto& generation : generations) {
-      if (generation.known) memo.host_files.push_back(generation.known->second.file.string());
+      if (generation.known) memo.host_files.push_back(generation.known->second.file);
       memo.esp_files.insert(memo.esp_files.end(), generation.entry.initrds.begin(),
                             generation.entry.initrds.end());
       if (generation.entry.kernel) memo.esp_files.push_back(*generation.entry.kernel);
@@ -417,8 +417,10 @@ struct Installer {
   // warnings are the next run's), else that of the plan a run would make on
   // the partition as this one leaves it (with `after` as its record), when
   // that plan changes nothing. nullopt when the run may keep none.
-  std::optional<Memo> next_memo(const Esp& boot, Partitions& partitions, const Installed& out,
-                                const EspState& state, const ApplyReport& applied,
+  // `state` (what the run found) and the plan's texts are let go before
+  // planning again, which would otherwise hold two of each at once.
+  std::optional<Memo> next_memo(const Esp& boot, Partitions& partitions, Installed& out,
+                                EspState& state, const ApplyReport& applied,
                                 const Record& after) const {
     if (!scan) return std::nullopt;
     const auto with_early = [this](const std::vector<std::string>& more) {
@@ -430,6 +432,9 @@ struct Installer {
       if (auto memo = memo_of(*scan, out.planned, state, with_early(out.warnings), after))
         return memo;
     }
+    state = EspState{};
+    out.planned.plan.entries.clear();
+    out.planned.plan.texts_after.clear();
     return value_or_reason(
                [&]() -> std::optional<Memo> {
                  const Esp& loader_conf = partitions.on(layout::kLoaderConfPlace.partition);
@@ -449,7 +454,7 @@ struct Installer {
   Installed install(Partitions& partitions, RecordRead record) const {
     Installed out;
     Esp& boot = partitions.on(layout::kImages.partition);
-    const EspState state = read_esp_state(
+    EspState state = read_esp_state(
         boot, generations,
         options.retarget_default ? &partitions.on(layout::kLoaderConfPlace.partition) : nullptr,
         record.record);
@@ -472,14 +477,15 @@ struct Installer {
       if (partitions.separate()) out.add(clear_esp(partitions));
       return out;
     }
-    PeImageMaker maker;
+    // Let go (with the xen.efi it holds) once the plan is applied.
+    auto maker = std::make_unique<PeImageMaker>();
     const LaterWrite record_write{
         std::string(layout::kStateFile),
         largest_record_size(plan, generations, options, sources, largest_memo(out))};
     ApplyReport applied;
     Installed cleared;  // on the ESP
     if (!partitions.separate()) {
-      applied = apply_plan(boot, plan, maker, signer, record_write);
+      applied = apply_plan(boot, plan, *maker, signer, record_write);
     } else {
       // The ESP's old Xen entries have the names of the new ones: they go
       // before loader.conf can name one, so that systemd-boot, which reads
@@ -487,17 +493,18 @@ struct Installer {
       Plan writes = plan;
       writes.loader_conf.reset();
       writes.removals.clear();
-      applied = apply_plan(boot, writes, maker, signer, record_write);
+      applied = apply_plan(boot, writes, *maker, signer, record_write);
       cleared = clear_esp(partitions);
       Plan rest;
       rest.loader_conf = plan.loader_conf;
       rest.removals = plan.removals;
-      const ApplyReport after = apply_plan(boot, rest, maker, nullptr, std::nullopt,
+      const ApplyReport after = apply_plan(boot, rest, *maker, nullptr, std::nullopt,
                                            &partitions.on(layout::kLoaderConfPlace.partition));
       applied.written.insert(applied.written.end(), after.written.begin(), after.written.end());
       applied.removed.insert(applied.removed.end(), after.removed.begin(), after.removed.end());
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
     }
+    maker.reset();
     Record after = record_after(plan, state, applied, generations, options, sources);
     out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
     after.memo = next_memo(boot, partitions, out, state, applied, after);

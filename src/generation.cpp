@@ -127,15 +127,15 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
         file.string());
     generation.bootspec = std::move(read.spec);
     resolve_files(generation, root);
-    std::optional<fs::path> initrd;
-    if (generation.initrd_file) initrd = generation.initrd_file->path;
+    std::optional<std::string> initrd;
+    if (generation.initrd_file) initrd = generation.initrd_file->path.string();
     generation.known.emplace(
-        toplevel, KnownBootspec{file,
+        toplevel, KnownBootspec{file.string(),
                                 stamp,
                                 std::make_shared<const std::string>(std::move(read.document)),
                                 {},
-                                generation.xen_efi.path,
-                                generation.kernel_file.path,
+                                generation.xen_efi.path.string(),
+                                generation.kernel_file.path.string(),
                                 initrd});
   } catch (const Error& e) {
     generation.bootspec.reset();
@@ -371,6 +371,7 @@ std::vector<std::string> keep_one_per_xen_name(std::vector<Generation>& generati
                        generations[kept].source + " (systemd-boot lists it first)");
   }
   std::vector<Generation> kept;
+  kept.reserve(generations.size() - pairs.size());
   for (std::size_t i = 0; i < generations.size(); ++i) {
     if (!dropped[i]) kept.push_back(std::move(generations[i]));
   }

@@ -203,7 +203,7 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
     for (const auto& [toplevel, known] : json.at("bootspecs").items()) {
       const std::string file = known.at("file").get<std::string>();
       const Json& document = known.at("document");
-      std::optional<std::filesystem::path> initrd;
+      std::optional<std::string> initrd;
       if (known.contains("initrd")) initrd = known.at("initrd").get<std::string>();
       record.bootspecs.emplace_hint(
           record.bootspecs.end(), toplevel,
@@ -256,10 +256,10 @@ void render_record_rest(const Record& record, const RecordOut& out) {
       "bootspecs", record.bootspecs,
       [](const KnownBootspec& known) {
         Json entry = stamp_json(known.stamp);
-        entry["file"] = known.file.string();
-        entry["xen_efi"] = known.xen_efi.string();
-        entry["kernel"] = known.kernel.string();
-        if (known.initrd) entry["initrd"] = known.initrd->string();
+        entry["file"] = known.file;
+        entry["xen_efi"] = known.xen_efi;
+        entry["kernel"] = known.kernel;
+        if (known.initrd) entry["initrd"] = *known.initrd;
         std::string fields = json_text(entry);
         return "{\"document\": " + *known.document + ", " + fields.substr(1);
       },

@@ -21,17 +21,18 @@ class Esp;
 // change in place: while `file` is there with the stamp recorded, it holds
 // `document`.
 struct KnownBootspec {
-  std::filesystem::path file;  // its boot.json on the host (under --root), resolved
+  std::string file;  // its boot.json on the host (under --root), resolved
   FileStamp stamp;
   // As kept (see bootspec_document.hpp); shared by the copies a run makes.
   std::shared_ptr<const std::string> document;
   // Read from `document`; only in the record read (a generation has it as
   // its bootspec).
   Bootspec spec;
-  // The host files the bootspec names, resolved under --root ("" when none).
-  std::filesystem::path xen_efi;
-  std::filesystem::path kernel;
-  std::optional<std::filesystem::path> initrd;
+  // The host files the bootspec names, resolved under --root ("" when none;
+  // strings, which take a fraction of a path's memory).
+  std::string xen_efi;
+  std::string kernel;
+  std::optional<std::string> initrd;
 
   // The same record entry (`spec` is read from `document`).
   bool operator==(const KnownBootspec& other) const {
