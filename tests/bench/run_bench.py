@@ -451,6 +451,8 @@ def parse_args():
     parser.add_argument("--deps", type=Path, default=Path(os.environ.get(
         "XBB_DEPS_DIR", SOURCE / ".cache" / "deps")))
     args = parser.parse_args()
+    if not os.access(args.strace, os.X_OK):
+        parser.error(f"{args.strace}: no strace there (.ci/setup installs it); --strace names one")
     args.generations = [int(item) for item in args.generations.split(",") if item]
     args.measure = args.measure.resolve()
     args.binary = args.binary.resolve()
