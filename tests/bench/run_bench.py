@@ -335,8 +335,8 @@ def targets(result):
     version = [sample["wall_ms"] for row in result["rows"] for sample in row["samples"]["version"]]
     table = []
 
-    def add(figure, row, value, shown, limit, strict, target):
-        if row is None:
+    def add(figure, value, shown, limit, strict, target):
+        if value is None:
             table.append({"figure": figure, "measured": None, "target": target, "met": None})
             return
         met = value < limit if strict else value <= limit
@@ -345,12 +345,12 @@ def targets(result):
 
     def add_worst(figure, entries, value, shown, limit, strict, target):
         row = worst(result, entries, value)
-        add(f"{figure} ({row['layout']}, the worst layout)" if row else figure, row,
+        add(f"{figure} ({row['layout']}, the worst layout)" if row else figure,
             value(row) if row else None, shown, limit, strict, target)
 
     def add_layout(figure, entries, layout, value, shown, limit, strict, target):
         row = row_of(result, entries, layout)
-        add(figure, row, value(row) if row else None, shown, limit, strict, target)
+        add(figure, value(row) if row else None, shown, limit, strict, target)
 
     add_worst("unchanged, 110 entries", 110, lambda row: row["unchanged_ms"], ms, 12, True,
               "< 12 ms")
@@ -361,7 +361,7 @@ def targets(result):
     add_layout(f"system calls of an unchanged run, 110 entries ({STRACE_LAYOUT})", 110,
                STRACE_LAYOUT, lambda row: row["unchanged_syscalls"]["total"],
                lambda value: f"{value:,}", 1000, True, "< 1,000")
-    add(f"`--version` (median of its {len(version)} runs)", version or None,
+    add(f"`--version` (median of its {len(version)} runs)",
         statistics.median(version) if version else None, ms, 4, False, "<= 4 ms")
     add_layout("cold, unified, 110 entries: wall time / `cp -a` + `sync`", 110, "unified",
                cold_wall, ratio, 1.3, False, "<= 1.3x")
