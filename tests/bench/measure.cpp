@@ -1,13 +1,16 @@
 // measure COMMAND [ARG...]: runs COMMAND and prints one line of figures about
 // it for run_bench.py: wall time, peak RSS (wait4's ru_maxrss), CPU time, and
 // the kernel's I/O counters of the process (/proc/<pid>/io), read after it
-// exited and before it is reaped (waitid with WNOWAIT).
+// exited and before it is reaped (waitid with WNOWAIT). COMMAND's standard
+// output goes to /dev/null (`--version` prints there), so that this line is
+// the only one on the launcher's; its standard error is the launcher's.
 //
 // A launcher of its own rather than Python's subprocess: a child inherits, as
 // the floor of its ru_maxrss, the resident size of the process it was forked
 // from (the kernel keeps the larger of the two across exec). Forked from this
 // small program, that floor is well under a MiB; forked from Python, it would
 // be Python's 10 MiB or more.
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +43,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, STDOUT_FILENO) < 0) {
+      std::fprintf(stderr, "measure: /dev/null: %s\n", std::strerror(errno));
+      _exit(127);
+    }
     execv(argv[1], argv + 1);
     std::fprintf(stderr, "measure: %s: %s\n", argv[1], std::strerror(errno));
     _exit(127);
