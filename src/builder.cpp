@@ -345,6 +345,11 @@ struct Installer {
     const Plan& plan = planned.plan;
     if (!plan.images.empty() || !plan.entries.empty() || plan.loader_conf || !plan.removals.empty())
       return std::nullopt;
+    // A generation whose bootspec or xen.efi could not be read names no file
+    // the memo could watch for its coming back: no memo while one is missing.
+    if (std::any_of(generations.begin(), generations.end(),
+                    [](const Generation& generation) { return !generation.bootspec; }))
+      return std::nullopt;
     Memo memo;
     MemoSight sight;
     ImageSight images;
