@@ -75,15 +75,6 @@ std::string shown_path(const fs::path& root, const std::string& relative) {
   return base + (base.ends_with('/') ? "" : "/") + relative;
 }
 
-std::string join(const std::vector<std::string>& components, std::size_t count) {
-  std::string joined;
-  for (std::size_t i = 0; i < count; ++i) {
-    if (i > 0) joined += '/';
-    joined += components[i];
-  }
-  return joined;
-}
-
 // An Error for a failed call that writes the ESP, from errno: a full ESP is
 // esp_full, wherever in a run it is found.
 Error write_error(const std::string& shown, const std::string& what) {
@@ -199,8 +190,13 @@ std::vector<std::string> split_esp_path(const std::string& path) {
 struct Esp::Location {
   int folder = -1;
   std::string name;
-  std::string shown_folder;
-  std::string shown;
+  const fs::path* root = nullptr;
+  std::string path;               // as given
+  std::size_t folder_length = 0;  // of its folder's part of `path`
+
+  // The path and its folder as the user knows them, for messages and errors.
+  std::string shown() const { return shown_path(*root, path); }
+  std::string shown_folder() const { return shown_path(*root, path.substr(0, folder_length)); }
 };
 
 Esp::Esp(fs::path root) : root_(std::move(root)) {
@@ -230,30 +226,38 @@ int Esp::folder(const std::vector<std::string>& components, std::size_t count, b
 }
 
 Esp::Location Esp::locate(const std::string& path, bool create) const {
+  const std::size_t slash = path.rfind('/');
+  Location location{-1, "", &root_, path, slash == std::string::npos ? 0 : slash};
+  // A folder opened before: its components were checked then.
+  if (slash != std::string::npos && slash + 1 < path.size()) {
+    auto known = folders_.find(std::string_view(path).substr(0, slash));
+    if (known != folders_.end()) {
+      location.name = path.substr(slash + 1);
+      check_component(path, location.name);
+      location.folder = known->second.get();
+      return location;
+    }
+  }
   std::vector<std::string> components = split_esp_path(path);
-  std::size_t folders = components.size() - 1;
-  Location location;
-  location.folder = folder(components, folders, create);
+  location.folder = folder(components, components.size() - 1, create);
   location.name = components.back();
-  location.shown_folder = shown_path(root_, join(components, folders));
-  location.shown = shown_path(root_, path);
   return location;
 }
 
 UniqueFd Esp::open_regular(const std::string& path, std::string& shown, FileStamp& stamp) const {
   Location at = locate(path, false);
-  shown = at.shown;
+  shown = at.shown();
   if (at.folder < 0) return UniqueFd();
   UniqueFd file(::openat(at.folder, at.name.c_str(),
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!file) {
     if (errno == ENOENT) return UniqueFd();
-    throw_open_error(at.folder, at.name, at.shown, errno, "regular file");
+    throw_open_error(at.folder, at.name, at.shown(), errno, "regular file");
   }
   struct stat st {};
-  if (::fstat(file.get(), &st) != 0) throw Error(at.shown, "cannot stat: " + error_text(errno));
+  if (::fstat(file.get(), &st) != 0) throw Error(at.shown(), "cannot stat: " + error_text(errno));
   if (!S_ISREG(st.st_mode))
-    throw Error(at.shown, "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
+    throw Error(at.shown(), "is " + posix::file_type_name(st.st_mode) + ", not a regular file");
   stamp = posix::stamp_of(st);
   return file;
 }
@@ -275,7 +279,7 @@ std::optional<std::string> Esp::read_listed(const std::string& path, std::uint64
                          O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
   if (!file) {
     if (errno == ENOENT) return std::nullopt;
-    throw_open_error(at.folder, at.name, at.shown, errno, "regular file");
+    throw_open_error(at.folder, at.name, at.shown(), errno, "regular file");
   }
   scratch_.resize(static_cast<std::size_t>(limit) + 1);
   std::size_t done = 0;
@@ -283,12 +287,12 @@ std::optional<std::string> Esp::read_listed(const std::string& path, std::uint64
     const std::size_t asked = scratch_.size() - done;
     const ssize_t n = ::read(file.get(), scratch_.data() + done, asked);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Error(at.shown, "cannot read: " + error_text(errno));
+    if (n < 0) throw Error(at.shown(), "cannot read: " + error_text(errno));
     done += static_cast<std::size_t>(n);
     if (static_cast<std::size_t>(n) < asked) break;
   }
   if (done > limit) {
-    throw Error(at.shown,
+    throw Error(at.shown(),
                 "more than the " + std::to_string(limit) + " bytes a file there may have");
   }
   return std::string(scratch_.data(), done);
@@ -363,7 +367,7 @@ EspItem Esp::stat(const std::string& path) const {
   struct stat st {};
   if (::fstatat(at.folder, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return item;
-    throw Error(at.shown, "cannot stat: " + error_text(errno));
+    throw Error(at.shown(), "cannot stat: " + error_text(errno));
   }
   item.type = type_of(st.st_mode);
   item.stamp = posix::stamp_of(st);
@@ -376,7 +380,7 @@ EspFileType Esp::type(const std::string& path) const {
   struct stat st {};
   if (::fstatat(at.folder, at.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return EspFileType::absent;
-    throw Error(at.shown, "cannot stat: " + error_text(errno));
+    throw Error(at.shown(), "cannot stat: " + error_text(errno));
   }
   return type_of(st.st_mode);
 }
@@ -426,25 +430,25 @@ FileStamp Esp::write_atomic(const std::string& path, const std::string& bytes) {
 FileStamp Esp::write_atomic(const std::string& path,
                             const std::function<void(EspFile& file)>& fill) {
   Location at = locate(path, true);
-  Temporary temporary = create_temporary(at.folder, at.name, at.shown);
+  Temporary temporary = create_temporary(at.folder, at.name, at.shown());
   FileStamp stamp;
   try {
-    EspFile file(temporary.fd.get(), at.shown);
+    EspFile file(temporary.fd.get(), at.shown());
     fill(file);
-    if (::fsync(temporary.fd.get()) != 0) throw write_error(at.shown, "cannot flush");
+    if (::fsync(temporary.fd.get()) != 0) throw write_error(at.shown(), "cannot flush");
     struct stat st {};
     if (::fstat(temporary.fd.get(), &st) != 0)
-      throw Error(at.shown, "cannot stat: " + error_text(errno));
+      throw Error(at.shown(), "cannot stat: " + error_text(errno));
     stamp = posix::stamp_of(st);
-    if (::close(temporary.fd.release()) != 0) throw write_error(at.shown, "cannot close");
+    if (::close(temporary.fd.release()) != 0) throw write_error(at.shown(), "cannot close");
     if (::renameat(at.folder, temporary.name.c_str(), at.folder, at.name.c_str()) != 0) {
-      throw write_error(at.shown, "cannot rename " + temporary.name + " into place");
+      throw write_error(at.shown(), "cannot rename " + temporary.name + " into place");
     }
   } catch (...) {
     ::unlinkat(at.folder, temporary.name.c_str(), 0);
     throw;
   }
-  flush_folder(at.folder, at.shown_folder);
+  flush_folder(at.folder, at.shown_folder());
   return stamp;
 }
 
@@ -452,10 +456,10 @@ FileStamp Esp::write_atomic_through(
     const std::string& path, const std::function<void(EspFile& input)>& fill,
     const std::function<void(EspFile& input, EspFile& output)>& make) {
   Location at = locate(path, true);
-  Temporary input = create_temporary(at.folder, at.name, at.shown);
+  Temporary input = create_temporary(at.folder, at.name, at.shown());
   FileStamp stamp;
   try {
-    EspFile file(input.fd.get(), at.shown);
+    EspFile file(input.fd.get(), at.shown());
     fill(file);
     stamp = write_atomic(path, [&](EspFile& output) { make(file, output); });
   } catch (...) {
@@ -463,7 +467,8 @@ FileStamp Esp::write_atomic_through(
     throw;
   }
   if (::unlinkat(at.folder, input.name.c_str(), 0) != 0) {
-    throw Error(at.shown, "cannot remove temporary file " + input.name + ": " + error_text(errno));
+    throw Error(at.shown(),
+                "cannot remove temporary file " + input.name + ": " + error_text(errno));
   }
   return stamp;
 }
@@ -473,9 +478,9 @@ void Esp::remove(const std::string& path) {
   if (at.folder < 0) return;
   if (::unlinkat(at.folder, at.name.c_str(), 0) != 0) {
     if (errno == ENOENT) return;
-    throw Error(at.shown, "cannot remove: " + error_text(errno));
+    throw Error(at.shown(), "cannot remove: " + error_text(errno));
   }
-  flush_folder(at.folder, at.shown_folder);
+  flush_folder(at.folder, at.shown_folder());
 }
 
 EspSpace space_from_statvfs(const struct statvfs& stats) {

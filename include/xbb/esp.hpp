@@ -187,8 +187,8 @@ class Esp {
 
   std::filesystem::path root_;
   UniqueFd root_fd_;
-  mutable std::map<std::string, UniqueFd> folders_;  // by ESP path, see folder()
-  mutable std::vector<char> scratch_;                // read_listed's buffer
+  mutable std::map<std::string, UniqueFd, std::less<>> folders_;  // by ESP path, see folder()
+  mutable std::vector<char> scratch_;                             // read_listed's buffer
 };
 
 // One run at a time per ESP: an exclusive flock() on the ESP's root folder,
