@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import unittest
-from pathlib import Path
 
 from common import (
     RECORD,
@@ -277,6 +276,14 @@ class Memo:
 
         root, run = self.assert_same_as_full_run(change)
         self.assertTrue((root.esp / "loader/entries/xen-generation-4.conf").is_file())
+
+    def test_source_entry_renamed_with_the_same_text(self):
+        def change(root):
+            entries = root.esp / "loader/entries"
+            (entries / "nixos-generation-2.conf").rename(entries / "nixos-generation-2a.conf")
+
+        root, run = self.assert_same_as_full_run(change)
+        self.assertTrue((root.esp / "loader/entries/xen-generation-2a.conf").is_file())
 
     def test_source_entry_removed(self):
         root, run = self.assert_same_as_full_run(
