@@ -229,11 +229,14 @@ class Memo:
         self.assert_answers_as_a_full_run(root)
 
     def test_answer_repeats_warnings_and_the_default_entry_error(self):
-        # Generation 1 has no Xen extension, generation 3 (the default) no
-        # bootspec (a warning and exit 1), and a hand-made Xen entry is left
-        # alone (a warning).
-        root = make_root(self, "--generations", "3", "--no-xen", "1", "--missing-bootspec", "3")
+        # Generation 1 has no Xen extension, generation 3 (the default) lost
+        # its initrd from the ESP (a warning and exit 1), and a hand-made Xen
+        # entry is left alone (a warning).
+        root = make_root(self, "--generations", "3", "--no-xen", "1")
         (root.esp / "loader/entries/xen-custom.conf").write_text("title mine\nefi /EFI/xen/mine.efi\n")
+        entry = (root.esp / "loader/entries/nixos-generation-3.conf").read_text()
+        initrd = next(line.split()[1] for line in entry.splitlines() if line.startswith("initrd "))
+        (root.esp / initrd.lstrip("/")).unlink()
         first = run_on_root(root, "--layout", self.LAYOUT, "quiet")
         self.assertEqual(first.returncode, 1, describe(first))
         self.assertIsNotNone(memo_of(root))
@@ -356,31 +359,52 @@ class Memo:
         root, run = self.assert_same_as_full_run(change, prepare=prepare)
         self.assertTrue((root.esp / "loader/entries/xen-generation-2.conf").is_file())
 
+    def assert_no_memo_until_it_appears(self, hide, show):
+        """While a host file a generation needs is missing, a run keeps no
+        memo (none names the file to watch for its coming back); once it is
+        there, the next run builds what a full run builds."""
+        root, twin = copy_root(self, self.template), copy_root(self, self.template)
+        for each in (root, twin):
+            hide(each)
+            result = run_on_root(each, "--layout", self.LAYOUT, "default")
+            self.assertIn(result.returncode, (0, 1), describe(result))
+            self.assertIn("skipped", result.stderr, describe(result))
+            self.assertIsNone(memo_of(each), "a memo kept while a file is missing")
+            show(each)
+        without_memo(twin)
+        full = self.traced(twin)
+        run = self.traced(root)
+        self.assert_full_path(root, run)
+        self.assertEqual(self.outcome(root, run.result), self.outcome(twin, full.result))
+        self.assertEqual(espcheck.problems(root.esp), [])
+        return root
+
     def test_missing_bootspec_appearing(self):
-        # A generation whose toplevel has no boot.json is skipped with a
-        # warning; once the file is there, a full run gives it its Xen entry.
-        def prepare(root):
+        parked = {}
+
+        def hide(root):
             path = root.store_path(root.entry(2)["toplevel"] + "/boot.json")
-            shutil.move(path, root.path.parent / "boot.json")
+            parked[root.path] = root.path.parent / "boot.json"
+            shutil.move(path, parked[root.path])
 
-        def change(root):
-            shutil.move(root.path.parent / "boot.json", root.store_path(root.entry(2)["toplevel"] + "/boot.json"))
+        def show(root):
+            shutil.move(parked[root.path], root.store_path(root.entry(2)["toplevel"] + "/boot.json"))
 
-        root, run = self.assert_same_as_full_run(change, prepare=prepare)
+        root = self.assert_no_memo_until_it_appears(hide, show)
         self.assertTrue((root.esp / "loader/entries/xen-generation-2.conf").is_file())
 
     def test_missing_xen_efi_appearing(self):
-        # A bootspec naming a xen.efi that is not there is skipped with a
-        # warning; once the file is there, a full run gives it its Xen entry.
-        def prepare(root):
-            xen_efi = root.store_path(root.manifest["xen_efi"])
-            self.assertTrue(xen_efi.is_file())
-            shutil.move(os.path.realpath(xen_efi), root.path.parent / "xen.efi")
+        parked = {}
 
-        def change(root):
-            shutil.move(root.path.parent / "xen.efi", os.path.realpath(root.store_path(root.manifest["xen_efi"])))
+        def hide(root):
+            xen_efi = os.path.realpath(root.store_path(root.manifest["xen_efi"]))
+            parked[root.path] = root.path.parent / "xen.efi"
+            shutil.move(xen_efi, parked[root.path])
 
-        root, run = self.assert_same_as_full_run(change, prepare=prepare)
+        def show(root):
+            shutil.move(parked[root.path], os.path.realpath(root.store_path(root.manifest["xen_efi"])))
+
+        root = self.assert_no_memo_until_it_appears(hide, show)
         self.assertEqual(len(list((root.esp / "loader/entries").glob("xen-*.conf"))), 3)
 
     def test_xen_efi_touched(self):
