@@ -304,10 +304,10 @@ std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::st
 
 MemoRead read_memo(std::string_view text) {
   const std::string prefix = memo_prefix();
-  if (!text.starts_with(prefix)) return {std::nullopt, text, {}};
+  if (!text.starts_with(prefix)) return {};
   const std::size_t end = text.find(",\n", prefix.size());
-  if (end == std::string_view::npos) return {std::nullopt, text, {}};
-  MemoRead read{std::nullopt, text.substr(0, prefix.size()), text.substr(end)};
+  if (end == std::string_view::npos) return {};
+  MemoRead read{std::nullopt, text.substr(end)};
   try {
     const Json json = parse_json<Json>(text.substr(prefix.size(), end - prefix.size()), "memo",
                                        kMaxRecordBytes, kMaxRecordDepth);

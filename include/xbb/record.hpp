@@ -154,12 +154,12 @@ std::string render_record(const Record& record);
 void render_record_rest(const Record& record, const RecordOut& out);
 
 // The memo of a record's text, read from its own line without reading the
-// rest, and the text before and after that line (what the memo's fingerprint
-// covers; views into `text`). No memo when the text does not start as
-// render_record writes it or the line does not read.
+// rest, and the text after that line (what the memo's fingerprint covers of
+// the record: before it come only the format and version; a view into
+// `text`). No memo when the text does not start as render_record writes it
+// or the line does not read.
 struct MemoRead {
   std::optional<Memo> memo;
-  std::string_view before;
   std::string_view after;
 };
 MemoRead read_memo(std::string_view text);

@@ -63,6 +63,15 @@ def without_memo(root):
     return text
 
 
+def initrd_outside_efi_nixos(root):
+    """Generation 2's source entry names a copy of its initrd in EFI/other."""
+    entry = root.esp / "loader/entries/nixos-generation-2.conf"
+    fields = dict(parse_loader_entry(entry.read_text()))
+    (root.esp / "EFI/other").mkdir()
+    shutil.copyfile(root.esp / fields["initrd"].lstrip("/"), root.esp / "EFI/other/initrd.efi")
+    entry.write_text(entry.read_text().replace(fields["initrd"], "/EFI/other/initrd.efi"))
+
+
 def memo_of(root):
     """The record's memo line (None when it holds no memo)."""
     match = MEMO_LINE.search((root.esp / RECORD).read_text())
@@ -427,30 +436,16 @@ class Memo:
     def test_initrd_outside_efi_nixos_removed(self):
         # The memo names the kernels and initrds outside EFI/nixos (whose
         # listing the scan covers) and checks each is still a regular file.
-        def prepare(root):
-            entry = root.esp / "loader/entries/nixos-generation-2.conf"
-            fields = dict(parse_loader_entry(entry.read_text()))
-            (root.esp / "EFI/other").mkdir()
-            shutil.copyfile(root.esp / fields["initrd"].lstrip("/"), root.esp / "EFI/other/initrd.efi")
-            entry.write_text(entry.read_text().replace(fields["initrd"], "/EFI/other/initrd.efi"))
-
         root, run = self.assert_same_as_full_run(lambda root: (root.esp / "EFI/other/initrd.efi").unlink(),
-                                                 prepare=prepare, boots=False)
+                                                 prepare=initrd_outside_efi_nixos, boots=False)
         self.assertIn("nixos-generation-2", run.result.stderr)
 
     def test_initrd_outside_efi_nixos_replaced_by_a_folder(self):
-        def prepare(root):
-            entry = root.esp / "loader/entries/nixos-generation-2.conf"
-            fields = dict(parse_loader_entry(entry.read_text()))
-            (root.esp / "EFI/other").mkdir()
-            shutil.copyfile(root.esp / fields["initrd"].lstrip("/"), root.esp / "EFI/other/initrd.efi")
-            entry.write_text(entry.read_text().replace(fields["initrd"], "/EFI/other/initrd.efi"))
-
         def change(root):
             (root.esp / "EFI/other/initrd.efi").unlink()
             (root.esp / "EFI/other/initrd.efi").mkdir()
 
-        root, run = self.assert_same_as_full_run(change, prepare=prepare, boots=False)
+        root, run = self.assert_same_as_full_run(change, prepare=initrd_outside_efi_nixos, boots=False)
         self.assertIn("nixos-generation-2", run.result.stderr)
 
     def test_option_layout_changed(self):
