@@ -248,6 +248,7 @@ BootspecDocument parse_bootspec_document(std::string_view json_text, const std::
   json.erase(kSpecialisationV1);
   // With its keys sorted, as the record's reader gives it back.
   read.document = nlohmann::json(json).dump();
+  read.document.shrink_to_fit();  // kept for the run: without the room dump grew into
   return read;
 }
 
