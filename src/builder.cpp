@@ -331,7 +331,7 @@ struct Installer {
   Reporter& reporter;
   // When the run may keep a memo (see memo.hpp): what it scanned before
   // discovering anything, and the warnings said before the plan's.
-  const std::optional<std::string>& scan;
+  const std::optional<Scan>& scan;
   const std::vector<std::string>& early_warnings;
 
   // The memo of a run that planned `planned` on `state`, scanned as `scanned`,
@@ -339,9 +339,8 @@ struct Installer {
   // record vouched for every image it keeps; nullopt otherwise, or when
   // something it would say does not read back from the record's JSON as it is
   // (a byte that is not UTF-8).
-  std::optional<Memo> memo_of(const std::string& scanned, const Planned& planned,
-                              const EspState& state, std::vector<std::string> warnings,
-                              const Record& after) const {
+  std::optional<Memo> memo_of(const Scan& scanned, const Planned& planned, const EspState& state,
+                              std::vector<std::string> warnings, const Record& after) const {
     const Plan& plan = planned.plan;
     if (!plan.images.empty() || !plan.entries.empty() || plan.loader_conf || !plan.removals.empty())
       return std::nullopt;
@@ -443,7 +442,14 @@ struct Installer {
     return value_or_reason(
                [&]() -> std::optional<Memo> {
                  const Esp& loader_conf = partitions.on(layout::kLoaderConfPlace.partition);
-                 const std::string scanned = scan_inputs(boot, loader_conf, options);
+                 const Scan scanned = scan_inputs(boot, loader_conf, options);
+                 // Its generations are those of the source entries found
+                 // before: a plan of them is not the partition's when those
+                 // changed since.
+                 if (scanned.sources != scan->sources) {
+                   reporter.debug("the source entries changed during the run; no memo kept");
+                   return std::nullopt;
+                 }
                  // Images as `after` says: this run wrote or checked each; the
                  // next run checks them again before it trusts the memo.
                  const EspState now = read_esp_state(
@@ -585,7 +591,7 @@ void report_run(const RunResult& result, std::size_t built, Reporter& reporter,
 // (`scan`, then what the memo names looked at again, and the record itself),
 // `result` gets what the run that kept it said, and true: nothing else is
 // read. False otherwise.
-bool answer_from_memo(const Esp& boot, const std::string& scan, RunResult& result) {
+bool answer_from_memo(const Esp& boot, const Scan& scan, RunResult& result) {
   const std::optional<std::optional<std::string>> text = value_or_reason(
       [&] { return boot.read(std::string(layout::kStateFile), kMaxRecordTextBytes); },
       [](const std::string&) {});  // read again the usual way, which warns
@@ -634,7 +640,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     if (options.xbootldr && !partitions.separate())
       reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
     PartitionLocks locks(partitions, on_wait, lock_mode);
-    std::optional<std::string> scan;
+    std::optional<Scan> scan;
     if (memo_applies(options, partitions, reporter)) {
       scan = value_or_reason(
           [&] {

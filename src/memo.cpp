@@ -51,7 +51,8 @@ bool memo_applies(const BuildOptions& options, const Partitions& partitions,
          options.extra_esps.empty();
 }
 
-std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions& options) {
+Scan scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions& options) {
+  Fingerprint sources;
   Fingerprint print;
   print.text(XBB_VERSION).number(kRecordVersion);
   // Every option a run that may keep a memo can be given, but the verbosity
@@ -65,12 +66,14 @@ std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildO
 
   const std::string entries(layout::kEntriesFolder);
   for (const EspItem& item : boot.list_all(entries, Esp::Stamps::without)) {
-    print.text(item.name).number(static_cast<std::uint64_t>(item.type));
+    const bool source = is_named(item.name, "nixos-");
+    Fingerprint& into = source ? sources : print;
+    into.text(item.name).number(static_cast<std::uint64_t>(item.type));
     if (item.type != EspFileType::regular) continue;
     const std::string path = entries + "/" + item.name;
-    if (is_named(item.name, "nixos-")) {
+    if (source) {
       const std::optional<std::string> text = boot.read_listed(path, limits::kLoaderTextBytes);
-      print.number(text ? 1 : 0).text(text.value_or(""));
+      sources.number(text ? 1 : 0).text(text.value_or(""));
     } else if (is_named(item.name, "xen-")) {
       print.stamp(boot.stat(path).stamp);
     }
@@ -94,7 +97,7 @@ std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildO
       print.number(2).text(e.what());
     }
   }
-  return print.hex();
+  return {sources.hex(), print.hex()};
 }
 
 MemoSight look_again(const Esp& boot, const Memo& memo) {
@@ -136,10 +139,10 @@ std::string record_rest_digest(std::string_view rest) {
   return Xxh3().update({reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size()}).hex();
 }
 
-std::string memo_inputs(const std::string& scan, const MemoSight& sight,
+std::string memo_inputs(const Scan& scan, const MemoSight& sight,
                         const std::string& record_digest) {
   Fingerprint print;
-  print.text(scan);
+  print.text(scan.sources).text(scan.rest);
   for (const auto& [path, stamp] : sight.host_files) {
     print.text(path).number(stamp ? 1 : 0).stamp(stamp.value_or(FileStamp{}));
   }

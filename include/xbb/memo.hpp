@@ -35,9 +35,17 @@ bool memo_applies(const BuildOptions& options, const Partitions& partitions,
                   const Reporter& reporter);
 
 // The options and what the run reads of the partition's folders (see above),
-// as a fingerprint. Throws Error when something cannot be read: the run then
-// reads it the usual way, which says what is wrong when it matters.
-std::string scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions& options);
+// as fingerprints: the source entries (their names, types and texts) apart
+// from the rest, so that a run can tell whether they changed while it ran
+// (its generations are then not the partition's). Throws Error when
+// something cannot be read: the run then reads it the usual way, which says
+// what is wrong when it matters.
+struct Scan {
+  std::string sources;
+  std::string rest;
+  bool operator==(const Scan&) const = default;
+};
+Scan scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions& options);
 
 // What a run saw of the files a memo names: each host file's stamp (nullopt:
 // not a regular file), whether each ESP file is a regular file, each image's
@@ -65,8 +73,7 @@ std::string record_rest_digest(std::string_view rest);
 
 // The fingerprint of a run's inputs (Memo::inputs): the scan, the sight, and
 // the digest of the record's text (record_rest_digest).
-std::string memo_inputs(const std::string& scan, const MemoSight& sight,
-                        const std::string& record_digest);
+std::string memo_inputs(const Scan& scan, const MemoSight& sight, const std::string& record_digest);
 
 // The fingerprint of what was seen of the images (Memo::images_seen).
 std::string images_fingerprint(const ImageSight& images);

@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import unittest
 
 from common import (
@@ -36,6 +37,8 @@ from common import (
     run_on_root,
     run_traced,
     snapshot_esp,
+    tool_argv,
+    tool_environment,
     use_xen_efi,
     without_record,
 )
@@ -315,6 +318,37 @@ class Memo:
         root, run = self.assert_same_as_full_run(
             lambda root: (root.esp / "loader/entries/xen-generation-2.conf").unlink())
         self.assertTrue((root.esp / "loader/entries/xen-generation-2.conf").is_file())
+
+    def test_source_entry_added_while_a_run_writes_is_built_by_the_next_run(self):
+        # A run plans the generations it found; when a source entry appears
+        # while it writes (systemd-boot's installer does not take the tool's
+        # lock), the memo it keeps must not cover the new entry, or the next
+        # run would answer "No change" and never build it. strace holds the
+        # run at its first rename long enough to add the entry then.
+        root = self.built_root()
+        xen_entry = sorted((root.esp / "loader/entries").glob("xen-generation-1*.conf"))[0]
+        xen_entry.unlink()  # something for the run to write
+        source = root.esp / "loader/entries/nixos-generation-2.conf"
+        added = root.esp / "loader/entries/nixos-generation-9.conf"
+        held = subprocess.Popen(
+            ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=renameat,rename,renameat2",
+             "-e", "inject=renameat,rename,renameat2:delay_enter=1500000:when=1",
+             *tool_argv(["--root", root.path, "--esp", root.esp, "--layout", self.LAYOUT, "quiet"])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=tool_environment(None))
+        deadline = time.monotonic() + 60
+        while not any(".xbb-tmp-" in path.name for path in root.esp.rglob("*")):
+            self.assertIsNone(held.poll(), "the run ended before writing anything")
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        shutil.copyfile(source, added)
+        _, stderr = held.communicate(timeout=120)
+        self.assertEqual(held.returncode, 0, stderr)
+        self.assertTrue(xen_entry.exists(), "the held run wrote its entry")
+        self.assertFalse((root.esp / "loader/entries/xen-generation-9.conf").exists(),
+                         "the held run found the new entry after all: nothing tested")
+        result = run_on_root(root, "--layout", self.LAYOUT, "default")
+        self.assertEqual(result.returncode, 0, describe(result))
+        self.assertTrue((root.esp / "loader/entries/xen-generation-9.conf").is_file(), describe(result))
 
     def test_leftover_temporary_file_in_efi_xen(self):
         def change(root):
