@@ -1,7 +1,9 @@
 #include "xbb/memo.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "limits.hpp"
@@ -55,6 +57,16 @@ Scan scan_inputs(const Esp& boot, const Esp& loader_conf_on, const BuildOptions&
   Fingerprint sources;
   Fingerprint print;
   print.text(XBB_VERSION).number(kRecordVersion);
+  // The program itself: another build of the same version may decide
+  // otherwise (a Nix store path names each build, a rebuild changes the
+  // file's stamp). Without /proc a run keeps and uses no memo.
+  constexpr const char* self = "/proc/self/exe";
+  char program[4096];
+  const ssize_t length = ::readlink(self, program, sizeof program);
+  struct stat st {};
+  if (length <= 0 || static_cast<std::size_t>(length) == sizeof program || ::stat(self, &st) != 0)
+    throw Error(self, "cannot read: " + posix::error_text(errno));
+  print.text({program, static_cast<std::size_t>(length)}).stamp(posix::stamp_of(st));
   // Every option a run that may keep a memo can be given, but the verbosity
   // below debug (which changes no decision) and --helper-timeout (no helper
   // runs).

@@ -3,7 +3,8 @@
 // The memo a run that changed nothing keeps in the record (Record::memo):
 // the fingerprint of everything it read, so that the next run finding the
 // same inputs says again what it said, without discovering, checking or
-// planning anything. What it fingerprints: the options; every name in
+// planning anything. What it fingerprints: the program (its path and
+// stamp) and the options; every name in
 // loader/entries with its type, the text of each source entry
 // (nixos-*.conf) and the stamp of each Xen entry; every file of EFI/xen but
 // the record, with its stamp; the names in EFI/nixos; loader.conf; and, named

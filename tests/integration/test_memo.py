@@ -20,9 +20,13 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
+from pathlib import Path
+from unittest import mock
 
+import common
 from common import (
     RECORD,
     SOURCE_DIR,
@@ -349,6 +353,21 @@ class Memo:
         result = run_on_root(root, "--layout", self.LAYOUT, "default")
         self.assertEqual(result.returncode, 0, describe(result))
         self.assertTrue((root.esp / "loader/entries/xen-generation-9.conf").is_file(), describe(result))
+
+    def test_another_build_of_the_program_takes_the_full_path(self):
+        # Another build of the same version may decide otherwise: the memo is
+        # that of the program that kept it (its path and its stamp).
+        folder = tempfile.TemporaryDirectory()
+        self.addCleanup(folder.cleanup)
+        copy = Path(folder.name) / "xen-boot-builder"
+        shutil.copy2(common.BINARY, copy)
+        root = self.built_root()
+        with mock.patch.object(common, "BINARY", copy):
+            self.assert_full_path(root, self.traced(root))  # another program's memo
+            fresh = self.built_root()  # built by the copy: its own memo
+            self.assert_answered_from_memo(fresh, self.traced(fresh))
+            touch_later(copy)
+            self.assert_full_path(fresh, self.traced(fresh))  # the same path, rebuilt
 
     def test_leftover_temporary_file_in_efi_xen(self):
         def change(root):
