@@ -357,18 +357,12 @@ struct Installer {
     for (const auto& [path, source] : sources) sight.host_files[path] = source.stamp;
     if (plan_options.ucode)
       sight.host_files[plan_options.ucode->path.string()] = plan_options.ucode->stamp;
-    for (const auto& generation : generations) {
-      std::vector<std::string> named = generation.entry.initrds;
-      if (generation.entry.kernel) named.push_back(*generation.entry.kernel);
-      for (const auto& path : named) {
-        if (path.size() < 2 || path.front() != '/') continue;
-        // The scan lists EFI/nixos (with each file's type) already.
-        const std::string file = path.substr(1);
-        const auto slash = file.rfind('/');
-        if (slash != std::string::npos && file.substr(0, slash) == layout::kLegacyImageFolder)
-          continue;
-        sight.esp_files[file] = state.boot_files.count(file) > 0;
-      }
+    for (const auto& file : files_named_on_the_esp(generations)) {
+      // The scan lists EFI/nixos (with each file's type) already.
+      const auto slash = file.rfind('/');
+      if (slash != std::string::npos && file.substr(0, slash) == layout::kLegacyImageFolder)
+        continue;
+      sight.esp_files[file] = state.boot_files.count(file) > 0;
     }
     for (const auto& [path, image] : after.images) {
       auto seen = state.xen_images.find(path);
@@ -402,10 +396,8 @@ struct Installer {
     memo.inputs = memo.images_seen = std::string(32, '0');
     for (const auto& generation : generations) {
       if (generation.known) memo.host_files.push_back(generation.known->second.file);
-      memo.esp_files.insert(memo.esp_files.end(), generation.entry.initrds.begin(),
-                            generation.entry.initrds.end());
-      if (generation.entry.kernel) memo.esp_files.push_back(*generation.entry.kernel);
     }
+    for (const auto& file : files_named_on_the_esp(generations)) memo.esp_files.push_back(file);
     for (const auto& [path, source] : sources) memo.host_files.push_back(path);
     if (plan_options.ucode) memo.host_files.push_back(plan_options.ucode->path.string());
     for (const auto& [path, origin] : out.planned.plan.images_after)

@@ -1,6 +1,4 @@
 // Reading the ESP as the planner needs it (the I/O half of planning).
-#include <set>
-
 #include "limits.hpp"
 #include "xbb/digest.hpp"
 #include "xbb/error.hpp"
@@ -171,19 +169,12 @@ EspState read_esp_state(const Esp& esp, const std::vector<Generation>& generatio
       state.legacy_images.push_back(std::string(layout::kLegacyImageFolder) + "/" + name);
     }
   }
-  std::set<std::string> named;  // each looked at once: generations share kernels
-  for (const auto& generation : generations) {
-    for (const auto& path : generation.entry.initrds) named.insert(path);
-    if (generation.entry.kernel) named.insert(*generation.entry.kernel);
-  }
-  for (const auto& path : named) {
-    // An ESP path ("/EFI/nixos/k.efi"); anything else names no file here.
-    if (path.size() < 2 || path.front() != '/') continue;
+  for (const auto& path : files_named_on_the_esp(generations)) {
     // A name the ESP cannot hold is not there, as the configuration check will say.
     const std::optional<EspFileType> type = value_or_reason(
-        [&] { return esp.type(path.substr(1)); },
+        [&] { return esp.type(path); },
         [&](const std::string& why) { state.notes.push_back(why + " (taken as missing)"); });
-    if (type == EspFileType::regular) state.boot_files.insert(path.substr(1));
+    if (type == EspFileType::regular) state.boot_files.insert(path);
   }
   if (loader_conf_from) {
     try {

@@ -340,6 +340,18 @@ std::string folded(std::string_view text) {
 
 }  // namespace
 
+std::set<std::string> files_named_on_the_esp(const std::vector<Generation>& generations) {
+  std::set<std::string> named;
+  const auto add = [&named](const std::string& path) {
+    if (path.size() >= 2 && path.front() == '/') named.insert(path.substr(1));
+  };
+  for (const auto& generation : generations) {
+    for (const auto& path : generation.entry.initrds) add(path);
+    if (generation.entry.kernel) add(*generation.entry.kernel);
+  }
+  return named;
+}
+
 std::vector<std::string> keep_one_per_xen_name(std::vector<Generation>& generations) {
   std::map<std::string, std::size_t> first;  // folded rest -> index of the one kept so far
   std::vector<bool> dropped(generations.size(), false);

@@ -394,6 +394,26 @@ std::uint32_t header_room(std::span<const std::uint8_t> file, const Image& image
       std::find_if(begin, end, [](std::uint8_t byte) { return byte != 0; }) - begin);
 }
 
+// Where the section table is (image.section_table_offset) and where it ends,
+// checked: within what the reader has, and covered by SizeOfHeaders, which
+// itself lies within the file of `file_size` bytes.
+std::uint64_t read_section_table_bounds(const Reader& reader, Image& image,
+                                        std::uint16_t section_count,
+                                        std::uint16_t optional_header_size,
+                                        std::uint64_t file_size) {
+  const std::uint64_t table = std::uint64_t{image.optional_header_offset} + optional_header_size;
+  const std::uint64_t table_end = table + kSectionHeaderSize * section_count;
+  reader.need(table, table_end - table,
+              "section table (" + std::to_string(section_count) + " sections)");
+  image.section_table_offset = static_cast<std::uint32_t>(table);
+  if (image.size_of_headers < table_end || image.size_of_headers > file_size) {
+    throw Error(at(image.optional_header_offset + kOptSizeOfHeaders) + "SizeOfHeaders " +
+                hex(image.size_of_headers) + " does not cover the section table (ending at " +
+                hex(table_end) + ") or exceeds the file (" + hex(file_size) + " bytes)");
+  }
+  return table_end;
+}
+
 }  // namespace
 
 bool Image::is_signed() const {
@@ -406,16 +426,9 @@ Image parse(std::span<const std::uint8_t> file) {
   Image image;
   const auto [section_count, optional_header_size] = read_headers(reader, file, image);
 
-  const std::uint64_t table = std::uint64_t{image.optional_header_offset} + optional_header_size;
-  const std::uint64_t table_end = table + kSectionHeaderSize * section_count;
-  reader.need(table, table_end - table,
-              "section table (" + std::to_string(section_count) + " sections)");
-  image.section_table_offset = static_cast<std::uint32_t>(table);
-  if (image.size_of_headers < table_end || image.size_of_headers > file.size()) {
-    throw Error(at(image.optional_header_offset + kOptSizeOfHeaders) + "SizeOfHeaders " +
-                hex(image.size_of_headers) + " does not cover the section table (ending at " +
-                hex(table_end) + ") or exceeds the file (" + hex(file.size()) + " bytes)");
-  }
+  const std::uint64_t table_end =
+      read_section_table_bounds(reader, image, section_count, optional_header_size, file.size());
+  const std::uint64_t table = image.section_table_offset;
   image.header_room = header_room(file, image, table_end);
   read_symbol_table(reader, image);
 
@@ -492,16 +505,8 @@ Image parse_headers(std::span<const std::uint8_t> prefix, std::uint64_t file_siz
   const Reader reader(prefix, file_size);
   Image image;
   const auto [section_count, optional_header_size] = read_headers(reader, prefix, image);
-  const std::uint64_t table = std::uint64_t{image.optional_header_offset} + optional_header_size;
-  const std::uint64_t table_end = table + kSectionHeaderSize * section_count;
-  reader.need(table, table_end - table,
-              "section table (" + std::to_string(section_count) + " sections)");
-  image.section_table_offset = static_cast<std::uint32_t>(table);
-  if (image.size_of_headers < table_end || image.size_of_headers > file_size) {
-    throw Error(at(image.optional_header_offset + kOptSizeOfHeaders) + "SizeOfHeaders " +
-                hex(image.size_of_headers) + " does not cover the section table (ending at " +
-                hex(table_end) + ") or exceeds the file (" + hex(file_size) + " bytes)");
-  }
+  read_section_table_bounds(reader, image, section_count, optional_header_size, file_size);
+  const std::uint64_t table = image.section_table_offset;
   for (std::uint16_t i = 0; i < section_count; ++i) {
     const std::uint64_t header = table + kSectionHeaderSize * i;
     Section section;

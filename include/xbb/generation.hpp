@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,6 +94,11 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const std::file
 // nix/var/nix/profiles/system-<N>-link and system-profiles/<p>-<N>-link,
 // and the specialisations of each.
 std::vector<Generation> generations_from_profiles(const std::filesystem::path& root);
+
+// The ESP files (paths relative to its root) the generations' source entries
+// name as kernels and initrds, each once: only ESP paths ("/EFI/nixos/k.efi"
+// gives "EFI/nixos/k.efi"); anything else names no file there.
+std::set<std::string> files_named_on_the_esp(const std::vector<Generation>& generations);
 
 // Generations that would get the same Xen entry and image ("xen-<rest>",
 // compared ignoring case as FAT does): nixos-generation-3.conf and
