@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -26,9 +27,6 @@ namespace fs = std::filesystem;
 
 namespace xbb {
 namespace {
-
-// The largest record read.
-constexpr std::uint64_t kMaxRecordTextBytes = 16 << 20;
 
 // What a run learns of one xen.efi: from the record when it may reuse the
 // check recorded (see reused_source), else by reading it (headers first, then
@@ -183,7 +181,7 @@ RecordRead read_record(const Esp& esp, bool rebuild, Reporter& reporter) {
   RecordRead read;
   std::optional<std::string> text;
   try {
-    text = esp.read(path, kMaxRecordTextBytes);
+    text = esp.read(path, limits::kRecordTextBytes);
   } catch (const Error& e) {
     read.warnings.push_back(std::string(e.what()) +
                             "; the record is not used, every image is read");
@@ -580,24 +578,73 @@ void report_run(const RunResult& result, std::size_t built, Reporter& reporter,
 }
 
 // When the record's memo holds the fingerprint of the inputs found now
-// (`scan`, then what the memo names looked at again, and the record itself),
-// `result` gets what the run that kept it said, and true: nothing else is
-// read. False otherwise.
-bool answer_from_memo(const Esp& boot, const Scan& scan, RunResult& result) {
-  const std::optional<std::optional<std::string>> text = value_or_reason(
-      [&] { return boot.read(std::string(layout::kStateFile), kMaxRecordTextBytes); },
-      [](const std::string&) {});  // read again the usual way, which warns
-  if (!text || !*text) return false;
-  MemoRead read = read_memo(**text);
-  if (!read.memo ||
-      memo_inputs(scan, look_again(boot, *read.memo), record_rest_digest(read.after)) !=
-          read.memo->inputs ||
-      images_fingerprint(look_at_images(boot, *read.memo)) != read.memo->images_seen)
-    return false;
-  result.warnings = std::move(read.memo->warnings);
-  result.default_failure = std::move(read.memo->default_failure);
-  result.entries = read.memo->entries;
-  result.entries_built = read.memo->built;
+// (the scan of the folders, what the memo names looked at again, the images'
+// headers and .config, and the record itself), `result` gets what the run
+// that kept it said, and true: nothing else is read. False otherwise. `scan`
+// gets the scan either way (nullopt when something could not be read: the run
+// then reads it the usual way, which says what is wrong).
+// A second thread reads the memo and looks again at the files it names while
+// this one scans the folders; then both look at the images, each thread with
+// an Esp of its own.
+bool answer_from_memo(Partitions& partitions, const BuildOptions& options,
+                      std::optional<Scan>& scan, RunResult& result) {
+  const Esp& boot = partitions.on(layout::kRecord.partition);
+  std::optional<RecordMemo> kept;
+  std::optional<ImageLooks> images;
+  // What the second thread saw of the files the memo names; nullopt: no memo.
+  std::promise<std::optional<MemoSight>> sight;
+  std::future<std::optional<MemoSight>> sight_seen = sight.get_future();
+  // Whether to look at the images: once every other input is the memo's, so
+  // that a run with something to do reads no image twice.
+  std::promise<bool> go;
+  std::future<bool> going = go.get_future();
+  std::future<void> looking = std::async(std::launch::async, [&] {
+    std::optional<Esp> twin;
+    try {
+      twin.emplace(boot.twin());
+      kept = read_record_memo(*twin);
+      if (!kept) {
+        sight.set_value(std::nullopt);
+        return;
+      }
+      images.emplace(kept->memo);
+      sight.set_value(look_again(*twin, kept->memo));
+    } catch (...) {
+      sight.set_exception(std::current_exception());
+      return;
+    }
+    if (going.get()) images->work(*twin);
+  });
+  bool told = false;
+  const auto tell = [&](bool look) {
+    if (!told) go.set_value(look);
+    told = true;
+  };
+  try {
+    scan = value_or_reason(
+        [&] {
+          return scan_inputs(partitions.on(layout::kEntries.partition),
+                             partitions.on(layout::kLoaderConfPlace.partition), options);
+        },
+        [](const std::string&) {});
+    // A record that cannot be read is read again the usual way, which warns.
+    const std::optional<std::optional<MemoSight>> seen =
+        value_or_reason([&] { return sight_seen.get(); }, [](const std::string&) {});
+    const bool same =
+        scan && seen && *seen && memo_inputs(*scan, **seen, kept->rest_digest) == kept->memo.inputs;
+    tell(same);
+    if (!same) return false;
+    images->work(boot);
+  } catch (...) {
+    tell(false);
+    throw;
+  }
+  looking.get();
+  if (images_fingerprint(images->sight()) != kept->memo.images_seen) return false;
+  result.warnings = kept->memo.warnings;
+  result.default_failure = kept->memo.default_failure;
+  result.entries = kept->memo.entries;
+  result.entries_built = kept->memo.built;
   return true;
 }
 
@@ -633,17 +680,10 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
     PartitionLocks locks(partitions, on_wait, lock_mode);
     std::optional<Scan> scan;
-    if (memo_applies(options, partitions, reporter)) {
-      scan = value_or_reason(
-          [&] {
-            return scan_inputs(partitions.on(layout::kEntries.partition),
-                               partitions.on(layout::kLoaderConfPlace.partition), options);
-          },
-          [](const std::string&) {});  // read again the usual way, which says what is wrong
-      if (scan && answer_from_memo(partitions.on(layout::kRecord.partition), *scan, result)) {
-        report_run(result, result.entries_built, reporter, finish);
-        return result;
-      }
+    if (memo_applies(options, partitions, reporter) &&
+        answer_from_memo(partitions, options, scan, result)) {
+      report_run(result, result.entries_built, reporter, finish);
+      return result;
     }
     RecordRead record =
         read_record(partitions.on(layout::kRecord.partition), options.rebuild, reporter);

@@ -21,6 +21,8 @@ inline constexpr std::uint64_t kXenImageBytes = 256ull << 20;
 // A dom0 kernel (about 10 MB) and an initrd (10 to 100 MB) embedded in an image.
 inline constexpr std::uint64_t kKernelBytes = 256ull << 20;
 inline constexpr std::uint64_t kInitrdBytes = 1ull << 30;
+// The record (EFI/xen/xen-boot-builder.json): about 3 KB per entry.
+inline constexpr std::uint64_t kRecordTextBytes = 16 << 20;
 // An image on the ESP: xen.efi with a kernel and initrd embedded, at most.
 inline constexpr std::uint64_t kEspImageBytes = kXenImageBytes + kKernelBytes + kInitrdBytes;
 

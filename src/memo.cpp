@@ -128,15 +128,24 @@ MemoSight look_again(const Esp& boot, const Memo& memo) {
   return sight;
 }
 
-ImageSight look_at_images(const Esp& boot, const Memo& memo) {
-  ImageSight images;
-  for (const auto& [path, config_size] : memo.images) {
-    const std::optional<ImageRead> read = read_image_check(boot, path, config_size);
-    auto& seen = images[path];
+ImageLooks::ImageLooks(const Memo& memo) : seen_(memo.images.size()) {
+  images_.reserve(memo.images.size());
+  for (const auto& [path, config_size] : memo.images) images_.emplace_back(&path, config_size);
+}
+
+void ImageLooks::work(const Esp& boot) {
+  for (std::size_t i = next_.fetch_add(1); i < images_.size(); i = next_.fetch_add(1)) {
+    const auto& [path, config_size] = images_[i];
+    const std::optional<ImageRead> read = read_image_check(boot, *path, config_size);
     if (!read || !read->efi_application || (read->has_config && !read->config)) continue;
-    seen.emplace(read->stamp, read->config.value_or(""));
+    seen_[i].emplace(read->stamp, read->config.value_or(""));
   }
-  return images;
+}
+
+ImageSight ImageLooks::sight() const {
+  ImageSight sight;
+  for (std::size_t i = 0; i < images_.size(); ++i) sight.emplace(*images_[i].first, seen_[i]);
+  return sight;
 }
 
 std::string record_rest_digest(const Record& record) {
@@ -147,8 +156,37 @@ std::string record_rest_digest(const Record& record) {
   return digest.hex();
 }
 
-std::string record_rest_digest(std::string_view rest) {
-  return Xxh3().update({reinterpret_cast<const std::uint8_t*>(rest.data()), rest.size()}).hex();
+std::optional<RecordMemo> read_record_memo(const Esp& boot) {
+  constexpr std::size_t kPiece = 64 << 10;
+  std::optional<RecordMemo> found;
+  boot.read_pieces(
+      std::string(layout::kStateFile), [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
+        if (stamp.size > limits::kRecordTextBytes) return;
+        std::string head;
+        std::uint64_t offset = 0;
+        while (!holds_memo_line(head)) {
+          if (offset > limits::kRecordTextBytes) return;  // grew as it was read
+          const std::string piece = read_at(offset, kPiece);
+          if (piece.empty()) break;
+          head += piece;
+          offset += piece.size();
+        }
+        MemoRead read = read_memo(head);
+        if (!read.memo) return;
+        Xxh3 rest;
+        const auto hash = [&rest](std::string_view bytes) {
+          rest.update({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+        };
+        hash(read.after);
+        for (std::string piece = read_at(offset, kPiece); !piece.empty();
+             piece = read_at(offset, kPiece)) {
+          hash(piece);
+          offset += piece.size();
+          if (offset > limits::kRecordTextBytes) return;
+        }
+        found = RecordMemo{std::move(*read.memo), rest.hex()};
+      });
+  return found;
 }
 
 std::string memo_inputs(const Scan& scan, const MemoSight& sight,

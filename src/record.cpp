@@ -83,10 +83,11 @@ Memo memo_from(const Json& json) {
 }
 
 // How a record's text starts, up to its memo.
-std::string memo_prefix() {
-  return "{\n" + Json("format").dump() + ": " + Json(kFormat).dump() + ",\n" +
-         Json("version").dump() + ": " + Json(kRecordVersion).dump() + ",\n" + Json("memo").dump() +
-         ": ";
+const std::string& memo_prefix() {
+  static const std::string prefix =
+      "{\n" + Json("format").dump() + ": " + Json(kFormat).dump() + ",\n" + Json("version").dump() +
+      ": " + Json(kRecordVersion).dump() + ",\n" + Json("memo").dump() + ": ";
+  return prefix;
 }
 
 }  // namespace
@@ -303,8 +304,10 @@ std::optional<ExistingFile> vouched_image(const Record::Image& recorded, std::st
 }
 
 MemoRead read_memo(std::string_view text) {
-  const std::string prefix = memo_prefix();
+  const std::string& prefix = memo_prefix();
   if (!text.starts_with(prefix)) return {};
+  // The memo is one line of compact JSON (no newline in it): the first ",\n"
+  // after the prefix ends it.
   const std::size_t end = text.find(",\n", prefix.size());
   if (end == std::string_view::npos) return {};
   MemoRead read{std::nullopt, text.substr(end)};
@@ -318,6 +321,12 @@ MemoRead read_memo(std::string_view text) {
     // The same for one of the wrong shape.
   }
   return read;
+}
+
+bool holds_memo_line(std::string_view head) {
+  const std::string& prefix = memo_prefix();
+  if (head.size() < prefix.size()) return !std::string_view(prefix).starts_with(head);
+  return !head.starts_with(prefix) || head.find(",\n", prefix.size()) != std::string_view::npos;
 }
 
 std::optional<ExistingFile> vouched_text(const std::optional<Record>& record,

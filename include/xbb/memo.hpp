@@ -14,11 +14,14 @@
 // and the record's own text. A run whose inputs differ in any of these reads
 // everything, as without a memo.
 
+#include <atomic>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "xbb/builder.hpp"
 #include "xbb/esp.hpp"
@@ -61,16 +64,37 @@ using ImageSight = std::map<std::string, std::optional<std::pair<FileStamp, std:
 // Looks again at the files `memo` names (but its images).
 MemoSight look_again(const Esp& boot, const Memo& memo);
 
-// Looks again at the images `memo` names: looked at only once every other
-// input is found the same, so that a run with something to do reads no image
-// twice.
-ImageSight look_at_images(const Esp& boot, const Memo& memo);
+// Looks again at the images a memo names, each once, on every thread that
+// calls work() (each with an Esp of its own: see Esp::twin): a run checks
+// them on two threads once every other input is found the same.
+class ImageLooks {
+ public:
+  explicit ImageLooks(const Memo& memo);
+  // Checks the images no thread has taken yet, until none is left.
+  void work(const Esp& boot);
+  // What the threads saw: once each has returned from work().
+  ImageSight sight() const;
+
+ private:
+  std::vector<std::pair<const std::string*, std::uint64_t>> images_;  // path, .config size
+  std::vector<std::optional<std::pair<FileStamp, std::string>>> seen_;
+  std::atomic<std::size_t> next_{0};
+};
 
 // The digest of a record's text after its memo line (MemoRead::after, or
 // render_record_rest of a record): what a memo's fingerprint covers of the
 // record (what comes before the memo is the format and version).
 std::string record_rest_digest(const Record& record);
-std::string record_rest_digest(std::string_view rest);
+
+// The memo of the record on `boot` (read_memo) and the digest of the
+// record's text after its memo line, read a piece at a time: the record is
+// never held whole. nullopt when there is no record, or no memo that reads,
+// or a record larger than one may be; throws Error when it cannot be read.
+struct RecordMemo {
+  Memo memo;
+  std::string rest_digest;
+};
+std::optional<RecordMemo> read_record_memo(const Esp& boot);
 
 // The fingerprint of a run's inputs (Memo::inputs): the scan, the sight, and
 // the digest of the record's text (record_rest_digest).

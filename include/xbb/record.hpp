@@ -164,6 +164,10 @@ struct MemoRead {
 };
 MemoRead read_memo(std::string_view text);
 
+// Whether `head`, the start of a record's text, holds what read_memo needs:
+// the whole memo line, or enough to tell that the text has none.
+bool holds_memo_line(std::string_view head);
+
 // The record's rules, as pure decisions over what a run read (the reading
 // stays with its callers: read_esp_state for images, the builder for xen.efi).
 
