@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <functional>
-#include <future>
 #include <limits>
 #include <map>
 #include <memory>
@@ -578,73 +577,22 @@ void report_run(const RunResult& result, std::size_t built, Reporter& reporter,
 }
 
 // When the record's memo holds the fingerprint of the inputs found now
-// (the scan of the folders, what the memo names looked at again, the images'
-// headers and .config, and the record itself), `result` gets what the run
-// that kept it said, and true: nothing else is read. False otherwise. `scan`
-// gets the scan either way (nullopt when something could not be read: the run
-// then reads it the usual way, which says what is wrong).
-// A second thread reads the memo and looks again at the files it names while
-// this one scans the folders; then both look at the images, each thread with
-// an Esp of its own.
-bool answer_from_memo(Partitions& partitions, const BuildOptions& options,
-                      std::optional<Scan>& scan, RunResult& result) {
-  const Esp& boot = partitions.on(layout::kRecord.partition);
-  std::optional<RecordMemo> kept;
-  std::optional<ImageLooks> images;
-  // What the second thread saw of the files the memo names; nullopt: no memo.
-  std::promise<std::optional<MemoSight>> sight;
-  std::future<std::optional<MemoSight>> sight_seen = sight.get_future();
-  // Whether to look at the images: once every other input is the memo's, so
-  // that a run with something to do reads no image twice.
-  std::promise<bool> go;
-  std::future<bool> going = go.get_future();
-  std::future<void> looking = std::async(std::launch::async, [&] {
-    std::optional<Esp> twin;
-    try {
-      twin.emplace(boot.twin());
-      kept = read_record_memo(*twin);
-      if (!kept) {
-        sight.set_value(std::nullopt);
-        return;
-      }
-      images.emplace(kept->memo);
-      sight.set_value(look_again(*twin, kept->memo));
-    } catch (...) {
-      sight.set_exception(std::current_exception());
-      return;
-    }
-    if (going.get()) images->work(*twin);
-  });
-  bool told = false;
-  const auto tell = [&](bool look) {
-    if (!told) go.set_value(look);
-    told = true;
-  };
-  try {
-    scan = value_or_reason(
-        [&] {
-          return scan_inputs(partitions.on(layout::kEntries.partition),
-                             partitions.on(layout::kLoaderConfPlace.partition), options);
-        },
-        [](const std::string&) {});
-    // A record that cannot be read is read again the usual way, which warns.
-    const std::optional<std::optional<MemoSight>> seen =
-        value_or_reason([&] { return sight_seen.get(); }, [](const std::string&) {});
-    const bool same =
-        scan && seen && *seen && memo_inputs(*scan, **seen, kept->rest_digest) == kept->memo.inputs;
-    tell(same);
-    if (!same) return false;
-    images->work(boot);
-  } catch (...) {
-    tell(false);
-    throw;
-  }
-  looking.get();
-  if (images_fingerprint(images->sight()) != kept->memo.images_seen) return false;
-  result.warnings = kept->memo.warnings;
-  result.default_failure = kept->memo.default_failure;
-  result.entries = kept->memo.entries;
-  result.entries_built = kept->memo.built;
+// (`scan`, then what the memo names looked at again, and the record itself),
+// `result` gets what the run that kept it said, and true: nothing else is
+// read. False otherwise.
+bool answer_from_memo(const Esp& boot, const Scan& scan, RunResult& result) {
+  const std::optional<std::optional<RecordMemo>> found =
+      value_or_reason([&] { return read_record_memo(boot); },
+                      [](const std::string&) {});  // read again the usual way, which warns
+  if (!found || !*found) return false;
+  const RecordMemo& kept = **found;
+  if (memo_inputs(scan, look_again(boot, kept.memo), kept.rest_digest) != kept.memo.inputs ||
+      images_fingerprint(look_at_images(boot, kept.memo)) != kept.memo.images_seen)
+    return false;
+  result.warnings = kept.memo.warnings;
+  result.default_failure = kept.memo.default_failure;
+  result.entries = kept.memo.entries;
+  result.entries_built = kept.memo.built;
   return true;
 }
 
@@ -680,10 +628,17 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
       reporter.debug("the XBOOTLDR folder is the ESP's: one partition");
     PartitionLocks locks(partitions, on_wait, lock_mode);
     std::optional<Scan> scan;
-    if (memo_applies(options, partitions, reporter) &&
-        answer_from_memo(partitions, options, scan, result)) {
-      report_run(result, result.entries_built, reporter, finish);
-      return result;
+    if (memo_applies(options, partitions, reporter)) {
+      scan = value_or_reason(
+          [&] {
+            return scan_inputs(partitions.on(layout::kEntries.partition),
+                               partitions.on(layout::kLoaderConfPlace.partition), options);
+          },
+          [](const std::string&) {});  // read again the usual way, which says what is wrong
+      if (scan && answer_from_memo(partitions.on(layout::kRecord.partition), *scan, result)) {
+        report_run(result, result.entries_built, reporter, finish);
+        return result;
+      }
     }
     RecordRead record =
         read_record(partitions.on(layout::kRecord.partition), options.rebuild, reporter);

@@ -207,14 +207,6 @@ Esp::Esp(fs::path root) : root_(std::move(root)) {
   }
 }
 
-Esp::Esp(fs::path root, UniqueFd root_fd) : root_(std::move(root)), root_fd_(std::move(root_fd)) {}
-
-Esp Esp::twin() const {
-  UniqueFd copy(::fcntl(root_fd_.get(), F_DUPFD_CLOEXEC, 0));
-  if (!copy) throw Error(root_.string(), "cannot open the ESP again: " + error_text(errno));
-  return Esp(root_, std::move(copy));
-}
-
 int Esp::folder(const std::vector<std::string>& components, std::size_t count, bool create) const {
   int current = root_fd_.get();
   std::string path;

@@ -128,24 +128,15 @@ MemoSight look_again(const Esp& boot, const Memo& memo) {
   return sight;
 }
 
-ImageLooks::ImageLooks(const Memo& memo) : seen_(memo.images.size()) {
-  images_.reserve(memo.images.size());
-  for (const auto& [path, config_size] : memo.images) images_.emplace_back(&path, config_size);
-}
-
-void ImageLooks::work(const Esp& boot) {
-  for (std::size_t i = next_.fetch_add(1); i < images_.size(); i = next_.fetch_add(1)) {
-    const auto& [path, config_size] = images_[i];
-    const std::optional<ImageRead> read = read_image_check(boot, *path, config_size);
+ImageSight look_at_images(const Esp& boot, const Memo& memo) {
+  ImageSight images;
+  for (const auto& [path, config_size] : memo.images) {
+    const std::optional<ImageRead> read = read_image_check(boot, path, config_size);
+    auto& seen = images[path];
     if (!read || !read->efi_application || (read->has_config && !read->config)) continue;
-    seen_[i].emplace(read->stamp, read->config.value_or(""));
+    seen.emplace(read->stamp, read->config.value_or(""));
   }
-}
-
-ImageSight ImageLooks::sight() const {
-  ImageSight sight;
-  for (std::size_t i = 0; i < images_.size(); ++i) sight.emplace(*images_[i].first, seen_[i]);
-  return sight;
+  return images;
 }
 
 std::string record_rest_digest(const Record& record) {

@@ -98,10 +98,6 @@ class Esp {
 
   const std::filesystem::path& root() const { return root_; }
 
-  // Another Esp on the same root folder (its descriptor duplicated), with
-  // folders of its own: an Esp is not to be used by two threads at once.
-  Esp twin() const;
-
   // File contents, or nullopt when the file does not exist. Throws Error for a
   // symlink, a non-regular file, a file larger than `limit` bytes (checked
   // before reading) or an I/O error.
@@ -179,7 +175,6 @@ class Esp {
 
  private:
   struct Location;
-  Esp(std::filesystem::path root, UniqueFd root_fd);
   // The descriptor of the folder made of the first `count` components (the
   // root for 0), each opened once per Esp without following a symlink and
   // kept until the Esp goes (a run opens each folder once); -1 when one does

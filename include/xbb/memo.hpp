@@ -14,14 +14,11 @@
 // and the record's own text. A run whose inputs differ in any of these reads
 // everything, as without a memo.
 
-#include <atomic>
-#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 #include "xbb/builder.hpp"
 #include "xbb/esp.hpp"
@@ -64,22 +61,10 @@ using ImageSight = std::map<std::string, std::optional<std::pair<FileStamp, std:
 // Looks again at the files `memo` names (but its images).
 MemoSight look_again(const Esp& boot, const Memo& memo);
 
-// Looks again at the images a memo names, each once, on every thread that
-// calls work() (each with an Esp of its own: see Esp::twin): a run checks
-// them on two threads once every other input is found the same.
-class ImageLooks {
- public:
-  explicit ImageLooks(const Memo& memo);
-  // Checks the images no thread has taken yet, until none is left.
-  void work(const Esp& boot);
-  // What the threads saw: once each has returned from work().
-  ImageSight sight() const;
-
- private:
-  std::vector<std::pair<const std::string*, std::uint64_t>> images_;  // path, .config size
-  std::vector<std::optional<std::pair<FileStamp, std::string>>> seen_;
-  std::atomic<std::size_t> next_{0};
-};
+// Looks again at the images `memo` names: looked at only once every other
+// input is found the same, so that a run with something to do reads no image
+// twice.
+ImageSight look_at_images(const Esp& boot, const Memo& memo);
 
 // The digest of a record's text after its memo line (MemoRead::after, or
 // render_record_rest of a record): what a memo's fingerprint covers of the

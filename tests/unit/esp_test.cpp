@@ -259,16 +259,6 @@ TEST_F(EspTest, ReadGivesContentsOrNothing) {
   EXPECT_EQ(esp.read("missing-folder/loader.conf", kLimit), std::nullopt);
 }
 
-TEST_F(EspTest, ATwinIsOnTheSameRootFolderNotItsPathAgain) {
-  write_file(root / "loader/loader.conf", "timeout 3\n");
-  fs::rename(root, dir.path() / "moved");
-  fs::create_directories(root / "loader");
-  write_file(root / "loader/loader.conf", "another folder at the path\n");
-  const Esp twin = esp.twin();
-  EXPECT_EQ(twin.root(), root);
-  EXPECT_EQ(twin.read("loader/loader.conf", kLimit), std::optional<std::string>("timeout 3\n"));
-}
-
 TEST_F(EspTest, ReadRefusesSymlinksAndFolders) {
   write_file(outside / "secret", "secret\n");
   fs::create_directories(root / "loader/entries");

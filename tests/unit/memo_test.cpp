@@ -1,13 +1,12 @@
 // What a run reads to answer from the record's memo: the memo and the digest
 // of the rest of the record, streamed from the file, and the images the memo
-// names, looked at by one thread or two.
+// names.
 #include "xbb/memo.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <string>
-#include <thread>
 
 #include "esp_fixture.hpp"
 #include "pe_builder.hpp"
@@ -87,7 +86,7 @@ TEST(RecordMemoLine, IsHeldOnceItsLineEndsOrTheTextIsNoRecord) {
 // Images as the memo names them: good ones (EFI applications with the
 // .config of the size recorded), one whose .config is of another size, and
 // one that is no image.
-class ImageLooksTest : public ::testing::Test {
+class LookAtImagesTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (int i = 0; i < 40; ++i)
@@ -122,10 +121,8 @@ class ImageLooksTest : public ::testing::Test {
   std::map<std::string, std::string> configs;  // of the good images
 };
 
-TEST_F(ImageLooksTest, OneThreadSeesEachGoodImageWithItsStampAndConfig) {
-  ImageLooks looks(memo);
-  looks.work(esp);
-  const ImageSight sight = looks.sight();
+TEST_F(LookAtImagesTest, SeesEachGoodImageWithItsStampAndConfig) {
+  const ImageSight sight = look_at_images(esp, memo);
   ASSERT_EQ(sight.size(), memo.images.size());
   for (const auto& [path, config] : configs) {
     ASSERT_TRUE(sight.at(path)) << path;
@@ -134,17 +131,6 @@ TEST_F(ImageLooksTest, OneThreadSeesEachGoodImageWithItsStampAndConfig) {
   }
   EXPECT_EQ(sight.at("EFI/xen/xen-generation-40.efi"), std::nullopt) << ".config of another size";
   EXPECT_EQ(sight.at("EFI/xen/xen-generation-41.efi"), std::nullopt) << "no image";
-}
-
-TEST_F(ImageLooksTest, TwoThreadsEachWithATwinSeeWhatOneSees) {
-  ImageLooks alone(memo);
-  alone.work(esp);
-  ImageLooks shared(memo);
-  const Esp twin = esp.twin();
-  std::thread other([&] { shared.work(twin); });
-  shared.work(esp);
-  other.join();
-  EXPECT_EQ(shared.sight(), alone.sight());
 }
 
 }  // namespace
