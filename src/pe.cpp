@@ -69,33 +69,34 @@ class Reader {
  public:
   // `file` is the whole file, or its first bytes when `file_size` is larger.
   Reader(std::span<const std::uint8_t> file, std::uint64_t file_size)
-      : file_(file),
-        end_(file.size() >= file_size ? "the end of the file (" + hex(file.size()) + " bytes)"
-                                      : "the first " + hex(file.size()) +
-                                            " bytes of the file (read to check its headers)") {}
+      : file_(file), whole_(file.size() >= file_size) {}
   explicit Reader(std::span<const std::uint8_t> file) : Reader(file, file.size()) {}
 
-  void need(std::uint64_t offset, std::uint64_t size, const std::string& what) const {
+  // `what` names the bytes in the error when they are not there.
+  void need(std::uint64_t offset, std::uint64_t size, std::string_view what) const {
     if (offset > file_.size() || size > file_.size() - offset) {
-      throw Error(at(offset) + what + " (" + hex(size) + " bytes) extends past " + end_);
+      throw Error(at(offset) + std::string(what) + " (" + hex(size) + " bytes) extends past " +
+                  (whole_ ? "the end of the file (" + hex(file_.size()) + " bytes)"
+                          : "the first " + hex(file_.size()) +
+                                " bytes of the file (read to check its headers)"));
     }
   }
-  std::uint16_t u16(std::uint64_t offset, const std::string& what) const {
+  std::uint16_t u16(std::uint64_t offset, std::string_view what) const {
     need(offset, 2, what);
     return load16(file_.data() + offset);
   }
-  std::uint32_t u32(std::uint64_t offset, const std::string& what) const {
+  std::uint32_t u32(std::uint64_t offset, std::string_view what) const {
     need(offset, 4, what);
     return load32(file_.data() + offset);
   }
-  std::uint64_t u64(std::uint64_t offset, const std::string& what) const {
+  std::uint64_t u64(std::uint64_t offset, std::string_view what) const {
     need(offset, 8, what);
     return load64(file_.data() + offset);
   }
 
  private:
   std::span<const std::uint8_t> file_;
-  std::string end_;
+  bool whole_;  // the whole file, not its first bytes
 };
 
 std::uint64_t memory_extent(const Section& section) {
@@ -182,25 +183,25 @@ void read_symbol_table(const Reader& reader, Image& image) {
 
 void check_section(const Image& image, const Section& section, std::size_t index,
                    std::uint64_t header_offset, std::uint64_t file_size) {
-  const std::string what = describe(section, index);
+  const auto what = [&] { return describe(section, index); };
   if (section.size_of_raw_data != 0) {
     if (section.pointer_to_raw_data < image.size_of_headers) {
-      throw Error(at(header_offset + kSecPointerToRawData) + what + ": PointerToRawData " +
+      throw Error(at(header_offset + kSecPointerToRawData) + what() + ": PointerToRawData " +
                   hex(section.pointer_to_raw_data) + " lies inside the headers (SizeOfHeaders " +
                   hex(image.size_of_headers) + ")");
     }
     if (raw_end(section) > file_size) {
-      throw Error(at(header_offset + kSecPointerToRawData) + what + ": raw data " +
+      throw Error(at(header_offset + kSecPointerToRawData) + what() + ": raw data " +
                   hex(section.pointer_to_raw_data) + "+" + hex(section.size_of_raw_data) +
                   " extends past the end of the file (" + hex(file_size) + " bytes)");
     }
   }
   if (section.virtual_address < image.size_of_headers) {
-    throw Error(at(header_offset) + what + ": VirtualAddress " + hex(section.virtual_address) +
+    throw Error(at(header_offset) + what() + ": VirtualAddress " + hex(section.virtual_address) +
                 " lies inside the headers (SizeOfHeaders " + hex(image.size_of_headers) + ")");
   }
   if (memory_end(section) > image.size_of_image) {
-    throw Error(at(header_offset) + what + ": ends at RVA " + hex(memory_end(section)) +
+    throw Error(at(header_offset) + what() + ": ends at RVA " + hex(memory_end(section)) +
                 ", beyond SizeOfImage " + hex(image.size_of_image));
   }
 }
