@@ -1,5 +1,7 @@
 #include "xbb/record.hpp"
 
+#include <simdjson.h>
+
 #include <algorithm>
 
 #include "bootspec_document.hpp"
@@ -66,19 +68,52 @@ Json memo_json(const Memo& memo) {
               {"default_failure", memo.default_failure ? Json(*memo.default_failure) : Json()}};
 }
 
-Memo memo_from(const Json& json) {
+// The memo's JSON, read with simdjson: an unchanged run reads little else,
+// and nlohmann's parser would take most of its time. nullopt when it is not
+// a memo as memo_json writes it.
+std::optional<Memo> memo_from(std::string_view text) {
+  namespace dom = simdjson::dom;
+  dom::parser parser;
+  dom::object json;
+  if (text.size() > kMaxRecordBytes || parser.parse(text.data(), text.size()).get(json)) {
+    return std::nullopt;
+  }
+  const auto text_of = [](dom::element value, std::string& into) {
+    std::string_view view;
+    if (value.get(view)) return false;
+    into.assign(view);
+    return true;
+  };
+  const auto texts_of = [&](dom::element value, std::vector<std::string>& into) {
+    dom::array array;
+    if (value.get(array)) return false;
+    for (dom::element item : array) {
+      if (!text_of(item, into.emplace_back())) return false;
+    }
+    return true;
+  };
+  const auto count_of = [](dom::element value, std::size_t& into) {
+    std::uint64_t number = 0;
+    if (value.get(number)) return false;
+    into = number;
+    return true;
+  };
   Memo memo;
-  memo.inputs = json.at("inputs").get<std::string>();
-  memo.images_seen = json.at("images_seen").get<std::string>();
-  memo.host_files = json.at("host_files").get<std::vector<std::string>>();
-  memo.esp_files = json.at("esp_files").get<std::vector<std::string>>();
-  for (const auto& [path, size] : json.at("images").items())
-    memo.images[path] = size.get<std::uint64_t>();
-  memo.entries = json.at("entries").get<std::size_t>();
-  memo.built = json.at("built").get<std::size_t>();
-  memo.warnings = json.at("warnings").get<std::vector<std::string>>();
-  if (!json.at("default_failure").is_null())
-    memo.default_failure = json.at("default_failure").get<std::string>();
+  dom::object images;
+  dom::element failure;
+  if (!text_of(json["inputs"], memo.inputs) || !text_of(json["images_seen"], memo.images_seen) ||
+      !texts_of(json["host_files"], memo.host_files) ||
+      !texts_of(json["esp_files"], memo.esp_files) || json["images"].get(images) ||
+      !count_of(json["entries"], memo.entries) || !count_of(json["built"], memo.built) ||
+      !texts_of(json["warnings"], memo.warnings) || json["default_failure"].get(failure)) {
+    return std::nullopt;
+  }
+  for (const auto [path, size] : images) {
+    std::uint64_t config_size = 0;
+    if (size.get(config_size)) return std::nullopt;
+    memo.images.emplace(path, config_size);
+  }
+  if (!failure.is_null() && !text_of(failure, memo.default_failure.emplace())) return std::nullopt;
   return memo;
 }
 
@@ -200,7 +235,7 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
                                 Record::Text{stamp_from(text), text.at("text").get<std::string>()});
     }
     record.root = json.at("root").get<std::string>();
-    if (!json.at("memo").is_null()) record.memo = memo_from(json.at("memo"));
+    record.memo = read_memo(text).memo;
     for (const auto& [toplevel, known] : json.at("bootspecs").items()) {
       const std::string file = known.at("file").get<std::string>();
       const Json& document = known.at("document");
@@ -310,17 +345,8 @@ MemoRead read_memo(std::string_view text) {
   // after the prefix ends it.
   const std::size_t end = text.find(",\n", prefix.size());
   if (end == std::string_view::npos) return {};
-  MemoRead read{std::nullopt, text.substr(end)};
-  try {
-    const Json json = parse_json<Json>(text.substr(prefix.size(), end - prefix.size()), "memo",
-                                       kMaxRecordBytes, kMaxRecordDepth);
-    if (!json.is_null()) read.memo = memo_from(json);
-  } catch (const Error&) {
-    // A memo that does not read is none: the run reads everything.
-  } catch (const Json::exception&) {
-    // The same for one of the wrong shape.
-  }
-  return read;
+  // A memo that does not read is none: the run reads everything.
+  return {memo_from(text.substr(prefix.size(), end - prefix.size())), text.substr(end)};
 }
 
 bool holds_memo_line(std::string_view head) {

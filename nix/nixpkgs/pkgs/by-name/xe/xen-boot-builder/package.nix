@@ -14,6 +14,7 @@
   pkg-config,
   boost,
   nlohmann_json,
+  simdjson,
   elfutils,
   zlib,
   openssl,
@@ -47,6 +48,7 @@ stdenv.mkDerivation (finalAttrs: {
   buildInputs = [
     boost # program_options: the command line
     nlohmann_json # bootspec documents, --json output
+    simdjson # the record's memo, read by every unchanged run
     elfutils # libelf: ELF (multiboot) Xen images
     zlib # gzip-compressed ELF Xen images
     openssl # libcrypto: SHA-256 of shared images' names and of recipes
