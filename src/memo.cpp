@@ -16,26 +16,43 @@ namespace xbb {
 namespace {
 
 // Values fed to one hash, each with its length first, so that no two
-// sequences of values give the same bytes.
+// sequences of values give the same bytes; gathered and hashed in pieces of
+// 64 KiB (a scan feeds thousands of small values).
 class Fingerprint {
  public:
+  Fingerprint() { pending_.reserve(kPiece); }
   Fingerprint& text(std::string_view bytes) {
     number(bytes.size());
-    hash_.update({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+    if (pending_.size() + bytes.size() > kPiece) flush();
+    if (bytes.size() > kPiece) {
+      hash_.update({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+    } else {
+      pending_.append(bytes);
+    }
     return *this;
   }
   Fingerprint& number(std::uint64_t value) {
-    std::uint8_t bytes[sizeof value];
+    char bytes[sizeof value];
     std::memcpy(bytes, &value, sizeof value);
-    hash_.update(bytes);
+    if (pending_.size() + sizeof value > kPiece) flush();
+    pending_.append(bytes, sizeof value);
     return *this;
   }
   Fingerprint& stamp(const FileStamp& stamp) {
     return number(stamp.size).number(static_cast<std::uint64_t>(stamp.mtime_ns));
   }
-  std::string hex() { return hash_.hex(); }
+  std::string hex() {
+    flush();
+    return hash_.hex();
+  }
 
  private:
+  static constexpr std::size_t kPiece = 64 << 10;
+  void flush() {
+    hash_.update({reinterpret_cast<const std::uint8_t*>(pending_.data()), pending_.size()});
+    pending_.clear();
+  }
+  std::string pending_;
   Xxh3 hash_;
 };
 
