@@ -356,6 +356,8 @@ def targets(result):
               "< 12 ms")
     add_worst("unchanged / `--version`, 110 entries", 110, unchanged_version, ratio, 1.5, False,
               "<= 1.5x")
+    add_layout("unchanged / `--version`, 110 entries (auto, the default layout)", 110, "auto",
+               unchanged_version, ratio, 1.5, False, "<= 1.5x")
     add_worst("unchanged, 1,100 entries", 1100, lambda row: row["unchanged_ms"], ms, 40, True,
               "< 40 ms")
     add_layout(f"system calls of an unchanged run, 110 entries ({STRACE_LAYOUT})", 110,
