@@ -93,6 +93,13 @@ Bootspec read_bootspec(const fs::path& root, const std::string& toplevel) {
                         file.string());
 }
 
+// A source entry's specialisations have source entries of their own: its
+// generation keeps none of them (what they hold is many a bootspec's half).
+void drop_specialisations(Bootspec& spec) {
+  spec.specialisations = decltype(spec.specialisations){};
+  spec.broken_specialisations = decltype(spec.broken_specialisations){};
+}
+
 // The known bootspec when its file is still there with the stamp recorded.
 const KnownBootspec* still_known(const KnownBootspecs& known, const std::string& toplevel) {
   auto found = known.find(toplevel);
@@ -105,8 +112,9 @@ const KnownBootspec* still_known(const KnownBootspecs& known, const std::string&
 void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel,
                    const KnownBootspecs& known) {
   if (const KnownBootspec* kept = still_known(known, toplevel)) {
-    generation.bootspec = kept->spec;
-    if (kept->spec.xen) generation.xen_efi.path = kept->xen_efi;
+    generation.bootspec = *kept->spec;
+    drop_specialisations(*generation.bootspec);
+    if (kept->spec->xen) generation.xen_efi.path = kept->xen_efi;
     generation.kernel_file.path = kept->kernel;
     if (kept->initrd) generation.initrd_file = HostFile{*kept->initrd, {}, {}};
     generation.known.emplace(toplevel, KnownBootspec{kept->file,
@@ -126,16 +134,17 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
         posix::read_all(fd.get(), file.string(), limits::kBootspecBytes, "bootspec"),
         file.string());
     generation.bootspec = std::move(read.spec);
+    drop_specialisations(*generation.bootspec);
     resolve_files(generation, root);
     std::optional<std::string> initrd;
-    if (generation.initrd_file) initrd = generation.initrd_file->path.string();
+    if (generation.initrd_file) initrd = generation.initrd_file->path;
     generation.known.emplace(
         toplevel, KnownBootspec{file.string(),
                                 stamp,
                                 std::make_shared<const std::string>(std::move(read.document)),
                                 {},
-                                generation.xen_efi.path.string(),
-                                generation.kernel_file.path.string(),
+                                generation.xen_efi.path,
+                                generation.kernel_file.path,
                                 initrd});
   } catch (const Error& e) {
     generation.bootspec.reset();

@@ -104,7 +104,7 @@ std::optional<std::string> layout_problem(const Generation& generation,
                                           const layout::Choice& choice) {
   if (!layout::policy(choice.kind).shares_image) return std::nullopt;
   if (generation.xen_has_config) {
-    return generation.xen_efi.path.string() +
+    return generation.xen_efi.path +
            ": carries a .config section, which Xen would use instead of the entry's -cfg= "
            "file; the shared layout needs a xen.efi without one";
   }
@@ -252,9 +252,8 @@ RetargetFn retarget_to(const SourceMenu& sources, const std::vector<MenuEntry>& 
 // The Xen version that names each xen.efi's shared image: the version a v2
 // bootspec gives for it (a v1 bootspec gives none), the same for every
 // generation that uses that xen.efi, so that it gets one image.
-std::map<std::filesystem::path, std::string> xen_versions(
-    const std::vector<Generation>& generations) {
-  std::map<std::filesystem::path, std::string> versions;
+std::map<std::string, std::string> xen_versions(const std::vector<Generation>& generations) {
+  std::map<std::string, std::string> versions;
   for (const auto& generation : generations) {
     if (!generation.bootspec || !generation.bootspec->xen || !generation.bootspec->xen->version)
       continue;
@@ -310,7 +309,7 @@ struct PlanBuilder {
   void skip(const Generation& generation, const std::optional<std::string>& stem,
             const std::string& why);
   Target target_for(const Generation& generation, const std::string& stem,
-                    const std::map<std::filesystem::path, std::string>& versions);
+                    const std::map<std::string, std::string>& versions);
   void add_to_menu(const std::string& path, const LoaderEntry& entry);
   void plan_image(const Target& target, std::vector<std::string>& replaced_by_hand);
   void write_text(std::vector<FileWrite>& files, const std::string& path, const std::string& text,
@@ -368,6 +367,8 @@ void PlanBuilder::skip(const Generation& generation, const std::optional<std::st
 // skipped (its existing Xen entry is kept) with the reason.
 void PlanBuilder::choose_targets() {
   const auto versions = xen_versions(generations);
+  out.generations.reserve(generations.size());
+  targets.reserve(generations.size());
   for (const auto& generation : generations) {
     GenerationOutcome& outcome = out.generations.emplace_back();
     outcome.label = label(generation);
@@ -419,7 +420,7 @@ void PlanBuilder::choose_targets() {
 // why it cannot have one (its xen.efi cannot serve the layout, its
 // configuration would not boot).
 Target PlanBuilder::target_for(const Generation& generation, const std::string& stem,
-                               const std::map<std::filesystem::path, std::string>& versions) {
+                               const std::map<std::string, std::string>& versions) {
   Target target;
   target.generation = &generation;
   target.stem = stem;

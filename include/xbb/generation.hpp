@@ -27,8 +27,9 @@ struct KnownBootspec {
   // As kept (see bootspec_document.hpp); shared by the copies a run makes.
   std::shared_ptr<const std::string> document;
   // Read from `document`; only in the record read (a generation has it as
-  // its bootspec).
-  Bootspec spec;
+  // its bootspec, and holds none here: a pointer takes a fraction of a
+  // Bootspec's room in each).
+  std::shared_ptr<const Bootspec> spec;
   // The host files the bootspec names, resolved under --root ("" when none;
   // strings, which take a fraction of a path's memory).
   std::string xen_efi;
