@@ -149,6 +149,20 @@ Record record_after(std::map<std::string, ImageOrigin> images_after,
   return record;
 }
 
+// Empties the texts of `plan`'s writes once they are applied, before the
+// record is made and the run plans again: each write keeps its path and
+// kind, all that is read of it then.
+void let_go_of_texts(Plan& plan) {
+  for (auto* files : {&plan.images, &plan.entries}) {
+    for (auto& file : *files) {
+      if (auto* text = std::get_if<std::string>(&file.content)) {
+        text->clear();
+        text->shrink_to_fit();
+      }
+    }
+  }
+}
+
 // The largest record a run that applies `plan` can write: every image after
 // it, with stamps of the most digits, and `memo` (the largest it can keep).
 // What the free-space check counts for it.
@@ -468,13 +482,14 @@ struct Installer {
     for (const auto& note : state.notes) reporter.debug(note);
     out.planned = make_plan(generations, state, plan_options);
     for (const auto& note : out.planned.notes) reporter.debug(note);
+    out.planned.notes = std::vector<std::string>{};  // said: let go before applying
     const Plan& plan = out.planned.plan;
     const bool record_warned = !record.warnings.empty();
     out.warnings = std::move(record.warnings);
     out.warnings.insert(out.warnings.end(), out.planned.warnings.begin(),
                         out.planned.warnings.end());
-    out.changes = plan.changes;
     if (options.dry_run) {
+      out.changes = plan.changes;
       for (const auto& file : plan.images) out.written.push_back(file.path);
       for (const auto& file : plan.entries) out.written.push_back(file.path);
       if (plan.loader_conf) out.written.emplace_back(layout::kLoaderConf);
@@ -512,9 +527,13 @@ struct Installer {
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
     }
     maker.reset();
+    let_go_of_texts(out.planned.plan);
     Record after = record_after(std::move(out.planned.plan.images_after),
                                 std::move(out.planned.plan.texts_after), state, applied,
                                 generations, options, sources);
+    // What the record took of each file written is not read again.
+    applied.images = {};
+    applied.texts = {};
     out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
     after.memo = next_memo(boot, partitions, out, state, applied, after);
     // A run that changed nothing writes nothing, the record included, unless
@@ -685,6 +704,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     plan_options.keep_debug_sections = options.keep_debug_sections;
     plan_options.lanzaboote = options.lanzaboote;
     plan_options.rebuild = options.rebuild;
+    plan_options.notes = reporter.at_least(Verbosity::debug);
     if (options.ucode) {
       plan_options.ucode =
           HostFile{*options.ucode,

@@ -109,6 +109,11 @@ const KnownBootspec* still_known(const KnownBootspecs& known, const std::string&
   return posix::stamp_of(st) == found->second.stamp ? &found->second : nullptr;
 }
 
+std::shared_ptr<const std::pair<std::string, KnownBootspec>> known_bootspec(
+    const std::string& toplevel, KnownBootspec known) {
+  return std::make_shared<const std::pair<std::string, KnownBootspec>>(toplevel, std::move(known));
+}
+
 void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel,
                    const KnownBootspecs& known) {
   if (const KnownBootspec* kept = still_known(known, toplevel)) {
@@ -117,13 +122,13 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
     if (kept->spec->xen) generation.xen_efi.path = kept->xen_efi;
     generation.kernel_file.path = kept->kernel;
     if (kept->initrd) generation.initrd_file = HostFile{*kept->initrd, {}, {}};
-    generation.known.emplace(toplevel, KnownBootspec{kept->file,
-                                                     kept->stamp,
-                                                     kept->document,
-                                                     {},
-                                                     kept->xen_efi,
-                                                     kept->kernel,
-                                                     kept->initrd});
+    generation.known = known_bootspec(toplevel, KnownBootspec{kept->file,
+                                                              kept->stamp,
+                                                              kept->document,
+                                                              {},
+                                                              kept->xen_efi,
+                                                              kept->kernel,
+                                                              kept->initrd});
     return;
   }
   try {
@@ -138,7 +143,7 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
     resolve_files(generation, root);
     std::optional<std::string> initrd;
     if (generation.initrd_file) initrd = generation.initrd_file->path;
-    generation.known.emplace(
+    generation.known = known_bootspec(
         toplevel, KnownBootspec{file.string(),
                                 stamp,
                                 std::make_shared<const std::string>(std::move(read.document)),

@@ -182,6 +182,8 @@ struct SourceMenu {
 
 SourceMenu source_menu(const std::vector<Generation>& generations) {
   SourceMenu menu;
+  menu.entries.reserve(generations.size());
+  menu.generations.reserve(generations.size());
   for (const auto& generation : generations) {
     auto name = parse_entry_name(file_name(generation.source));
     if (!name) name = EntryName{label(generation), generation.counter};
@@ -312,7 +314,7 @@ struct PlanBuilder {
                     const std::map<std::string, std::string>& versions);
   void add_to_menu(const std::string& path, const LoaderEntry& entry);
   void plan_image(const Target& target, std::vector<std::string>& replaced_by_hand);
-  void write_text(std::vector<FileWrite>& files, const std::string& path, const std::string& text,
+  void write_text(std::vector<FileWrite>& files, const std::string& path, std::string text,
                   const std::map<std::string, ExistingFile>& existing_files,
                   std::vector<std::string>& replaced_by_hand);
   void mark_installed();
@@ -390,7 +392,8 @@ void PlanBuilder::choose_targets() {
     const Bootspec& spec = *generation.bootspec;
     if (!spec.xen) {
       outcome.reason = "its bootspec has no Xen extension";
-      out.notes.push_back(label(generation) + ": " + outcome.reason + ", no Xen entry");
+      if (options.notes)
+        out.notes.push_back(label(generation) + ": " + outcome.reason + ", no Xen entry");
       continue;
     }
     if (spec.devicetree || generation.entry.devicetree) {
@@ -399,10 +402,11 @@ void PlanBuilder::choose_targets() {
     }
     try {
       Target target = target_for(generation, *stem, versions);
-      out.notes.push_back(
-          label(generation) + ": Xen (bootspec v" + std::to_string(spec.xen->schema) + ") " +
-          spec.xen->efi_path + " -> " + target.entry_path + ", " + target.files.image + " (" +
-          layout::kind_name(target.layout.kind) + ": " + target.layout.reason + ")");
+      if (options.notes)
+        out.notes.push_back(
+            label(generation) + ": Xen (bootspec v" + std::to_string(spec.xen->schema) + ") " +
+            spec.xen->efi_path + " -> " + target.entry_path + ", " + target.files.image + " (" +
+            layout::kind_name(target.layout.kind) + ": " + target.layout.reason + ")");
       outcome.status = GenerationOutcome::Status::xen_entry;
       outcome.layout = layout::kind_name(target.layout.kind);
       outcome.layout_reason = target.layout.reason;
@@ -460,14 +464,10 @@ void PlanBuilder::add_to_menu(const std::string& path, const LoaderEntry& entry)
 // already: nothing to write for their entry and files.
 void PlanBuilder::plan_writes() {
   std::vector<std::string> replaced_by_hand;
-  for (const auto& target : targets) {
+  xen_menu.reserve(targets.size());
+  xen_stems.reserve(targets.size());
+  for (auto& target : targets) {
     if (!keep_paths.count(target.files.image)) plan_image(target, replaced_by_hand);
-    if (target.files.config)
-      write_text(out.plan.images, *target.files.config, target.config_text, state.xen_images,
-                 replaced_by_hand);
-    write_text(out.plan.entries, target.entry_path, target.entry_text, state.xen_entries,
-               replaced_by_hand);
-    add_to_menu(target.entry_path, target.entry);
     auto old = existing_for(target.stem);
     if (!old) {
       out.plan.changes.push_back({'+', target.stem, ""});
@@ -475,6 +475,14 @@ void PlanBuilder::plan_writes() {
       std::string detail = changed_fields(target, *old, state, out.notes);
       if (!detail.empty()) out.plan.changes.push_back({'~', target.stem, detail});
     }
+    // The target's texts are not read again: moved into the plan.
+    if (target.files.config)
+      write_text(out.plan.images, *target.files.config, std::move(target.config_text),
+                 state.xen_images, replaced_by_hand);
+    write_text(out.plan.entries, target.entry_path, std::move(target.entry_text), state.xen_entries,
+               replaced_by_hand);
+    add_to_menu(target.entry_path, target.entry);
+    target.entry = LoaderEntry{};  // in the menu now; not read again
   }
   if (!replaced_by_hand.empty()) {
     out.warnings.push_back("replacing " + std::to_string(replaced_by_hand.size()) +
@@ -501,15 +509,16 @@ void PlanBuilder::plan_image(const Target& target, std::vector<std::string>& rep
 }
 
 void PlanBuilder::write_text(std::vector<FileWrite>& files, const std::string& path,
-                             const std::string& text,
+                             std::string text,
                              const std::map<std::string, ExistingFile>& existing_files,
                              std::vector<std::string>& replaced_by_hand) {
   keep_paths.insert(path);
-  out.plan.texts_after[path] = text;
   const ExistingFile* old = find_file(existing_files, path);
-  if (old && old->stamp && old->text == text) return;
-  note_replaced(path, old, replaced_by_hand);
-  files.push_back({path, text, std::nullopt});
+  if (!old || !old->stamp || old->text != text) {
+    note_replaced(path, old, replaced_by_hand);
+    files.push_back({path, text, std::nullopt});
+  }
+  out.plan.texts_after[path] = std::move(text);
 }
 
 void PlanBuilder::mark_installed() {
@@ -615,6 +624,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   builder.plan_writes();
   builder.collect_garbage();
   builder.retarget_default();
+  // Held until the plan is applied: no room for more writes.
+  builder.out.plan.images.shrink_to_fit();
+  builder.out.plan.entries.shrink_to_fit();
+  if (!options.notes) builder.out.notes = std::vector<std::string>{};
   return std::move(builder.out);
 }
 

@@ -72,8 +72,9 @@ struct Generation {
   std::optional<Bootspec> bootspec;  // absent when it could not be read
   std::string problem;               // why bootspec is absent
   // The toplevel and what was learnt of its bootspec (from the record or
-  // read), for the next run; absent for a profile link.
-  std::optional<std::pair<std::string, KnownBootspec>> known;
+  // read), for the next run; absent for a profile link. Set once, never
+  // changed: held by pointer, a fraction of its size in each generation.
+  std::shared_ptr<const std::pair<std::string, KnownBootspec>> known;
 };
 
 // Where generations come from.
