@@ -149,15 +149,21 @@ Record record_after(std::map<std::string, ImageOrigin> images_after,
   return record;
 }
 
-// Empties the texts of `plan`'s writes once they are applied, before the
-// record is made and the run plans again: each write keeps its path and
-// kind, all that is read of it then.
+// Empties the texts of `plan`'s writes (files, and sections of images) once
+// they are applied, before the record is made and the run plans again: each
+// write keeps its path, kind and sections, all that is read of it then.
 void let_go_of_texts(Plan& plan) {
+  const auto empty = [](std::string& text) {
+    text.clear();
+    text.shrink_to_fit();
+  };
   for (auto* files : {&plan.images, &plan.entries}) {
     for (auto& file : *files) {
-      if (auto* text = std::get_if<std::string>(&file.content)) {
-        text->clear();
-        text->shrink_to_fit();
+      if (auto* text = std::get_if<std::string>(&file.content)) empty(*text);
+      if (auto* recipe = std::get_if<ImageRecipe>(&file.content)) {
+        for (auto& section : recipe->sections) {
+          if (auto* text = std::get_if<std::string>(&section.content)) empty(*text);
+        }
       }
     }
   }

@@ -313,7 +313,7 @@ struct PlanBuilder {
   Target target_for(const Generation& generation, const std::string& stem,
                     const std::map<std::string, std::string>& versions);
   void add_to_menu(const std::string& path, const LoaderEntry& entry);
-  void plan_image(const Target& target, std::vector<std::string>& replaced_by_hand);
+  void plan_image(Target& target, std::vector<std::string>& replaced_by_hand);
   void write_text(std::vector<FileWrite>& files, const std::string& path, std::string text,
                   const std::map<std::string, ExistingFile>& existing_files,
                   std::vector<std::string>& replaced_by_hand);
@@ -467,7 +467,6 @@ void PlanBuilder::plan_writes() {
   xen_menu.reserve(targets.size());
   xen_stems.reserve(targets.size());
   for (auto& target : targets) {
-    if (!keep_paths.count(target.files.image)) plan_image(target, replaced_by_hand);
     auto old = existing_for(target.stem);
     if (!old) {
       out.plan.changes.push_back({'+', target.stem, ""});
@@ -475,6 +474,7 @@ void PlanBuilder::plan_writes() {
       std::string detail = changed_fields(target, *old, state, out.notes);
       if (!detail.empty()) out.plan.changes.push_back({'~', target.stem, detail});
     }
+    if (!keep_paths.count(target.files.image)) plan_image(target, replaced_by_hand);
     // The target's texts are not read again: moved into the plan.
     if (target.files.config)
       write_text(out.plan.images, *target.files.config, std::move(target.config_text),
@@ -494,11 +494,15 @@ void PlanBuilder::plan_writes() {
 
 // A target's image, after the run and, unless the record vouches for the one
 // there, to write (with the digest of the one it replaces).
-void PlanBuilder::plan_image(const Target& target, std::vector<std::string>& replaced_by_hand) {
+void PlanBuilder::plan_image(Target& target, std::vector<std::string>& replaced_by_hand) {
   const std::string& image = target.files.image;
   ImageRecipe recipe = recipe_for(target, options);
   const std::string id = recipe_id(recipe);
-  out.plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
+  // The configuration the image embeds: moved, unless a file holds it too.
+  std::string config;
+  if (policy_of(target).embeds_config)
+    config = target.files.config ? target.config_text : std::move(target.config_text);
+  out.plan.images_after[image] = {id, std::move(config)};
   const ExistingFile* old = find_file(state.xen_images, image);
   if (options.rebuild || !old || old->recipe != id) {
     note_replaced(image, old, replaced_by_hand);
