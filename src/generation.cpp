@@ -94,7 +94,8 @@ Bootspec read_bootspec(const fs::path& root, const std::string& toplevel) {
 }
 
 // A source entry's specialisations have source entries of their own: its
-// generation keeps none of them (what they hold is many a bootspec's half).
+// generation keeps none of their bootspecs (in a bootspec with one, about
+// half of what it holds).
 void drop_specialisations(Bootspec& spec) {
   spec.specialisations = decltype(spec.specialisations){};
   spec.broken_specialisations = decltype(spec.broken_specialisations){};
@@ -109,6 +110,7 @@ const KnownBootspec* still_known(const KnownBootspecs& known, const std::string&
   return posix::stamp_of(st) == found->second.stamp ? &found->second : nullptr;
 }
 
+// What a generation learnt of its bootspec, held by pointer (see Generation::known).
 std::shared_ptr<const std::pair<std::string, KnownBootspec>> known_bootspec(
     const std::string& toplevel, KnownBootspec known) {
   return std::make_shared<const std::pair<std::string, KnownBootspec>>(toplevel, std::move(known));
