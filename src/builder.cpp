@@ -71,7 +71,7 @@ std::map<std::string, Record::Source> check_xen_images(std::vector<Generation>& 
   std::map<std::string, std::string> problems;
   for (auto& generation : generations) {
     if (!generation.bootspec || !generation.bootspec->xen) continue;
-    const std::string path = generation.xen_efi.path.string();
+    const std::string path = generation.xen_efi.path;
     if (!sources.count(path) && !problems.count(path)) {
       try {
         sources[path] = check_xen_efi(generation.xen_efi.path, record, options, reporter);
@@ -93,37 +93,42 @@ std::map<std::string, Record::Source> check_xen_images(std::vector<Generation>& 
   return sources;
 }
 
-// The record of a run that applied `plan`: each image of ours on the ESP
-// after it, with the stamp and digest it has now, each entry and
-// configuration file its targets keep, with the stamp it has now, the
-// xen.efi files checked and the bootspecs read.
-Record record_after(const Plan& plan, const EspState& state, const ApplyReport& applied,
-                    const std::vector<Generation>& generations, const BuildOptions& options,
-                    std::map<std::string, Record::Source> sources) {
+// The record of a run that applied a plan whose images_after and texts_after
+// are `images_after` and `texts_after` (taken, not copied: the record is
+// their last use): each image of ours on the ESP after it, with the stamp
+// and digest it has now, each entry and configuration file its targets
+// keep, with the stamp it has now, the xen.efi files checked and the
+// bootspecs read.
+Record record_after(std::map<std::string, ImageOrigin> images_after,
+                    std::map<std::string, std::string> texts_after, const EspState& state,
+                    const ApplyReport& applied, const std::vector<Generation>& generations,
+                    const BuildOptions& options, std::map<std::string, Record::Source> sources) {
   Record record;
   record.sources = std::move(sources);
-  for (const auto& [path, origin] : plan.images_after) {
+  for (auto& [path, origin] : images_after) {
     if (auto written = applied.images.find(path); written != applied.images.end()) {
-      record.images[path] = {written->second.stamp, written->second.digest, origin.recipe,
-                             origin.config, written->second.sha256};
+      record.images[path] = {written->second.stamp, written->second.digest,
+                             std::move(origin.recipe), std::move(origin.config),
+                             written->second.sha256};
       continue;
     }
     auto existing = state.xen_images.find(path);
     if (existing == state.xen_images.end() || !existing->second.stamp || !existing->second.digest)
       continue;
-    record.images[path] = {*existing->second.stamp, *existing->second.digest, origin.recipe,
-                           origin.config, existing->second.sha256.value_or("")};
+    record.images[path] = {*existing->second.stamp, *existing->second.digest,
+                           std::move(origin.recipe), std::move(origin.config),
+                           existing->second.sha256.value_or("")};
   }
-  for (const auto& [path, text] : plan.texts_after) {
+  for (auto& [path, text] : texts_after) {
     if (auto written = applied.texts.find(path); written != applied.texts.end()) {
-      record.texts[path] = {written->second, text};
+      record.texts[path] = {written->second, std::move(text)};
       continue;
     }
     const auto& folder =
         path.starts_with(layout::kEntriesFolder) ? state.xen_entries : state.xen_images;
     auto existing = folder.find(path);
     if (existing != folder.end() && existing->second.stamp && existing->second.text == text)
-      record.texts[path] = {*existing->second.stamp, text};
+      record.texts[path] = {*existing->second.stamp, std::move(text)};
   }
   // Only what reads back as it was: the record's JSON text keeps a byte that
   // is not UTF-8 as the escape "\xNN", which names no file and no text.
@@ -141,6 +146,26 @@ Record record_after(const Plan& plan, const EspState& state, const ApplyReport& 
   return record;
 }
 
+// Empties the texts of `plan`'s writes (files, and sections of images) once
+// they are applied, before the record is made and the run plans again: each
+// write keeps its path, kind and sections, all that is read of it then.
+void let_go_of_texts(Plan& plan) {
+  const auto empty = [](std::string& text) {
+    text.clear();
+    text.shrink_to_fit();
+  };
+  for (auto* files : {&plan.images, &plan.entries}) {
+    for (auto& file : *files) {
+      if (auto* text = std::get_if<std::string>(&file.content)) empty(*text);
+      if (auto* recipe = std::get_if<ImageRecipe>(&file.content)) {
+        for (auto& section : recipe->sections) {
+          if (auto* text = std::get_if<std::string>(&section.content)) empty(*text);
+        }
+      }
+    }
+  }
+}
+
 // The largest record a run that applies `plan` can write: every image after
 // it, with stamps of the most digits, and `memo` (the largest it can keep).
 // What the free-space check counts for it.
@@ -150,7 +175,7 @@ std::uint64_t largest_record_size(const Plan& plan, const std::vector<Generation
                                   std::optional<Memo> memo) {
   const FileStamp widest{std::numeric_limits<std::uint64_t>::max(),
                          std::numeric_limits<std::int64_t>::min()};
-  Record record = record_after(Plan{}, {}, {}, generations, options, sources);
+  Record record = record_after({}, {}, {}, {}, generations, options, sources);
   for (auto& [path, source] : record.sources) source.stamp = widest;
   for (const auto& [path, origin] : plan.images_after) {
     const bool shared = layout::shared_image_digest(path.substr(path.rfind('/') + 1)).has_value();
@@ -352,8 +377,7 @@ struct Installer {
     for (const auto& [toplevel, known] : after.bootspecs)
       sight.host_files[known.file] = known.stamp;
     for (const auto& [path, source] : sources) sight.host_files[path] = source.stamp;
-    if (plan_options.ucode)
-      sight.host_files[plan_options.ucode->path.string()] = plan_options.ucode->stamp;
+    if (plan_options.ucode) sight.host_files[plan_options.ucode->path] = plan_options.ucode->stamp;
     for (const auto& file : files_named_on_the_esp(generations)) {
       // The scan lists EFI/nixos (with each file's type) already.
       const auto slash = file.rfind('/');
@@ -396,7 +420,7 @@ struct Installer {
     }
     for (const auto& file : files_named_on_the_esp(generations)) memo.esp_files.push_back(file);
     for (const auto& [path, source] : sources) memo.host_files.push_back(path);
-    if (plan_options.ucode) memo.host_files.push_back(plan_options.ucode->path.string());
+    if (plan_options.ucode) memo.host_files.push_back(plan_options.ucode->path);
     for (const auto& [path, origin] : out.planned.plan.images_after)
       memo.images[path] = std::numeric_limits<std::uint64_t>::max();
     memo.entries = memo.built = std::numeric_limits<std::size_t>::max();
@@ -461,13 +485,14 @@ struct Installer {
     for (const auto& note : state.notes) reporter.debug(note);
     out.planned = make_plan(generations, state, plan_options);
     for (const auto& note : out.planned.notes) reporter.debug(note);
+    out.planned.notes = std::vector<std::string>{};  // said: let go before applying
     const Plan& plan = out.planned.plan;
     const bool record_warned = !record.warnings.empty();
     out.warnings = std::move(record.warnings);
     out.warnings.insert(out.warnings.end(), out.planned.warnings.begin(),
                         out.planned.warnings.end());
-    out.changes = plan.changes;
     if (options.dry_run) {
+      out.changes = plan.changes;
       for (const auto& file : plan.images) out.written.push_back(file.path);
       for (const auto& file : plan.entries) out.written.push_back(file.path);
       if (plan.loader_conf) out.written.emplace_back(layout::kLoaderConf);
@@ -505,7 +530,13 @@ struct Installer {
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
     }
     maker.reset();
-    Record after = record_after(plan, state, applied, generations, options, sources);
+    let_go_of_texts(out.planned.plan);
+    Record after = record_after(std::move(out.planned.plan.images_after),
+                                std::move(out.planned.plan.texts_after), state, applied,
+                                generations, options, sources);
+    // What the record took of each file written is not read again.
+    applied.images = {};
+    applied.texts = {};
     out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
     after.memo = next_memo(boot, partitions, out, state, applied, after);
     // A run that changed nothing writes nothing, the record included, unless
@@ -674,6 +705,7 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     plan_options.keep_debug_sections = options.keep_debug_sections;
     plan_options.lanzaboote = options.lanzaboote;
     plan_options.rebuild = options.rebuild;
+    plan_options.notes = reporter.at_least(Verbosity::debug);
     if (options.ucode) {
       plan_options.ucode =
           HostFile{*options.ucode,

@@ -1,6 +1,11 @@
 #include "xbb/digest.hpp"
 
-#include <openssl/evp.h>
+// SHA256_Init and the rest are deprecated (EVP is OpenSSL 3's way), but
+// used: EVP's first digest initialises providers, reads openssl.cnf and so
+// on, which keeps 1.7 MiB more of libcrypto resident, for the same
+// compression function.
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <xxhash.h>
 
 #include "hex.hpp"
@@ -11,54 +16,47 @@ namespace xbb {
 
 namespace {
 
-// libcrypto's digest functions, loaded by the first Sha256: a run that
+// libcrypto's SHA-256 functions, loaded by the first Sha256: a run that
 // hashes nothing never loads OpenSSL. XBB_LIBCRYPTO is its path (CMakeLists.txt).
-struct Evp {
-  decltype(&::EVP_MD_CTX_new) md_ctx_new;
-  decltype(&::EVP_MD_CTX_free) md_ctx_free;
-  decltype(&::EVP_sha256) sha256;
-  decltype(&::EVP_DigestInit_ex) digest_init;
-  decltype(&::EVP_DigestUpdate) digest_update;
-  decltype(&::EVP_DigestFinal_ex) digest_final;
+struct Sha256Functions {
+  decltype(&::SHA256_Init) init;
+  decltype(&::SHA256_Update) update;
+  decltype(&::SHA256_Final) final;
 };
 
-const Evp& evp() {
-  static const Evp functions = [] {
+const Sha256Functions& sha256_functions() {
+  static const Sha256Functions functions = [] {
     const SharedLibrary library("libcrypto", XBB_LIBCRYPTO);
-    return Evp{XBB_LIBRARY_FUNCTION(library, EVP_MD_CTX_new),
-               XBB_LIBRARY_FUNCTION(library, EVP_MD_CTX_free),
-               XBB_LIBRARY_FUNCTION(library, EVP_sha256),
-               XBB_LIBRARY_FUNCTION(library, EVP_DigestInit_ex),
-               XBB_LIBRARY_FUNCTION(library, EVP_DigestUpdate),
-               XBB_LIBRARY_FUNCTION(library, EVP_DigestFinal_ex)};
+    return Sha256Functions{XBB_LIBRARY_FUNCTION(library, SHA256_Init),
+                           XBB_LIBRARY_FUNCTION(library, SHA256_Update),
+                           XBB_LIBRARY_FUNCTION(library, SHA256_Final)};
   }();
   return functions;
 }
 
 }  // namespace
 
-void Sha256::Free::operator()(EVP_MD_CTX* context) const { evp().md_ctx_free(context); }
+void Sha256::Free::operator()(SHA256state_st* context) const { delete context; }
 
-Sha256::Sha256() : context_(evp().md_ctx_new()) {
-  if (!context_ || evp().digest_init(context_.get(), evp().sha256(), nullptr) != 1) {
+Sha256::Sha256() : context_(new SHA256_CTX) {
+  if (sha256_functions().init(context_.get()) != 1) {
     throw Error("SHA-256: cannot initialise libcrypto's digest");
   }
 }
 
 Sha256& Sha256::update(std::string_view bytes) {
-  if (evp().digest_update(context_.get(), bytes.data(), bytes.size()) != 1) {
+  if (sha256_functions().update(context_.get(), bytes.data(), bytes.size()) != 1) {
     throw Error("SHA-256: digest update failed");
   }
   return *this;
 }
 
 std::string Sha256::hex() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (evp().digest_final(context_.get(), digest, &size) != 1) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  if (sha256_functions().final(digest, context_.get()) != 1) {
     throw Error("SHA-256: digest final failed");
   }
-  return hex_bytes(digest, size);
+  return hex_bytes(digest, sizeof digest);
 }
 
 std::string sha256_hex(std::string_view bytes) { return Sha256().update(bytes).hex(); }

@@ -32,8 +32,9 @@ using posix::error_text;
 
 constexpr std::size_t max_component_length = 255;
 constexpr int folder_flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-// What EspFile::read_back reads at a time.
-constexpr std::uint64_t read_chunk_bytes = 1 << 20;
+// What EspFile::read_back reads at a time (held while a run holds its
+// xen.efi: more would only add to its peak memory).
+constexpr std::uint64_t read_chunk_bytes = 1 << 18;
 
 // The path in double quotes, with anything unprintable as \xNN, so that the
 // error message stays one readable line whatever the path holds.

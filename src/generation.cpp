@@ -93,6 +93,14 @@ Bootspec read_bootspec(const fs::path& root, const std::string& toplevel) {
                         file.string());
 }
 
+// A source entry's specialisations have source entries of their own: its
+// generation keeps none of their bootspecs (in a bootspec with one, about
+// half of what it holds).
+void drop_specialisations(Bootspec& spec) {
+  spec.specialisations = decltype(spec.specialisations){};
+  spec.broken_specialisations = decltype(spec.broken_specialisations){};
+}
+
 // The known bootspec when its file is still there with the stamp recorded.
 const KnownBootspec* still_known(const KnownBootspecs& known, const std::string& toplevel) {
   auto found = known.find(toplevel);
@@ -102,20 +110,27 @@ const KnownBootspec* still_known(const KnownBootspecs& known, const std::string&
   return posix::stamp_of(st) == found->second.stamp ? &found->second : nullptr;
 }
 
+// What a generation learnt of its bootspec, held by pointer (see Generation::known).
+std::shared_ptr<const std::pair<std::string, KnownBootspec>> known_bootspec(
+    const std::string& toplevel, KnownBootspec known) {
+  return std::make_shared<const std::pair<std::string, KnownBootspec>>(toplevel, std::move(known));
+}
+
 void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel,
                    const KnownBootspecs& known) {
   if (const KnownBootspec* kept = still_known(known, toplevel)) {
-    generation.bootspec = kept->spec;
-    if (kept->spec.xen) generation.xen_efi.path = kept->xen_efi;
+    generation.bootspec = *kept->spec;
+    drop_specialisations(*generation.bootspec);
+    if (kept->spec->xen) generation.xen_efi.path = kept->xen_efi;
     generation.kernel_file.path = kept->kernel;
     if (kept->initrd) generation.initrd_file = HostFile{*kept->initrd, {}, {}};
-    generation.known.emplace(toplevel, KnownBootspec{kept->file,
-                                                     kept->stamp,
-                                                     kept->document,
-                                                     {},
-                                                     kept->xen_efi,
-                                                     kept->kernel,
-                                                     kept->initrd});
+    generation.known = known_bootspec(toplevel, KnownBootspec{kept->file,
+                                                              kept->stamp,
+                                                              kept->document,
+                                                              {},
+                                                              kept->xen_efi,
+                                                              kept->kernel,
+                                                              kept->initrd});
     return;
   }
   try {
@@ -126,16 +141,17 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
         posix::read_all(fd.get(), file.string(), limits::kBootspecBytes, "bootspec"),
         file.string());
     generation.bootspec = std::move(read.spec);
+    drop_specialisations(*generation.bootspec);
     resolve_files(generation, root);
     std::optional<std::string> initrd;
-    if (generation.initrd_file) initrd = generation.initrd_file->path.string();
-    generation.known.emplace(
+    if (generation.initrd_file) initrd = generation.initrd_file->path;
+    generation.known = known_bootspec(
         toplevel, KnownBootspec{file.string(),
                                 stamp,
                                 std::make_shared<const std::string>(std::move(read.document)),
                                 {},
-                                generation.xen_efi.path.string(),
-                                generation.kernel_file.path.string(),
+                                generation.xen_efi.path,
+                                generation.kernel_file.path,
                                 initrd});
   } catch (const Error& e) {
     generation.bootspec.reset();

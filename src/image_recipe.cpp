@@ -69,7 +69,7 @@ class SectionInputs {
       deliver(pe::bytes_of(*text));
       return;
     }
-    const std::string shown = std::get<HostFile>(input.source->content).path.string();
+    const std::string shown = std::get<HostFile>(input.source->content).path;
     const std::string changed = "changed size while being read (it had " +
                                 std::to_string(input.size) + " bytes when opened)";
     std::vector<std::uint8_t> buffer(
@@ -118,7 +118,7 @@ PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
     try {
       source.image = pe::parse(pe::bytes_of(source.bytes));
     } catch (const Error& e) {
-      throw e.within(file.path.string());
+      throw e.within(file.path);
     }
     source_ = std::move(source);
   }
@@ -133,7 +133,7 @@ std::uint64_t PeImageMaker::size(const ImageRecipe& recipe) {
   try {
     return pe::output_size(source.image, source.bytes.size(), sections, options_of(recipe));
   } catch (const Error& e) {
-    throw e.within(recipe.xen_efi.path.string());
+    throw e.within(recipe.xen_efi.path);
   }
 }
 

@@ -1114,9 +1114,10 @@ class ChecksumSum {
   std::uint64_t length_ = 0;
 };
 
-// The largest piece the writer copies to apply patches, and the size of its
+// The largest piece the writer copies to apply patches (held with the whole
+// xen.efi: more would only add to a run's peak memory), and the size of its
 // zero block.
-constexpr std::size_t kWindowBytes = 1 << 20;
+constexpr std::size_t kWindowBytes = 1 << 18;
 constexpr std::size_t kZeroBlockBytes = 64 * 1024;
 
 // Passes the output to a sink in order and sums it for the CheckSum: input

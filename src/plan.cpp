@@ -16,7 +16,7 @@ void add(Sha256& hash, const HostFile& file) {
     add(hash, file.digest);
     return;
   }
-  add(hash, file.path.string());
+  add(hash, file.path);
   add(hash, std::to_string(file.stamp.size));
   add(hash, std::to_string(file.stamp.mtime_ns));
 }

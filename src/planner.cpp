@@ -104,7 +104,7 @@ std::optional<std::string> layout_problem(const Generation& generation,
                                           const layout::Choice& choice) {
   if (!layout::policy(choice.kind).shares_image) return std::nullopt;
   if (generation.xen_has_config) {
-    return generation.xen_efi.path.string() +
+    return generation.xen_efi.path +
            ": carries a .config section, which Xen would use instead of the entry's -cfg= "
            "file; the shared layout needs a xen.efi without one";
   }
@@ -182,6 +182,8 @@ struct SourceMenu {
 
 SourceMenu source_menu(const std::vector<Generation>& generations) {
   SourceMenu menu;
+  menu.entries.reserve(generations.size());
+  menu.generations.reserve(generations.size());
   for (const auto& generation : generations) {
     auto name = parse_entry_name(file_name(generation.source));
     if (!name) name = EntryName{label(generation), generation.counter};
@@ -252,9 +254,8 @@ RetargetFn retarget_to(const SourceMenu& sources, const std::vector<MenuEntry>& 
 // The Xen version that names each xen.efi's shared image: the version a v2
 // bootspec gives for it (a v1 bootspec gives none), the same for every
 // generation that uses that xen.efi, so that it gets one image.
-std::map<std::filesystem::path, std::string> xen_versions(
-    const std::vector<Generation>& generations) {
-  std::map<std::filesystem::path, std::string> versions;
+std::map<std::string, std::string> xen_versions(const std::vector<Generation>& generations) {
+  std::map<std::string, std::string> versions;
   for (const auto& generation : generations) {
     if (!generation.bootspec || !generation.bootspec->xen || !generation.bootspec->xen->version)
       continue;
@@ -310,10 +311,10 @@ struct PlanBuilder {
   void skip(const Generation& generation, const std::optional<std::string>& stem,
             const std::string& why);
   Target target_for(const Generation& generation, const std::string& stem,
-                    const std::map<std::filesystem::path, std::string>& versions);
+                    const std::map<std::string, std::string>& versions);
   void add_to_menu(const std::string& path, const LoaderEntry& entry);
-  void plan_image(const Target& target, std::vector<std::string>& replaced_by_hand);
-  void write_text(std::vector<FileWrite>& files, const std::string& path, const std::string& text,
+  void plan_image(Target& target, std::vector<std::string>& replaced_by_hand);
+  void write_text(std::vector<FileWrite>& files, const std::string& path, std::string text,
                   const std::map<std::string, ExistingFile>& existing_files,
                   std::vector<std::string>& replaced_by_hand);
   void mark_installed();
@@ -368,6 +369,8 @@ void PlanBuilder::skip(const Generation& generation, const std::optional<std::st
 // skipped (its existing Xen entry is kept) with the reason.
 void PlanBuilder::choose_targets() {
   const auto versions = xen_versions(generations);
+  out.generations.reserve(generations.size());
+  targets.reserve(generations.size());
   for (const auto& generation : generations) {
     GenerationOutcome& outcome = out.generations.emplace_back();
     outcome.label = label(generation);
@@ -389,7 +392,8 @@ void PlanBuilder::choose_targets() {
     const Bootspec& spec = *generation.bootspec;
     if (!spec.xen) {
       outcome.reason = "its bootspec has no Xen extension";
-      out.notes.push_back(label(generation) + ": " + outcome.reason + ", no Xen entry");
+      if (options.notes)
+        out.notes.push_back(label(generation) + ": " + outcome.reason + ", no Xen entry");
       continue;
     }
     if (spec.devicetree || generation.entry.devicetree) {
@@ -398,10 +402,11 @@ void PlanBuilder::choose_targets() {
     }
     try {
       Target target = target_for(generation, *stem, versions);
-      out.notes.push_back(
-          label(generation) + ": Xen (bootspec v" + std::to_string(spec.xen->schema) + ") " +
-          spec.xen->efi_path + " -> " + target.entry_path + ", " + target.files.image + " (" +
-          layout::kind_name(target.layout.kind) + ": " + target.layout.reason + ")");
+      if (options.notes)
+        out.notes.push_back(
+            label(generation) + ": Xen (bootspec v" + std::to_string(spec.xen->schema) + ") " +
+            spec.xen->efi_path + " -> " + target.entry_path + ", " + target.files.image + " (" +
+            layout::kind_name(target.layout.kind) + ": " + target.layout.reason + ")");
       outcome.status = GenerationOutcome::Status::xen_entry;
       outcome.layout = layout::kind_name(target.layout.kind);
       outcome.layout_reason = target.layout.reason;
@@ -419,7 +424,7 @@ void PlanBuilder::choose_targets() {
 // why it cannot have one (its xen.efi cannot serve the layout, its
 // configuration would not boot).
 Target PlanBuilder::target_for(const Generation& generation, const std::string& stem,
-                               const std::map<std::filesystem::path, std::string>& versions) {
+                               const std::map<std::string, std::string>& versions) {
   Target target;
   target.generation = &generation;
   target.stem = stem;
@@ -459,14 +464,9 @@ void PlanBuilder::add_to_menu(const std::string& path, const LoaderEntry& entry)
 // already: nothing to write for their entry and files.
 void PlanBuilder::plan_writes() {
   std::vector<std::string> replaced_by_hand;
-  for (const auto& target : targets) {
-    if (!keep_paths.count(target.files.image)) plan_image(target, replaced_by_hand);
-    if (target.files.config)
-      write_text(out.plan.images, *target.files.config, target.config_text, state.xen_images,
-                 replaced_by_hand);
-    write_text(out.plan.entries, target.entry_path, target.entry_text, state.xen_entries,
-               replaced_by_hand);
-    add_to_menu(target.entry_path, target.entry);
+  xen_menu.reserve(targets.size());
+  xen_stems.reserve(targets.size());
+  for (auto& target : targets) {
     auto old = existing_for(target.stem);
     if (!old) {
       out.plan.changes.push_back({'+', target.stem, ""});
@@ -474,6 +474,15 @@ void PlanBuilder::plan_writes() {
       std::string detail = changed_fields(target, *old, state, out.notes);
       if (!detail.empty()) out.plan.changes.push_back({'~', target.stem, detail});
     }
+    if (!keep_paths.count(target.files.image)) plan_image(target, replaced_by_hand);
+    // The target's texts are not read again: moved into the plan.
+    if (target.files.config)
+      write_text(out.plan.images, *target.files.config, std::move(target.config_text),
+                 state.xen_images, replaced_by_hand);
+    write_text(out.plan.entries, target.entry_path, std::move(target.entry_text), state.xen_entries,
+               replaced_by_hand);
+    add_to_menu(target.entry_path, target.entry);
+    target.entry = LoaderEntry{};  // in the menu now; not read again
   }
   if (!replaced_by_hand.empty()) {
     out.warnings.push_back("replacing " + std::to_string(replaced_by_hand.size()) +
@@ -485,11 +494,15 @@ void PlanBuilder::plan_writes() {
 
 // A target's image, after the run and, unless the record vouches for the one
 // there, to write (with the digest of the one it replaces).
-void PlanBuilder::plan_image(const Target& target, std::vector<std::string>& replaced_by_hand) {
+void PlanBuilder::plan_image(Target& target, std::vector<std::string>& replaced_by_hand) {
   const std::string& image = target.files.image;
   ImageRecipe recipe = recipe_for(target, options);
   const std::string id = recipe_id(recipe);
-  out.plan.images_after[image] = {id, policy_of(target).embeds_config ? target.config_text : ""};
+  // The configuration the image embeds: moved, unless a file holds it too.
+  std::string config;
+  if (policy_of(target).embeds_config)
+    config = target.files.config ? target.config_text : std::move(target.config_text);
+  out.plan.images_after[image] = {id, std::move(config)};
   const ExistingFile* old = find_file(state.xen_images, image);
   if (options.rebuild || !old || old->recipe != id) {
     note_replaced(image, old, replaced_by_hand);
@@ -500,15 +513,16 @@ void PlanBuilder::plan_image(const Target& target, std::vector<std::string>& rep
 }
 
 void PlanBuilder::write_text(std::vector<FileWrite>& files, const std::string& path,
-                             const std::string& text,
+                             std::string text,
                              const std::map<std::string, ExistingFile>& existing_files,
                              std::vector<std::string>& replaced_by_hand) {
   keep_paths.insert(path);
-  out.plan.texts_after[path] = text;
   const ExistingFile* old = find_file(existing_files, path);
-  if (old && old->stamp && old->text == text) return;
-  note_replaced(path, old, replaced_by_hand);
-  files.push_back({path, text, std::nullopt});
+  if (!old || !old->stamp || old->text != text) {
+    note_replaced(path, old, replaced_by_hand);
+    files.push_back({path, text, std::nullopt});
+  }
+  out.plan.texts_after[path] = std::move(text);
 }
 
 void PlanBuilder::mark_installed() {
@@ -614,6 +628,10 @@ Planned make_plan(const std::vector<Generation>& generations, const EspState& st
   builder.plan_writes();
   builder.collect_garbage();
   builder.retarget_default();
+  // Held until the plan is applied: no room for more writes.
+  builder.out.plan.images.shrink_to_fit();
+  builder.out.plan.entries.shrink_to_fit();
+  if (!options.notes) builder.out.notes = std::vector<std::string>{};
   return std::move(builder.out);
 }
 

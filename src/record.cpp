@@ -243,10 +243,11 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
       if (known.contains("initrd")) initrd = known.at("initrd").get<std::string>();
       record.bootspecs.emplace_hint(
           record.bootspecs.end(), toplevel,
-          KnownBootspec{
-              file, stamp_from(known), std::make_shared<const std::string>(document.dump()),
-              bootspec_from_document(document, file), known.at("xen_efi").get<std::string>(),
-              known.at("kernel").get<std::string>(), initrd});
+          KnownBootspec{file, stamp_from(known),
+                        std::make_shared<const std::string>(document.dump()),
+                        std::make_shared<const Bootspec>(bootspec_from_document(document, file)),
+                        known.at("xen_efi").get<std::string>(),
+                        known.at("kernel").get<std::string>(), initrd});
     }
     return record;
   } catch (const Json::exception&) {

@@ -8,8 +8,8 @@
 
 #include "xbb/byte_sink.hpp"
 
-struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX
-struct XXH3_state_s;   // xxHash's XXH3_state_t
+struct SHA256state_st;  // OpenSSL's SHA256_CTX
+struct XXH3_state_s;    // xxHash's XXH3_state_t
 
 namespace xbb {
 
@@ -26,10 +26,10 @@ class Sha256 {
 
  private:
   struct Free {
-    void operator()(evp_md_ctx_st* context) const;
+    void operator()(SHA256state_st* context) const;
   };
   // Owned from the start: freed also when the constructor throws.
-  std::unique_ptr<evp_md_ctx_st, Free> context_;
+  std::unique_ptr<SHA256state_st, Free> context_;
 };
 
 // The SHA-256 of the bytes streamed into it, and their count: the digest of

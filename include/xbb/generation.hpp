@@ -27,8 +27,9 @@ struct KnownBootspec {
   // As kept (see bootspec_document.hpp); shared by the copies a run makes.
   std::shared_ptr<const std::string> document;
   // Read from `document`; only in the record read (a generation has it as
-  // its bootspec).
-  Bootspec spec;
+  // its bootspec, and holds none here: a pointer takes a fraction of a
+  // Bootspec's room in each).
+  std::shared_ptr<const Bootspec> spec;
   // The host files the bootspec names, resolved under --root ("" when none;
   // strings, which take a fraction of a path's memory).
   std::string xen_efi;
@@ -71,8 +72,9 @@ struct Generation {
   std::optional<Bootspec> bootspec;  // absent when it could not be read
   std::string problem;               // why bootspec is absent
   // The toplevel and what was learnt of its bootspec (from the record or
-  // read), for the next run; absent for a profile link.
-  std::optional<std::pair<std::string, KnownBootspec>> known;
+  // read), for the next run; absent for a profile link. Set once, never
+  // changed: held by pointer, a fraction of its size in each generation.
+  std::shared_ptr<const std::pair<std::string, KnownBootspec>> known;
 };
 
 // Where generations come from.

@@ -22,7 +22,9 @@ struct FileStamp {
 // A file of the host (a store path under --root) and its stamp when the run
 // checked it.
 struct HostFile {
-  std::filesystem::path path;
+  // A string, not a std::filesystem::path: a run holds several per
+  // generation, and a path keeps each of its components besides.
+  std::string path;
   FileStamp stamp;
   // The SHA-256 of its content, for a file made during the run (an initrd
   // with its secrets appended): its identity in a recipe, in place of its

@@ -21,6 +21,9 @@ struct PlanOptions {
   bool lanzaboote = false;
   // --rebuild: every image is written again, whatever the ESP holds.
   bool rebuild = false;
+  // Planned::notes are made (only a run at the debug verbosity says them);
+  // false leaves them empty.
+  bool notes = true;
 };
 
 // What a run makes of one generation: what `list` shows.

@@ -155,6 +155,35 @@ TEST_F(Discovery, ReadsProfilesAndTheirSpecialisations) {
   EXPECT_EQ(generations[2].entry.title, "NixOS [lab]");
 }
 
+// A source entry's specialisations have entries of their own: its
+// generation holds none of their bootspecs (read or from the record).
+TEST_F(Discovery, AnEntrysGenerationKeepsNoSpecialisations) {
+  std::string parent = boot_json("/nix/store/aaaa-system-1", true);
+  parent.pop_back();
+  parent += R"(,"org.nixos.specialisation.v1":{"debug":)" +
+            boot_json("/nix/store/eeee-system-debug", true) + R"(,"broken":{}}})";
+  write("nix/store/aaaa-system-1/boot.json", parent);
+  write("boot/loader/entries/nixos-generation-1.conf",
+        "title NixOS\nlinux /EFI/nixos/k.efi\noptions init=/nix/store/aaaa-system-1/init\n");
+  Esp esp(root_ / "boot");
+  const auto read = generations_from_entries(esp, root_);
+  ASSERT_EQ(read.size(), 1u);
+  ASSERT_TRUE(read[0].bootspec) << read[0].problem;
+  EXPECT_EQ(read[0].bootspec->toplevel, "/nix/store/aaaa-system-1");
+  EXPECT_TRUE(read[0].bootspec->specialisations.empty());
+  EXPECT_TRUE(read[0].bootspec->broken_specialisations.empty());
+  ASSERT_TRUE(read[0].known);
+  KnownBootspecs recorded{*read[0].known};
+  recorded.begin()->second.spec =
+      std::make_shared<const Bootspec>(parse_bootspec(parent, recorded.begin()->second.file));
+  ASSERT_EQ(recorded.begin()->second.spec->specialisations.size(), 1u);
+  const auto again = generations_from_entries(esp, root_, recorded);
+  ASSERT_EQ(again.size(), 1u);
+  ASSERT_TRUE(again[0].bootspec) << again[0].problem;
+  EXPECT_TRUE(again[0].bootspec->specialisations.empty());
+  EXPECT_TRUE(again[0].bootspec->broken_specialisations.empty());
+}
+
 // Every way an entry can fail to name its generation costs only that entry.
 TEST_F(Discovery, ExplainsEntriesThatNameNoUsableGeneration) {
   write("nix/store/aaaa-system-1/boot.json", boot_json("/nix/store/aaaa-system-1", true));

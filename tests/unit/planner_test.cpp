@@ -151,6 +151,42 @@ TEST(Planner, WritesEntryAndUnifiedImageForAXenGeneration) {
   EXPECT_TRUE(result.warnings.empty());
 }
 
+// What a plan writes and says, but its notes, as one comparable text.
+std::string plan_text(const Planned& planned) {
+  std::string text;
+  for (const auto* files : {&planned.plan.images, &planned.plan.entries}) {
+    for (const auto& file : *files) {
+      const auto* content = std::get_if<std::string>(&file.content);
+      text +=
+          file.path + "\n" + (content ? *content : recipe_id(std::get<ImageRecipe>(file.content)));
+    }
+  }
+  for (const auto& [path, content] : planned.plan.texts_after) text += path + "\n" + content;
+  for (const auto& [path, origin] : planned.plan.images_after)
+    text += path + "\n" + origin.recipe + origin.config;
+  for (const auto& change : planned.plan.changes) text += change.kind + change.name + change.detail;
+  for (const auto& path : planned.plan.removals) text += path + "\n";
+  for (const auto& warning : planned.warnings) text += warning + "\n";
+  for (const auto& outcome : planned.generations)
+    text += outcome.label + outcome.reason + outcome.entry.value_or("") + outcome.layout;
+  return text + planned.plan.loader_conf.value_or("") + planned.default_failure.value_or("");
+}
+
+TEST(Planner, PlansTheSameWithoutNotes) {
+  EspState state = esp("default nixos-generation-2.conf\n");
+  state.xen_entries["loader/entries/xen-generation-1.conf"] = ours("title old\n");
+  const std::vector<Generation> gens = {generation("generation-1", 1, false),
+                                        generation("generation-2", 2), broken("generation-3", 3)};
+  PlanOptions options = options_for(layout::Kind::shared);
+  const Planned with_notes = make_plan(gens, state, options);
+  options.notes = false;
+  const Planned without = make_plan(gens, state, options);
+  EXPECT_FALSE(with_notes.notes.empty());
+  EXPECT_TRUE(without.notes.empty());
+  EXPECT_EQ(plan_text(without), plan_text(with_notes));
+  EXPECT_FALSE(with_notes.plan.entries.empty());
+}
+
 TEST(Planner, OmitsAbsentMachineIdAndSortKey) {
   auto g = generation("generation-1", 1);
   g.entry.machine_id.reset();

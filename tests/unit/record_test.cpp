@@ -45,7 +45,7 @@ Record sample() {
       "/mnt/nix/store/t-nixos-system/boot.json",
       {1358, 4},
       std::make_shared<const std::string>(read.document),
-      read.spec,
+      std::make_shared<const Bootspec>(read.spec),
       "/mnt/nix/store/x-xen/boot/xen.efi",
       "/mnt/nix/store/k-linux/bzImage",
       std::nullopt};
@@ -78,7 +78,7 @@ TEST(Record, KeepsABootspecWithoutItsSpecialisationsAndReadsItBackAsParsed) {
   ASSERT_EQ(parsed.broken_specialisations.size(), 1u) << "the parent reads despite a broken one";
   const std::optional<Record> back = parse_record(render_record(sample()));
   ASSERT_TRUE(back);
-  const Bootspec& kept = back->bootspecs.at("/nix/store/t-nixos-system").spec;
+  const Bootspec& kept = *back->bootspecs.at("/nix/store/t-nixos-system").spec;
   EXPECT_EQ(kept.toplevel, parsed.toplevel);
   EXPECT_EQ(kept.kernel_params, parsed.kernel_params);
   ASSERT_TRUE(kept.xen);
