@@ -146,11 +146,13 @@ std::vector<std::string> PeImageMaker::write(const ImageRecipe& recipe, FileSink
   return output.warnings();
 }
 
-void PeImageMaker::stream(const ImageRecipe& recipe, ByteSink& sink) {
+std::vector<std::string> PeImageMaker::stream(const ImageRecipe& recipe, ByteSink& sink) {
   Source& source = xen_efi(recipe.xen_efi);
   const SectionInputs inputs(recipe);
-  output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe)
-      .stream(inputs.contents(), sink, &source.sums);
+  const pe::Output output =
+      output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe);
+  output.stream(inputs.contents(), sink, &source.sums);
+  return output.warnings();
 }
 
 }  // namespace xbb

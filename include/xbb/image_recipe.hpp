@@ -28,9 +28,10 @@ class ImageMaker {
   // apply_plan a read-back: see RecordHash) and returns what the maker had to say about it (e.g. a
   // dropped Authenticode signature).
   virtual std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) = 0;
-  // Streams the image's bytes strictly in order into `sink`: for a digest,
-  // nothing written and nothing held.
-  virtual void stream(const ImageRecipe& recipe, ByteSink& sink) = 0;
+  // Streams the image's bytes strictly in order into `sink` (for a digest,
+  // nothing written and nothing held; or for a file whose digests are taken
+  // as it is written) and returns what write() would say.
+  virtual std::vector<std::string> stream(const ImageRecipe& recipe, ByteSink& sink) = 0;
 };
 
 // The program's maker, with pe::Output. It reads the recipe's xen.efi whole
@@ -46,7 +47,7 @@ class PeImageMaker : public ImageMaker {
 
   std::uint64_t size(const ImageRecipe& recipe) override;
   std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) override;
-  void stream(const ImageRecipe& recipe, ByteSink& sink) override;
+  std::vector<std::string> stream(const ImageRecipe& recipe, ByteSink& sink) override;
 
  private:
   struct Source {
