@@ -175,7 +175,8 @@ class DigestedFile : public ByteSink {
 // Writes an image by streaming it into the temporary and through RecordHash
 // at once: the CheckSum, written last, is the one field the hash takes again,
 // so the file is not read back (it is when a maker writes other bytes again).
-// A shared image's SHA-256, which its name holds, is of its final bytes: it
+// A shared image's SHA-256, which its name holds, is of its final bytes: the
+// maker's when it knows it already (ImageMaker::known_sha256), else the image
 // is streamed in order (its CheckSum summed first, see ImageMaker::stream)
 // through both digests as it is written, so that nothing is read back. A
 // signed image is written so into a first temporary, signed from it into a
@@ -193,7 +194,9 @@ WrittenImage write_image(Esp& esp, const std::string& path, const ImageRecipe& r
     file.read_back(hash);
     return hash.hex();
   };
-  if (recipe.signer.empty() && shared) {
+  std::optional<std::string> known;
+  if (recipe.signer.empty() && shared) known = maker.known_sha256(recipe);
+  if (recipe.signer.empty() && shared && !known) {
     written.stamp = esp.write_atomic(path, [&](EspFile& file) {
       RecordHash hash;
       Sha256Sink sha256;
@@ -212,6 +215,7 @@ WrittenImage write_image(Esp& esp, const std::string& path, const ImageRecipe& r
       make(hashed);
       written.digest = hashed.complete() ? hash.hex() : read_back(file, RecordHash());
     });
+    if (known) written.sha256 = std::move(*known);
     return written;
   }
   const auto sign = [&](EspFile& input, EspFile& output) {

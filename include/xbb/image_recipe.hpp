@@ -2,8 +2,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "xbb/byte_sink.hpp"
@@ -32,6 +35,27 @@ class ImageMaker {
   // nothing written and nothing held; or for a file whose digests are taken
   // as it is written) and returns what write() would say.
   virtual std::vector<std::string> stream(const ImageRecipe& recipe, ByteSink& sink) = 0;
+  // The SHA-256 (hex) of the image the recipe makes, when known without
+  // making it (see SharedDigests); nullopt otherwise.
+  virtual std::optional<std::string> known_sha256(const ImageRecipe&) { return std::nullopt; }
+};
+
+// The SHA-256 of the copy the shared layout makes of a xen.efi (no section
+// added, unsigned; see layout::may_share), kept by the run that checked the
+// xen.efi and computed it from the bytes it read, for the maker that makes
+// that copy from the bytes it reads again: the same bytes (the same size and
+// XXH3-128, change detection as the record's) make the same image, whose
+// digest is then not computed a second time.
+class SharedDigests {
+ public:
+  void keep(const std::filesystem::path& xen_efi, std::string_view bytes, bool drop_debug,
+            std::string sha256);
+  std::optional<std::string> find(const std::filesystem::path& xen_efi, std::string_view bytes,
+                                  bool drop_debug) const;
+
+ private:
+  // xen.efi path, size and XXH3-128 of its bytes, drop_debug -> SHA-256.
+  std::map<std::tuple<std::string, std::size_t, std::string, bool>, std::string> digests_;
 };
 
 // The program's maker, with pe::Output. It reads the recipe's xen.efi whole
@@ -45,9 +69,15 @@ class PeImageMaker : public ImageMaker {
  public:
   static constexpr std::size_t kChunkBytes = 1 << 20;
 
+  // `shared`: the digests known before (known_sha256), or none.
+  explicit PeImageMaker(const SharedDigests* shared = nullptr) : shared_(shared) {}
+
   std::uint64_t size(const ImageRecipe& recipe) override;
   std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) override;
   std::vector<std::string> stream(const ImageRecipe& recipe, ByteSink& sink) override;
+  // The one `shared` keeps for an unsigned recipe without new sections whose
+  // xen.efi reads as it did then.
+  std::optional<std::string> known_sha256(const ImageRecipe& recipe) override;
 
  private:
   struct Source {
@@ -58,6 +88,7 @@ class PeImageMaker : public ImageMaker {
   };
   Source& xen_efi(const HostFile& file);
 
+  const SharedDigests* shared_;
   std::optional<Source> source_;
 };
 

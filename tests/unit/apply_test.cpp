@@ -82,9 +82,11 @@ class ConcatenatingMaker : public xbb::ImageMaker {
     if (warn) return {"Authenticode signature dropped"};
     return {};
   }
+  std::optional<std::string> known_sha256(const ImageRecipe&) override { return known; }
   int made = 0;
   int written = 0;  // images made by write(), which patches bytes already written
   bool warn = false;
+  std::optional<std::string> known;  // what known_sha256 says
 };
 
 // A stand-in signer: the signed file is "signed by fake\n" and the input,
@@ -767,6 +769,27 @@ TEST_F(ApplyTest, ASharedImageIsStreamedThroughItsDigestsNotReadBack) {
   EXPECT_EQ(written.sha256, xbb::sha256_hex(bytes));
   EXPECT_EQ(written.stamp.size, bytes.size());
   EXPECT_EQ(report.warnings, std::vector<std::string>{shared + ": Authenticode signature dropped"});
+}
+
+// Issue 18: a shared image whose SHA-256 the maker knows already (computed
+// once, when its xen.efi was checked) gets that digest: the image is made
+// once (write(), its record hash taken as it is written) and not hashed
+// again.
+TEST_F(ApplyTest, ASharedImageGetsTheDigestItsMakerKnows) {
+  const std::string shared = "EFI/xen/xen-4.17-3fa9c2d1.efi";
+  Plan plan;
+  plan.images.push_back({shared, ImageRecipe{{xen_efi(), {}, {}}, {}, true, ""}, std::nullopt});
+  Esp esp(root);
+  ConcatenatingMaker maker;
+  maker.known = "3fa9c2d1" + std::string(56, '0');
+
+  const ApplyReport report = xbb::apply_plan(esp, plan, maker);
+
+  EXPECT_EQ(maker.made, 1);
+  EXPECT_EQ(maker.written, 1);
+  const std::string bytes = read_file(root / shared);
+  EXPECT_EQ(report.images.at(shared).sha256, *maker.known);
+  EXPECT_EQ(report.images.at(shared).digest, xbb::record_hash(bytes));
 }
 
 std::string record_hash_streamed(const fs::path& file) {
