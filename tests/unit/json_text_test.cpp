@@ -215,5 +215,46 @@ TEST(JsonText, TheRecordsEntriesAreJsonTextOfTheirFields) {
             "\"bootspecs\": {}\n}\n");
 }
 
+// The memo is written by hand too, as json_text writes the JSON object of its
+// fields.
+TEST(JsonText, TheRecordsMemoIsJsonTextOfItsFields) {
+  using Map = nlohmann::json;  // keys sorted, as the memo's object was built
+  for (const bool full : {false, true}) {
+    Record record;
+    Memo memo;
+    memo.inputs = std::string(32, '1');
+    memo.images_seen = std::string(32, '2');
+    if (full) {
+      memo.host_files = {"/mnt/nix/store/t/boot.json", "/root/caf\xe9/\"xen\".efi"};
+      memo.esp_files = {"EFI/Linux/k.efi", "EFI/nixos/i\n.efi"};
+      memo.images = {{"EFI/xen/xen-generation-1.efi", 23},
+                     {"EFI/xen/x\t.efi", std::numeric_limits<std::uint64_t>::max()}};
+      memo.entries = std::numeric_limits<std::size_t>::max();
+      memo.built = 7;
+      memo.warnings = {"nixos-generation-2: skipped: no xen", "\x01\xff"};
+      memo.default_failure = "nixos-generation-\"2\"";
+    }
+    record.memo = memo;
+    Map images = Map::object();
+    for (const auto& [path, size] : memo.images) images[path] = size;
+    const Map oracle{
+        {"inputs", memo.inputs},
+        {"images_seen", memo.images_seen},
+        {"host_files", memo.host_files},
+        {"esp_files", memo.esp_files},
+        {"images", images},
+        {"entries", memo.entries},
+        {"built", memo.built},
+        {"warnings", memo.warnings},
+        {"default_failure", memo.default_failure ? Map(*memo.default_failure) : Map()}};
+    const std::string text = render_record(record);
+    std::string rest;
+    render_record_rest(record, [&rest](std::string_view piece) { rest.append(piece); });
+    const std::size_t start = text.find("\"memo\": ") + 8;
+    ASSERT_TRUE(text.ends_with(rest));
+    EXPECT_EQ(text.substr(start, text.size() - rest.size() - start), json_text(oracle));
+  }
+}
+
 }  // namespace
 }  // namespace xbb
