@@ -47,8 +47,8 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
   auto check_headers = [](std::string_view start, std::uint64_t size) {
     pe::check_prefix(pe::bytes_of(start), size);
   };
-  const std::string bytes = posix::read_host_file(path, limits::kXenImageBytes, "Xen image",
-                                                  pe::kHeaderPrefixSize, check_headers);
+  std::string bytes = posix::read_host_file(path, limits::kXenImageBytes, "Xen image",
+                                            pe::kHeaderPrefixSize, check_headers);
   const auto file = pe::bytes_of(bytes);
   const pe::Image image = pe::parse(file);
   pe::check_efi_application(image);
@@ -63,6 +63,7 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
   }
   reporter.debug("checked " + shown + ": PE32+ EFI application, " + std::to_string(bytes.size()) +
                  " bytes");
+  digests.keep_bytes(path, std::move(bytes));
   return source;
 }
 
@@ -329,7 +330,7 @@ struct Installer {
   const BuildOptions& options;
   const std::vector<Generation>& generations;
   const std::map<std::string, Record::Source>& sources;
-  const SharedDigests& shared_digests;  // of the shared images check_xen_images computed
+  SharedDigests& shared_digests;  // what check_xen_images learnt for the maker
   const PlanOptions& plan_options;
   const Signer* signer;
   Reporter& reporter;
@@ -481,6 +482,7 @@ struct Installer {
       out.removed = plan.removals;
       for (const auto& path : out.written) reporter.debug("would write (if changed) " + path);
       for (const auto& path : out.removed) reporter.debug("would remove " + path);
+      shared_digests.take_bytes({});
       if (partitions.separate()) out.add(clear_esp(partitions));
       return out;
     }
@@ -512,6 +514,7 @@ struct Installer {
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
     }
     maker.reset();
+    shared_digests.take_bytes({});  // unless the maker took them
     Record after = record_after(plan, state, applied, generations, options, sources);
     out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
     after.memo = next_memo(boot, partitions, out, state, applied, after);

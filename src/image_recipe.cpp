@@ -127,11 +127,28 @@ std::optional<std::string> SharedDigests::find(const std::filesystem::path& xen_
   return found->second;
 }
 
+void SharedDigests::keep_bytes(const std::filesystem::path& xen_efi, std::string bytes) {
+  bytes_.reset();
+  bytes_.emplace(xen_efi, std::move(bytes));
+}
+
+std::optional<std::string> SharedDigests::take_bytes(const std::filesystem::path& xen_efi) {
+  std::optional<std::string> taken;
+  if (bytes_ && bytes_->first == xen_efi) taken = std::move(bytes_->second);
+  bytes_.reset();
+  return taken;
+}
+
 PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
   if (!source_ || source_->path != file.path) {
     source_.reset();
-    Source source{
-        file.path, posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"), {}, {}};
+    std::optional<std::string> kept;
+    if (shared_) kept = shared_->take_bytes(file.path);
+    Source source{file.path,
+                  kept ? std::move(*kept)
+                       : posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"),
+                  {},
+                  {}};
     try {
       source.image = pe::parse(pe::bytes_of(source.bytes));
     } catch (const Error& e) {

@@ -40,22 +40,29 @@ class ImageMaker {
   virtual std::optional<std::string> known_sha256(const ImageRecipe&) { return std::nullopt; }
 };
 
-// The SHA-256 of the copy the shared layout makes of a xen.efi (no section
-// added, unsigned; see layout::may_share), kept by the run that checked the
-// xen.efi and computed it from the bytes it read, for the maker that makes
-// that copy from the bytes it reads again: the same bytes (the same size and
-// XXH3-128, change detection as the record's) make the same image, whose
-// digest is then not computed a second time.
+// What checking the xen.efi files (the builder's check_xen_images) learnt
+// that the maker can use. The SHA-256 of the copy the shared layout makes of
+// a xen.efi (no section added, unsigned; see layout::may_share), computed from
+// the bytes read then: the same bytes (the same size and XXH3-128, change
+// detection as the record's) make the same image, whose digest is then not
+// computed a second time. And the bytes of the last xen.efi checked, which
+// the maker takes instead of reading the file again (one is held at a time,
+// by one or the other).
 class SharedDigests {
  public:
   void keep(const std::filesystem::path& xen_efi, std::string_view bytes, bool drop_debug,
             std::string sha256);
   std::optional<std::string> find(const std::filesystem::path& xen_efi, std::string_view bytes,
                                   bool drop_debug) const;
+  // Keeps the bytes read of `xen_efi` (letting go of any kept before).
+  void keep_bytes(const std::filesystem::path& xen_efi, std::string bytes);
+  // The bytes kept, when of `xen_efi`; either way none are kept after.
+  std::optional<std::string> take_bytes(const std::filesystem::path& xen_efi);
 
  private:
   // xen.efi path, size and XXH3-128 of its bytes, drop_debug -> SHA-256.
   std::map<std::tuple<std::string, std::size_t, std::string, bool>, std::string> digests_;
+  std::optional<std::pair<std::filesystem::path, std::string>> bytes_;
 };
 
 // The program's maker, with pe::Output. It reads the recipe's xen.efi whole
@@ -69,8 +76,9 @@ class PeImageMaker : public ImageMaker {
  public:
   static constexpr std::size_t kChunkBytes = 1 << 20;
 
-  // `shared`: the digests known before (known_sha256), or none.
-  explicit PeImageMaker(const SharedDigests* shared = nullptr) : shared_(shared) {}
+  // `shared`: the digests known before (known_sha256) and the xen.efi read
+  // before, or none.
+  explicit PeImageMaker(SharedDigests* shared = nullptr) : shared_(shared) {}
 
   std::uint64_t size(const ImageRecipe& recipe) override;
   std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) override;
@@ -88,7 +96,7 @@ class PeImageMaker : public ImageMaker {
   };
   Source& xen_efi(const HostFile& file);
 
-  const SharedDigests* shared_;
+  SharedDigests* shared_;
   std::optional<Source> source_;
 };
 

@@ -209,3 +209,31 @@ TEST_F(PeImageMakerTest, KnowsTheSharedDigestKeptForTheSameBytesOnly) {
 }
 
 }  // namespace
+
+namespace {
+
+// Issue 18: the maker takes the bytes of the xen.efi the run checked (read
+// once) instead of reading the file again; once taken, or when the maker
+// needs another xen.efi, none are kept.
+TEST_F(PeImageMakerTest, TakesTheXenEfiReadWhenCheckedInsteadOfReadingItAgain) {
+  const fs::path xen_efi = dir / "xen.efi";
+  xbb::test::write_binary(xen_efi, xbb::test::read_binary(xbb::test::xen417_efi()));
+  const Bytes checked = xbb::test::read_binary(xbb::test::xen420_efi());
+  const std::string checked_text(checked.begin(), checked.end());
+  const ImageRecipe shared{{xen_efi, {}, {}}, {}, false, ""};
+
+  xbb::SharedDigests digests;
+  digests.keep_bytes(xen_efi, checked_text);
+  PeImageMaker knowing(&digests);
+  FileInMemory written;
+  knowing.write(shared, written);
+  EXPECT_TRUE(written.bytes == xbb::pe::add_sections(checked, {}, {false}).file)
+      << "made from the bytes kept, not from the file";
+  EXPECT_EQ(digests.take_bytes(xen_efi), std::nullopt) << "taken";
+
+  digests.keep_bytes(xen_efi, checked_text);
+  EXPECT_EQ(digests.take_bytes(dir / "other.efi"), std::nullopt);
+  EXPECT_EQ(digests.take_bytes(xen_efi), std::nullopt) << "let go for another xen.efi";
+}
+
+}  // namespace
