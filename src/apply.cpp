@@ -155,13 +155,32 @@ class HashedFile : public FileSink {
   RecordHash* hash_;
 };
 
+// The bytes of a file being written, passed on to its digests as well.
+class DigestedFile : public ByteSink {
+ public:
+  DigestedFile(ByteSink& file, RecordHash& hash, Sha256Sink& sha256)
+      : file_(file), hash_(hash), sha256_(sha256) {}
+  void write(std::span<const std::uint8_t> bytes) override {
+    file_.write(bytes);
+    hash_.write(bytes);
+    sha256_.write(bytes);
+  }
+
+ private:
+  ByteSink& file_;
+  RecordHash& hash_;
+  Sha256Sink& sha256_;
+};
+
 // Writes an image by streaming it into the temporary and through RecordHash
 // at once: the CheckSum, written last, is the one field the hash takes again,
 // so the file is not read back (it is when a maker writes other bytes again).
 // A shared image's SHA-256, which its name holds, is of its final bytes: the
-// temporary is read back for it (one image per Xen build). A signed image is
-// written so into a first temporary, signed from it into a second by a
-// program, read back for its hash, and renamed into place.
+// maker's when it knows it already (ImageMaker::known_sha256), else the image
+// is streamed in order (its CheckSum summed first, see ImageMaker::stream)
+// through both digests as it is written, so that nothing is read back. A
+// signed image is written so into a first temporary, signed from it into a
+// second by a program, read back for its hash, and renamed into place.
 WrittenImage write_image(Esp& esp, const std::string& path, const ImageRecipe& recipe,
                          ImageMaker& maker, const Signer* signer,
                          std::vector<std::string>& warnings) {
@@ -175,14 +194,28 @@ WrittenImage write_image(Esp& esp, const std::string& path, const ImageRecipe& r
     file.read_back(hash);
     return hash.hex();
   };
+  std::optional<std::string> known;
+  if (recipe.signer.empty() && shared) known = maker.known_sha256(recipe);
+  if (recipe.signer.empty() && shared && !known) {
+    written.stamp = esp.write_atomic(path, [&](EspFile& file) {
+      RecordHash hash;
+      Sha256Sink sha256;
+      DigestedFile digested(file, hash, sha256);
+      for (const std::string& warning : maker.stream(recipe, digested))
+        warnings.push_back(path + ": " + warning);
+      written.digest = hash.hex();
+      written.sha256 = sha256.hex();
+    });
+    return written;
+  }
   if (recipe.signer.empty()) {
     written.stamp = esp.write_atomic(path, [&](EspFile& file) {
       RecordHash hash;
       HashedFile hashed(file, hash);
       make(hashed);
       written.digest = hashed.complete() ? hash.hex() : read_back(file, RecordHash());
-      if (shared) written.sha256 = read_back(file, Sha256Sink());
     });
+    if (known) written.sha256 = std::move(*known);
     return written;
   }
   const auto sign = [&](EspFile& input, EspFile& output) {

@@ -228,6 +228,38 @@ Bootspec read_document(const Object& document, bool with_specialisations) {
   return spec;
 }
 
+// Appends `value` as nlohmann::json(value).dump() writes it (objects with
+// their keys sorted, on one line), without building that copy. Strings are
+// well-formed UTF-8: the parser refuses any other.
+void append_sorted(std::string& out, const Json& value) {
+  if (value.is_string()) {
+    append_json_text(out, value.get_ref<const std::string&>());
+  } else if (value.is_array()) {
+    out += '[';
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      if (i > 0) out += ',';
+      append_sorted(out, value[i]);
+    }
+    out += ']';
+  } else if (value.is_object()) {
+    std::vector<const Json::object_t::value_type*> members;
+    members.reserve(value.size());
+    for (const auto& member : value.get_ref<const Json::object_t&>()) members.push_back(&member);
+    std::sort(members.begin(), members.end(),
+              [](const auto* a, const auto* b) { return a->first < b->first; });
+    out += '{';
+    for (const auto* member : members) {
+      if (member != members.front()) out += ',';
+      append_json_text(out, member->first);
+      out += ':';
+      append_sorted(out, member->second);
+    }
+    out += '}';
+  } else {
+    out += value.dump();
+  }
+}
+
 }  // namespace
 
 Bootspec::Bootspec() = default;
@@ -247,8 +279,9 @@ BootspecDocument parse_bootspec_document(std::string_view json_text, const std::
   BootspecDocument read{read_document(Object(json, "", origin), true), ""};
   json.erase(kSpecialisationV1);
   // With its keys sorted, as the record's reader gives it back.
-  read.document = nlohmann::json(json).dump();
-  read.document.shrink_to_fit();  // kept for the run: without the room dump grew into
+  read.document.reserve(json_text.size());
+  append_sorted(read.document, json);
+  read.document.shrink_to_fit();  // kept for the run: without the room it grew into
   return read;
 }
 

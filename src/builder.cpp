@@ -31,7 +31,8 @@ namespace {
 // check recorded (see reused_source), else by reading it (headers first, then
 // the whole file).
 Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& record,
-                             const BuildOptions& options, Reporter& reporter) {
+                             const BuildOptions& options, SharedDigests& digests,
+                             Reporter& reporter) {
   const std::string shown = path.string();
   const FileStamp stamp = posix::host_file_stamp(path, limits::kXenImageBytes, "Xen image");
   const bool shared = layout::may_share(layout_request(options));
@@ -43,8 +44,9 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
   auto check_headers = [](std::string_view start, std::uint64_t size) {
     pe::check_prefix(pe::bytes_of(start), size);
   };
-  const std::string bytes = posix::read_host_file(path, limits::kXenImageBytes, "Xen image",
-                                                  pe::kHeaderPrefixSize, check_headers);
+  digests.take_bytes({});  // one xen.efi held at a time
+  std::string bytes = posix::read_host_file(path, limits::kXenImageBytes, "Xen image",
+                                            pe::kHeaderPrefixSize, check_headers);
   const auto file = pe::bytes_of(bytes);
   const pe::Image image = pe::parse(file);
   pe::check_efi_application(image);
@@ -52,11 +54,14 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
   for (const auto& section : image.sections) source.has_config |= section.name == ".config";
   if (shared && !source.has_config) {
     Sha256Sink digest;  // of the image as the shared layout writes it, streamed
-    pe::Output(file, image, {}, {drop_debug}).stream({}, digest);
+    pe::InputSums sums;
+    pe::Output(file, image, {}, {drop_debug}).stream({}, digest, &sums);
     source.shared_digest = digest.hex();
+    digests.keep(path, bytes, drop_debug, source.shared_digest);
   }
   reporter.debug("checked " + shown + ": PE32+ EFI application, " + std::to_string(bytes.size()) +
                  " bytes");
+  digests.keep_bytes(path, std::move(bytes));
   return source;
 }
 
@@ -66,7 +71,7 @@ Record::Source check_xen_efi(const fs::path& path, const std::optional<Record>& 
 std::map<std::string, Record::Source> check_xen_images(std::vector<Generation>& generations,
                                                        const std::optional<Record>& record,
                                                        const BuildOptions& options,
-                                                       Reporter& reporter) {
+                                                       SharedDigests& digests, Reporter& reporter) {
   std::map<std::string, Record::Source> sources;
   std::map<std::string, std::string> problems;
   for (auto& generation : generations) {
@@ -74,7 +79,7 @@ std::map<std::string, Record::Source> check_xen_images(std::vector<Generation>& 
     const std::string path = generation.xen_efi.path;
     if (!sources.count(path) && !problems.count(path)) {
       try {
-        sources[path] = check_xen_efi(generation.xen_efi.path, record, options, reporter);
+        sources[path] = check_xen_efi(generation.xen_efi.path, record, options, digests, reporter);
       } catch (const Error& e) {
         const std::string message = e.what();
         problems[path] = message.starts_with(path) ? message : path + ": " + message;
@@ -348,6 +353,7 @@ struct Installer {
   const BuildOptions& options;
   const std::vector<Generation>& generations;
   const std::map<std::string, Record::Source>& sources;
+  SharedDigests& shared_digests;  // what check_xen_images learnt for the maker
   const PlanOptions& plan_options;
   const Signer* signer;
   Reporter& reporter;
@@ -499,11 +505,12 @@ struct Installer {
       out.removed = plan.removals;
       for (const auto& path : out.written) reporter.debug("would write (if changed) " + path);
       for (const auto& path : out.removed) reporter.debug("would remove " + path);
+      shared_digests.take_bytes({});
       if (partitions.separate()) out.add(clear_esp(partitions));
       return out;
     }
     // Let go (with the xen.efi it holds) once the plan is applied.
-    auto maker = std::make_unique<PeImageMaker>();
+    auto maker = std::make_unique<PeImageMaker>(&shared_digests);
     const LaterWrite record_write{
         std::string(layout::kStateFile),
         largest_record_size(plan, generations, options, sources, largest_memo(out))};
@@ -530,6 +537,7 @@ struct Installer {
       applied.warnings.insert(applied.warnings.end(), after.warnings.begin(), after.warnings.end());
     }
     maker.reset();
+    shared_digests.take_bytes({});  // unless the maker took them
     let_go_of_texts(out.planned.plan);
     Record after = record_after(std::move(out.planned.plan.images_after),
                                 std::move(out.planned.plan.texts_after), state, applied,
@@ -678,7 +686,9 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
     reporter.debug("found " + std::to_string(generations.size()) + " generation(s)");
     // Said before the plan's warnings.
     std::vector<std::string> early_warnings = keep_one_per_xen_name(generations);
-    const auto sources = check_xen_images(generations, record.record, options, reporter);
+    SharedDigests shared_digests;
+    const auto sources =
+        check_xen_images(generations, record.record, options, shared_digests, reporter);
     std::optional<PrivateFolder> scratch;  // initrds with their secrets, until the run ends
     if (layout::embeds_kernel(layout_request(options))) {
       scratch.emplace();
@@ -712,9 +722,9 @@ RunResult run_build(const BuildOptions& options, Reporter& reporter) {
                    posix::host_file_stamp(*options.ucode, limits::kKernelBytes, "microcode"),
                    {}};
     }
-    const Installer installer{
-        options,  generations, sources,       plan_options, signer ? &*signer : nullptr,
-        reporter, scan,        early_warnings};
+    const Installer installer{options,        generations,  sources,
+                              shared_digests, plan_options, signer ? &*signer : nullptr,
+                              reporter,       scan,         early_warnings};
 
     Installed main = installer.install(partitions, std::move(record));
     result.warnings = std::move(early_warnings);

@@ -1,6 +1,10 @@
 #include "xbb/generation.hpp"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -33,6 +37,13 @@ std::deque<std::string> split_path(const std::string& path) {
     if (!part.empty() && part != ".") parts.emplace_back(part);
   }
   return parts;
+}
+
+template <typename Parts>
+fs::path joined(const fs::path& root, const Parts& parts) {
+  fs::path result = root;
+  for (const auto& part : parts) result /= part;
+  return result;
 }
 
 // The toplevel of a generation from its entry's options line: the last
@@ -79,16 +90,16 @@ std::optional<unsigned> generation_number(const std::string& rest, const LoaderE
 }
 
 // Host paths of what the bootspec names, resolved under the root.
-void resolve_files(Generation& generation, const fs::path& root) {
+void resolve_files(Generation& generation, HostPaths& paths) {
   const Bootspec& spec = *generation.bootspec;
-  if (spec.xen) generation.xen_efi.path = host_path(root, spec.xen->efi_path);
-  generation.kernel_file.path = host_path(root, spec.kernel);
-  if (spec.initrd) generation.initrd_file = HostFile{host_path(root, *spec.initrd), {}, {}};
+  if (spec.xen) generation.xen_efi.path = paths.resolve(spec.xen->efi_path);
+  generation.kernel_file.path = paths.resolve(spec.kernel);
+  if (spec.initrd) generation.initrd_file = HostFile{paths.resolve(*spec.initrd), {}, {}};
 }
 
 // The bootspec of `toplevel`, read with its size limit.
-Bootspec read_bootspec(const fs::path& root, const std::string& toplevel) {
-  fs::path file = host_path(root, toplevel + "/boot.json");
+Bootspec read_bootspec(HostPaths& paths, const std::string& toplevel) {
+  fs::path file = paths.resolve(toplevel + "/boot.json");
   return parse_bootspec(posix::read_host_file(file, limits::kBootspecBytes, "bootspec"),
                         file.string());
 }
@@ -116,7 +127,7 @@ std::shared_ptr<const std::pair<std::string, KnownBootspec>> known_bootspec(
   return std::make_shared<const std::pair<std::string, KnownBootspec>>(toplevel, std::move(known));
 }
 
-void load_bootspec(Generation& generation, const fs::path& root, const std::string& toplevel,
+void load_bootspec(Generation& generation, HostPaths& paths, const std::string& toplevel,
                    const KnownBootspecs& known) {
   if (const KnownBootspec* kept = still_known(known, toplevel)) {
     generation.bootspec = *kept->spec;
@@ -134,7 +145,7 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
     return;
   }
   try {
-    const fs::path file = host_path(root, toplevel + "/boot.json");
+    const fs::path file = paths.resolve(toplevel + "/boot.json");
     FileStamp stamp;
     const UniqueFd fd = posix::open_host_file(file, limits::kBootspecBytes, "bootspec", stamp);
     BootspecDocument read = parse_bootspec_document(
@@ -142,7 +153,7 @@ void load_bootspec(Generation& generation, const fs::path& root, const std::stri
         file.string());
     generation.bootspec = std::move(read.spec);
     drop_specialisations(*generation.bootspec);
-    resolve_files(generation, root);
+    resolve_files(generation, paths);
     std::optional<std::string> initrd;
     if (generation.initrd_file) initrd = generation.initrd_file->path;
     generation.known = known_bootspec(
@@ -201,11 +212,6 @@ fs::path host_path(const fs::path& root, const std::string& path) {
   std::deque<std::string> todo = split_path(path);
   std::vector<std::string> done;
   int links = 0;
-  auto joined = [&root](const std::vector<std::string>& parts) {
-    fs::path result = root;
-    for (const auto& part : parts) result /= part;
-    return result;
-  };
   while (!todo.empty()) {
     std::string part = std::move(todo.front());
     todo.pop_front();
@@ -213,14 +219,15 @@ fs::path host_path(const fs::path& root, const std::string& path) {
       if (!done.empty()) done.pop_back();
       continue;
     }
-    fs::path candidate = joined(done) / part;
+    fs::path candidate = joined(root, done) / part;
     std::error_code ec;
     if (!fs::is_symlink(fs::symlink_status(candidate, ec))) {
       done.push_back(std::move(part));
       continue;
     }
     if (++links > kMaxSymlinks) {
-      throw Error(joined(done).string(), "too many levels of symbolic links resolving " + path);
+      throw Error(joined(root, done).string(),
+                  "too many levels of symbolic links resolving " + path);
     }
     std::string target = fs::read_symlink(candidate, ec).string();
     if (ec) throw Error(candidate.string(), "cannot read link: " + ec.message());
@@ -228,12 +235,52 @@ fs::path host_path(const fs::path& root, const std::string& path) {
     auto parts = split_path(target);
     todo.insert(todo.begin(), parts.begin(), parts.end());
   }
-  return joined(done);
+  return joined(root, done);
+}
+
+HostPaths::HostPaths(fs::path root, Lookup lookup) : root_(std::move(root)) {
+  if (lookup == Lookup::openat2_first && !root_.empty() && root_ != "/")
+    root_fd_ = ::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+}
+
+HostPaths::~HostPaths() {
+  if (root_fd_ >= 0) ::close(root_fd_);
+}
+
+fs::path HostPaths::resolve(const std::string& path) {
+  if (auto found = known_.find(path); found != known_.end()) return found->second;
+  std::optional<fs::path> resolved = without_symlinks(path);
+  if (!resolved) resolved = host_path(root_, path);
+  return known_.emplace(path, std::move(*resolved)).first->second;
+}
+
+// The path joined to the root when one openat2 call finds a file there with
+// no symlink and no ".." on the way, and the root is not "/": nothing to
+// follow, host_path would give the same. nullopt otherwise. A kernel or
+// filter without the call (ENOSYS, EPERM) is not asked again.
+std::optional<fs::path> HostPaths::without_symlinks(const std::string& path) {
+  if (root_fd_ < 0 || path.empty() || path.front() != '/') return std::nullopt;
+  const std::deque<std::string> parts = split_path(path);
+  if (std::find(parts.begin(), parts.end(), "..") != parts.end()) return std::nullopt;
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS;
+  const long fd = ::syscall(SYS_openat2, root_fd_, path.c_str(), &how, sizeof how);
+  if (fd < 0) {
+    if (errno == ENOSYS || errno == EPERM) {
+      ::close(root_fd_);
+      root_fd_ = -1;
+    }
+    return std::nullopt;
+  }
+  ::close(static_cast<int>(fd));
+  return joined(root_, parts);
 }
 
 std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path& root,
                                                  const KnownBootspecs& known) {
   std::vector<Generation> generations;
+  HostPaths paths(root);
   const std::string folder(layout::kEntriesFolder);
   for (const auto& [name, type, stamp] : esp.list_all(folder, Esp::Stamps::without)) {
     if (!name.starts_with("nixos-") || !name.ends_with(".conf")) continue;
@@ -255,7 +302,7 @@ std::vector<Generation> generations_from_entries(const Esp& esp, const fs::path&
       if (!text) continue;
       generation.entry = parse_loader_entry(*text, generation.source);
       generation.number = generation_number(generation.rest, generation.entry);
-      load_bootspec(generation, root,
+      load_bootspec(generation, paths,
                     toplevel_from_options(generation.entry.options.value_or(""), generation.source),
                     known);
     } catch (const Error& e) {
@@ -272,7 +319,7 @@ namespace {
 
 // One profile link and its specialisations, with entries made up the way
 // systemd-boot's NixOS installer would title them.
-void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
+void add_profile_generation(std::vector<Generation>& out, HostPaths& paths,
                             const std::string& profile, unsigned number, const std::string& link) {
   Generation generation;
   generation.rest = (profile.empty() ? "" : profile + "-") + "generation-" + std::to_string(number);
@@ -280,7 +327,7 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
   generation.number = number;
   std::string title = "NixOS" + (profile.empty() ? std::string() : " [" + profile + "]");
   try {
-    generation.bootspec = read_bootspec(root, link);
+    generation.bootspec = read_bootspec(paths, link);
   } catch (const Error& e) {
     generation.problem = e.what();
   }
@@ -290,7 +337,7 @@ void add_profile_generation(std::vector<Generation>& out, const fs::path& root,
     g.entry.version = "Generation " + std::to_string(number) + " " + g.bootspec->label;
     g.entry.sort_key = g.bootspec->sort_key;
     try {
-      resolve_files(g, root);
+      resolve_files(g, paths);
     } catch (const Error& e) {
       g.bootspec.reset();
       g.problem = e.what();
@@ -316,9 +363,10 @@ std::vector<Generation> generations_from_profiles(const fs::path& root) {
   static const std::regex system_link("system-([0-9]{1,9})-link");
   static const std::regex profile_link("([A-Za-z0-9_.+-]+)-([0-9]{1,9})-link");
   std::vector<Generation> generations;
+  HostPaths paths(root);
   auto scan = [&](const std::string& dir, bool profiles) {
     std::error_code ec;
-    fs::path host = host_path(root, dir);
+    fs::path host = paths.resolve(dir);
     std::vector<std::string> names;
     for (const auto& item : fs::directory_iterator(host, ec))
       names.push_back(item.path().filename());
@@ -326,9 +374,9 @@ std::vector<Generation> generations_from_profiles(const fs::path& root) {
     for (const auto& name : names) {
       std::smatch m;
       if (!profiles && std::regex_match(name, m, system_link)) {
-        add_profile_generation(generations, root, "", std::stoul(m[1]), dir + "/" + name);
+        add_profile_generation(generations, paths, "", std::stoul(m[1]), dir + "/" + name);
       } else if (profiles && std::regex_match(name, m, profile_link)) {
-        add_profile_generation(generations, root, m[1], std::stoul(m[2]), dir + "/" + name);
+        add_profile_generation(generations, paths, m[1], std::stoul(m[2]), dir + "/" + name);
       }
     }
   };

@@ -5,6 +5,7 @@
 
 #include "limits.hpp"
 #include "posix_io.hpp"
+#include "xbb/digest.hpp"
 #include "xbb/error.hpp"
 #include "xbb/unique_fd.hpp"
 
@@ -108,13 +109,46 @@ pe::Output output_of(const std::filesystem::path& xen_efi, std::span<const std::
   }
 }
 
+std::string xxh3_of(std::string_view bytes) {
+  return Xxh3().update({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}).hex();
+}
+
 }  // namespace
+
+void SharedDigests::keep(const std::filesystem::path& xen_efi, std::string_view bytes,
+                         bool drop_debug, std::string sha256) {
+  digests_[{xen_efi.string(), bytes.size(), xxh3_of(bytes), drop_debug}] = std::move(sha256);
+}
+
+std::optional<std::string> SharedDigests::find(const std::filesystem::path& xen_efi,
+                                               std::string_view bytes, bool drop_debug) const {
+  auto found = digests_.find({xen_efi.string(), bytes.size(), xxh3_of(bytes), drop_debug});
+  if (found == digests_.end()) return std::nullopt;
+  return found->second;
+}
+
+void SharedDigests::keep_bytes(const std::filesystem::path& xen_efi, std::string bytes) {
+  bytes_.reset();
+  bytes_.emplace(xen_efi, std::move(bytes));
+}
+
+std::optional<std::string> SharedDigests::take_bytes(const std::filesystem::path& xen_efi) {
+  std::optional<std::string> taken;
+  if (bytes_ && bytes_->first == xen_efi) taken = std::move(bytes_->second);
+  bytes_.reset();
+  return taken;
+}
 
 PeImageMaker::Source& PeImageMaker::xen_efi(const HostFile& file) {
   if (!source_ || source_->path != file.path) {
     source_.reset();
-    Source source{
-        file.path, posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"), {}, {}};
+    std::optional<std::string> kept;
+    if (shared_) kept = shared_->take_bytes(file.path);
+    Source source{file.path,
+                  kept ? std::move(*kept)
+                       : posix::read_host_file(file.path, limits::kXenImageBytes, "Xen image"),
+                  {},
+                  {}};
     try {
       source.image = pe::parse(pe::bytes_of(source.bytes));
     } catch (const Error& e) {
@@ -146,11 +180,19 @@ std::vector<std::string> PeImageMaker::write(const ImageRecipe& recipe, FileSink
   return output.warnings();
 }
 
-void PeImageMaker::stream(const ImageRecipe& recipe, ByteSink& sink) {
+std::vector<std::string> PeImageMaker::stream(const ImageRecipe& recipe, ByteSink& sink) {
   Source& source = xen_efi(recipe.xen_efi);
   const SectionInputs inputs(recipe);
-  output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe)
-      .stream(inputs.contents(), sink, &source.sums);
+  const pe::Output output =
+      output_of(source.path, pe::bytes_of(source.bytes), source.image, inputs.sizes(), recipe);
+  output.stream(inputs.contents(), sink, &source.sums);
+  return output.warnings();
+}
+
+std::optional<std::string> PeImageMaker::known_sha256(const ImageRecipe& recipe) {
+  if (!shared_ || !recipe.sections.empty() || !recipe.signer.empty()) return std::nullopt;
+  const Source& source = xen_efi(recipe.xen_efi);
+  return shared_->find(source.path, source.bytes, recipe.drop_debug_sections);
 }
 
 }  // namespace xbb

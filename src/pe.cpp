@@ -1201,27 +1201,67 @@ class Emitter {
     }
   }
 
+  // Puts the bytes untouched, or copied with the patches that fall in them
+  // applied: only the spans the patches touch are copied (with the bytes
+  // between patches closer than kStageGap), the rest passes as it is.
   void put_window(std::span<const std::uint8_t> window, bool zeros = false) {
     const std::uint64_t start = offset();
     const std::uint64_t end = start + window.size();
     while (next_ < patches_.size() && patches_[next_].offset + patches_[next_].size <= start) {
       ++next_;
     }
-    std::size_t last = next_;
-    while (last < patches_.size() && patches_[last].offset < end) ++last;
-    if (last == next_ && !overlaps(checksum_, start, end)) {
-      add_untouched(window, zeros);
-      sink_.write(window);
-      return;
+    spans_.clear();
+    const auto touch = [&](const Patch& patch, std::size_t first, std::size_t last) {
+      const std::uint64_t from = std::max(patch.offset, start);
+      const std::uint64_t to = std::min(patch.offset + patch.size, end);
+      if (to <= from) return;  // within an earlier patch, before the window
+      if (!spans_.empty() && from <= spans_.back().end + kStageGap) {
+        spans_.back().end = std::max(spans_.back().end, to);
+        spans_.back().last = std::max(spans_.back().last, last);
+      } else {
+        spans_.push_back({from, to, first, last});
+      }
+    };
+    bool checksum = overlaps(checksum_, start, end);
+    std::size_t i = next_;
+    for (; i < patches_.size() && patches_[i].offset < end; ++i) {
+      if (checksum && checksum_.offset <= patches_[i].offset) {
+        touch(checksum_, i, i);
+        checksum = false;
+      }
+      touch(patches_[i], i, i + 1);
     }
-    staging_.assign(window.begin(), window.end());
-    for (std::size_t i = next_; i < last; ++i)
-      apply(patches_[i], patches_[i].value, start, staging_);
-    apply(checksum_, 0, start, staging_);
-    sum_.add(staging_);
-    apply(checksum_, checksum_.value, start, staging_);
-    sink_.write(staging_);
+    if (checksum) touch(checksum_, i, i);
+    std::uint64_t at = start;
+    for (const Span& span : spans_) {
+      put_untouched(window.subspan(at - start, span.begin - at), zeros);
+      staging_.assign(window.begin() + static_cast<std::ptrdiff_t>(span.begin - start),
+                      window.begin() + static_cast<std::ptrdiff_t>(span.end - start));
+      for (std::size_t k = span.first; k < span.last; ++k)
+        apply(patches_[k], patches_[k].value, span.begin, staging_);
+      apply(checksum_, 0, span.begin, staging_);
+      sum_.add(staging_);
+      apply(checksum_, checksum_.value, span.begin, staging_);
+      sink_.write(staging_);
+      at = span.end;
+    }
+    put_untouched(window.subspan(at - start), zeros);
   }
+
+  void put_untouched(std::span<const std::uint8_t> bytes, bool zeros) {
+    if (bytes.empty()) return;
+    add_untouched(bytes, zeros);
+    sink_.write(bytes);
+  }
+
+  // A span of a window that patches touch, and the patches in it.
+  struct Span {
+    std::uint64_t begin;
+    std::uint64_t end;
+    std::size_t first;  // patches_[first, last)
+    std::size_t last;
+  };
+  static constexpr std::uint64_t kStageGap = 4096;
 
   ByteSink& sink_;
   std::vector<Patch> patches_;
@@ -1231,6 +1271,7 @@ class Emitter {
   InputSums* sums_;
   ChecksumSum sum_;
   std::vector<std::uint8_t> staging_;
+  std::vector<Span> spans_;
 };
 
 // A sink that keeps nothing: for a pass that only sums.

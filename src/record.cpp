@@ -27,45 +27,68 @@ FileStamp stamp_from(const Json& json) {
   return {json.at("size").get<std::uint64_t>(), json.at("mtime_ns").get<std::int64_t>()};
 }
 
-Json stamp_json(const FileStamp& stamp) {
-  return Json{{"size", stamp.size}, {"mtime_ns", stamp.mtime_ns}};
-}
-
-// An entry of the record as text: a JSON value, or text already JSON.
-std::string rendered(const Json& json) { return json_text(json); }
-std::string rendered(std::string json) { return json; }
-
 // `"name": {` then a `"path": {...}` line per entry, in the map's (path)
-// order, then `}`, each piece passed to `out` as it is made.
-template <typename Entry, typename ToJson>
+// order, then `}`, each piece passed to `out` as it is made. `render` gives
+// an entry's JSON text.
+template <typename Entry, typename Render>
 void object_lines(std::string_view name, const std::map<std::string, Entry>& entries,
-                  const ToJson& to_json, const RecordOut& out) {
-  out(",\n" + Json(name).dump() + ": ");
+                  const Render& render, const RecordOut& out) {
+  std::string piece = ",\n";
+  append_json_text(piece, name);
+  piece += ": ";
   if (entries.empty()) {
-    out("{}");
+    out(piece + "{}");
     return;
   }
+  out(piece);
   bool first = true;
   for (const auto& [path, entry] : entries) {
-    out(std::string(first ? "{\n" : ",\n") + "  " + json_text(path) + ": " +
-        rendered(to_json(entry)));
+    piece.assign(first ? "{\n  " : ",\n  ");
+    append_json_text(piece, path);
+    piece += ": ";
+    piece += render(entry);
+    out(piece);
     first = false;
   }
   out("\n}");
 }
 
-Json memo_json(const Memo& memo) {
-  Json images = Json::object();
-  for (const auto& [path, size] : memo.images) images[path] = size;
-  return Json{{"inputs", memo.inputs},
-              {"images_seen", memo.images_seen},
-              {"host_files", memo.host_files},
-              {"esp_files", memo.esp_files},
-              {"images", images},
-              {"entries", memo.entries},
-              {"built", memo.built},
-              {"warnings", memo.warnings},
-              {"default_failure", memo.default_failure ? Json(*memo.default_failure) : Json()}};
+// The memo as json_text renders the JSON object of its fields (keys sorted,
+// on one line), written by hand: it lists every host file a run looked at.
+std::string memo_text(const Memo& memo) {
+  std::string text = "{\"built\":" + std::to_string(memo.built) + ",\"default_failure\":";
+  if (memo.default_failure) {
+    append_json_text(text, *memo.default_failure);
+  } else {
+    text += "null";
+  }
+  text += ",\"entries\":" + std::to_string(memo.entries);
+  const auto list = [&text](std::string_view name, const std::vector<std::string>& items) {
+    text += ",\"";
+    text += name;
+    text += "\":[";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (i > 0) text += ',';
+      append_json_text(text, items[i]);
+    }
+    text += ']';
+  };
+  list("esp_files", memo.esp_files);
+  list("host_files", memo.host_files);
+  text += ",\"images\":{";
+  bool first = true;
+  for (const auto& [path, size] : memo.images) {
+    if (!first) text += ',';
+    first = false;
+    append_json_text(text, path);
+    text += ':' + std::to_string(size);
+  }
+  text += "},\"images_seen\":";
+  append_json_text(text, memo.images_seen);
+  text += ",\"inputs\":";
+  append_json_text(text, memo.inputs);
+  list("warnings", memo.warnings);
+  return text + "}";
 }
 
 // The memo's JSON, read with simdjson: an unchanged run reads little else,
@@ -258,47 +281,87 @@ std::optional<Record> parse_record(std::string_view text, std::size_t max_images
 }
 
 void render_record_rest(const Record& record, const RecordOut& out) {
+  // Each entry as json_text renders the JSON object of its fields (keys
+  // sorted, on one line), written by hand: a record holds hundreds.
+  std::string line;
+  const auto key = [&line](std::string_view name) {
+    line += '"';
+    line += name;
+    line += "\":";
+  };
+  const auto text = [&line, &key](std::string_view name, std::string_view value) {
+    key(name);
+    append_json_text(line, value);
+    line += ',';
+  };
+  const auto number = [&line, &key](std::string_view name, auto value) {
+    key(name);
+    line += std::to_string(value);
+    line += ',';
+  };
+  const auto truth = [&line, &key](std::string_view name, bool value) {
+    key(name);
+    line += value ? "true," : "false,";
+  };
+  // The stamp's fields, then `after` (fields sorted after "size"), closed.
+  const auto close = [&line, &number](const FileStamp& stamp) {
+    number("size", stamp.size);
+    line.back() = '}';
+  };
   object_lines(
       "images", record.images,
-      [](const Record::Image& image) {
-        Json entry = stamp_json(image.stamp);
-        entry["digest"] = image.digest;
-        entry["recipe"] = image.recipe;
-        entry["config"] = image.config;
-        entry["sha256"] = image.sha256;
-        return entry;
+      [&](const Record::Image& image) {
+        line.assign("{");
+        text("config", image.config);
+        text("digest", image.digest);
+        number("mtime_ns", image.stamp.mtime_ns);
+        text("recipe", image.recipe);
+        text("sha256", image.sha256);
+        close(image.stamp);
+        return line;
       },
       out);
   object_lines(
       "sources", record.sources,
-      [](const Record::Source& source) {
-        Json entry = stamp_json(source.stamp);
-        entry["has_config"] = source.has_config;
-        entry["shared_digest"] = source.shared_digest;
-        entry["shared_drops_debug"] = source.shared_drops_debug;
-        return entry;
+      [&](const Record::Source& source) {
+        line.assign("{");
+        truth("has_config", source.has_config);
+        number("mtime_ns", source.stamp.mtime_ns);
+        text("shared_digest", source.shared_digest);
+        truth("shared_drops_debug", source.shared_drops_debug);
+        close(source.stamp);
+        return line;
       },
       out);
   object_lines(
       "texts", record.texts,
-      [](const Record::Text& text) {
-        Json entry = stamp_json(text.stamp);
-        entry["text"] = text.text;
-        return entry;
+      [&](const Record::Text& entry) {
+        line.assign("{");
+        number("mtime_ns", entry.stamp.mtime_ns);
+        number("size", entry.stamp.size);
+        text("text", entry.text);
+        line.back() = '}';
+        return line;
       },
       out);
-  out(",\n" + Json("root").dump() + ": " + json_text(record.root));
+  line.assign(",\n\"root\": ");
+  append_json_text(line, record.root);
+  out(line);
   // The document is kept as JSON text: written as it is, not parsed again.
   object_lines(
       "bootspecs", record.bootspecs,
-      [](const KnownBootspec& known) {
-        Json entry = stamp_json(known.stamp);
-        entry["file"] = known.file;
-        entry["xen_efi"] = known.xen_efi;
-        entry["kernel"] = known.kernel;
-        if (known.initrd) entry["initrd"] = *known.initrd;
-        std::string fields = json_text(entry);
-        return "{\"document\": " + *known.document + ", " + fields.substr(1);
+      [&](const KnownBootspec& known) {
+        line.assign("{\"document\": ");
+        line += *known.document;
+        line += ", ";
+        text("file", known.file);
+        if (known.initrd) text("initrd", *known.initrd);
+        text("kernel", known.kernel);
+        number("mtime_ns", known.stamp.mtime_ns);
+        number("size", known.stamp.size);
+        text("xen_efi", known.xen_efi);
+        line.back() = '}';
+        return line;
       },
       out);
   out("\n}\n");
@@ -306,7 +369,7 @@ void render_record_rest(const Record& record, const RecordOut& out) {
 
 void render_record(const Record& record, const RecordOut& out) {
   out(memo_prefix());
-  out(record.memo ? json_text(memo_json(*record.memo)) : "null");
+  out(record.memo ? memo_text(*record.memo) : "null");
   render_record_rest(record, out);
 }
 

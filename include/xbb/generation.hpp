@@ -85,6 +85,32 @@ enum class Source { entries, profiles };
 // are followed with absolute targets taken relative to `root` too.
 std::filesystem::path host_path(const std::filesystem::path& root, const std::string& path);
 
+// host_path for many paths under one root, each resolved once (a run names
+// the same xen.efi and kernel for many generations). A path with no symlink
+// and no ".." on the way is found so in one openat2(RESOLVE_IN_ROOT |
+// RESOLVE_NO_SYMLINKS) call rather than a stat per component; any other (a
+// symlink to follow, a missing file, a kernel or a seccomp filter without
+// openat2) is resolved as host_path does. The answer is host_path's.
+class HostPaths {
+ public:
+  // `walk`: never openat2, as where the call is missing.
+  enum class Lookup { openat2_first, walk };
+  explicit HostPaths(std::filesystem::path root, Lookup lookup = Lookup::openat2_first);
+  HostPaths(const HostPaths&) = delete;
+  HostPaths& operator=(const HostPaths&) = delete;
+  ~HostPaths();
+
+  std::filesystem::path resolve(const std::string& path);
+  const std::filesystem::path& root() const { return root_; }
+
+ private:
+  std::optional<std::filesystem::path> without_symlinks(const std::string& path);
+
+  std::filesystem::path root_;
+  int root_fd_ = -1;  // -1: openat2 is not tried
+  std::map<std::string, std::filesystem::path> known_;
+};
+
 // Generations from systemd-boot's NixOS entries, loader/entries/nixos-*.conf
 // (both naming schemes), in file name order. A missing or broken bootspec
 // gives a Generation with `problem` set. A bootspec in `known` (the record's)

@@ -2,8 +2,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "xbb/byte_sink.hpp"
@@ -28,9 +31,38 @@ class ImageMaker {
   // apply_plan a read-back: see RecordHash) and returns what the maker had to say about it (e.g. a
   // dropped Authenticode signature).
   virtual std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) = 0;
-  // Streams the image's bytes strictly in order into `sink`: for a digest,
-  // nothing written and nothing held.
-  virtual void stream(const ImageRecipe& recipe, ByteSink& sink) = 0;
+  // Streams the image's bytes strictly in order into `sink` (for a digest,
+  // nothing written and nothing held; or for a file whose digests are taken
+  // as it is written) and returns what write() would say.
+  virtual std::vector<std::string> stream(const ImageRecipe& recipe, ByteSink& sink) = 0;
+  // The SHA-256 (hex) of the image the recipe makes, when known without
+  // making it (see SharedDigests); nullopt otherwise.
+  virtual std::optional<std::string> known_sha256(const ImageRecipe&) { return std::nullopt; }
+};
+
+// What checking the xen.efi files (the builder's check_xen_images) learnt
+// that the maker can use. The SHA-256 of the copy the shared layout makes of
+// a xen.efi (no section added, unsigned; see layout::may_share), computed from
+// the bytes read then: the same bytes (the same size and XXH3-128, change
+// detection as the record's) make the same image, whose digest is then not
+// computed a second time. And the bytes of the last xen.efi checked, which
+// the maker takes instead of reading the file again (one is held at a time,
+// by one or the other).
+class SharedDigests {
+ public:
+  void keep(const std::filesystem::path& xen_efi, std::string_view bytes, bool drop_debug,
+            std::string sha256);
+  std::optional<std::string> find(const std::filesystem::path& xen_efi, std::string_view bytes,
+                                  bool drop_debug) const;
+  // Keeps the bytes read of `xen_efi` (letting go of any kept before).
+  void keep_bytes(const std::filesystem::path& xen_efi, std::string bytes);
+  // The bytes kept, when of `xen_efi`; either way none are kept after.
+  std::optional<std::string> take_bytes(const std::filesystem::path& xen_efi);
+
+ private:
+  // xen.efi path, size and XXH3-128 of its bytes, drop_debug -> SHA-256.
+  std::map<std::tuple<std::string, std::size_t, std::string, bool>, std::string> digests_;
+  std::optional<std::pair<std::filesystem::path, std::string>> bytes_;
 };
 
 // The program's maker, with pe::Output. It reads the recipe's xen.efi whole
@@ -44,9 +76,16 @@ class PeImageMaker : public ImageMaker {
  public:
   static constexpr std::size_t kChunkBytes = 1 << 20;
 
+  // `shared`: the digests known before (known_sha256) and the xen.efi read
+  // before, or none.
+  explicit PeImageMaker(SharedDigests* shared = nullptr) : shared_(shared) {}
+
   std::uint64_t size(const ImageRecipe& recipe) override;
   std::vector<std::string> write(const ImageRecipe& recipe, FileSink& file) override;
-  void stream(const ImageRecipe& recipe, ByteSink& sink) override;
+  std::vector<std::string> stream(const ImageRecipe& recipe, ByteSink& sink) override;
+  // The one `shared` keeps for an unsigned recipe without new sections whose
+  // xen.efi reads as it did then.
+  std::optional<std::string> known_sha256(const ImageRecipe& recipe) override;
 
  private:
   struct Source {
@@ -57,6 +96,7 @@ class PeImageMaker : public ImageMaker {
   };
   Source& xen_efi(const HostFile& file);
 
+  SharedDigests* shared_;
   std::optional<Source> source_;
 };
 

@@ -14,4 +14,9 @@ namespace xbb {
 // them. Never throws for a document the tool builds.
 std::string json_text(const nlohmann::ordered_json& document, int indent = -1);
 
+// Appends the JSON string `text` to `out` exactly as json_text renders a
+// string (stray bytes as \xNN), without building a JSON value: for texts
+// written many at a time (the record).
+void append_json_text(std::string& out, std::string_view text);
+
 }  // namespace xbb

@@ -40,7 +40,17 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from common import BINARY, SOURCE_DIR, ToolTestCase, copy_root, make_template_root, xen_entry_files
+from common import (
+    BINARY,
+    RECORD,
+    SOURCE_DIR,
+    ToolTestCase,
+    copy_root,
+    make_template_root,
+    run_on_root,
+    snapshot_esp,
+    xen_entry_files,
+)
 from daemon import DEADLINE, Daemon, Generation, watch_argv
 
 SANDBOX_CONF = SOURCE_DIR / "systemd" / "sandbox.conf"
@@ -243,6 +253,48 @@ class WatchSandboxed(ToolTestCase):
         self.assertIn("1", daemon.values("WATCHDOG"))
         self.assertEqual(daemon.stop(), 0, daemon.describe())
         self.assertIn("1", daemon.values("STOPPING"))
+
+    def test_store_paths_resolve_alike_where_openat2_is_filtered_out(self):
+        # Issue 18: store paths are found with one openat2 call each, and as
+        # before (a stat per component) where a filter refuses it with EPERM:
+        # the same ESP either way, with the xen.efi reached through a symlink
+        # (which openat2 does not follow) and the rest straight.
+        def prepared():
+            root = copy_root(self, self.template)
+            xen_efi = root.store_path(root.entry(1)["xen_efi"])
+            folder = xen_efi.parents[1]
+            folder.rename(folder.with_name(folder.name + "-real"))
+            folder.symlink_to("/nix/store/" + folder.name + "-real")
+            return root
+
+        def esp_of(root):
+            files = {path: state[2] for path, state in snapshot_esp(root.esp).items() if path != RECORD}
+            record = json.loads((root.esp / RECORD).read_text())
+            prefix = str(root.path)
+            sources = sorted(path.removeprefix(prefix) for path in record["sources"])
+            bootspecs = {
+                toplevel: [known.get(key, "").removeprefix(prefix) for key in ("file", "xen_efi", "kernel", "initrd")]
+                for toplevel, known in record["bootspecs"].items()
+            }
+            return files, sources, bootspecs
+
+        plain = prepared()
+        result = run_on_root(plain, "--layout", "auto", "quiet")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        filtered = prepared()
+        folder = Path(tempfile.mkdtemp(prefix="xbb-filter-"))
+        self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        allow_list = folder / "allowed-syscalls"
+        allow_list.write_text("".join(name + "\n" for name in sorted(self.allowed - {"openat2"})))
+        argv = ["setpriv", "--no-new-privs", "--", str(SYSCALL_FILTER), str(allow_list), str(BINARY),
+                "--root", str(filtered.path), "--esp", str(filtered.esp), "--layout", "auto", "quiet"]  # fmt: skip
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        expected = esp_of(plain)
+        xen_efi = plain.entry(1)["xen_efi"]
+        folder_name = xen_efi.split("/")[3]
+        self.assertEqual(expected[1], [xen_efi.replace(folder_name, folder_name + "-real", 1)])
+        self.assertEqual(esp_of(filtered), expected)
 
     def test_the_filter_bites(self):
         # The control: the same sandbox without inotify_init1 in the

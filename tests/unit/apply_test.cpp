@@ -67,6 +67,7 @@ class ConcatenatingMaker : public xbb::ImageMaker {
   }
   std::vector<std::string> write(const ImageRecipe& recipe, xbb::FileSink& file) override {
     ++made;
+    ++written;
     const std::string image = concatenated_image(recipe);
     const std::size_t head = std::min<std::size_t>(image.size(), 8);
     file.write(span_of(std::string(head, '?')));
@@ -75,12 +76,17 @@ class ConcatenatingMaker : public xbb::ImageMaker {
     if (warn) return {"Authenticode signature dropped"};
     return {};
   }
-  void stream(const ImageRecipe& recipe, xbb::ByteSink& sink) override {
+  std::vector<std::string> stream(const ImageRecipe& recipe, xbb::ByteSink& sink) override {
     ++made;
     stream_in_pieces(concatenated_image(recipe), sink);
+    if (warn) return {"Authenticode signature dropped"};
+    return {};
   }
+  std::optional<std::string> known_sha256(const ImageRecipe&) override { return known; }
   int made = 0;
+  int written = 0;  // images made by write(), which patches bytes already written
   bool warn = false;
+  std::optional<std::string> known;  // what known_sha256 says
 };
 
 // A stand-in signer: the signed file is "signed by fake\n" and the input,
@@ -739,6 +745,51 @@ TEST_F(ApplyTest, AWrittenImageGetsTheRecordHashOfItsFinalBytes) {
     EXPECT_EQ(written.stamp.size, bytes.size()) << path;
     EXPECT_EQ(written.sha256, path == shared ? xbb::sha256_hex(bytes) : "") << path;
   }
+}
+
+// Issue 18: a shared image, whose name holds the SHA-256 of its final bytes,
+// is streamed in order through both its digests as it is written (the
+// maker's stream()); write(), which patches bytes already written, would
+// need the temporary read back for them. What the maker says is reported.
+TEST_F(ApplyTest, ASharedImageIsStreamedThroughItsDigestsNotReadBack) {
+  const std::string shared = "EFI/xen/xen-4.17-3fa9c2d1.efi";
+  Plan plan;
+  plan.images.push_back({shared, ImageRecipe{{xen_efi(), {}, {}}, {}, true, ""}, std::nullopt});
+  Esp esp(root);
+  ConcatenatingMaker maker;
+  maker.warn = true;
+
+  const ApplyReport report = xbb::apply_plan(esp, plan, maker);
+
+  EXPECT_EQ(maker.written, 0);
+  const std::string bytes = read_file(root / shared);
+  EXPECT_EQ(bytes, concatenated_image(std::get<ImageRecipe>(plan.images[0].content)));
+  const auto& written = report.images.at(shared);
+  EXPECT_EQ(written.digest, xbb::record_hash(bytes));
+  EXPECT_EQ(written.sha256, xbb::sha256_hex(bytes));
+  EXPECT_EQ(written.stamp.size, bytes.size());
+  EXPECT_EQ(report.warnings, std::vector<std::string>{shared + ": Authenticode signature dropped"});
+}
+
+// Issue 18: a shared image whose SHA-256 the maker knows already (computed
+// once, when its xen.efi was checked) gets that digest: the image is made
+// once (write(), its record hash taken as it is written) and not hashed
+// again.
+TEST_F(ApplyTest, ASharedImageGetsTheDigestItsMakerKnows) {
+  const std::string shared = "EFI/xen/xen-4.17-3fa9c2d1.efi";
+  Plan plan;
+  plan.images.push_back({shared, ImageRecipe{{xen_efi(), {}, {}}, {}, true, ""}, std::nullopt});
+  Esp esp(root);
+  ConcatenatingMaker maker;
+  maker.known = "3fa9c2d1" + std::string(56, '0');
+
+  const ApplyReport report = xbb::apply_plan(esp, plan, maker);
+
+  EXPECT_EQ(maker.made, 1);
+  EXPECT_EQ(maker.written, 1);
+  const std::string bytes = read_file(root / shared);
+  EXPECT_EQ(report.images.at(shared).sha256, *maker.known);
+  EXPECT_EQ(report.images.at(shared).digest, xbb::record_hash(bytes));
 }
 
 std::string record_hash_streamed(const fs::path& file) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "bootspec_document.hpp"
 #include "xbb/error.hpp"
 
 namespace {
@@ -578,6 +579,37 @@ TEST(Bootspec, EscapedNulInJsonIsRejected) {
   std::string needle = "\"NixOS hv\"";
   text.replace(text.find(needle), needle.size(), "\"NixOS\\u0000hv\"");
   EXPECT_EQ(parse_error(text), kOrigin + ": org.nixos.bootspec.v1.label: contains a NUL byte");
+}
+
+}  // namespace
+
+namespace {
+
+// Issue 18: the document the record keeps is the bootspec without its
+// specialisations, as nlohmann::json (keys sorted) dumps it, written without
+// building that copy: nlohmann's text is the oracle, for any JSON it reads.
+TEST(Bootspec, TheKeptDocumentIsNlohmannsSortedDump) {
+  const std::string core =
+      R"("org.nixos.bootspec.v1": {"toplevel": "/nix/store/1111-nixos-system-hv",
+      "system": "x86_64-linux", "kernelParams": ["loglevel=4", "a\"b\\c \u00e9\ud83d\ude00"],
+      "other": "\u0001\u001f\t\n\r\b\f\u007f/",
+      "label": "NixOS \u2603 hv", "kernel": "/nix/store/2222-linux/bzImage",
+      "init": "/nix/store/1111-nixos-system-hv/init"})";
+  for (
+      const std::string& extra :
+      {std::string(R"("org.nixos.specialisation.v1": {"b": {}, "a": {}})"),
+       std::string(R"("Zed": 1, "zed": -2, "_x": [], "x_": {}, "\u00e9": null, "e": true)"),
+       std::string(R"("numbers": [0, -0, 1.5, -0.0, 1e300, 1E-7, 123456789012345678901234,
+                      18446744073709551615, -9223372036854775808, 3.141592653589793])"),
+       std::string(R"("nested": {"z": [{"b": [[], {}], "a": false}], "a": {"y": 1, "x": 2}},
+                      "dup": 1, "dup": {"second": "wins"})"),
+       std::string(
+           R"("org.xenproject.bootspec.v2": {"params": [], "efiPath": "/nix/store/x/xen.efi"})")}) {
+    const std::string text = "{" + extra + ", " + core + "}";
+    nlohmann::json oracle = nlohmann::json::parse(text);
+    oracle.erase("org.nixos.specialisation.v1");
+    EXPECT_EQ(xbb::parse_bootspec_document(text, kOrigin).document, oracle.dump()) << text;
+  }
 }
 
 }  // namespace

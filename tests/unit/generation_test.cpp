@@ -70,6 +70,64 @@ TEST_F(HostPath, RefusesRelativePathsAndSymlinkLoops) {
   EXPECT_THROW(host_path(root_, "/nix/loop/x"), Error);
 }
 
+// Issue 18: HostPaths gives host_path's answer, with openat2 first or
+// without it (a kernel or seccomp filter that lacks it): a ".." or a symlink
+// that would leave --root stays inside it, symlinks are followed, a missing
+// file is named where it would be.
+class HostPathsTest : public TempRoot, public ::testing::WithParamInterface<HostPaths::Lookup> {};
+
+TEST_P(HostPathsTest, GiveHostPathsAnswer) {
+  write("nix/store/aaaa-xen/boot/xen.efi", "MZ");
+  write("nix/store/bbbb-system/boot.json", "{}");
+  write("etc/passwd", "inside the root");
+  fs::create_directories(root_ / "nix/var/nix/profiles");
+  fs::create_symlink("/nix/store/bbbb-system", root_ / "nix/var/nix/profiles/system-1-link");
+  fs::create_symlink("system-1-link", root_ / "nix/var/nix/profiles/system");
+  fs::create_symlink("../../../../../../../../etc", root_ / "nix/store/cccc-escape");
+  fs::create_symlink("/etc/passwd", root_ / "nix/store/dddd-absolute");
+  fs::create_symlink("aaaa-xen/boot/xen.efi", root_ / "nix/store/eeee-last");
+  HostPaths paths(root_, GetParam());
+  const std::vector<std::pair<std::string, fs::path>> cases = {
+      {"/nix/store/aaaa-xen/boot/xen.efi", root_ / "nix/store/aaaa-xen/boot/xen.efi"},
+      {"//nix/./store/aaaa-xen//boot/xen.efi", root_ / "nix/store/aaaa-xen/boot/xen.efi"},
+      {"/../../nix/store/aaaa-xen/boot/xen.efi", root_ / "nix/store/aaaa-xen/boot/xen.efi"},
+      {"/nix/store/../../../etc/passwd", root_ / "etc/passwd"},
+      {"/nix/store/cccc-escape/passwd", root_ / "etc/passwd"},
+      {"/nix/store/dddd-absolute", root_ / "etc/passwd"},
+      {"/nix/store/eeee-last", root_ / "nix/store/aaaa-xen/boot/xen.efi"},
+      {"/nix/var/nix/profiles/system/boot.json", root_ / "nix/store/bbbb-system/boot.json"},
+      {"/nix/store/ffff-missing/boot.json", root_ / "nix/store/ffff-missing/boot.json"},
+      {"/nix/store/aaaa-xen/boot/xen.efi/below", root_ / "nix/store/aaaa-xen/boot/xen.efi/below"},
+  };
+  for (const auto& [path, expected] : cases) {
+    EXPECT_EQ(host_path(root_, path), expected) << path;
+    EXPECT_EQ(paths.resolve(path), expected) << path;
+    EXPECT_EQ(paths.resolve(path), expected) << path << " (asked again)";
+  }
+  EXPECT_EQ(paths.root(), root_);
+}
+
+TEST_P(HostPathsTest, RefuseWhatHostPathRefuses) {
+  fs::create_directories(root_ / "nix");
+  fs::create_symlink("/nix/loop", root_ / "nix/loop");
+  HostPaths paths(root_, GetParam());
+  EXPECT_THROW(paths.resolve("nix/store/x"), Error);
+  EXPECT_THROW(paths.resolve("/nix/loop/x"), Error);
+  EXPECT_THROW(paths.resolve(""), Error);
+}
+
+TEST_P(HostPathsTest, UnderTheSystemRootAreThePathsThemselves) {
+  HostPaths paths("/", GetParam());
+  EXPECT_EQ(paths.resolve("/nix/store/x/../y"), fs::path("/nix/store/x/../y"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Lookups, HostPathsTest,
+                         ::testing::Values(HostPaths::Lookup::openat2_first,
+                                           HostPaths::Lookup::walk),
+                         [](const auto& info) {
+                           return info.param == HostPaths::Lookup::walk ? "Walk" : "Openat2First";
+                         });
+
 using Discovery = TempRoot;
 
 TEST_F(Discovery, ReadsEachNixosEntryAndItsBootspec) {

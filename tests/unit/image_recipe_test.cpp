@@ -170,3 +170,70 @@ TEST_F(PeImageMakerTest, AnErrorOfTheLayoutNamesTheXenImage) {
 }
 
 }  // namespace
+
+namespace {
+
+// Issue 18: the SHA-256 of a shared image, computed once from the xen.efi
+// read when it was checked, is known again to the maker that makes the image
+// from the same bytes read again, and only then.
+TEST_F(PeImageMakerTest, KnowsTheSharedDigestKeptForTheSameBytesOnly) {
+  const fs::path xen_efi = dir / "xen.efi";
+  Bytes bytes = xbb::test::read_binary(xbb::test::xen417_efi());
+  xbb::test::write_binary(xen_efi, bytes);
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  const ImageRecipe shared{{xen_efi, {}, {}}, {}, true, ""};
+
+  xbb::SharedDigests digests;
+  digests.keep(xen_efi, text, true, "kept for drop_debug");
+  EXPECT_EQ(digests.find(xen_efi, text, true), "kept for drop_debug");
+  EXPECT_EQ(digests.find(xen_efi, text, false), std::nullopt);
+  EXPECT_EQ(digests.find(dir / "other.efi", text, true), std::nullopt);
+  EXPECT_EQ(digests.find(xen_efi, text.substr(1), true), std::nullopt);
+
+  EXPECT_EQ(PeImageMaker().known_sha256(shared), std::nullopt) << "no digests given";
+  PeImageMaker knowing(&digests);
+  EXPECT_EQ(knowing.known_sha256(shared), "kept for drop_debug");
+  ImageRecipe kept_debug = shared;
+  kept_debug.drop_debug_sections = false;
+  EXPECT_EQ(knowing.known_sha256(kept_debug), std::nullopt);
+  ImageRecipe with_section = shared;
+  with_section.sections.push_back({".config", kConfig});
+  EXPECT_EQ(knowing.known_sha256(with_section), std::nullopt);
+  ImageRecipe signed_image = shared;
+  signed_image.signer = "key";
+  EXPECT_EQ(knowing.known_sha256(signed_image), std::nullopt);
+
+  bytes[bytes.size() / 2] ^= 1;  // the same size, other bytes
+  xbb::test::write_binary(xen_efi, bytes);
+  EXPECT_EQ(PeImageMaker(&digests).known_sha256(shared), std::nullopt);
+}
+
+}  // namespace
+
+namespace {
+
+// Issue 18: the maker takes the bytes of the xen.efi the run checked (read
+// once) instead of reading the file again; once taken, or when the maker
+// needs another xen.efi, none are kept.
+TEST_F(PeImageMakerTest, TakesTheXenEfiReadWhenCheckedInsteadOfReadingItAgain) {
+  const fs::path xen_efi = dir / "xen.efi";
+  xbb::test::write_binary(xen_efi, xbb::test::read_binary(xbb::test::xen417_efi()));
+  const Bytes checked = xbb::test::read_binary(xbb::test::xen420_efi());
+  const std::string checked_text(checked.begin(), checked.end());
+  const ImageRecipe shared{{xen_efi, {}, {}}, {}, false, ""};
+
+  xbb::SharedDigests digests;
+  digests.keep_bytes(xen_efi, checked_text);
+  PeImageMaker knowing(&digests);
+  FileInMemory written;
+  knowing.write(shared, written);
+  EXPECT_TRUE(written.bytes == xbb::pe::add_sections(checked, {}, {false}).file)
+      << "made from the bytes kept, not from the file";
+  EXPECT_EQ(digests.take_bytes(xen_efi), std::nullopt) << "taken";
+
+  digests.keep_bytes(xen_efi, checked_text);
+  EXPECT_EQ(digests.take_bytes(dir / "other.efi"), std::nullopt);
+  EXPECT_EQ(digests.take_bytes(xen_efi), std::nullopt) << "let go for another xen.efi";
+}
+
+}  // namespace
