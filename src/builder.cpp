@@ -173,8 +173,10 @@ void let_go_of_texts(Plan& plan) {
 
 // The largest record a run that applies `plan` can write: every image after
 // it, with stamps of the most digits, and `memo` (the largest it can keep).
-// What the free-space check counts for it.
-std::uint64_t largest_record_size(const Plan& plan, const std::vector<Generation>& generations,
+// What the free-space check counts for it. The plan's texts, recipes and
+// .config are lent to the record measured, not copied (a thousand entries'
+// texts are megabytes), and given back.
+std::uint64_t largest_record_size(Plan& plan, const std::vector<Generation>& generations,
                                   const BuildOptions& options,
                                   const std::map<std::string, Record::Source>& sources,
                                   std::optional<Memo> memo) {
@@ -182,15 +184,21 @@ std::uint64_t largest_record_size(const Plan& plan, const std::vector<Generation
                          std::numeric_limits<std::int64_t>::min()};
   Record record = record_after({}, {}, {}, {}, generations, options, sources);
   for (auto& [path, source] : record.sources) source.stamp = widest;
-  for (const auto& [path, origin] : plan.images_after) {
+  for (auto& [path, origin] : plan.images_after) {
     const bool shared = layout::shared_image_digest(path.substr(path.rfind('/') + 1)).has_value();
-    record.images[path] = {widest, std::string(32, '0'), origin.recipe, origin.config,
-                           std::string(shared ? 64 : 0, '0')};
+    record.images[path] = {widest, std::string(32, '0'), std::move(origin.recipe),
+                           std::move(origin.config), std::string(shared ? 64 : 0, '0')};
   }
-  for (const auto& [path, text] : plan.texts_after) record.texts[path] = {widest, text};
+  for (auto& [path, text] : plan.texts_after) record.texts[path] = {widest, std::move(text)};
   record.memo = std::move(memo);
   std::uint64_t size = 0;
   render_record(record, [&size](std::string_view piece) { size += piece.size(); });
+  for (auto& [path, origin] : plan.images_after) {
+    Record::Image& lent = record.images.at(path);
+    origin.recipe = std::move(lent.recipe);
+    origin.config = std::move(lent.config);
+  }
+  for (auto& [path, text] : plan.texts_after) text = std::move(record.texts.at(path).text);
   return size;
 }
 
@@ -444,7 +452,7 @@ struct Installer {
   // planning again, which would otherwise hold two of each at once.
   std::optional<Memo> next_memo(const Esp& boot, Partitions& partitions, Installed& out,
                                 EspState& state, const ApplyReport& applied,
-                                const Record& after) const {
+                                const std::optional<Record>& after) const {
     if (!scan) return std::nullopt;
     const auto with_early = [this](const std::vector<std::string>& more) {
       std::vector<std::string> all = early_warnings;
@@ -452,7 +460,7 @@ struct Installer {
       return all;
     };
     if (applied.written.empty() && applied.removed.empty()) {
-      if (auto memo = memo_of(*scan, out.planned, state, with_early(out.warnings), after))
+      if (auto memo = memo_of(*scan, out.planned, state, with_early(out.warnings), *after))
         return memo;
     }
     state = EspState{};
@@ -475,7 +483,7 @@ struct Installer {
                      boot, generations, options.retarget_default ? &loader_conf : nullptr, after,
                      ImageChecks::stamp_only);
                  const Planned again = make_plan(generations, now, plan_options);
-                 return memo_of(scanned, again, now, with_early(again.warnings), after);
+                 return memo_of(scanned, again, now, with_early(again.warnings), *after);
                },
                [this](const std::string& why) { reporter.debug(why + "; no memo kept"); })
         .value_or(std::nullopt);
@@ -513,7 +521,7 @@ struct Installer {
     auto maker = std::make_unique<PeImageMaker>(&shared_digests);
     const LaterWrite record_write{
         std::string(layout::kStateFile),
-        largest_record_size(plan, generations, options, sources, largest_memo(out))};
+        largest_record_size(out.planned.plan, generations, options, sources, largest_memo(out))};
     ApplyReport applied;
     Installed cleared;  // on the ESP
     if (!partitions.separate()) {
@@ -539,22 +547,23 @@ struct Installer {
     maker.reset();
     shared_digests.take_bytes({});  // unless the maker took them
     let_go_of_texts(out.planned.plan);
-    Record after = record_after(std::move(out.planned.plan.images_after),
-                                std::move(out.planned.plan.texts_after), state, applied,
-                                generations, options, sources);
+    // Optional, as the record read_esp_state takes (a Record would be copied).
+    std::optional<Record> after = record_after(std::move(out.planned.plan.images_after),
+                                               std::move(out.planned.plan.texts_after), state,
+                                               applied, generations, options, sources);
     // What the record took of each file written is not read again.
     applied.images = {};
     applied.texts = {};
     out.warnings.insert(out.warnings.end(), applied.warnings.begin(), applied.warnings.end());
-    after.memo = next_memo(boot, partitions, out, state, applied, after);
+    after->memo = next_memo(boot, partitions, out, state, applied, after);
     // A run that changed nothing writes nothing, the record included, unless
     // there was none it could use or it had to make images again to find them
     // equal (a touched xen.efi): a stale record only costs the next run some
     // reading (its memo no longer matches), not that.
     const bool changed =
         !applied.written.empty() || !applied.removed.empty() || !applied.unchanged.empty();
-    if (!record.record || (changed && after != *record.record))
-      write_record(boot, after, out.warnings, record_warned, reporter);
+    if (!record.record || (changed && *after != *record.record))
+      write_record(boot, *after, out.warnings, record_warned, reporter);
     for (const auto& path : applied.written) reporter.debug("wrote " + path);
     for (const auto& path : applied.removed) reporter.debug("removed " + path);
     out.changes = changes_after(plan, applied, out.planned.generations);
