@@ -417,7 +417,7 @@ struct Installer {
     if (!readable(memo.host_files) || !readable(memo.warnings) ||
         !text::is_utf8(memo.default_failure.value_or("")))
       return std::nullopt;
-    memo.inputs = memo_inputs(scanned, sight, record_rest_digest(after));
+    memo.inputs = memo_inputs(scanned, sight, record_rest_size(after));
     memo.images_seen = images_fingerprint(images);
     return memo;
   }
@@ -625,7 +625,8 @@ void report_run(const RunResult& result, std::size_t built, Reporter& reporter,
 }
 
 // When the record's memo holds the fingerprint of the inputs found now
-// (`scan`, then what the memo names looked at again, and the record itself),
+// (`scan`, then what the memo names looked at again, and the length of the
+// record's other lines),
 // `result` gets what the run that kept it said, and true: nothing else is
 // read. False otherwise.
 bool answer_from_memo(const Esp& boot, const Scan& scan, RunResult& result) {
@@ -634,7 +635,7 @@ bool answer_from_memo(const Esp& boot, const Scan& scan, RunResult& result) {
                       [](const std::string&) {});  // read again the usual way, which warns
   if (!found || !*found) return false;
   const RecordMemo& kept = **found;
-  if (memo_inputs(scan, look_again(boot, kept.memo), kept.rest_digest) != kept.memo.inputs ||
+  if (memo_inputs(scan, look_again(boot, kept.memo), kept.rest_size) != kept.memo.inputs ||
       images_fingerprint(look_at_images(boot, kept.memo)) != kept.memo.images_seen)
     return false;
   result.warnings = kept.memo.warnings;

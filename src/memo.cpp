@@ -156,12 +156,10 @@ ImageSight look_at_images(const Esp& boot, const Memo& memo) {
   return images;
 }
 
-std::string record_rest_digest(const Record& record) {
-  Xxh3 digest;
-  render_record_rest(record, [&digest](std::string_view piece) {
-    digest.update({reinterpret_cast<const std::uint8_t*>(piece.data()), piece.size()});
-  });
-  return digest.hex();
+std::uint64_t record_rest_size(const Record& record) {
+  std::uint64_t size = 0;
+  render_record_rest(record, [&size](std::string_view piece) { size += piece.size(); });
+  return size;
 }
 
 std::optional<RecordMemo> read_record_memo(const Esp& boot) {
@@ -171,41 +169,27 @@ std::optional<RecordMemo> read_record_memo(const Esp& boot) {
       std::string(layout::kStateFile), [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {
         if (stamp.size > limits::kRecordTextBytes) return;
         std::string head;
-        std::uint64_t offset = 0;
-        while (!holds_memo_line(head)) {
-          if (offset > limits::kRecordTextBytes) return;  // grew as it was read
-          const std::string piece = read_at(offset, kPiece);
+        while (!holds_memo_line(head) && head.size() < stamp.size) {
+          const std::string piece = read_at(head.size(), kPiece);
           if (piece.empty()) break;
           head += piece;
-          offset += piece.size();
         }
+        if (head.size() > stamp.size) return;  // grew as it was read
         MemoRead read = read_memo(head);
         if (!read.memo) return;
-        Xxh3 rest;
-        const auto hash = [&rest](std::string_view bytes) {
-          rest.update({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
-        };
-        hash(read.after);
-        for (std::string piece = read_at(offset, kPiece); !piece.empty();
-             piece = read_at(offset, kPiece)) {
-          hash(piece);
-          offset += piece.size();
-          if (offset > limits::kRecordTextBytes) return;
-        }
-        found = RecordMemo{std::move(*read.memo), rest.hex()};
+        found = RecordMemo{std::move(*read.memo), stamp.size - (head.size() - read.after.size())};
       });
   return found;
 }
 
-std::string memo_inputs(const Scan& scan, const MemoSight& sight,
-                        const std::string& record_digest) {
+std::string memo_inputs(const Scan& scan, const MemoSight& sight, std::uint64_t record_rest_size) {
   Fingerprint print;
   print.text(scan.sources).text(scan.rest);
   for (const auto& [path, stamp] : sight.host_files) {
     print.text(path).number(stamp ? 1 : 0).stamp(stamp.value_or(FileStamp{}));
   }
   for (const auto& [path, regular] : sight.esp_files) print.text(path).number(regular ? 1 : 0);
-  print.text(record_digest);
+  print.number(record_rest_size);
   return print.hex();
 }
 

@@ -11,9 +11,10 @@
 // by the memo, the stamps of the host files it read (bootspecs, xen.efi
 // files), whether each kernel and initrd the entries name is a regular file,
 // and each image's headers and .config, as the record's check reads them;
-// and the record's own text. A run whose inputs differ in any of these reads
+// and the length of the record's other lines. A run whose inputs differ in any of these reads
 // everything, as without a memo.
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -66,24 +67,29 @@ MemoSight look_again(const Esp& boot, const Memo& memo);
 // twice.
 ImageSight look_at_images(const Esp& boot, const Memo& memo);
 
-// The digest of a record's text after its memo line (MemoRead::after, or
+// The length of a record's text after its memo line (MemoRead::after, or
 // render_record_rest of a record): what a memo's fingerprint covers of the
-// record (what comes before the memo is the format and version).
-std::string record_rest_digest(const Record& record);
+// record (what comes before the memo is the format and version). Its length,
+// not its bytes: an unchanged run stats the record instead of reading it all
+// (a record of 1,100 entries is 3 MB). An edit of those lines that keeps
+// their length goes unnoticed until a run has something else to do (the
+// record is the tool's own cache, and what boots is checked apart).
+std::uint64_t record_rest_size(const Record& record);
 
-// The memo of the record on `boot` (read_memo) and the digest of the
-// record's text after its memo line, read a piece at a time: the record is
-// never held whole. nullopt when there is no record, or no memo that reads,
-// or a record larger than one may be; throws Error when it cannot be read.
+// The memo of the record on `boot` (read_memo) and the length of the
+// record's text after its memo line: what is read of the record is its
+// first bytes, up to the end of the memo line. nullopt when there is no
+// record, or no memo that reads, or a record larger than one may be; throws
+// Error when it cannot be read.
 struct RecordMemo {
   Memo memo;
-  std::string rest_digest;
+  std::uint64_t rest_size = 0;
 };
 std::optional<RecordMemo> read_record_memo(const Esp& boot);
 
 // The fingerprint of a run's inputs (Memo::inputs): the scan, the sight, and
-// the digest of the record's text (record_rest_digest).
-std::string memo_inputs(const Scan& scan, const MemoSight& sight, const std::string& record_digest);
+// the length of the record's other lines (record_rest_size).
+std::string memo_inputs(const Scan& scan, const MemoSight& sight, std::uint64_t record_rest_size);
 
 // The fingerprint of what was seen of the images (Memo::images_seen).
 std::string images_fingerprint(const ImageSight& images);
