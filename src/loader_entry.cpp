@@ -168,6 +168,7 @@ std::string render_loader_entry(const LoaderEntry& entry) {
   render_line(out, "options", entry.options);
   render_line(out, "machine-id", entry.machine_id);
   render_line(out, "sort-key", entry.sort_key);
+  out.shrink_to_fit();  // a plan keeps a thousand of these
   return out;
 }
 
