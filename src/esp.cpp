@@ -282,11 +282,15 @@ std::optional<std::string> Esp::read_listed(const std::string& path, std::uint64
     if (errno == ENOENT) return std::nullopt;
     throw_open_error(at.folder, at.name, at.shown(), errno, "regular file");
   }
-  scratch_.resize(static_cast<std::size_t>(limit) + 1);
+  const std::size_t room = static_cast<std::size_t>(limit) + 1;
+  if (scratch_size_ < room) {
+    scratch_.reset(new char[room]);  // not zeroed: only the pages read into are touched
+    scratch_size_ = room;
+  }
   std::size_t done = 0;
-  while (done < scratch_.size()) {
-    const std::size_t asked = scratch_.size() - done;
-    const ssize_t n = ::read(file.get(), scratch_.data() + done, asked);
+  while (done < room) {
+    const std::size_t asked = room - done;
+    const ssize_t n = ::read(file.get(), scratch_.get() + done, asked);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw Error(at.shown(), "cannot read: " + error_text(errno));
     done += static_cast<std::size_t>(n);
@@ -296,7 +300,7 @@ std::optional<std::string> Esp::read_listed(const std::string& path, std::uint64
     throw Error(at.shown(),
                 "more than the " + std::to_string(limit) + " bytes a file there may have");
   }
-  return std::string(scratch_.data(), done);
+  return std::string(scratch_.get(), done);
 }
 
 bool Esp::read_pieces(const std::string& path, const PieceReader& reader) const {

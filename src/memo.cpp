@@ -163,7 +163,7 @@ std::uint64_t record_rest_size(const Record& record) {
 }
 
 std::optional<RecordMemo> read_record_memo(const Esp& boot) {
-  constexpr std::size_t kPiece = 64 << 10;
+  constexpr std::size_t kPiece = 32 << 10;  // the memo line of 110 entries is about 17 KB
   std::optional<RecordMemo> found;
   boot.read_pieces(
       std::string(layout::kStateFile), [&](const FileStamp& stamp, const Esp::ReadAt& read_at) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -188,7 +189,8 @@ class Esp {
   std::filesystem::path root_;
   UniqueFd root_fd_;
   mutable std::map<std::string, UniqueFd, std::less<>> folders_;  // by ESP path, see folder()
-  mutable std::vector<char> scratch_;                             // read_listed's buffer
+  mutable std::unique_ptr<char[]> scratch_;  // read_listed's buffer, of scratch_size_ bytes
+  mutable std::size_t scratch_size_ = 0;
 };
 
 // One run at a time per ESP: an exclusive flock() on the ESP's root folder,
