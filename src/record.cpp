@@ -93,29 +93,31 @@ std::string memo_text(const Memo& memo) {
 
 // The memo's JSON, read with simdjson: an unchanged run reads little else,
 // and nlohmann's parser would take most of its time. nullopt when it is not
-// a memo as memo_json writes it.
+// a memo as memo_text writes it (a field missing or of another type
+// included: each lookup's error is checked, never thrown).
 std::optional<Memo> memo_from(std::string_view text) {
   namespace dom = simdjson::dom;
+  using Found = simdjson::simdjson_result<dom::element>;
   dom::parser parser;
   dom::object json;
   if (text.size() > kMaxRecordBytes || parser.parse(text.data(), text.size()).get(json)) {
     return std::nullopt;
   }
-  const auto text_of = [](dom::element value, std::string& into) {
+  const auto text_of = [](Found value, std::string& into) {
     std::string_view view;
     if (value.get(view)) return false;
     into.assign(view);
     return true;
   };
-  const auto texts_of = [&](dom::element value, std::vector<std::string>& into) {
+  const auto texts_of = [&](Found value, std::vector<std::string>& into) {
     dom::array array;
     if (value.get(array)) return false;
     for (dom::element item : array) {
-      if (!text_of(item, into.emplace_back())) return false;
+      if (!text_of(Found(dom::element(item)), into.emplace_back())) return false;
     }
     return true;
   };
-  const auto count_of = [](dom::element value, std::size_t& into) {
+  const auto count_of = [](Found value, std::size_t& into) {
     std::uint64_t number = 0;
     if (value.get(number)) return false;
     into = number;
@@ -136,7 +138,8 @@ std::optional<Memo> memo_from(std::string_view text) {
     if (size.get(config_size)) return std::nullopt;
     memo.images.emplace(path, config_size);
   }
-  if (!failure.is_null() && !text_of(failure, memo.default_failure.emplace())) return std::nullopt;
+  if (!failure.is_null() && !text_of(Found(dom::element(failure)), memo.default_failure.emplace()))
+    return std::nullopt;
   return memo;
 }
 

@@ -131,6 +131,13 @@ TEST(RecordMemo, NoneWhenItsLineDoesNotReadOrTheRecordIsOfAnotherVersion) {
   std::string bad = text;
   bad.replace(bad.find("\"built\":1"), 9, "\"built\":\"1\"");
   EXPECT_EQ(read_memo(bad).memo, std::nullopt) << "a field of the wrong type";
+  for (const std::string& field :
+       {std::string("\"built\":1,"), "\"inputs\":\"" + std::string(32, '1') + "\","}) {
+    std::string missing = text;
+    ASSERT_NE(missing.find(field), std::string::npos) << field;
+    missing.erase(missing.find(field), field.size());
+    EXPECT_EQ(read_memo(missing).memo, std::nullopt) << "without " << field;
+  }
   const std::string version = "\"version\": " + std::to_string(kRecordVersion);
   std::string other = text;
   other.replace(other.find(version), version.size(), "\"version\": 99");
