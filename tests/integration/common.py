@@ -311,9 +311,6 @@ class TracedCall:
 TRACE_LINE = re.compile(r"^\d+\s+(\w+)\((.*)\)\s+=\s+(-?\d+)")
 TRACE_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
 TRACE_FD_PATH = re.compile(r"(?<![\w\"])-?\d+<([^>]*)>")
-# With threads, strace splits a call another thread's call interrupts.
-TRACE_UNFINISHED = "<unfinished ...>"
-TRACE_RESUMED = re.compile(r"^<\.\.\. \w+ resumed>(.*)$")
 
 
 def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlinkat,unlink", fd_paths=False):
@@ -333,16 +330,7 @@ def run_traced(test, root, *argv, calls="openat,renameat,renameat2,rename,unlink
     )
     test.assertTrue(trace.is_file(), "strace wrote no trace: " + describe(result))
     traced = []
-    started = {}  # pid -> the start of a call another thread's call interrupted
     for line in trace.read_text().splitlines():
-        pid, _, call = line.partition(" ")
-        call = call.lstrip()
-        if call.endswith(TRACE_UNFINISHED):
-            started[pid] = call[: -len(TRACE_UNFINISHED)].rstrip()
-            continue
-        resumed = TRACE_RESUMED.match(call)
-        if resumed and pid in started:
-            line = f"{pid} {started.pop(pid)}{resumed.group(1)}"
         match = TRACE_LINE.match(line)
         if match:
             name, arguments, value = match.groups()

@@ -20,7 +20,7 @@ using esp_test::TempDir;
 using esp_test::write_file;
 
 // A record whose memo line and rest each span several of the pieces the
-// record's start is read in (64 KiB).
+// record's start is read in (32 KiB).
 Record large_record() {
   Record record;
   Memo memo;
